@@ -1,0 +1,52 @@
+# violet-refunds. Everything a fresh machine needs is installed from these targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint worker beat bench install install-dev migrate seed clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+## The portal with embedded defaults: SQLite, in-process tasks, Stripe sandbox, demo data.
+run: seed
+	@$(PY) manage.py demo_banner --host $(HOST) --port $(PORT)
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+## The whole test suite (SQLite by default; CI exports DATABASE_URL/REDIS_URL/REQUIRE_SERVICES).
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(PY) -m ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+worker: install
+	$(VENV)/bin/celery -A violet_refunds worker --loglevel=INFO
+
+beat: install
+	$(VENV)/bin/celery -A violet_refunds beat --loglevel=INFO
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache

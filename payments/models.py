@@ -1,0 +1,148 @@
+"""Money that moved through Stripe: the shopper's charge, transfers out, and what a refund pulled back.
+
+Field names mirror the API's Transfer and Transfer Reversal objects (spec/violet-api.md section 6).
+"""
+
+from django.db import models
+from django.db.models import F, Q
+
+from violet_refunds.db import CurrencyField, MoneyField, TimeStampedModel, non_negative
+
+
+class PaymentTransaction(TimeStampedModel):
+    """The shopper's payment for one order (one Stripe PaymentIntent / charge per order)."""
+
+    order = models.OneToOneField(
+        "refunds.Order", on_delete=models.PROTECT, related_name="payment_transaction"
+    )
+    gateway_transaction_id = models.CharField(
+        max_length=255, unique=True, help_text="Stripe PaymentIntent id (pi_…)."
+    )
+    gateway_charge_id = models.CharField(max_length=255, blank=True, help_text="ch_…")
+    amount = MoneyField()
+    amount_refunded = MoneyField()
+    currency = CurrencyField()
+    capture_status = models.CharField(max_length=32, default="CAPTURED")
+
+    class Meta:
+        constraints = [
+            *non_negative("payment_transaction", "amount", "amount_refunded"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=F("amount")),
+                name="payment_transaction_refunded_lte_amount",
+            ),
+        ]
+
+    def __str__(self):
+        return self.gateway_transaction_id
+
+
+class Recipient(models.TextChoices):
+    MERCHANT = "MERCHANT", "Merchant"
+    DEVELOPER = "DEVELOPER", "Channel (developer)"
+
+
+class Transfer(TimeStampedModel):
+    """Money sent to a connected account for one bag: the merchant's payout or the channel's commission."""
+
+    class Status(models.TextChoices):
+        SENT = "SENT"
+        REVERSED = "REVERSED"
+        PARTIALLY_REVERSED = "PARTIALLY_REVERSED"
+        PENDING = "PENDING"
+        FAILED = "FAILED"
+        BYPASSED = "BYPASSED"
+
+    bag = models.ForeignKey("refunds.Bag", on_delete=models.PROTECT, related_name="transfers")
+    payment_transaction = models.ForeignKey(
+        PaymentTransaction, on_delete=models.PROTECT, related_name="transfers"
+    )
+    recipient = models.CharField(max_length=10, choices=Recipient.choices)
+    destination_account_id = models.CharField(max_length=255, help_text="acct_…")
+    gateway_transfer_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True, help_text="Stripe transfer id (tr_…)."
+    )
+    # The transfer in the bag's currency and in the currency Stripe moved it in (platform currency).
+    bag_amount = MoneyField()
+    bag_currency = CurrencyField()
+    amount = MoneyField()
+    currency = CurrencyField()
+    reversed_amount = MoneyField(help_text="Sum of completed reversals, in `currency`.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SENT)
+
+    class Meta:
+        constraints = [
+            *non_negative("transfer", "bag_amount", "amount", "reversed_amount"),
+            models.CheckConstraint(
+                condition=Q(reversed_amount__lte=F("amount")),
+                name="transfer_reversed_lte_amount",
+            ),
+            models.UniqueConstraint(fields=["bag", "recipient"], name="transfer_unique_recipient"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_recipient_display()} transfer {self.gateway_transfer_id or self.pk}"
+
+
+class TransferReversal(TimeStampedModel):
+    """The part of one transfer a refund pulls back. One per (refund, transfer)."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        COMPLETE = "COMPLETE"
+        FAILED = "FAILED"
+
+    refund = models.ForeignKey("refunds.Refund", on_delete=models.PROTECT, related_name="transfer_reversals")
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="reversals")
+    amount = MoneyField(help_text="In the transfer's currency.")
+    currency = CurrencyField()
+    bag_amount = MoneyField(help_text="The same amount in the bag's currency.")
+    gateway_reversal_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True, help_text="trr_…"
+    )
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            *non_negative("transfer_reversal", "amount", "bag_amount"),
+            models.UniqueConstraint(
+                fields=["refund", "transfer"], name="transfer_reversal_unique_per_refund"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "date_created"], name="reversal_status_date")]
+
+    def __str__(self):
+        return f"Reversal {self.gateway_reversal_id or self.pk} ({self.status})"
+
+
+class ShopperRefund(TimeStampedModel):
+    """The money returned to the shopper's card for one refund."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING"
+        SUCCEEDED = "SUCCEEDED"
+        FAILED = "FAILED"
+        CANCELED = "CANCELED"
+
+    refund = models.OneToOneField("refunds.Refund", on_delete=models.PROTECT, related_name="shopper_refund")
+    payment_transaction = models.ForeignKey(
+        PaymentTransaction, on_delete=models.PROTECT, related_name="shopper_refunds"
+    )
+    amount = MoneyField()
+    currency = CurrencyField()
+    gateway_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True, help_text="re_…")
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    failure_reason = models.CharField(max_length=100, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = non_negative("shopper_refund", "amount")
+        indexes = [models.Index(fields=["status", "date_created"], name="shopper_refund_status_date")]
+
+    def __str__(self):
+        return f"Shopper refund {self.gateway_refund_id or self.pk} ({self.status})"

@@ -1,0 +1,151 @@
+"""Merchants, their store connections (credentials encrypted at rest) and raw inbound events."""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from violet_refunds.crypto import EncryptedJSONField, EncryptedTextField
+from violet_refunds.db import CurrencyField, TimeStampedModel
+
+
+class Platform(models.TextChoices):
+    SHOPIFY = "SHOPIFY", "Shopify"
+    ECWID = "ECWID", "Ecwid"
+    WIX = "WIX", "Wix"
+    SFCC = "SFCC", "Salesforce Commerce Cloud"
+    BIGCOMMERCE = "BIGCOMMERCE", "BigCommerce"
+    WOOCOMMERCE = "WOOCOMMERCE", "WooCommerce"
+
+
+class SfccRefundMode(models.TextChoices):
+    # Seed 000, "Sales Force Commerce Cloud": Option 1 and Option 2.
+    CANCEL_AS_REFUND = "CANCEL_AS_REFUND", "Option 1: cancelled orders are refunds"
+    MANUAL_NOTICE = "MANUAL_NOTICE", "Option 2: merchant notifies refunds"
+
+
+class Merchant(TimeStampedModel):
+    name = models.CharField(max_length=200)
+    platform = models.CharField(max_length=16, choices=Platform.choices, db_index=True)
+    store_url = models.URLField(max_length=500, blank=True)
+    currency = CurrencyField(default="USD")
+    stripe_account_id = models.CharField(
+        "Stripe connected account", max_length=255, blank=True, help_text="acct_…"
+    )
+    sfcc_refund_mode = models.CharField(
+        "SFCC refund mode",
+        max_length=20,
+        choices=SfccRefundMode.choices,
+        blank=True,
+        help_text="Only for Salesforce Commerce Cloud merchants.",
+    )
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        through="MerchantMembership",
+        related_name="merchants",
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(platform="SFCC") | Q(sfcc_refund_mode=""),
+                name="merchant_sfcc_mode_only_for_sfcc",
+            ),
+            models.CheckConstraint(
+                condition=~Q(platform="SFCC") | ~Q(sfcc_refund_mode=""),
+                name="merchant_sfcc_requires_mode",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_platform_display()})"
+
+
+class MerchantMembership(TimeStampedModel):
+    """A portal user acting for a merchant."""
+
+    class Role(models.TextChoices):
+        OWNER = "OWNER", "Owner"
+        STAFF = "STAFF", "Staff"
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant_memberships"
+    )
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.OWNER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merchant", "user"], name="membership_unique_user")]
+
+    def __str__(self):
+        return f"{self.user} @ {self.merchant}"
+
+
+def _webhook_secret():
+    return secrets.token_urlsafe(32)
+
+
+class StoreConnection(TimeStampedModel):
+    """How we reach a merchant's store, and how its webhooks reach us."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        CONNECTED = "CONNECTED", "Connected"
+        INVALID = "INVALID", "Invalid credentials"
+        DISCONNECTED = "DISCONNECTED", "Disconnected"
+
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="connection")
+    # Unguessable id in the webhook URL /webhooks/<platform>/<public_id>/.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Platform credentials (Wix: api_key, account_id, site_id; Shopify: access token; ...).
+    credentials = EncryptedJSONField(null=True, blank=True)
+    # Secret used to verify inbound webhooks (Shopify app secret, Ecwid client secret, Wix public key...).
+    webhook_secret = EncryptedTextField(blank=True, default=_webhook_secret)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    # Polling cursor (SFCC Option 1): orders modified after this instant are read on the next poll.
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"Connection of {self.merchant}"
+
+
+class InboundEvent(TimeStampedModel):
+    """A raw platform webhook (or poll result), stored before anything trusts it (dj-stripe style)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "RECEIVED", "Received"
+        PROCESSED = "PROCESSED", "Processed"
+        IGNORED = "IGNORED", "Ignored"
+        FAILED = "FAILED", "Failed"
+
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    connection = models.ForeignKey(
+        StoreConnection, on_delete=models.PROTECT, related_name="events", null=True, blank=True
+    )
+    event_id = models.CharField(max_length=255, help_text="The platform's own event/delivery id.")
+    topic = models.CharField(max_length=255, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    body = models.TextField(blank=True, help_text="Raw body exactly as received.")
+    remote_ip = models.GenericIPAddressField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    outcome = models.TextField(blank=True, help_text="What processing decided, in words.")
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "event_id"], name="inbound_event_unique_id")
+        ]
+        indexes = [models.Index(fields=["status", "date_created"], name="inbound_status_date")]
+
+    def __str__(self):
+        return f"{self.platform} {self.topic} {self.event_id}"

@@ -1,0 +1,429 @@
+"""The refund domain: channels (apps), orders split into bags, and refunds with their audit trail.
+
+Field names mirror the Violet API objects (spec/violet-api.md sections 1 and 4). Money is integer
+minor units plus an ISO currency code.
+"""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+from violet_refunds.crypto import EncryptedTextField
+from violet_refunds.db import CurrencyField, MoneyField, TimeStampedModel, non_negative
+
+
+class App(TimeStampedModel):
+    """A channel: the app the shopper bought through. Its secret is stored hashed."""
+
+    name = models.CharField(max_length=200)
+    secret_hash = models.CharField(max_length=128, help_text="Hashed X-Violet-App-Secret.")
+    stripe_account_id = models.CharField(
+        "Stripe connected account", max_length=255, blank=True, help_text="acct_…"
+    )
+    commission_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Percent of each bag's sub_total kept by the channel (default for new bags).",
+    )
+    webhook_url = models.URLField(max_length=500, blank=True)
+    webhook_secret = EncryptedTextField(blank=True, default="")
+    allowed_redirect_hosts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Hosts the merchant portal may redirect back to after store connection.",
+    )
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="AppMembership", related_name="apps", blank=True
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(commission_rate__gte=0) & Q(commission_rate__lte=100),
+                name="app_commission_rate_range",
+            )
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class AppMembership(TimeStampedModel):
+    """An API user of an app; only the OWNER may mint API tokens (spec section 3)."""
+
+    class Role(models.TextChoices):
+        OWNER = "OWNER", "Owner"
+        DEVELOPER = "DEVELOPER", "Developer"
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="app_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.OWNER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["app", "user"], name="app_membership_unique_user")]
+
+    def __str__(self):
+        return f"{self.user} @ {self.app}"
+
+
+class OrderStatus(models.TextChoices):
+    IN_PROGRESS = "IN_PROGRESS"
+    PROCESSING = "PROCESSING"
+    ACCEPTED = "ACCEPTED"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    REJECTED = "REJECTED"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+
+
+class BagStatus(models.TextChoices):
+    IN_PROGRESS = "IN_PROGRESS"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    COMPLETED = "COMPLETED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    REJECTED = "REJECTED"
+    CANCELED = "CANCELED"
+    BACKORDERED = "BACKORDERED"
+
+
+class FulfillmentStatus(models.TextChoices):
+    PROCESSING = "PROCESSING"
+    SHIPPED = "SHIPPED"
+    PARTIALLY_SHIPPED = "PARTIALLY_SHIPPED"
+    DELIVERED = "DELIVERED"
+    COULD_NOT_DELIVER = "COULD_NOT_DELIVER"
+    RETURNED = "RETURNED"
+
+
+class FinancialStatus(models.TextChoices):
+    UNPAID = "UNPAID"
+    AUTHORIZED = "AUTHORIZED"
+    PENDING = "PENDING"
+    PAID = "PAID"
+    PARTIALLY_PAID = "PARTIALLY_PAID"
+    REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    VOIDED = "VOIDED"
+
+
+class Order(TimeStampedModel):
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="orders")
+    app_order_id = models.CharField(max_length=128, blank=True)
+    status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.ACCEPTED, db_index=True
+    )
+    customer_email = models.EmailField(blank=True)
+    currency = CurrencyField(default="USD")
+    sub_total = MoneyField()
+    shipping_total = MoneyField()
+    tax_total = MoneyField()
+    discount_total = MoneyField()
+    total = MoneyField()
+
+    class Meta:
+        ordering = ["-date_created"]
+        constraints = non_negative(
+            "order", "sub_total", "shipping_total", "tax_total", "discount_total", "total"
+        )
+
+    def __str__(self):
+        return f"Order {self.pk}"
+
+
+class Bag(TimeStampedModel):
+    """The part of an order sold by one merchant; pushed to that merchant's platform."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="bags")
+    merchant = models.ForeignKey("platforms.Merchant", on_delete=models.PROTECT, related_name="bags")
+    external_id = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Order id on the merchant's platform."
+    )
+    status = models.CharField(
+        max_length=20, choices=BagStatus.choices, default=BagStatus.ACCEPTED, db_index=True
+    )
+    fulfillment_status = models.CharField(
+        max_length=20, choices=FulfillmentStatus.choices, default=FulfillmentStatus.PROCESSING
+    )
+    financial_status = models.CharField(
+        max_length=20, choices=FinancialStatus.choices, default=FinancialStatus.PAID
+    )
+    currency = CurrencyField(default="USD")
+    sub_total = MoneyField()
+    shipping_total = MoneyField()
+    tax_total = MoneyField()
+    discount_total = MoneyField()
+    total = MoneyField()
+    commission_rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+        help_text="Percent of sub_total kept by the channel, fixed when the bag was placed.",
+    )
+    placed_at = models.DateTimeField(
+        help_text="When the order was placed on the platform (Wix rules depend on it)."
+    )
+
+    class Meta:
+        ordering = ["-date_created"]
+        constraints = [
+            *non_negative("bag", "sub_total", "shipping_total", "tax_total", "discount_total", "total"),
+            models.CheckConstraint(
+                condition=Q(commission_rate__gte=0) & Q(commission_rate__lte=100),
+                name="bag_commission_rate_range",
+            ),
+            models.UniqueConstraint(
+                fields=["merchant", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="bag_unique_external_id_per_merchant",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Bag {self.pk} ({self.external_id or 'not submitted'})"
+
+
+class OrderSku(TimeStampedModel):
+    bag = models.ForeignKey(Bag, on_delete=models.CASCADE, related_name="skus")
+    external_id = models.CharField(max_length=255, blank=True, help_text="Platform line-item id.")
+    sku_id = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=300)
+    quantity = models.PositiveIntegerField()
+    price = MoneyField(help_text="Unit price, minor units.")
+    line_price = MoneyField(help_text="price × quantity, minor units.")
+    # Maintained by the refund services in the same transaction as each RefundSku; the CHECK below
+    # makes "refunded quantity <= ordered" a database guarantee, not just a validation.
+    quantity_refunded = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            *non_negative("order_sku", "price", "line_price"),
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="order_sku_quantity_min_1"),
+            models.CheckConstraint(
+                condition=Q(quantity_refunded__gte=0) & Q(quantity_refunded__lte=F("quantity")),
+                name="order_sku_refunded_lte_ordered",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} × {self.quantity}"
+
+
+class RefundStatus(models.TextChoices):
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+    PARTIALLY_COMPLETED = "PARTIALLY_COMPLETED"
+    FAILED = "FAILED"
+    EXTERNAL = "EXTERNAL"
+
+
+class ReasonCode(models.TextChoices):
+    OTHER = "OTHER"
+    CUSTOMER = "CUSTOMER"
+    INVENTORY = "INVENTORY"
+    FRAUD = "FRAUD"
+    DECLINED = "DECLINED"
+
+
+class RefundSource(models.TextChoices):
+    PLATFORM_WEBHOOK = "PLATFORM_WEBHOOK", "Platform webhook"
+    PLATFORM_POLL = "PLATFORM_POLL", "Platform poll"
+    MERCHANT_NOTICE = "MERCHANT_NOTICE", "Merchant notice"
+    CHANNEL_API = "CHANNEL_API", "Channel API"
+    OPERATOR = "OPERATOR", "Operator"
+
+
+class Refund(TimeStampedModel):
+    """A refund of (part of) one bag. Fields mirror the API's Order Refund object."""
+
+    bag = models.ForeignKey(Bag, on_delete=models.PROTECT, related_name="refunds")
+    external_id = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Refund id on the platform; `cancel:<order id>` for a cancellation-as-refund.",
+    )
+    status = models.CharField(max_length=20, choices=RefundStatus.choices, default=RefundStatus.PROCESSING)
+    amount = MoneyField(help_text="Total refunded to the shopper, minor units of refund_currency.")
+    # How `amount` divides: the sub_total part drives commission; shipping and tax go back from
+    # the merchant. amount = sub_total_amount + shipping_amount + tax_amount.
+    sub_total_amount = MoneyField()
+    shipping_amount = MoneyField()
+    shipping_tax_amount = MoneyField()
+    tax_amount = MoneyField()
+    shipping_full_refund = models.BooleanField(default=False)
+    shipping_discrepancy_reason = models.CharField(max_length=255, blank=True)
+    refund_currency = CurrencyField()
+    platform_currency = CurrencyField(blank=True)
+    merchant_transfer_reversal_amount_usd = models.BigIntegerField(null=True, blank=True)
+    developer_transfer_reversal_amount_usd = models.BigIntegerField(null=True, blank=True)
+    merchant_transfer_reversal_amount_platform_currency = models.BigIntegerField(null=True, blank=True)
+    developer_transfer_reversal_amount_platform_currency = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    reason_code = models.CharField(max_length=10, choices=ReasonCode.choices, default=ReasonCode.OTHER)
+    restock_items = models.BooleanField(default=False)
+    notify_customer = models.BooleanField(default=False)
+    source = models.CharField(max_length=20, choices=RefundSource.choices)
+    inbound_event = models.ForeignKey(
+        "platforms.InboundEvent",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="refunds",
+        help_text="The platform signal that created this refund.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Channel API / portal double-submit protection: the client's Idempotency-Key, unique per bag.
+    request_key = models.CharField(max_length=255, null=True, blank=True)
+    # Engine bookkeeping: processing attempts (poison-message cap) and when the current claim began.
+    attempts = models.PositiveIntegerField(default=0)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    date_completed = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+        constraints = [
+            *non_negative(
+                "refund",
+                "sub_total_amount",
+                "shipping_amount",
+                "shipping_tax_amount",
+                "tax_amount",
+                "merchant_transfer_reversal_amount_usd",
+                "developer_transfer_reversal_amount_usd",
+                "merchant_transfer_reversal_amount_platform_currency",
+                "developer_transfer_reversal_amount_platform_currency",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount=F("sub_total_amount") + F("shipping_amount") + F("tax_amount")),
+                name="refund_amount_is_sum_of_parts",
+            ),
+            # shipping.tax_amount is the part of tax_amount that was charged on shipping.
+            models.CheckConstraint(
+                condition=Q(shipping_tax_amount__lte=F("tax_amount")),
+                name="refund_shipping_tax_within_tax",
+            ),
+            models.UniqueConstraint(
+                fields=["bag", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="refund_unique_external_id_per_bag",
+            ),
+            models.UniqueConstraint(
+                fields=["bag", "request_key"],
+                condition=Q(request_key__isnull=False),
+                name="refund_unique_request_key_per_bag",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "date_created"], name="refund_status_date"),
+            models.Index(fields=["status", "processing_started_at"], name="refund_status_claim"),
+        ]
+
+    def __str__(self):
+        return f"Refund {self.pk} ({self.status})"
+
+
+class RefundSku(TimeStampedModel):
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="skus")
+    order_sku = models.ForeignKey(OrderSku, on_delete=models.PROTECT, related_name="refund_skus")
+    quantity_refunded = models.PositiveIntegerField()
+    amount_refunded = MoneyField(null=True, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity_refunded__gte=1), name="refund_sku_quantity_min_1"),
+            *non_negative("refund_sku", "amount_refunded"),
+            models.UniqueConstraint(fields=["refund", "order_sku"], name="refund_sku_unique_line"),
+        ]
+
+    def __str__(self):
+        return f"{self.order_sku} × {self.quantity_refunded}"
+
+
+class RefundStep(models.TextChoices):
+    MERCHANT_REVERSAL = "MERCHANT_REVERSAL", "Reverse merchant transfer"
+    CHANNEL_REVERSAL = "CHANNEL_REVERSAL", "Reverse channel transfer"
+    SHOPPER_REFUND = "SHOPPER_REFUND", "Refund shopper"
+
+
+class RefundError(models.Model):
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="errors")
+    error_code = models.IntegerField(help_text="Stable numeric code (see refunds.errors).")
+    error_message = models.TextField()
+    step = models.CharField(max_length=20, choices=RefundStep.choices, blank=True)
+    gateway_code = models.CharField(
+        max_length=100, blank=True, help_text="Stripe's error code, e.g. balance_insufficient."
+    )
+    resolved = models.BooleanField(default=False)
+    date_resolved = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    date_created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["resolved", "date_created"], name="refund_error_open")]
+
+    def __str__(self):
+        return f"{self.error_code}: {self.error_message[:60]}"
+
+
+class RefundEvent(models.Model):
+    """Append-only audit trail: who or what changed a refund, and when."""
+
+    class Kind(models.TextChoices):
+        RECORDED = "RECORDED"
+        CLAIMED = "CLAIMED"
+        STEP_SUCCEEDED = "STEP_SUCCEEDED"
+        STEP_FAILED = "STEP_FAILED"
+        RETRY_SCHEDULED = "RETRY_SCHEDULED"
+        STATUS_CHANGED = "STATUS_CHANGED"
+        RETRY_REQUESTED = "RETRY_REQUESTED"
+        MARKED_EXTERNAL = "MARKED_EXTERNAL"
+        CANCELED = "CANCELED"
+        ERROR_RESOLVED = "ERROR_RESOLVED"
+        REQUEUED = "REQUEUED"
+        NOTE = "NOTE"
+
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    actor = models.CharField(
+        max_length=150, help_text="system, worker, platform:<name>, operator:<username>, ..."
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    date_created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.kind} by {self.actor}"

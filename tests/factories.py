@@ -1,0 +1,263 @@
+"""factory-boy factories for every model. Amounts are consistent: a bag's total is
+sub_total + shipping_total + tax_total - discount_total, and its SKUs add up to its sub_total."""
+
+import datetime as dt
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.utils import timezone
+
+from payments.models import (
+    PaymentTransaction,
+    Recipient,
+    ShopperRefund,
+    Transfer,
+    TransferReversal,
+)
+from platforms.models import (
+    InboundEvent,
+    Merchant,
+    MerchantMembership,
+    Platform,
+    SfccRefundMode,
+    StoreConnection,
+)
+from refunds.models import (
+    App,
+    AppMembership,
+    Bag,
+    Order,
+    OrderSku,
+    Refund,
+    RefundError,
+    RefundEvent,
+    RefundSku,
+    RefundSource,
+    RefundStatus,
+)
+
+DEFAULT_APP_SECRET = "test-app-secret"
+DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    password = factory.LazyFunction(lambda: make_password(DEFAULT_PASSWORD))
+
+
+class OperatorFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"operator{n}")
+    is_staff = True
+    is_superuser = True
+
+
+class MerchantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Merchant
+
+    name = factory.Sequence(lambda n: f"Merchant {n}")
+    platform = Platform.SHOPIFY
+    store_url = factory.Sequence(lambda n: f"https://store{n}.example.com")
+    currency = "USD"
+    stripe_account_id = factory.Sequence(lambda n: f"acct_merchant{n:06d}")
+    sfcc_refund_mode = factory.LazyAttribute(
+        lambda m: SfccRefundMode.MANUAL_NOTICE if m.platform == Platform.SFCC else ""
+    )
+
+
+class MerchantMembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MerchantMembership
+
+    merchant = factory.SubFactory(MerchantFactory)
+    user = factory.SubFactory(UserFactory)
+
+
+class StoreConnectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StoreConnection
+
+    merchant = factory.SubFactory(MerchantFactory)
+    credentials = factory.LazyFunction(lambda: {"access_token": "shpat_test"})
+    webhook_secret = "whsec-test-secret"
+    status = StoreConnection.Status.CONNECTED
+
+
+class InboundEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = InboundEvent
+
+    connection = factory.SubFactory(StoreConnectionFactory)
+    platform = factory.LazyAttribute(lambda e: e.connection.merchant.platform)
+    event_id = factory.Sequence(lambda n: f"evt-{n}")
+    topic = "refunds/create"
+    headers = factory.LazyFunction(dict)
+    body = "{}"
+
+
+class AppFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = App
+
+    name = factory.Sequence(lambda n: f"Channel {n}")
+    secret_hash = factory.LazyFunction(lambda: make_password(DEFAULT_APP_SECRET))
+    stripe_account_id = factory.Sequence(lambda n: f"acct_channel{n:06d}")
+    commission_rate = Decimal("10.00")
+
+
+class AppMembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AppMembership
+
+    app = factory.SubFactory(AppFactory)
+    user = factory.SubFactory(UserFactory)
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Order
+
+    app = factory.SubFactory(AppFactory)
+    app_order_id = factory.Sequence(lambda n: f"app-order-{n}")
+    currency = "USD"
+    customer_email = factory.Sequence(lambda n: f"shopper{n}@example.com")
+
+
+class BagFactory(factory.django.DjangoModelFactory):
+    """A bag with consistent totals. Add SKUs with OrderSkuFactory (or use `with_skus`)."""
+
+    class Meta:
+        model = Bag
+
+    order = factory.SubFactory(OrderFactory)
+    merchant = factory.SubFactory(MerchantFactory)
+    external_id = factory.Sequence(lambda n: f"{450789469 + n}")
+    currency = "USD"
+    sub_total = 10000
+    shipping_total = 500
+    tax_total = 800
+    discount_total = 0
+    total = factory.LazyAttribute(lambda b: b.sub_total + b.shipping_total + b.tax_total - b.discount_total)
+    commission_rate = factory.LazyAttribute(lambda b: b.order.app.commission_rate)
+    placed_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=3))
+
+
+class OrderSkuFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OrderSku
+
+    bag = factory.SubFactory(BagFactory)
+    external_id = factory.Sequence(lambda n: f"{866550311 + n}")
+    sku_id = factory.Sequence(lambda n: f"SKU-{n}")
+    name = factory.Sequence(lambda n: f"Product {n}")
+    quantity = 1
+    price = 5000
+    line_price = factory.LazyAttribute(lambda s: s.price * s.quantity)
+
+
+class PaymentTransactionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PaymentTransaction
+
+    order = factory.SubFactory(OrderFactory)
+    gateway_transaction_id = factory.Sequence(lambda n: f"pi_test{n:08d}")
+    gateway_charge_id = factory.Sequence(lambda n: f"ch_test{n:08d}")
+    amount = 11300
+    currency = "USD"
+
+
+class TransferFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Transfer
+
+    bag = factory.SubFactory(BagFactory)
+    payment_transaction = factory.SubFactory(
+        PaymentTransactionFactory, order=factory.SelfAttribute("..bag.order")
+    )
+    recipient = Recipient.MERCHANT
+    destination_account_id = factory.LazyAttribute(lambda t: t.bag.merchant.stripe_account_id)
+    gateway_transfer_id = factory.Sequence(lambda n: f"tr_test{n:08d}")
+    bag_amount = 10300
+    bag_currency = "USD"
+    amount = factory.LazyAttribute(lambda t: t.bag_amount)
+    currency = "USD"
+
+
+class RefundFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Refund
+
+    bag = factory.SubFactory(BagFactory)
+    external_id = factory.Sequence(lambda n: f"{929361462 + n}")
+    status = RefundStatus.PROCESSING
+    sub_total_amount = 5000
+    shipping_amount = 0
+    tax_amount = 0
+    amount = factory.LazyAttribute(lambda r: r.sub_total_amount + r.shipping_amount + r.tax_amount)
+    refund_currency = factory.LazyAttribute(lambda r: r.bag.currency)
+    platform_currency = "USD"
+    reason = "Item returned by customer."
+    source = RefundSource.PLATFORM_WEBHOOK
+
+
+class RefundSkuFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RefundSku
+
+    refund = factory.SubFactory(RefundFactory)
+    order_sku = factory.SubFactory(OrderSkuFactory, bag=factory.SelfAttribute("..refund.bag"))
+    quantity_refunded = 1
+    external_id = factory.LazyAttribute(lambda s: s.order_sku.external_id)
+
+
+class RefundErrorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RefundError
+
+    refund = factory.SubFactory(RefundFactory, status=RefundStatus.FAILED)
+    error_code = 3001
+    error_message = "Charge has already been refunded."
+    gateway_code = "charge_already_refunded"
+
+
+class RefundEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RefundEvent
+
+    refund = factory.SubFactory(RefundFactory)
+    kind = RefundEvent.Kind.RECORDED
+    actor = "system"
+    to_status = RefundStatus.PROCESSING
+
+
+class TransferReversalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TransferReversal
+
+    refund = factory.SubFactory(RefundFactory)
+    transfer = factory.SubFactory(TransferFactory, bag=factory.SelfAttribute("..refund.bag"))
+    amount = 1000
+    bag_amount = 1000
+    currency = "USD"
+    idempotency_key = factory.Sequence(lambda n: f"test-reversal-{n}")
+
+
+class ShopperRefundFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ShopperRefund
+
+    refund = factory.SubFactory(RefundFactory)
+    payment_transaction = factory.SubFactory(
+        PaymentTransactionFactory, order=factory.SelfAttribute("..refund.bag.order")
+    )
+    amount = factory.LazyAttribute(lambda s: s.refund.amount)
+    currency = "USD"
+    idempotency_key = factory.Sequence(lambda n: f"test-shopper-refund-{n}")

@@ -1,0 +1,101 @@
+"""One error family for the whole application, and the JSON shape every API error takes.
+
+Services raise ApplicationError subclasses with a stable machine-readable `error_code`; the API
+handler turns them (and DRF's own exceptions) into
+`{"status", "message", "error_code", "timestamp", "errors"?}` with the right 4xx status.
+"""
+
+import time
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_default_handler
+
+
+class ApplicationError(Exception):
+    status_code = 400
+    error_code = "application_error"
+
+    def __init__(self, message: str, *, error_code: str | None = None, field_errors=None, extra=None):
+        super().__init__(message)
+        self.message = message
+        if error_code:
+            self.error_code = error_code
+        self.field_errors = field_errors or {}
+        self.extra = extra or {}
+
+
+class ValidationFailed(ApplicationError):
+    status_code = 400
+    error_code = "validation_failed"
+
+
+class NotFound(ApplicationError):
+    status_code = 404
+    error_code = "not_found"
+
+
+class Conflict(ApplicationError):
+    status_code = 409
+    error_code = "conflict"
+
+
+class InvalidTransition(ApplicationError):
+    """An action that the object's current status does not allow (retry a COMPLETED refund...)."""
+
+    status_code = 409
+    error_code = "invalid_status"
+
+
+class AuthenticationFailed(ApplicationError):
+    status_code = 401
+    error_code = "authentication_failed"
+
+
+def error_body(status: int, message: str, error_code, field_errors=None) -> dict:
+    body = {
+        "status": status,
+        "message": message,
+        "error_code": error_code,
+        "timestamp": int(time.time() * 1000),
+    }
+    if field_errors:
+        body["errors"] = field_errors
+    return body
+
+
+def _flatten_drf_detail(detail):
+    if isinstance(detail, dict):
+        return {key: _flatten_drf_detail(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten_drf_detail(item) for item in detail]
+    return str(detail)
+
+
+def api_exception_handler(exc, context):
+    """DRF exception handler: every error under /v1/ is JSON with the same keys."""
+    if isinstance(exc, ApplicationError):
+        body = error_body(exc.status_code, exc.message, exc.error_code, exc.field_errors)
+        body.update(exc.extra)
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    response = drf_default_handler(exc, context)
+    if response is None:
+        return None  # a real bug: let Django's 500 handling log it
+    if isinstance(exc, drf_exceptions.ValidationError):
+        fields = _flatten_drf_detail(exc.detail)
+        if not isinstance(fields, dict):
+            fields = {"non_field_errors": fields}
+        response.data = error_body(
+            response.status_code, "The request is invalid.", "validation_failed", fields
+        )
+    else:
+        code = getattr(exc, "default_code", "error")
+        detail = exc.detail if hasattr(exc, "detail") else str(exc)
+        response.data = error_body(response.status_code, str(detail), code)
+    return response

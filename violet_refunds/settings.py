@@ -1,0 +1,201 @@
+"""Settings for violet-refunds.
+
+Every value comes from the environment (django-environ) and has an embedded default, so the project
+runs with no environment at all: SQLite, tasks executed in-process, the Stripe sandbox, DEBUG on.
+Setting DATABASE_URL / REDIS_URL / STRIPE_API_KEY switches to the production shape.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    environ.Env.read_env(str(BASE_DIR / ".env"))
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# A development key is only acceptable while DEBUG is on; production must bring its own.
+_DEV_SECRET_KEY = "dev-insecure-violet-refunds-secret-key-do-not-use-in-production"
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off the application refuses to start without an "
+            "explicit SECRET_KEY environment variable (a long random string)."
+        )
+    SECRET_KEY = _DEV_SECRET_KEY
+
+# Fernet keys (urlsafe base64, 32 bytes) for credentials at rest; comma-separated, newest first,
+# so a key can be rotated without losing what the older one encrypted.
+_DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktdmlvbGV0LXJlZnVuZHMta2V5LTMyYiE="
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEY", default=[])
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY is not set. With DEBUG off store credentials cannot be encrypted "
+            "with the development key; generate one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+        )
+    FIELD_ENCRYPTION_KEYS = [_DEV_FIELD_ENCRYPTION_KEY]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "platforms",
+    "refunds",
+    "payments",
+    "stripe_sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "violet_refunds.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "violet_refunds.wsgi.application"
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # Persistent connections matter for throughput (see bench/); health checks drop dead ones.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGIN_URL = "/admin/login/"
+
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Celery ---
+# No REDIS_URL: tasks run in-process (eagerly) so the portal works with nothing but Python.
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+# At-least-once delivery: ack after the task returns, requeue if the worker process dies, reserve
+# one message at a time. Tasks are idempotent (unique constraints + Stripe idempotency keys).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+# Redis redelivers unacked messages after this many seconds; every retry countdown stays below it.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-refunds": {
+        "task": "refunds.tasks.sweep_stuck_refunds",
+        "schedule": env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60),
+    },
+}
+
+# --- Refund engine ---
+# A refund PROCESSING longer than this is considered stuck (lost message, dead worker) and re-enqueued.
+REFUND_STUCK_AFTER_SECONDS = env.int("REFUND_STUCK_AFTER_SECONDS", default=900)
+# Bounded retries for transient Stripe errors (connection, 429, 5xx, 409).
+REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=8)
+REFUND_RETRY_BACKOFF_BASE_SECONDS = env.float("REFUND_RETRY_BACKOFF_BASE_SECONDS", default=2.0)
+REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", default=600)
+
+# --- Stripe ---
+# Empty: the stateful sandbox (stripe_sandbox) is the SDK's transport. Set: the real Stripe API.
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+# Simulated per-call latency of the sandbox, in milliseconds (benchmarks).
+STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
+# The network's own Stripe account currency ("platform currency" in the API's refund object).
+PLATFORM_CURRENCY = env.str("PLATFORM_CURRENCY", default="USD")
+
+# --- API ---
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "violet_refunds.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "violet-refunds channel API",
+    "DESCRIPTION": "Refunds of orders placed through the network, as seen by the channel (app).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+API_TOKEN_TTL_SECONDS = env.int("API_TOKEN_TTL_SECONDS", default=86400)
+API_REFRESH_TOKEN_TTL_SECONDS = env.int("API_REFRESH_TOKEN_TTL_SECONDS", default=30 * 86400)
+
+# --- Tests ---
+# CI sets REQUIRE_SERVICES=1: tests that need PostgreSQL or Redis fail (never skip) without them.
+REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
