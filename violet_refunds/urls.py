@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def healthz(request):
@@ -9,5 +9,7 @@ def healthz(request):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("v1/", include("refunds.api.urls")),
+    path("webhooks/", include("platforms.urls")),
     path("healthz", healthz, name="healthz"),
 ]

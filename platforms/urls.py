@@ -1,0 +1,5 @@
+"""Inbound platform webhooks: /webhooks/<platform>/<connection public id>/."""
+
+app_name = "platforms"
+
+urlpatterns = []

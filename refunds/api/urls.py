@@ -1,0 +1,5 @@
+"""Channel API under /v1/."""
+
+app_name = "api"
+
+urlpatterns = []
