@@ -102,6 +102,9 @@ class TransferReversal(TimeStampedModel):
     )
     idempotency_key = models.CharField(max_length=255, unique=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    # Calls made with the current key; after the first, the engine looks the object up at Stripe
+    # before calling again (an earlier call may have succeeded with its response lost).
+    attempts = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
 
@@ -137,6 +140,7 @@ class ShopperRefund(TimeStampedModel):
     idempotency_key = models.CharField(max_length=255, unique=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     failure_reason = models.CharField(max_length=100, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
 

@@ -1,0 +1,31 @@
+"""Celery tasks: thin callers of refunds.services."""
+
+import logging
+
+from celery import shared_task
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def process_refund(refund_id: int) -> str:
+    """Process one refund. Delivered at least once; refund_process makes repeats harmless."""
+    from refunds.services import refund_process
+
+    outcome = refund_process(refund_id=refund_id)
+    if outcome.retry_in is not None:
+        # Our own retry with the same (stable) idempotency keys; countdown < visibility timeout.
+        process_refund.apply_async((refund_id,), countdown=outcome.retry_in)
+    logger.info("refund %s: %s %s", refund_id, outcome.status, outcome.detail)
+    return outcome.status
+
+
+@shared_task(ignore_result=True)
+def sweep_stuck_refunds() -> int:
+    """Beat: re-enqueue refunds stuck in PROCESSING (lost message, dead worker)."""
+    from refunds.services import refund_sweep_stuck
+
+    requeued = refund_sweep_stuck()
+    if requeued:
+        logger.warning("re-enqueued %d stuck refunds: %s", len(requeued), requeued[:20])
+    return len(requeued)
