@@ -150,6 +150,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "refunds.tasks.sweep_stuck_refunds",
         "schedule": env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60),
     },
+    # SFCC Option 1: Commerce Cloud cannot report refunds, so cancelled orders are found by polling.
+    "poll-platform-orders": {
+        "task": "platforms.tasks.poll_platform_orders",
+        "schedule": env.int("PLATFORM_POLL_INTERVAL_SECONDS", default=300),
+    },
 }
 
 # --- Refund engine ---
