@@ -121,6 +121,7 @@ def refund_record(
     shipping_full_refund: bool = False,
     inbound_event=None,
     user=None,
+    enqueue: bool = True,
 ) -> RecordResult:
     """Record a refund of (part of) a bag and enqueue its processing. Idempotent on
     (bag, external_id) and (bag, request_key): a repeat returns the first refund unchanged."""
@@ -168,7 +169,8 @@ def refund_record(
                 inbound_event=inbound_event,
                 user=user,
             )
-            transaction.on_commit(lambda: _enqueue_processing(refund.pk))
+            if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
+                transaction.on_commit(lambda: _enqueue_processing(refund.pk))
     except IntegrityError:
         # A concurrent writer recorded the same external id / request key first: return theirs.
         existing = _existing_refund(bag, external_id, request_key)

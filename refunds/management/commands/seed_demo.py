@@ -1,0 +1,269 @@
+"""`manage.py seed_demo`: a realistic, idempotent demo world.
+
+One merchant per platform (Shopify, Ecwid, Wix with orders before and after 2024-04-22, SFCC in
+Option 1 and Option 2), two channel apps, ~60 orders (some with several bags) charged and paid out
+in the Stripe sandbox, and refunds in every status, moved through the real refund engine (faults
+injected into the sandbox produce the FAILED and PARTIALLY_COMPLETED ones). Running it again
+creates nothing new.
+"""
+
+import datetime as dt
+import random
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from payments.services import order_charge_and_transfer
+from platforms.models import Merchant, MerchantMembership, StoreConnection
+from refunds import demo
+from refunds.models import App, AppMembership, Bag, BagStatus, Order, OrderSku, Refund, RefundSource
+from refunds.services import (
+    RefundSkuLine,
+    refund_cancel,
+    refund_mark_external,
+    refund_record,
+)
+from violet_refunds.celery import app as celery_app
+
+ORDER_COUNT = 60
+WIX_CUTOFF = dt.datetime(2024, 4, 22, tzinfo=dt.UTC)
+PRODUCTS = [
+    ("Merino Crew Sweater", 8900),
+    ("Trail Running Shoes", 12900),
+    ("Stoneware Mug", 2400),
+    ("Linen Throw Pillow", 3900),
+    ("Insulated Bottle", 3200),
+    ("Canvas Tote", 2800),
+    ("Wool Beanie", 2500),
+    ("Ceramic Vase", 6400),
+    ("Rain Shell Jacket", 15900),
+    ("Organic Cotton Tee", 3400),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo world (idempotent): merchants, apps, orders in the Stripe sandbox, refunds."
+
+    def handle(self, *args, **options):
+        if settings.STRIPE_API_KEY:
+            raise CommandError("seed_demo only runs against the Stripe sandbox (unset STRIPE_API_KEY).")
+        # Demo refunds are processed in-process so the injected sandbox faults hit the intended refund.
+        celery_app.conf.task_always_eager = True
+        from stripe_sandbox import ledger
+
+        rng = random.Random(20240422)  # noqa: S311 - deterministic demo data
+        operator = self._operator()
+        apps = [self._app(spec) for spec in demo.APPS]
+        merchants = [self._merchant(spec) for spec in demo.MERCHANTS]
+        for account in [a.stripe_account_id for a in apps] + [m.stripe_account_id for m in merchants]:
+            ledger.create_account(account_id=account, balance=0, currency="usd")
+
+        created_orders = 0
+        orders = []
+        for index in range(ORDER_COUNT):
+            order, created = self._order(index, rng, apps, merchants)
+            created_orders += created
+            orders.append(order)
+        for order in orders:
+            order_charge_and_transfer(order=order)
+        created_refunds = self._refunds(orders, operator, ledger)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo world ready: {created_orders} new orders ({Order.objects.count()} in all), "
+                f"{created_refunds} new refunds ({Refund.objects.count()} in all)."
+            )
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    def _operator(self):
+        user_model = get_user_model()
+        operator, created = user_model.objects.get_or_create(
+            username=demo.OPERATOR_USERNAME,
+            defaults={"email": "ops@example.com", "is_staff": True, "is_superuser": True},
+        )
+        if created:
+            operator.set_password(demo.OPERATOR_PASSWORD)
+            operator.save()
+        return operator
+
+    def _user(self, username: str, password: str, email: str):
+        user, created = get_user_model().objects.get_or_create(username=username, defaults={"email": email})
+        if created:
+            user.set_password(password)
+            user.save()
+        return user
+
+    def _app(self, spec) -> App:
+        app, _ = App.objects.get_or_create(
+            name=spec["name"],
+            defaults={
+                "secret_hash": make_password(spec["secret"]),
+                "stripe_account_id": spec["account"],
+                "commission_rate": Decimal(spec["commission_rate"]),
+                "allowed_redirect_hosts": spec["redirect_hosts"],
+            },
+        )
+        user = self._user(spec["api_user"], demo.API_PASSWORD, f"{spec['api_user']}@example.com")
+        AppMembership.objects.get_or_create(app=app, user=user, defaults={"role": AppMembership.Role.OWNER})
+        return app
+
+    def _merchant(self, spec) -> Merchant:
+        merchant, _ = Merchant.objects.get_or_create(
+            name=spec["name"],
+            defaults={
+                "platform": spec["platform"],
+                "store_url": spec["store_url"],
+                "currency": "USD",
+                "stripe_account_id": f"acct_demo_{spec['key']}",
+                "sfcc_refund_mode": spec["sfcc_refund_mode"],
+            },
+        )
+        StoreConnection.objects.get_or_create(
+            merchant=merchant,
+            defaults={
+                "credentials": spec["credentials"],
+                "status": StoreConnection.Status.CONNECTED,
+                "last_verified_at": timezone.now(),
+            },
+        )
+        username = demo.merchant_username(spec["key"])
+        user = self._user(username, demo.MERCHANT_PASSWORD, f"{username}@example.com")
+        MerchantMembership.objects.get_or_create(merchant=merchant, user=user)
+        return merchant
+
+    @staticmethod
+    def _external_id(merchant: Merchant, rng: random.Random) -> str:
+        if merchant.platform == "SHOPIFY":
+            return str(5_100_000_000_000 + rng.randrange(10**9))
+        if merchant.platform == "ECWID":
+            return str(rng.randrange(100_000_000, 999_999_999))
+        if merchant.platform == "WIX":
+            return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        return f"{rng.randrange(10**7, 10**8):08d}"
+
+    def _order(self, index: int, rng: random.Random, apps, merchants) -> tuple[Order, bool]:
+        app = apps[index % len(apps)]
+        existing = Order.objects.filter(app=app, app_order_id=f"demo-{index}").first()
+        bag_count = 1 if index % 4 else rng.choice([2, 3])
+        # The first 25 orders (the refund scenarios) rotate through every merchant.
+        first = merchants[index % len(merchants)]
+        chosen = [first] + rng.sample([m for m in merchants if m != first], bag_count - 1)
+        placed_draws = [rng.random() for _ in chosen]
+        line_draws = [[(rng.choice(PRODUCTS), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))] for _ in chosen]
+        shipping_draws = [rng.choice([0, 499, 899]) for _ in chosen]
+        external_draws = [self._external_id(m, rng) for m in chosen]
+        discount = 500 if index % 10 == 7 else 0
+        if existing:
+            return existing, False
+        now = timezone.now()
+        with transaction.atomic():
+            order = Order.objects.create(
+                app=app, app_order_id=f"demo-{index}", customer_email=f"shopper{index}@example.com"
+            )
+            for merchant, draw, lines, shipping, external_id in zip(
+                chosen, placed_draws, line_draws, shipping_draws, external_draws, strict=True
+            ):
+                if merchant.platform == "WIX" and index % 2:
+                    placed_at = WIX_CUTOFF - dt.timedelta(days=10 + int(draw * 90))
+                else:
+                    placed_at = now - dt.timedelta(days=1 + int(draw * 60))
+                sub_total = sum(price * qty for (_, price), qty in lines)
+                tax = (sub_total * 8 + 50) // 100
+                bag = Bag.objects.create(
+                    order=order,
+                    merchant=merchant,
+                    external_id=external_id,
+                    status=BagStatus.COMPLETED if draw > 0.5 else BagStatus.ACCEPTED,
+                    currency="USD",
+                    sub_total=sub_total,
+                    shipping_total=shipping,
+                    tax_total=tax,
+                    discount_total=discount if merchant == first else 0,
+                    total=sub_total + shipping + tax - (discount if merchant == first else 0),
+                    commission_rate=app.commission_rate,
+                    placed_at=placed_at,
+                )
+                for line_no, ((name, price), qty) in enumerate(lines):
+                    OrderSku.objects.create(
+                        bag=bag,
+                        external_id=f"{external_id}-{line_no + 1}",
+                        sku_id=f"SKU-{name.upper().replace(' ', '-')[:20]}",
+                        name=name,
+                        quantity=qty,
+                        price=price,
+                        line_price=price * qty,
+                    )
+            bags = list(order.bags.all())
+            order.sub_total = sum(b.sub_total for b in bags)
+            order.shipping_total = sum(b.shipping_total for b in bags)
+            order.tax_total = sum(b.tax_total for b in bags)
+            order.discount_total = sum(b.discount_total for b in bags)
+            order.total = sum(b.total for b in bags)
+            order.save()
+        return order, True
+
+    # ------------------------------------------------------------------------------------------------
+    def _refunds(self, orders: list[Order], operator, ledger) -> int:
+        """Refund scenarios on the first orders' first bags; each keyed by a fixed external id."""
+        source_by_platform = {
+            "SHOPIFY": RefundSource.PLATFORM_WEBHOOK,
+            "ECWID": RefundSource.PLATFORM_WEBHOOK,
+            "WIX": RefundSource.PLATFORM_WEBHOOK,
+            "SFCC": RefundSource.PLATFORM_POLL,
+        }
+        scenarios = (
+            [("full", None)] * 8
+            + [("skus", None)] * 5
+            + [("amount", None)] * 3
+            + [("full", "charge_already_refunded")] * 2
+            + [("full", "charge_disputed")]
+            + [("full", "balance_insufficient")] * 2
+            + [("processing", None)] * 2
+            + [("external", None), ("canceled", None), ("channel", None), ("notice", None)]
+        )
+        created = 0
+        for index, (kind, fault) in enumerate(scenarios):
+            bag = orders[index].bags.select_related("merchant").order_by("pk").first()
+            external_id = f"demo-refund-{index}"
+            if Refund.objects.filter(bag=bag, external_id=external_id).exists():
+                continue
+            merchant = bag.merchant
+            source = source_by_platform[merchant.platform]
+            if merchant.sfcc_refund_mode == "MANUAL_NOTICE" or kind == "notice":
+                source = RefundSource.MERCHANT_NOTICE
+            if kind == "channel":
+                source = RefundSource.CHANNEL_API
+            kwargs = {
+                "bag": bag,
+                "source": source,
+                "actor": "demo",
+                "external_id": external_id,
+                "reason": "Item returned by customer.",
+                "reason_code": "CUSTOMER",
+            }
+            if kind == "skus":
+                sku = bag.skus.order_by("pk").first()
+                kwargs["skus"] = [RefundSkuLine(order_sku_id=sku.pk, quantity=1)]
+            elif kind in {"amount", "channel"}:
+                kwargs["amount"] = max(bag.total // 3, 100)
+            if fault:
+                path = "/v1/transfers/*/reversals" if fault == "balance_insufficient" else "/v1/refunds"
+                ledger.inject_fault(fault, times=1, path=path)
+            deferred = kind in {"processing", "external", "canceled"}
+            result = refund_record(**kwargs, enqueue=not deferred)
+            created += result.created
+            if kind == "external":
+                refund_mark_external(
+                    refund=result.refund, user=operator, note="Merchant refunded by bank transfer (demo)."
+                )
+            elif kind == "canceled":
+                refund_cancel(refund=result.refund, user=operator, note="Duplicate notice (demo).")
+            if fault:
+                ledger.clear_faults()
+        return created
