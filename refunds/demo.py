@@ -1,9 +1,9 @@
 """The demo world's fixed names and credentials (local demo only: printed by `make run`)."""
 
 OPERATOR_USERNAME = "admin"
-OPERATOR_PASSWORD = "violet-admin-demo"  # noqa: S105 - demo login, printed on purpose
-MERCHANT_PASSWORD = "merchant-demo-pass"  # noqa: S105
-API_PASSWORD = "api-demo-pass"  # noqa: S105
+OPERATOR_PASSWORD = "violet-admin-demo"  # demo login, printed on purpose
+MERCHANT_PASSWORD = "merchant-demo-pass"
+API_PASSWORD = "api-demo-pass"
 
 APPS = [
     {

@@ -57,11 +57,11 @@ class Command(BaseCommand):
         celery_app.conf.task_always_eager = True
         from stripe_sandbox import ledger
 
-        rng = random.Random(20240422)  # noqa: S311 - deterministic demo data
+        rng = random.Random(20240422)  # deterministic demo data
         operator = self._operator()
         apps = [self._app(spec) for spec in demo.APPS]
         merchants = [self._merchant(spec) for spec in demo.MERCHANTS]
-        for account in [a.stripe_account_id for a in apps] + [m.stripe_account_id for m in merchants]:
+        for account in [*(a.stripe_account_id for a in apps), *(m.stripe_account_id for m in merchants)]:
             ledger.create_account(account_id=account, balance=0, currency="usd")
 
         created_orders = 0
