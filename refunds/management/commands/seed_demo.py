@@ -153,7 +153,7 @@ class Command(BaseCommand):
         bag_count = 1 if index % 4 else rng.choice([2, 3])
         # The first 25 orders (the refund scenarios) rotate through every merchant.
         first = merchants[index % len(merchants)]
-        chosen = [first] + rng.sample([m for m in merchants if m != first], bag_count - 1)
+        chosen = [first, *rng.sample([m for m in merchants if m != first], bag_count - 1)]
         placed_draws = [rng.random() for _ in chosen]
         line_draws = [[(rng.choice(PRODUCTS), rng.randint(1, 3)) for _ in range(rng.randint(1, 3))] for _ in chosen]
         shipping_draws = [rng.choice([0, 499, 899]) for _ in chosen]
