@@ -16,14 +16,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
+
+from payments import splits
 from payments.gateway import (
     IdempotencyConflictError,
     PermanentGatewayError,
     TransientGatewayError,
     get_gateway,
 )
-
-from payments import splits
 from payments.models import PaymentTransaction, Recipient, ShopperRefund, Transfer, TransferReversal
 from refunds.amounts import bag_refundable_remaining, bag_refunded_parts, bag_totals
 from refunds.errors import RefundErrorCode, code_for_gateway_error
@@ -490,14 +490,17 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
                 status__in=[Transfer.Status.FAILED, Transfer.Status.BYPASSED, Transfer.Status.PENDING]
             )
         }
-        legs = {recipient: _leg(transfer, refund) for recipient, transfer in transfers.items()}
-        plan = splits.plan_reversals(
-            bag=bag_totals(bag),
-            refunded_before=refunded_before,
-            this_refund=this,
-            merchant=legs.get(Recipient.MERCHANT),
-            channel=legs.get(Recipient.DEVELOPER),
-        )
+        try:
+            legs = {recipient: _leg(transfer, refund) for recipient, transfer in transfers.items()}
+            plan = splits.plan_reversals(
+                bag=bag_totals(bag),
+                refunded_before=refunded_before,
+                this_refund=this,
+                merchant=legs.get(Recipient.MERCHANT),
+                channel=legs.get(Recipient.DEVELOPER),
+            )
+        except ValueError as exc:
+            return (RefundErrorCode.INCONSISTENT_AMOUNTS, f"Cannot split this refund across the transfers: {exc}")
         for recipient, leg_plan in ((Recipient.MERCHANT, plan.merchant), (Recipient.DEVELOPER, plan.channel)):
             if leg_plan is None or leg_plan.amount <= 0:
                 continue
