@@ -43,6 +43,7 @@ from refunds.models import (
     RefundStatus,
     RefundStep,
 )
+from violet_refunds.crashpoints import crash_point
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 from violet_refunds.locks import try_exclusive
 
@@ -655,6 +656,7 @@ def _run_step(refund, row, step: str, *, lookup, call, on_success, on_permanent)
     except PermanentGatewayError as exc:
         on_permanent(exc)
         return None
+    crash_point(f"after_stripe:{step}")
     on_success(result, False)
     return None
 
