@@ -61,8 +61,11 @@ class Command(BaseCommand):
         operator = self._operator()
         apps = [self._app(spec) for spec in demo.APPS]
         merchants = [self._merchant(spec) for spec in demo.MERCHANTS]
+        from stripe_sandbox.models import SandboxAccount
+
         for account in [*(a.stripe_account_id for a in apps), *(m.stripe_account_id for m in merchants)]:
-            ledger.create_account(account_id=account, balance=0, currency="usd")
+            if not SandboxAccount.objects.filter(stripe_id=account).exists():
+                ledger.create_account(account_id=account, balance=0, currency="usd")
 
         created_orders = 0
         orders = []
