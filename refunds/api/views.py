@@ -1,0 +1,331 @@
+"""Channel API views: thin callers of refunds.selectors (reads) and refunds.services (writes).
+
+Every lookup goes through a selector scoped to the authenticated app, so another app's order, bag
+or refund raises DoesNotExist and becomes the same 404 as an id that never existed.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status as http_status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from refunds import selectors
+from refunds.api import serializers as api
+from refunds.api.auth import TokenType, VioletAuthentication, login_owner, token_issue
+from refunds.models import Bag, Order, Refund, RefundSource
+from refunds.services import RefundSkuLine, refund_record
+from violet_refunds.exceptions import NotFound, ValidationFailed
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+_ERROR = api.ErrorSerializer
+_AUTH_ERRORS = {
+    401: OpenApiResponse(_ERROR, description="Missing, wrong or expired credentials."),
+}
+_READ_ERRORS = {**_AUTH_ERRORS, 404: OpenApiResponse(_ERROR, description="No such id for this app.")}
+
+# The service names the parts of a refund; the request names what the channel sent. An error on
+# a part the channel gave directly is reported on the field it came from.
+_SERVICE_FIELD_TO_REQUEST_FIELD = {
+    "amount": "amount_refunded",
+    "shipping_amount": "shipping",
+    "shipping_tax_amount": "shipping",
+    "tax_amount": "shipping",
+    "sub_total_amount": "skus",
+}
+
+
+_PATH_ID_DESCRIPTIONS = {
+    "order_id": "ID of the Order",
+    "bag_id": "ID of the Bag",
+    "refund_id": "ID of the Refund",
+}
+
+
+def _path_ids(*names: str) -> list[OpenApiParameter]:
+    return [
+        OpenApiParameter(name, OpenApiTypes.INT64, OpenApiParameter.PATH, description=_PATH_ID_DESCRIPTIONS[name])
+        for name in names
+    ]
+
+
+def _not_found(what: str) -> NotFound:
+    return NotFound(f"{what} not found.")
+
+
+class JsonOnlyNegotiation(DefaultContentNegotiation):
+    """The API speaks JSON only: whatever Accept says, the answer is JSON (never a 406 or HTML)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = renderers[0]
+        return renderer, renderer.media_type
+
+
+class _JsonApiView(APIView):
+    content_negotiation_class = JsonOnlyNegotiation
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # DRF adds the 401 challenge only for its own exception classes; ours get it too.
+        if response is not None and response.status_code == 401 and "WWW-Authenticate" not in response:
+            challenge = self.get_authenticate_header(self.request)
+            if challenge:
+                response["WWW-Authenticate"] = challenge
+        return response
+
+
+class _ChannelView(_JsonApiView):
+    authentication_classes = [VioletAuthentication]
+
+    @property
+    def app(self):
+        return self.request.auth.app
+
+
+# --- auth ----------------------------------------------------------------------------------------
+
+
+def _login_user_payload(*, user, app, token: str, refresh_token: str) -> dict:
+    return {
+        "id": user.pk,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "password": None,
+        "email": user.email,
+        "type": "DEVELOPER",
+        "verified": True,
+        "status": "ACTIVE",
+        "date_created": user.date_joined,
+        "date_last_modified": user.date_joined,
+        "roles": ["ROLE_DEVELOPER"],
+        "tos_accepted": True,
+        "payment_configured": bool(app.stripe_account_id),
+        "token": token,
+        "refresh_token": refresh_token,
+        "merchant_id": None,
+        "store_url": None,
+    }
+
+
+class LoginView(_JsonApiView):
+    def get_authenticators(self):
+        return [VioletAuthentication(token_type=None)]
+
+    @extend_schema(
+        operation_id="login",
+        summary="Log in as the app's owner",
+        request=api.LoginRequestSerializer,
+        responses={
+            200: api.LoginUserSerializer,
+            400: _ERROR,
+            **_AUTH_ERRORS,
+            403: OpenApiResponse(_ERROR, description="The user is not the app's owner."),
+        },
+        tags=["auth"],
+    )
+    def post(self, request):
+        serializer = api.LoginRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        app = request.auth.app
+        user = login_owner(
+            request=request._request,
+            app=app,
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
+        payload = _login_user_payload(
+            user=user,
+            app=app,
+            token=token_issue(user=user, app=app, token_type=TokenType.ACCESS),
+            refresh_token=token_issue(user=user, app=app, token_type=TokenType.REFRESH),
+        )
+        return Response(api.LoginUserSerializer(payload).data)
+
+
+class TokenRefreshView(_JsonApiView):
+    def get_authenticators(self):
+        return [VioletAuthentication(token_type=TokenType.REFRESH)]
+
+    @extend_schema(
+        operation_id="refresh_token",
+        summary="Exchange a refresh token (in X-Violet-Token) for a new access token",
+        responses={200: api.TokenRefreshResponseSerializer, **_AUTH_ERRORS},
+        tags=["auth"],
+    )
+    def get(self, request):
+        token = token_issue(user=request.user, app=request.auth.app, token_type=TokenType.ACCESS)
+        return Response({"token": token})
+
+
+# --- refunds -------------------------------------------------------------------------------------
+
+
+class RefundDetailView(_ChannelView):
+    @extend_schema(
+        operation_id="get_order_refund",
+        summary="Get one refund of an order",
+        parameters=_path_ids("order_id", "refund_id"),
+        responses={200: api.RefundSerializer, **_READ_ERRORS},
+        tags=["refunds"],
+    )
+    def get(self, request, order_id: int, refund_id: int):
+        try:
+            refund = selectors.refund_get_for_app(self.app, order_id, refund_id)
+        except Refund.DoesNotExist:
+            raise _not_found("Refund") from None
+        return Response(api.RefundSerializer(refund).data)
+
+
+class OrderRefundsView(_ChannelView):
+    @extend_schema(
+        operation_id="list_order_refunds",
+        summary="List the refunds of an order",
+        parameters=_path_ids("order_id"),
+        responses={200: api.RefundSerializer(many=True), **_READ_ERRORS},
+        tags=["refunds"],
+    )
+    def get(self, request, order_id: int):
+        try:
+            refunds = selectors.refund_list_for_order(self.app, order_id)
+        except Order.DoesNotExist:
+            raise _not_found("Order") from None
+        return Response(api.RefundSerializer(refunds, many=True).data)
+
+
+def _idempotency_key(request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ValidationFailed(
+            "The request is invalid.",
+            field_errors={
+                IDEMPOTENCY_KEY_HEADER: [f"Must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters when given."]
+            },
+        )
+    return key
+
+
+def _refund_record_arguments(data: dict) -> dict:
+    """The request's fields as refund_record's keyword arguments (omitted = not given)."""
+    arguments = {
+        "amount": data.get("amount_refunded"),
+        "reason": data.get("reason") or "",
+        "restock_items": bool(data.get("restock_items")),
+        "notify_customer": bool(data.get("notify_customer")),
+    }
+    if data.get("reason_code"):
+        arguments["reason_code"] = data["reason_code"]
+    shipping = data.get("shipping")
+    if shipping is not None:
+        arguments["shipping_amount"] = shipping["amount"]
+        shipping_tax = shipping.get("tax_amount") or 0
+        if shipping_tax:
+            # The request has no other tax field, so the tax refunded is the shipping's tax.
+            arguments["shipping_tax_amount"] = shipping_tax
+            arguments["tax_amount"] = shipping_tax
+    if data.get("skus"):
+        arguments["skus"] = [
+            RefundSkuLine(
+                order_sku_id=line["order_sku_id"],
+                quantity=line["quantity_refunded"],
+                amount=line.get("amount_refunded"),
+            )
+            for line in data["skus"]
+        ]
+    return arguments
+
+
+def _request_field_errors(field_errors: dict) -> dict:
+    mapped: dict[str, list] = {}
+    for field, messages in field_errors.items():
+        request_field = _SERVICE_FIELD_TO_REQUEST_FIELD.get(field, field)
+        messages = messages if isinstance(messages, list) else [messages]
+        mapped.setdefault(request_field, []).extend(messages)
+    return mapped
+
+
+class BagRefundsView(_ChannelView):
+    @extend_schema(
+        operation_id="list_bag_refunds",
+        summary="List the refunds of one bag",
+        parameters=_path_ids("order_id", "bag_id"),
+        responses={200: api.RefundSerializer(many=True), **_READ_ERRORS},
+        tags=["refunds"],
+    )
+    def get(self, request, order_id: int, bag_id: int):
+        try:
+            refunds = selectors.refund_list_for_bag(self.app, order_id, bag_id)
+        except Bag.DoesNotExist:
+            raise _not_found("Bag") from None
+        return Response(api.RefundSerializer(refunds, many=True).data)
+
+    @extend_schema(
+        operation_id="refund_bag",
+        summary="Refund a bag (all of it, an amount, or some SKUs)",
+        description=(
+            "Omit amount_refunded and skus to refund everything still refundable on the bag. "
+            "Send an Idempotency-Key header to make retries safe: repeating a key returns the "
+            "refund the first request created (200) and creates nothing."
+        ),
+        request=api.RefundBagRequestSerializer,
+        parameters=[
+            *_path_ids("order_id", "bag_id"),
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Any unique string per intended refund (at most 255 characters).",
+            ),
+        ],
+        responses={
+            201: OpenApiResponse(api.RefundSerializer, description="Refund recorded (PROCESSING)."),
+            200: OpenApiResponse(api.RefundSerializer, description="Repeated Idempotency-Key: the first refund."),
+            400: _ERROR,
+            **_READ_ERRORS,
+        },
+        tags=["refunds"],
+    )
+    def post(self, request, order_id: int, bag_id: int):
+        app = self.app
+        try:
+            bag = selectors.bag_get_for_app(app, order_id, bag_id)
+        except Bag.DoesNotExist:
+            raise _not_found("Bag") from None
+        request_key = _idempotency_key(request)
+        serializer = api.RefundBagRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = refund_record(
+                bag=bag,
+                source=RefundSource.CHANNEL_API,
+                actor=f"channel:{app.pk}",
+                request_key=request_key,
+                user=request.user,
+                **_refund_record_arguments(serializer.validated_data),
+            )
+        except ValidationFailed as exc:
+            raise ValidationFailed(
+                exc.message, error_code=exc.error_code, field_errors=_request_field_errors(exc.field_errors)
+            ) from exc
+        refund = selectors.refund_get_for_app(app, order_id, result.refund.pk)
+        return Response(
+            api.RefundSerializer(refund).data,
+            status=http_status.HTTP_201_CREATED if result.created else http_status.HTTP_200_OK,
+        )
+
+
+class UnknownEndpointView(_JsonApiView):
+    """Anything else under /v1/: the API's JSON 404, never Django's HTML page."""
+
+    authentication_classes = []
+    schema = None
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        raise NotFound("No such endpoint.")

@@ -1,0 +1,73 @@
+"""Reads scoped to one app (channel): the only way the channel API reaches orders, bags and refunds.
+
+Every function takes the authenticated app and filters by it in the same query, so an id that
+belongs to another app behaves exactly like an id that does not exist: `<Model>.DoesNotExist`,
+which the API turns into the same 404. Refund reads load everything the API shows in a fixed
+number of queries, however many SKUs, errors or reversals a refund has.
+"""
+
+from django.db.models import Prefetch, QuerySet
+
+from payments.models import TransferReversal
+from refunds.models import App, AppMembership, Bag, Order, Refund
+
+
+def app_get(app_id: int) -> App | None:
+    return App.objects.filter(pk=app_id).first()
+
+
+def app_membership_role(*, app: App, user) -> str | None:
+    """The user's role in the app (AppMembership.Role), or None when they are not a member."""
+    return AppMembership.objects.filter(app=app, user=user).values_list("role", flat=True).first()
+
+
+def app_owner_get(*, app: App, user_id: int):
+    """The active user with this id who owns the app, or None."""
+    membership = (
+        AppMembership.objects.select_related("user")
+        .filter(app=app, user_id=user_id, role=AppMembership.Role.OWNER, user__is_active=True)
+        .first()
+    )
+    return membership.user if membership else None
+
+
+def order_get_for_app(app: App, order_id: int) -> Order:
+    return Order.objects.get(pk=order_id, app=app)
+
+
+def bag_get_for_app(app: App, order_id: int, bag_id: int) -> Bag:
+    return Bag.objects.select_related("order").get(pk=bag_id, order_id=order_id, order__app=app)
+
+
+def _refunds_for_api() -> QuerySet[Refund]:
+    """Refunds with what the API object shows: order, payment, SKUs, errors, reversal ids."""
+    return (
+        Refund.objects.select_related("bag__order__payment_transaction")
+        .prefetch_related(
+            "skus",
+            "errors",
+            Prefetch(
+                "transfer_reversals",
+                queryset=TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id"),
+            ),
+        )
+        .order_by("id")
+    )
+
+
+def refund_get_for_app(app: App, order_id: int, refund_id: int) -> Refund:
+    return _refunds_for_api().get(pk=refund_id, bag__order_id=order_id, bag__order__app=app)
+
+
+def refund_list_for_order(app: App, order_id: int) -> list[Refund]:
+    """Refunds of every bag of the order, by id. Order.DoesNotExist when the app has no such order."""
+    if not Order.objects.filter(pk=order_id, app=app).exists():
+        raise Order.DoesNotExist
+    return list(_refunds_for_api().filter(bag__order_id=order_id))
+
+
+def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
+    """Refunds of one bag, by id. Bag.DoesNotExist when the app has no such bag in that order."""
+    if not Bag.objects.filter(pk=bag_id, order_id=order_id, order__app=app).exists():
+        raise Bag.DoesNotExist
+    return list(_refunds_for_api().filter(bag_id=bag_id))
