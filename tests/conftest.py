@@ -32,6 +32,13 @@ def pytest_sessionstart(session):
             )
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # Factories hash passwords and app secrets; PBKDF2's work factor would cost ~1 s per test
+    # without testing anything more.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def require_postgres():
     if connection.vendor != "postgresql":

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served locally: no external CDN
     "platforms",
     "refunds",
     "payments",
@@ -188,6 +189,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Refunds of orders placed through the network, as seen by the channel (app).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 API_TOKEN_TTL_SECONDS = env.int("API_TOKEN_TTL_SECONDS", default=86400)
 API_REFRESH_TOKEN_TTL_SECONDS = env.int("API_REFRESH_TOKEN_TTL_SECONDS", default=30 * 86400)

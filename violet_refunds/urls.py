@@ -7,6 +7,20 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+def server_error(request):
+    """A 500 is a bug; under /v1/ it is still JSON in the one error shape, never an HTML page."""
+    from django.views.defaults import server_error as html_server_error
+
+    from violet_refunds.exceptions import error_body
+
+    if request.path.startswith("/v1/"):
+        return JsonResponse(error_body(500, "Internal server error.", "server_error"), status=500)
+    return html_server_error(request)
+
+
+handler500 = server_error
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("refunds.api.urls")),

@@ -20,13 +20,6 @@ from tests.factories import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # App secrets and passwords are hashed by factories and checked on every call; the default
-    # PBKDF2 work factor would make each test take seconds without testing anything more.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -69,6 +69,7 @@ def test_the_docs_page_serves_swagger_ui_for_the_schema(api_client):
     page = response.content.decode()
     assert "swagger-ui" in page
     assert "/v1/schema/" in page
+    assert "cdn" not in page  # assets come from drf-spectacular-sidecar, not an external CDN
 
 
 # --- schemathesis -------------------------------------------------------------------------------
