@@ -31,9 +31,7 @@ class Merchant(TimeStampedModel):
     platform = models.CharField(max_length=16, choices=Platform.choices, db_index=True)
     store_url = models.URLField(max_length=500, blank=True)
     currency = CurrencyField(default="USD")
-    stripe_account_id = models.CharField(
-        "Stripe connected account", max_length=255, blank=True, help_text="acct_…"
-    )
+    stripe_account_id = models.CharField("Stripe connected account", max_length=255, blank=True, help_text="acct_…")
     sfcc_refund_mode = models.CharField(
         "SFCC refund mode",
         max_length=20,
@@ -73,9 +71,7 @@ class MerchantMembership(TimeStampedModel):
         STAFF = "STAFF", "Staff"
 
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant_memberships"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant_memberships")
     role = models.CharField(max_length=8, choices=Role.choices, default=Role.OWNER)
 
     class Meta:
@@ -83,6 +79,27 @@ class MerchantMembership(TimeStampedModel):
 
     def __str__(self):
         return f"{self.user} @ {self.merchant}"
+
+
+class MerchantApiKey(TimeStampedModel):
+    """A key a merchant's engineers use for the refund-notice API (SFCC Option 2). Only a hash is
+    stored; the key itself is shown once, when created."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public first characters, to identify a key.")
+    key_hash = models.CharField(max_length=128)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
 
 
 def _webhook_secret():
@@ -142,9 +159,7 @@ class InboundEvent(TimeStampedModel):
 
     class Meta:
         ordering = ["-date_created"]
-        constraints = [
-            models.UniqueConstraint(fields=["platform", "event_id"], name="inbound_event_unique_id")
-        ]
+        constraints = [models.UniqueConstraint(fields=["platform", "event_id"], name="inbound_event_unique_id")]
         indexes = [models.Index(fields=["status", "date_created"], name="inbound_status_date")]
 
     def __str__(self):

@@ -18,9 +18,7 @@ class App(TimeStampedModel):
 
     name = models.CharField(max_length=200)
     secret_hash = models.CharField(max_length=128, help_text="Hashed X-Violet-App-Secret.")
-    stripe_account_id = models.CharField(
-        "Stripe connected account", max_length=255, blank=True, help_text="acct_…"
-    )
+    stripe_account_id = models.CharField("Stripe connected account", max_length=255, blank=True, help_text="acct_…")
     commission_rate = models.DecimalField(
         max_digits=5,
         decimal_places=2,
@@ -35,9 +33,7 @@ class App(TimeStampedModel):
         blank=True,
         help_text="Hosts the merchant portal may redirect back to after store connection.",
     )
-    users = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="AppMembership", related_name="apps", blank=True
-    )
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, through="AppMembership", related_name="apps", blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -60,9 +56,7 @@ class AppMembership(TimeStampedModel):
         DEVELOPER = "DEVELOPER", "Developer"
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="app_memberships"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="app_memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.OWNER)
 
     class Meta:
@@ -119,9 +113,7 @@ class FinancialStatus(models.TextChoices):
 class Order(TimeStampedModel):
     app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="orders")
     app_order_id = models.CharField(max_length=128, blank=True)
-    status = models.CharField(
-        max_length=20, choices=OrderStatus.choices, default=OrderStatus.ACCEPTED, db_index=True
-    )
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.ACCEPTED, db_index=True)
     customer_email = models.EmailField(blank=True)
     currency = CurrencyField(default="USD")
     sub_total = MoneyField()
@@ -132,9 +124,7 @@ class Order(TimeStampedModel):
 
     class Meta:
         ordering = ["-date_created"]
-        constraints = non_negative(
-            "order", "sub_total", "shipping_total", "tax_total", "discount_total", "total"
-        )
+        constraints = non_negative("order", "sub_total", "shipping_total", "tax_total", "discount_total", "total")
 
     def __str__(self):
         return f"Order {self.pk}"
@@ -148,15 +138,11 @@ class Bag(TimeStampedModel):
     external_id = models.CharField(
         max_length=255, null=True, blank=True, help_text="Order id on the merchant's platform."
     )
-    status = models.CharField(
-        max_length=20, choices=BagStatus.choices, default=BagStatus.ACCEPTED, db_index=True
-    )
+    status = models.CharField(max_length=20, choices=BagStatus.choices, default=BagStatus.ACCEPTED, db_index=True)
     fulfillment_status = models.CharField(
         max_length=20, choices=FulfillmentStatus.choices, default=FulfillmentStatus.PROCESSING
     )
-    financial_status = models.CharField(
-        max_length=20, choices=FinancialStatus.choices, default=FinancialStatus.PAID
-    )
+    financial_status = models.CharField(max_length=20, choices=FinancialStatus.choices, default=FinancialStatus.PAID)
     currency = CurrencyField(default="USD")
     sub_total = MoneyField()
     shipping_total = MoneyField()
@@ -170,9 +156,7 @@ class Bag(TimeStampedModel):
         validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Percent of sub_total kept by the channel, fixed when the bag was placed.",
     )
-    placed_at = models.DateTimeField(
-        help_text="When the order was placed on the platform (Wix rules depend on it)."
-    )
+    placed_at = models.DateTimeField(help_text="When the order was placed on the platform (Wix rules depend on it).")
 
     class Meta:
         ordering = ["-date_created"]
@@ -310,8 +294,17 @@ class Refund(TimeStampedModel):
                 "tax_amount",
                 "merchant_transfer_reversal_amount_usd",
                 "developer_transfer_reversal_amount_usd",
-                "merchant_transfer_reversal_amount_platform_currency",
-                "developer_transfer_reversal_amount_platform_currency",
+            ),
+            # Spelled out: the generated names would pass PostgreSQL's 63-character limit.
+            models.CheckConstraint(
+                condition=Q(merchant_transfer_reversal_amount_platform_currency__gte=0)
+                | Q(merchant_transfer_reversal_amount_platform_currency__isnull=True),
+                name="refund_merchant_reversal_platform_ccy_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(developer_transfer_reversal_amount_platform_currency__gte=0)
+                | Q(developer_transfer_reversal_amount_platform_currency__isnull=True),
+                name="refund_developer_reversal_platform_ccy_non_negative",
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
             models.CheckConstraint(
@@ -412,9 +405,7 @@ class RefundEvent(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
-    actor = models.CharField(
-        max_length=150, help_text="system, worker, platform:<name>, operator:<username>, ..."
-    )
+    actor = models.CharField(max_length=150, help_text="system, worker, platform:<name>, operator:<username>, ...")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

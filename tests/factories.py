@@ -19,6 +19,7 @@ from payments.models import (
 from platforms.models import (
     InboundEvent,
     Merchant,
+    MerchantApiKey,
     MerchantMembership,
     Platform,
     SfccRefundMode,
@@ -37,6 +38,7 @@ from refunds.models import (
     RefundSource,
     RefundStatus,
 )
+from stripe_sandbox import models as sandbox
 
 DEFAULT_APP_SECRET = "test-app-secret"
 DEFAULT_PASSWORD = "correct horse battery staple"
@@ -79,6 +81,16 @@ class MerchantMembershipFactory(factory.django.DjangoModelFactory):
 
     merchant = factory.SubFactory(MerchantFactory)
     user = factory.SubFactory(UserFactory)
+
+
+class MerchantApiKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MerchantApiKey
+
+    merchant = factory.SubFactory(MerchantFactory)
+    name = "Engineering"
+    prefix = factory.Sequence(lambda n: f"vrk_{n:08d}")
+    key_hash = factory.LazyFunction(lambda: make_password("merchant-api-key"))
 
 
 class StoreConnectionFactory(factory.django.DjangoModelFactory):
@@ -166,6 +178,7 @@ class OrderSkuFactory(factory.django.DjangoModelFactory):
 class PaymentTransactionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = PaymentTransaction
+        django_get_or_create = ("order",)  # one payment per order
 
     order = factory.SubFactory(OrderFactory)
     gateway_transaction_id = factory.Sequence(lambda n: f"pi_test{n:08d}")
@@ -261,3 +274,71 @@ class ShopperRefundFactory(factory.django.DjangoModelFactory):
     amount = factory.LazyAttribute(lambda s: s.refund.amount)
     currency = "USD"
     idempotency_key = factory.Sequence(lambda n: f"test-shopper-refund-{n}")
+
+
+# --- Stripe sandbox (its own tables; mostly built through the SDK, these are for admin tests) ---
+class SandboxAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxAccount
+
+    stripe_id = factory.Sequence(lambda n: f"acct_sandbox{n:08d}")
+
+
+class SandboxPaymentIntentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxPaymentIntent
+
+    stripe_id = factory.Sequence(lambda n: f"pi_sandbox{n:08d}")
+    charge_id = factory.Sequence(lambda n: f"ch_sandbox{n:08d}")
+    amount, currency, status = 10_000, "usd", "succeeded"
+
+
+class SandboxTransferFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxTransfer
+
+    stripe_id = factory.Sequence(lambda n: f"tr_sandbox{n:08d}")
+    destination = factory.SubFactory(SandboxAccountFactory)
+    amount, currency = 6_000, "usd"
+
+
+class SandboxTransferReversalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxTransferReversal
+
+    stripe_id = factory.Sequence(lambda n: f"trr_sandbox{n:08d}")
+    transfer = factory.SubFactory(SandboxTransferFactory)
+    amount, currency = 1_000, "usd"
+
+
+class SandboxRefundFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxRefund
+
+    stripe_id = factory.Sequence(lambda n: f"re_sandbox{n:08d}")
+    payment_intent = factory.SubFactory(SandboxPaymentIntentFactory)
+    amount, currency, status = 1_000, "usd", "succeeded"
+
+
+class SandboxIdempotencyKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxIdempotencyKey
+
+    key = factory.Sequence(lambda n: f"refund-{n}-shopper-refund")
+    method, path, fingerprint = "POST", "/v1/refunds", "0" * 64
+    state, response_status, response_body = "done", 200, "{}"
+
+
+class SandboxFaultFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxFault
+
+    kind = sandbox.FaultKind.HTTP_500
+
+
+class SandboxRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxRequest
+
+    method, path, status_code = "POST", "/v1/refunds", 200
+    request_id = factory.Sequence(lambda n: f"req_sandbox{n:06d}")

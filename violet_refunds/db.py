@@ -21,6 +21,10 @@ def CurrencyField(verbose_name=None, **kwargs):  # noqa: N802
 
 def non_negative(model_name: str, *fields: str) -> list[models.CheckConstraint]:
     """One named CHECK (field >= 0) per money column, so a bad row fails in the database itself."""
+    for field in fields:
+        name = f"{model_name}_{field}_non_negative"
+        if len(name) > 63:  # PostgreSQL would silently truncate it
+            raise ValueError(f"Constraint name {name!r} is longer than 63 characters; spell it out.")
     return [
         models.CheckConstraint(
             condition=Q(**{f"{field}__gte": 0}) | Q(**{f"{field}__isnull": True}),

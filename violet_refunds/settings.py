@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: no external CDN
     "platforms",
@@ -69,7 +70,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: locks out repeated failed logins (portal and admin).
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock a username+IP pair after this many failures for AXES_COOLOFF_HOURS (OWASP ASVS 2.2.1).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_HOURS", default=0.5)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_LOCKOUT_CALLABLE = "violet_refunds.lockout.lockout_response"
+# Django 6 makes https the default scheme of URLField forms; opt in now (silences its warning).
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 ROOT_URLCONF = "violet_refunds.urls"
 
@@ -114,7 +131,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/portal/login/"
+LOGIN_REDIRECT_URL = "/portal/"
+LOGOUT_REDIRECT_URL = "/portal/login/"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
@@ -150,6 +169,11 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",
         "schedule": env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60),
+    },
+    # Inbound events whose processing message was lost are re-enqueued from the database.
+    "requeue-received-inbound-events": {
+        "task": "platforms.tasks.requeue_received_events",
+        "schedule": env.int("INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS", default=300),
     },
     # SFCC Option 1: Commerce Cloud cannot report refunds, so cancelled orders are found by polling.
     "poll-platform-orders": {
@@ -208,6 +232,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
         # stripe-python logs every request at INFO; our own events say what matters.
         "stripe": {"level": env.str("STRIPE_LOG_LEVEL", default="WARNING")},
     },

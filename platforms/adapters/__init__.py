@@ -1,0 +1,21 @@
+"""Platform adapters, one module per platform; `get_adapter` is how everything else finds them."""
+
+from platforms.adapters.base import PlatformAdapter
+from platforms.adapters.ecwid import EcwidAdapter
+from platforms.adapters.sfcc import SfccAdapter
+from platforms.adapters.shopify import ShopifyAdapter
+from platforms.adapters.wix import WixAdapter
+
+ADAPTERS: dict[str, PlatformAdapter] = {
+    adapter.platform: adapter for adapter in (ShopifyAdapter(), EcwidAdapter(), WixAdapter(), SfccAdapter())
+}
+
+
+def get_adapter(platform: str) -> PlatformAdapter | None:
+    return ADAPTERS.get(platform)
+
+
+def webhook_adapter_for_slug(slug: str) -> PlatformAdapter | None:
+    """The adapter named by the URL segment (/webhooks/shopify/...), if that platform sends webhooks."""
+    adapter = ADAPTERS.get(slug.upper())
+    return adapter if adapter is not None and adapter.receives_webhooks else None

@@ -290,3 +290,18 @@ def test_refresh_needs_the_app_secret(api_client, channel):
 
     assert response.status_code == 401
     assert response.json()["error_code"] == "app_credentials_invalid"
+
+
+def test_repeated_failed_logins_lock_the_username_out_with_a_json_429(api_client, channel, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(2):
+        assert _login(api_client, channel.app, channel.owner.username, "wrong password").status_code == 401
+    # The third failure reaches the limit; from then on even the right password is refused.
+    assert _login(api_client, channel.app, channel.owner.username, "wrong password").status_code == 429
+    locked = _login(api_client, channel.app, channel.owner.username, DEFAULT_PASSWORD)
+    assert locked.status_code == 429
+    assert _without_timestamp(locked.json()) == {
+        "status": 429,
+        "message": "Too many failed login attempts. Try again later.",
+        "error_code": "too_many_attempts",
+    }

@@ -1,0 +1,279 @@
+"""The adapter protocol and the normalized values every platform adapter produces.
+
+An adapter turns whatever a platform sent (a signed webhook body, an API read, a poll result) into
+`OrderState`: the platform's current view of one order, with money in integer minor units. Its
+`refund_decision` then applies that platform's rules (seed 000 / 003, spec/platforms.md) and names
+the refunds the state implies. `platforms.services.reconcile_order` records whatever is missing, so
+a duplicated, stale or out-of-order signal changes nothing ("reconcile, don't interpret deltas").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Protocol
+
+from violet_refunds.exceptions import ApplicationError
+
+if TYPE_CHECKING:
+    from platforms.models import InboundEvent
+    from refunds.models import Bag
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+class SignatureInvalid(ApplicationError):
+    """The delivery is not provably from the platform: missing, malformed or wrong signature."""
+
+    status_code = 401
+    error_code = "invalid_signature"
+
+
+class PayloadMalformed(ApplicationError):
+    """Authentic (or not yet checkable) but unreadable: not JSON, or required fields missing."""
+
+    status_code = 400
+    error_code = "malformed_payload"
+
+
+class EventIgnored(Exception):
+    """Processing decided the event implies nothing; `reason` says why (kept in `outcome`)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PlatformDataInvalid(Exception):
+    """The platform's data cannot be turned into an order state (bad amount, missing id...)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Money: decimal strings from platforms -> integer minor units, never through float
+# --------------------------------------------------------------------------------------------------
+
+# ISO 4217 minor-unit exponents that differ from the usual 2.
+_CURRENCY_EXPONENTS = {
+    **dict.fromkeys(
+        (
+            "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+            "VND", "VUV", "XAF", "XOF", "XPF",
+        ),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}  # fmt: skip
+
+
+def currency_exponent(currency: str) -> int:
+    return _CURRENCY_EXPONENTS.get(currency.upper(), 2)
+
+
+def to_minor_units(value, currency: str, *, round_half_up: bool = False) -> int:
+    """'10.50' USD -> 1050; 1050 JPY -> 1050. Strings, ints and Decimals only (JSON is parsed with
+    parse_float=Decimal): a float here is a bug. A value with more decimals than the currency has is
+    an error for money that moves; `round_half_up` is for informational amounts (order totals, unit
+    prices of tax-inclusive stores) where a sub-cent remainder is expected."""
+    if isinstance(value, bool | float):
+        raise TypeError(f"money must not be a {type(value).__name__}: parse JSON with parse_float=Decimal")
+    if value is None or value == "":
+        return 0
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise PlatformDataInvalid(f"{value!r} is not a decimal amount") from exc
+    if not amount.is_finite():
+        raise PlatformDataInvalid(f"{value!r} is not a finite amount")
+    scaled = amount.scaleb(currency_exponent(currency))
+    if round_half_up:
+        scaled = scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    if scaled != scaled.to_integral_value():
+        raise PlatformDataInvalid(f"{value!r} has more decimals than {currency.upper()} allows")
+    return int(scaled)
+
+
+def parse_json(raw: bytes | str) -> dict:
+    """A JSON object with every non-integer number as Decimal. Raises PayloadMalformed."""
+    try:
+        data = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadMalformed(f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PayloadMalformed("The body must be a JSON object.")
+    return data
+
+
+def json_object(raw) -> dict:
+    """A nested layer that is either already an object or a JSON string holding one (Wix)."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        return parse_json(raw)
+    raise PayloadMalformed("Expected a JSON object or a string holding one.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalized values
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AmountParts:
+    """Money split the way refunds are: sub_total (commission base), shipping and tax, minor units."""
+
+    sub_total: int = 0
+    shipping: int = 0
+    tax: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.sub_total + self.shipping + self.tax
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One line of the platform order; `external_id` is the platform line-item id (OrderSku.external_id)."""
+
+    external_id: str
+    quantity: int
+    unit_price: int
+    sku: str = ""
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    """A refunded line: platform line-item id, quantity, and its refunded sub_total when the platform says."""
+
+    line_item_external_id: str
+    quantity: int
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class PlatformRefund:
+    """A refund the platform shows, or one its rules imply (a cancellation-as-refund).
+
+    - `amount`: money actually returned to the shopper (minor units); None = the platform gives no
+      amount, i.e. "everything still refundable on the bag" (cancellations).
+    - `parts`: how the platform split it, when it did (Shopify); None = let the bag decide.
+    - `shipping_included`: the platform says shipping was part of it but not how much (Wix).
+    """
+
+    external_id: str
+    amount: int | None = None
+    parts: AmountParts | None = None
+    shipping_tax: int = 0
+    lines: tuple[RefundLine, ...] = ()
+    shipping_included: bool = False
+    reason: str = ""
+    reason_code: str = "OTHER"
+    restock: bool = False
+    created_at: datetime | None = None
+
+    @property
+    def is_full_remaining(self) -> bool:
+        return self.amount is None and self.parts is None
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """The platform's current view of one order, as far as the signal tells (None = not told)."""
+
+    platform: str
+    order_id: str
+    topic: str = ""
+    currency: str | None = None
+    status: str = ""  # the platform's own order status, verbatim
+    payment_status: str = ""
+    cancelled: bool | None = None
+    fulfilled: bool | None = None
+    placed_at: datetime | None = None
+    totals: AmountParts | None = None
+    lines: tuple[OrderLine, ...] = ()
+    refunds: tuple[PlatformRefund, ...] = ()
+    cancel_reason: str = ""
+    # Other spellings of the order id the bag may have been stored under (Ecwid: internal number).
+    alternate_order_ids: tuple[str, ...] = ()
+
+    @property
+    def order_ids(self) -> tuple[str, ...]:
+        return (self.order_id, *(i for i in self.alternate_order_ids if i and i != self.order_id))
+
+
+@dataclass(frozen=True)
+class RefundDecision:
+    """What the platform's rules say about an order state: the refunds that must exist, or why none."""
+
+    refunds: tuple[PlatformRefund, ...] = ()
+    ignored_reason: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookEnvelope:
+    """What the receiver needs from an authenticated delivery before storing it."""
+
+    event_id: str
+    topic: str
+    order_id: str = ""
+
+
+class PlatformAdapter(Protocol):
+    platform: str
+    receives_webhooks: bool
+
+    def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
+        """Verify the raw bytes came from the platform, then read the envelope.
+        Raises SignatureInvalid (401) or PayloadMalformed (400)."""
+
+    def order_state(self, event: InboundEvent) -> OrderState:
+        """The order state a stored event stands for (may read the platform's API).
+        Raises EventIgnored, PlatformDataInvalid, or a platforms.clients error."""
+
+    def refund_decision(self, state: OrderState, bag: Bag) -> RefundDecision:
+        """This platform's rules: which refunds the state implies for the bag."""
+
+
+def explicit_refunds_with_money(state: OrderState) -> tuple[tuple[PlatformRefund, ...], list[str]]:
+    """Platform refunds that returned money, and a note for each that did not (restock-only,
+    pending or failed transactions): those move nothing, so they record nothing."""
+    kept, notes = [], []
+    for refund in state.refunds:
+        if refund.amount is not None and refund.amount <= 0:
+            notes.append(f"refund {refund.external_id} returned no money (no successful refund transaction)")
+        else:
+            kept.append(refund)
+    return tuple(kept), notes
+
+
+def cancellation_refund(bag: Bag, *, reason: str, reason_code: str = "OTHER") -> PlatformRefund:
+    """A cancellation that counts as a refund: everything still refundable, `cancel:<order id>`."""
+    return PlatformRefund(
+        external_id=f"cancel:{bag.external_id}", reason=reason[:255], reason_code=reason_code, restock=True
+    )
+
+
+def parse_datetime(value) -> datetime | None:
+    """ISO-8601 (with Z) or UNIX seconds; None when absent or unreadable (callers fall back)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    text = str(value).strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        # Ecwid writes "2014-06-06 18:57:19 +0000".
+        try:
+            parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z")
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed

@@ -1,0 +1,199 @@
+"""Wix eCommerce: JWT webhooks for order cancellations and completed refunds (spec section 3, seeds 000/003).
+
+Rules:
+- Orders placed before 2024-04-22 (`WIX_CANCEL_IS_REFUND_BEFORE`, seeds 000 and 003: "The below ONLY
+  applies to orders placed before 2024-04-22"): Wix's Order API could not refund them, so merchants
+  cancel (unfulfilling first when already fulfilled). A cancellation of such an order is a refund
+  of everything still refundable on the bag, external id `cancel:<order id>`.
+- Later orders use the standard refund: `refund_completed` with its SUCCEEDED transactions. A
+  cancellation alone moves no money and is ignored with that reason. Standard refunds of old orders
+  are still recorded (money did move); a later cancellation then refunds only what is left.
+
+Readings of ⚠️/❓ items, kept here:
+- Event slugs: `wix.ecom.v1.order` + `canceled` (also `updated`, `payment_status_updated`,
+  `approved`, which carry the order too), `wix.ecom.v1.order_transactions` + `refund_completed`.
+- Refund fields: `refund.id`, `refund.transactions[] {amount {amount}, refundStatus}`,
+  `refund.details {items[] {lineItemId, quantity}, shippingIncluded, reason}`.
+- Price objects carry no currency: the order's `currency`, else the merchant's currency.
+- The dates in the seed carry no time zone: the cutoff is read as midnight UTC.
+- JWT expiry is not enforced: Wix retries for ~47 h and may resend the original token; replays are
+  caught by the unique inner event id, as for Shopify (which signs no timestamp at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import jwt
+
+from platforms.adapters.base import (
+    AmountParts,
+    EventIgnored,
+    OrderLine,
+    OrderState,
+    PayloadMalformed,
+    PlatformDataInvalid,
+    PlatformRefund,
+    RefundDecision,
+    RefundLine,
+    SignatureInvalid,
+    WebhookEnvelope,
+    cancellation_refund,
+    explicit_refunds_with_money,
+    json_object,
+    parse_datetime,
+    to_minor_units,
+)
+from platforms.models import Platform
+
+# Seeds 000 and 003: cancellation-as-refund only for orders placed before this instant.
+WIX_CANCEL_IS_REFUND_BEFORE = datetime(2024, 4, 22, tzinfo=UTC)
+
+ORDER_FQDN = "wix.ecom.v1.order"
+TRANSACTIONS_FQDN = "wix.ecom.v1.order_transactions"
+ORDER_SLUGS = ("canceled", "updated", "payment_status_updated", "approved")
+REFUND_COMPLETED = f"{TRANSACTIONS_FQDN}/refund_completed"
+_JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
+
+
+def _decode_layers(claims: Mapping) -> dict:
+    """JWT claims -> `data` (JSON string) -> envelope whose `data` (JSON string) is the event."""
+    envelope = json_object(claims.get("data"))
+    event = json_object(envelope.get("data"))
+    if not event.get("id"):
+        raise PayloadMalformed("The Wix event has no id.")
+    return event
+
+
+def _topic(event: Mapping) -> str:
+    return f"{event.get('entityFqdn', '')}/{event.get('slug', '')}"
+
+
+def _price(value, currency: str) -> int:
+    amount = value.get("amount") if isinstance(value, Mapping) else value
+    return to_minor_units(amount, currency, round_half_up=True)
+
+
+class WixAdapter:
+    platform = Platform.WIX
+    receives_webhooks = True
+
+    def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
+        try:
+            token = body.decode("ascii").strip()
+            claims = jwt.decode(token, secret, algorithms=["RS256"], options=_JWT_OPTIONS)
+        except (UnicodeDecodeError, jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise SignatureInvalid(
+                f"The body is not a JWT signed by the configured Wix key ({type(exc).__name__})."
+            ) from exc
+        event = _decode_layers(claims)
+        return WebhookEnvelope(
+            event_id=str(event["id"]), topic=_topic(event), order_id=str(event.get("entityId") or "")
+        )
+
+    def decoded_event(self, body: str) -> dict:
+        """The inner event of a stored body. Its signature was verified when it was received."""
+        try:
+            claims = jwt.decode(body.strip(), options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise PlatformDataInvalid(f"Stored Wix body is not a JWT: {exc}") from exc
+        return _decode_layers(claims)
+
+    def order_state(self, event) -> OrderState:
+        wix_event = self.decoded_event(event.body)
+        topic = _topic(wix_event)
+        fallback_currency = event.connection.merchant.currency
+        action_body = (wix_event.get("actionEvent") or {}).get("body") or {}
+        if wix_event.get("entityFqdn") == ORDER_FQDN and wix_event.get("slug") in ORDER_SLUGS:
+            order = (
+                action_body.get("order")
+                or (wix_event.get("updatedEvent") or {}).get("currentEntity")
+                or (wix_event.get("createdEvent") or {}).get("entity")
+            )
+            if not isinstance(order, Mapping):
+                raise PlatformDataInvalid(f"{topic} event carries no order")
+            return self.state_from_order(order, fallback_currency=fallback_currency, topic=topic)
+        if topic == REFUND_COMPLETED:
+            return self._refund_completed_state(wix_event, action_body, fallback_currency, topic)
+        raise EventIgnored(f"Wix event {topic!r} carries no refund signal.")
+
+    def state_from_order(self, order: Mapping, *, fallback_currency: str, topic: str = "") -> OrderState:
+        if not order.get("id"):
+            raise PlatformDataInvalid("Wix order without id")
+        currency = str(order.get("currency") or fallback_currency).upper()
+        summary = order.get("priceSummary") or {}
+        lines = tuple(
+            OrderLine(
+                external_id=str(item.get("id")),
+                quantity=int(item.get("quantity") or 0),
+                unit_price=_price(item.get("price"), currency),
+                sku=str((item.get("physicalProperties") or {}).get("sku") or ""),
+            )
+            for item in order.get("lineItems") or []
+            if isinstance(item, Mapping)
+        )
+        status = str(order.get("status") or "")
+        return OrderState(
+            platform=self.platform,
+            order_id=str(order["id"]),
+            topic=topic,
+            currency=currency,
+            status=status,
+            payment_status=str(order.get("paymentStatus") or ""),
+            cancelled=status == "CANCELED",
+            fulfilled=order.get("fulfillmentStatus") == "FULFILLED",
+            placed_at=parse_datetime(order.get("createdDate")),
+            totals=AmountParts(
+                sub_total=_price(summary.get("subtotal"), currency),
+                shipping=_price(summary.get("shipping"), currency),
+                tax=_price(summary.get("tax"), currency),
+            ),
+            lines=lines,
+        )
+
+    def _refund_completed_state(self, wix_event, body: Mapping, fallback_currency: str, topic: str) -> OrderState:
+        order_id = str(body.get("orderId") or wix_event.get("entityId") or "")
+        refund = body.get("refund")
+        if not order_id or not isinstance(refund, Mapping) or not refund.get("id"):
+            raise PlatformDataInvalid("refund_completed without orderId or refund id")
+        currency = fallback_currency.upper()
+        transactions = [t for t in refund.get("transactions") or [] if isinstance(t, Mapping)]
+        succeeded = [t for t in transactions if t.get("refundStatus") == "SUCCEEDED"]
+        details = refund.get("details") or {}
+        lines = tuple(
+            RefundLine(str(item["lineItemId"]), int(item.get("quantity") or 0))
+            for item in details.get("items") or []
+            if isinstance(item, Mapping) and item.get("lineItemId") and int(item.get("quantity") or 0) > 0
+        )
+        platform_refund = PlatformRefund(
+            external_id=str(refund["id"]),
+            amount=sum(to_minor_units((t.get("amount") or {}).get("amount"), currency) for t in succeeded),
+            lines=lines,
+            shipping_included=bool(details.get("shippingIncluded")),
+            reason=str(details.get("reason") or "")[:255],
+            created_at=parse_datetime(refund.get("createdDate")),
+        )
+        return OrderState(platform=self.platform, order_id=order_id, topic=topic, refunds=(platform_refund,))
+
+    def refund_decision(self, state: OrderState, bag) -> RefundDecision:
+        refunds, notes = explicit_refunds_with_money(state)
+        implied = list(refunds)
+        if state.cancelled:
+            placed_at = state.placed_at or bag.placed_at
+            if placed_at < WIX_CANCEL_IS_REFUND_BEFORE:
+                implied.append(
+                    cancellation_refund(
+                        bag,
+                        reason="Wix order placed before 2024-04-22 cancelled: treated as a refund (seeds 000, 003).",
+                    )
+                )
+            elif not refunds:
+                notes.insert(
+                    0,
+                    "Wix order placed on/after 2024-04-22 cancelled: a cancellation moves no money; "
+                    "its refund arrives as a refund_completed event",
+                )
+        elif not implied and not notes:
+            notes.append(f"Wix order status {state.status or 'unknown'}: no refund signal")
+        return RefundDecision(refunds=tuple(implied), ignored_reason="; ".join(notes) + ("." if notes else ""))

@@ -1,0 +1,171 @@
+"""What every outbound platform client shares: timeouts, bounded retries, typed errors.
+
+Retried here (a few quick attempts): connection errors, timeouts, 429 and 5xx. Anything else 4xx is
+the platform saying no and is raised at once. Callers (the processing task) add their own slower
+backoff on top for the transient errors, which carry `transient = True`.
+Error messages never include credentials; they quote at most a short piece of the platform's reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+
+import requests
+
+from violet_refunds.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+
+class PlatformClientError(ApplicationError):
+    """A call to a merchant's platform did not give us what we asked for."""
+
+    status_code = 502
+    error_code = "platform_error"
+    transient = False
+
+    def __init__(self, message: str, *, platform: str = "", http_status: int | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.platform = platform
+        self.http_status = http_status
+
+
+class PlatformUnavailable(PlatformClientError):
+    """Timeout, connection error, 429 or 5xx after our retries: worth trying again later."""
+
+    error_code = "platform_unavailable"
+    transient = True
+
+
+class PlatformRequestRejected(PlatformClientError):
+    """A 4xx answer: retrying the same request will not help."""
+
+    error_code = "platform_rejected"
+
+
+class PlatformAuthenticationFailed(PlatformRequestRejected):
+    """401/403: the stored credentials are wrong, revoked, or lack a permission."""
+
+    error_code = "platform_authentication_failed"
+
+
+class PlatformNotFound(PlatformRequestRejected):
+    error_code = "platform_not_found"
+
+
+class PlatformResponseInvalid(PlatformClientError):
+    """A 2xx whose body is not the JSON object we expect."""
+
+    error_code = "platform_response_invalid"
+
+
+class ConnectionMisconfigured(PlatformClientError):
+    """The store connection lacks a credential this client needs."""
+
+    error_code = "connection_misconfigured"
+
+
+def _reply_excerpt(response: requests.Response, limit: int = 300) -> str:
+    text = (response.text or "").strip().replace("\n", " ")
+    return text[:limit]
+
+
+class PlatformHttpClient:
+    platform = ""
+    # (connect, read) seconds: fail fast, the task retries later anyway.
+    connect_timeout = 3.05
+    read_timeout = 10.0
+    max_attempts = 3
+    backoff_seconds = 0.5
+    max_retry_after_seconds = 10.0
+    retry_statuses = frozenset({429, 500, 502, 503, 504})
+
+    def __init__(self, *, session: requests.Session | None = None):
+        self.session = session or requests.Session()
+
+    def _sleep_before_retry(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = self.backoff_seconds * (2 ** (attempt - 1))
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), self.max_retry_after_seconds))
+        if delay > 0:
+            time.sleep(delay)
+
+    def request_json(self, method: str, url: str, **kwargs) -> dict:
+        """Send the request with retries; return the JSON object (floats parsed as Decimal)."""
+        last_error: PlatformClientError | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            retry_after = None
+            try:
+                response = self.session.request(
+                    method, url, timeout=(self.connect_timeout, self.read_timeout), **kwargs
+                )
+            except requests.Timeout as exc:
+                last_error = PlatformUnavailable(
+                    f"{self.platform}: no answer within the timeout ({type(exc).__name__}).",
+                    platform=self.platform,
+                )
+            except requests.ConnectionError as exc:
+                last_error = PlatformUnavailable(
+                    f"{self.platform}: could not connect ({type(exc).__name__}).", platform=self.platform
+                )
+            else:
+                if response.status_code in self.retry_statuses:
+                    retry_after = response.headers.get("Retry-After")
+                    last_error = PlatformUnavailable(
+                        f"{self.platform} answered {response.status_code}: {_reply_excerpt(response)}",
+                        platform=self.platform,
+                        http_status=response.status_code,
+                    )
+                elif response.status_code >= 400:
+                    raise self._rejection(response)
+                else:
+                    return self._decode(response)
+            logger.warning("%s %s attempt %s/%s failed: %s", method, url, attempt, self.max_attempts, last_error)
+            if attempt < self.max_attempts:
+                self._sleep_before_retry(attempt, retry_after)
+        assert last_error is not None
+        raise last_error
+
+    def _rejection(self, response: requests.Response) -> PlatformRequestRejected:
+        status = response.status_code
+        message = f"{self.platform} answered {status}: {_reply_excerpt(response)}"
+        if status in (401, 403):
+            cls = PlatformAuthenticationFailed
+        elif status == 404:
+            cls = PlatformNotFound
+        else:
+            cls = PlatformRequestRejected
+        return cls(message, platform=self.platform, http_status=status)
+
+    def _decode(self, response: requests.Response) -> dict:
+        if not response.content:
+            return {}
+        try:
+            data = json.loads(response.content, parse_float=Decimal)
+        except ValueError as exc:
+            raise PlatformResponseInvalid(
+                f"{self.platform} answered {response.status_code} with a body that is not JSON.",
+                platform=self.platform,
+                http_status=response.status_code,
+            ) from exc
+        if not isinstance(data, dict):
+            raise PlatformResponseInvalid(
+                f"{self.platform} answered with JSON that is not an object.", platform=self.platform
+            )
+        return data
+
+
+def required_credentials(connection, platform: str, *names: str) -> dict[str, str]:
+    """The named credentials of a store connection, trimmed; ConnectionMisconfigured if any is missing."""
+    stored = connection.credentials or {}
+    values = {name: str(stored.get(name) or "").strip() for name in names}
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise ConnectionMisconfigured(
+            f"The {platform} store connection of {connection.merchant} lacks: {', '.join(missing)}.",
+            platform=platform,
+        )
+    return values

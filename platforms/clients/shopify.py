@@ -1,0 +1,63 @@
+"""Shopify Admin GraphQL API (spec/platforms.md 1.7): read an order's cancellation and refunds.
+
+Refund processing trusts the signed `refunds/create` body and does not need this client; operators
+and reconciliation tools use it to read Shopify's current view of an order.
+Credentials on the store connection: `shop_domain` (example.myshopify.com), `access_token`.
+"""
+
+from __future__ import annotations
+
+from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, required_credentials
+
+ORDER_REFUNDS_QUERY = """
+query OrderRefunds($id: ID!) {
+  order(id: $id) {
+    id
+    name
+    cancelledAt
+    cancelReason
+    displayFinancialStatus
+    refunds {
+      id
+      createdAt
+      totalRefundedSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
+    }
+  }
+}
+"""
+
+
+class ShopifyClient(PlatformHttpClient):
+    platform = "Shopify"
+    api_version = "2025-01"
+
+    def __init__(self, *, shop_domain: str, access_token: str, session=None):
+        super().__init__(session=session)
+        self.shop_domain = shop_domain.removeprefix("https://").rstrip("/")
+        self._access_token = access_token
+
+    @classmethod
+    def from_connection(cls, connection) -> ShopifyClient:
+        creds = required_credentials(connection, "Shopify", "shop_domain", "access_token")
+        return cls(shop_domain=creds["shop_domain"], access_token=creds["access_token"])
+
+    @property
+    def graphql_url(self) -> str:
+        return f"https://{self.shop_domain}/admin/api/{self.api_version}/graphql.json"
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = self.request_json(
+            "POST",
+            self.graphql_url,
+            headers={"X-Shopify-Access-Token": self._access_token, "Content-Type": "application/json"},
+            json={"query": query, "variables": variables or {}},
+        )
+        # GraphQL reports query errors with HTTP 200.
+        if body.get("errors"):
+            messages = "; ".join(str(e.get("message", e)) for e in body["errors"] if isinstance(e, dict))
+            raise PlatformRequestRejected(f"Shopify GraphQL error: {messages[:300]}", platform=self.platform)
+        return body.get("data") or {}
+
+    def get_order_refunds(self, order_id: str) -> dict:
+        data = self.graphql(ORDER_REFUNDS_QUERY, {"id": f"gid://shopify/Order/{order_id}"})
+        return data.get("order") or {}

@@ -1,0 +1,66 @@
+"""Reads for the platforms app: connections, the bag a platform order belongs to, events to replay."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode, StoreConnection
+from refunds.models import Bag, OrderSku, Refund
+
+
+def connection_for_webhook(public_id: str) -> StoreConnection | None:
+    """The store connection a webhook URL names; None for a malformed or unknown id."""
+    try:
+        parsed = uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    return StoreConnection.objects.select_related("merchant").filter(public_id=parsed).first()
+
+
+def bag_for_platform_order(merchant: Merchant, order_ids: Iterable[str]) -> Bag | None:
+    """The merchant's bag whose platform order id is one of `order_ids` (first spelling wins)."""
+    ids = [str(order_id) for order_id in order_ids if order_id]
+    if not ids:
+        return None
+    bags = {bag.external_id: bag for bag in Bag.objects.filter(merchant=merchant, external_id__in=ids)}
+    return next((bags[order_id] for order_id in ids if order_id in bags), None)
+
+
+def bag_skus_by_external_id(bag: Bag) -> dict[str, OrderSku]:
+    return {sku.external_id: sku for sku in OrderSku.objects.filter(bag=bag) if sku.external_id}
+
+
+def refund_by_external_id(bag: Bag, external_id: str) -> Refund | None:
+    return Refund.objects.filter(bag=bag, external_id=external_id).first()
+
+
+def inbound_event_for_processing(event_id: int) -> InboundEvent | None:
+    return InboundEvent.objects.select_related("connection__merchant").filter(pk=event_id).first()
+
+
+def events_for_replay(*, failed: bool = False, ids: Sequence[int] = ()) -> QuerySet[InboundEvent]:
+    """FAILED events (oldest first), or the given ids. Exactly one of the two selects."""
+    if failed == bool(ids):
+        raise ValueError("Choose either failed=True or a list of ids.")
+    queryset = InboundEvent.objects.select_related("connection__merchant").order_by("date_created", "pk")
+    if failed:
+        return queryset.filter(status=InboundEvent.Status.FAILED)
+    return queryset.filter(pk__in=list(ids))
+
+
+def events_received_before(cutoff: datetime) -> QuerySet[InboundEvent]:
+    """Events stored but never processed (their processing message was lost)."""
+    return InboundEvent.objects.filter(status=InboundEvent.Status.RECEIVED, date_created__lt=cutoff)
+
+
+def sfcc_connections_to_poll() -> QuerySet[StoreConnection]:
+    """SFCC Option 1 merchants only: Option 2 (manual notice) stores are never polled."""
+    return StoreConnection.objects.select_related("merchant").filter(
+        merchant__platform=Platform.SFCC,
+        merchant__sfcc_refund_mode=SfccRefundMode.CANCEL_AS_REFUND,
+        status=StoreConnection.Status.CONNECTED,
+    )

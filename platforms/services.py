@@ -1,0 +1,410 @@
+"""Platform signals -> refunds: store raw events, turn them into order states, record what is missing.
+
+- `ingest_event`: store an authenticated delivery once per (platform, event id) and enqueue its
+  processing after commit (a duplicate delivery stores nothing and enqueues nothing).
+- `process_inbound_event`: adapter -> `OrderState` -> the merchant's bag -> `reconcile_order`; the
+  event ends PROCESSED, IGNORED (with the reason) or FAILED (with error and traceback).
+- `reconcile_order`: the platform's rules name the refunds the state implies; whichever do not yet
+  exist on the bag are recorded through `refunds.services.refund_record` (idempotent on
+  (bag, external_id)). Running it twice, or on a stale or duplicated signal, changes nothing.
+- `poll_platform_orders`: SFCC Option 1 (no webhooks): cancelled orders since the cursor become
+  events that go through the same processing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from platforms import selectors
+from platforms.adapters import get_adapter
+from platforms.adapters.base import (
+    AmountParts,
+    EventIgnored,
+    OrderState,
+    PayloadMalformed,
+    PlatformRefund,
+    WebhookEnvelope,
+)
+from platforms.adapters.sfcc import CANCELLED, POLL_TOPIC, poll_event_id
+from platforms.clients.base import PlatformClientError
+from platforms.clients.sfcc import SfccClient
+from platforms.models import InboundEvent, StoreConnection
+from refunds.amounts import Remaining, bag_refundable_remaining
+from refunds.models import Bag, OrderSku, Refund, RefundSource
+from refunds.services import RefundSkuLine, refund_record
+from violet_refunds.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+# Events whose topic starts with this came from our own polling, not from a platform's webhook.
+POLL_TOPIC_PREFIX = "poll/"
+# SFCC polling window: the first poll looks back this far; later polls overlap the previous window a
+# little (clock skew between us and SFCC; duplicates are deduplicated); one poll covers at most
+# SFCC_MAX_POLL_WINDOW so the Orders API's 10,000-row paging window is never reached.
+SFCC_FIRST_POLL_LOOKBACK = timedelta(days=1)
+SFCC_POLL_OVERLAP = timedelta(minutes=5)
+SFCC_MAX_POLL_WINDOW = timedelta(hours=6)
+# A RECEIVED event older than this lost its processing message (broker down at enqueue).
+RECEIVED_EVENT_REQUEUE_AFTER = timedelta(minutes=10)
+
+
+# --------------------------------------------------------------------------------------------------
+# Store connections
+# --------------------------------------------------------------------------------------------------
+
+
+def store_connection_replace_secrets(
+    *, connection: StoreConnection, webhook_secret: str | None = None, credentials: dict | None = None
+) -> StoreConnection:
+    """Replace the webhook secret and/or the platform credentials (both stored encrypted)."""
+    update_fields = ["date_last_modified"]
+    if webhook_secret is not None:
+        connection.webhook_secret = webhook_secret
+        update_fields.append("webhook_secret")
+    if credentials is not None:
+        connection.credentials = credentials
+        update_fields.append("credentials")
+    if len(update_fields) > 1:
+        connection.save(update_fields=update_fields)
+    return connection
+
+
+# --------------------------------------------------------------------------------------------------
+# Ingest
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event: InboundEvent
+    created: bool
+
+
+def ingest_event(
+    *,
+    connection: StoreConnection,
+    envelope: WebhookEnvelope,
+    body: str,
+    headers: dict,
+    remote_ip: str | None = None,
+) -> IngestResult:
+    """Store the raw event exactly once per (platform, event id); enqueue processing on commit."""
+    if not envelope.event_id or len(envelope.event_id) > 255:
+        raise PayloadMalformed("The event id is missing or longer than 255 characters.")
+    platform = connection.merchant.platform
+    try:
+        # A savepoint of its own: on PostgreSQL a failed INSERT must not poison an outer transaction.
+        with transaction.atomic():
+            event = InboundEvent.objects.create(
+                platform=platform,
+                connection=connection,
+                event_id=envelope.event_id,
+                topic=envelope.topic[:255],
+                headers=headers,
+                body=body,
+                remote_ip=remote_ip,
+            )
+            transaction.on_commit(lambda: _enqueue_processing(event.pk))
+    except IntegrityError:
+        existing = InboundEvent.objects.filter(platform=platform, event_id=envelope.event_id).first()
+        if existing is None:
+            raise
+        return IngestResult(event=existing, created=False)
+    return IngestResult(event=event, created=True)
+
+
+def _enqueue_processing(event_id: int) -> None:
+    # Imported here: tasks.py imports this module.
+    from platforms.tasks import process_inbound_event as process_inbound_event_task
+
+    try:
+        process_inbound_event_task.delay(event_id)
+    except Exception:  # broker down: requeue_received_events picks the event up from the database
+        logger.exception("Could not enqueue inbound event %s; it will be requeued", event_id)
+
+
+def requeue_received_events(*, older_than: timedelta = RECEIVED_EVENT_REQUEUE_AFTER) -> list[int]:
+    """Re-enqueue events stored but never processed (a lost message must lose nothing)."""
+    ids = list(selectors.events_received_before(timezone.now() - older_than).values_list("pk", flat=True)[:500])
+    for event_id in ids:
+        _enqueue_processing(event_id)
+    return ids
+
+
+# --------------------------------------------------------------------------------------------------
+# Reconcile
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    recorded: tuple[Refund, ...] = ()
+    already_recorded: tuple[Refund, ...] = ()
+    ignored_reason: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def outcome(self) -> str:
+        lines = [
+            f"Recorded refund #{r.pk} (external id {r.external_id}): {r.amount} minor units {r.refund_currency} "
+            f"= sub_total {r.sub_total_amount} + shipping {r.shipping_amount} + tax {r.tax_amount}."
+            for r in self.recorded
+        ]
+        lines += [f"Refund #{r.pk} (external id {r.external_id}) was already recorded." for r in self.already_recorded]
+        if not self.recorded and not self.already_recorded:
+            lines.append(f"{self.ignored_reason}.")
+        lines += [f"Note: {note}." for note in self.notes]
+        return "\n".join(lines)
+
+
+def reconcile_order(
+    bag: Bag,
+    state: OrderState,
+    inbound_event: InboundEvent | None = None,
+    *,
+    source: str = RefundSource.PLATFORM_WEBHOOK,
+) -> ReconcileResult:
+    """Record every refund the platform state implies that the bag does not have yet."""
+    adapter = get_adapter(state.platform)
+    decision = adapter.refund_decision(state, bag)
+    recorded: list[Refund] = []
+    existing: list[Refund] = []
+    notes: list[str] = []
+    for platform_refund in decision.refunds:
+        found = selectors.refund_by_external_id(bag, platform_refund.external_id)
+        if found is not None:
+            existing.append(found)
+            continue
+        remaining = bag_refundable_remaining(bag)
+        if remaining.total <= 0:
+            notes.append(f"bag {bag.pk} is already fully refunded, so {platform_refund.external_id} records nothing")
+            continue
+        result = refund_record(
+            bag=bag,
+            source=source,
+            actor=f"platform:{state.platform.lower()}",
+            external_id=platform_refund.external_id,
+            currency=state.currency,
+            reason=platform_refund.reason,
+            reason_code=platform_refund.reason_code,
+            restock_items=platform_refund.restock,
+            inbound_event=inbound_event,
+            **_record_amounts(bag, platform_refund, remaining, notes),
+        )
+        (recorded if result.created else existing).append(result.refund)
+    ignored_reason = decision.ignored_reason.rstrip(".")
+    if recorded or existing:
+        notes = [ignored_reason, *notes] if ignored_reason else notes
+        ignored_reason = ""
+    else:
+        ignored_reason = "; ".join(filter(None, [ignored_reason, *notes])) or "The order state implies no refund"
+        notes = []
+    return ReconcileResult(
+        recorded=tuple(recorded),
+        already_recorded=tuple(existing),
+        ignored_reason=ignored_reason,
+        notes=tuple(notes),
+    )
+
+
+def _record_amounts(bag: Bag, refund: PlatformRefund, remaining: Remaining, notes: list[str]) -> dict:
+    """refund_record's amount arguments for one platform refund.
+
+    - No amount and no parts: nothing (refund_record refunds everything still refundable).
+    - Parts from the platform (Shopify): those parts. If the money actually returned differs from
+      them (discounts, `refund_discrepancy` adjustments), the money is the truth: shipping and tax
+      stay as the platform split them and the difference lands on sub_total.
+    - Money plus refunded lines and/or "shipping included" (Wix): sub_total = the lines at bag
+      prices, shipping = what is left of it when included, tax = the rest.
+    - Only money, or parts that cannot hold it: the amount, divided pro rata over what is left.
+    """
+    if refund.is_full_remaining:
+        return {}
+    skus_by_external_id = selectors.bag_skus_by_external_id(bag)
+    sku_lines: list[tuple[OrderSku, RefundSkuLine]] = []
+    for line in refund.lines:
+        sku = skus_by_external_id.get(line.line_item_external_id)
+        if sku is None:
+            notes.append(f"line item {line.line_item_external_id} is not on bag {bag.pk}; recorded without it")
+            continue
+        sku_lines.append((sku, RefundSkuLine(order_sku_id=sku.pk, quantity=line.quantity, amount=line.amount)))
+
+    parts = refund.parts
+    if parts is not None and refund.amount is not None and parts.total != refund.amount:
+        sub_total = refund.amount - parts.shipping - parts.tax
+        parts = AmountParts(sub_total, parts.shipping, parts.tax) if sub_total >= 0 else None
+    elif parts is None and (sku_lines or refund.shipping_included):
+        parts = _parts_from_lines(refund, sku_lines, remaining)
+    if parts is None:
+        if sku_lines or refund.parts is not None:
+            notes.append(f"refund {refund.external_id}: the platform's split does not fit, amount divided pro rata")
+        return {"amount": refund.amount}
+    return {
+        "amount": parts.total,
+        "sub_total_amount": parts.sub_total,
+        "shipping_amount": parts.shipping,
+        "tax_amount": parts.tax,
+        "shipping_tax_amount": min(refund.shipping_tax, parts.tax),
+        "skus": [line for _, line in sku_lines],
+    }
+
+
+def _parts_from_lines(refund: PlatformRefund, sku_lines, remaining: Remaining) -> AmountParts | None:
+    amount = refund.amount or 0
+    left = remaining.parts
+    sub_total = min(sum(sku.price * line.quantity for sku, line in sku_lines), amount, left.sub_total)
+    shipping = min(left.shipping, amount - sub_total) if refund.shipping_included else 0
+    tax = amount - sub_total - shipping
+    if tax > left.tax:
+        return None
+    return AmountParts(sub_total, shipping, tax)
+
+
+# --------------------------------------------------------------------------------------------------
+# Process
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessingResult:
+    event: InboundEvent
+    # A transient platform error (timeout, 5xx): the caller may try again later.
+    retryable: bool = False
+
+
+def process_inbound_event(event_id: int) -> ProcessingResult | None:
+    """Process one stored event (again, if it was processed before: everything downstream is idempotent)."""
+    event = selectors.inbound_event_for_processing(event_id)
+    if event is None:
+        logger.warning("Inbound event %s no longer exists", event_id)
+        return None
+    InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
+    source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
+    try:
+        result = _reconcile_event(event, source)
+    except EventIgnored as exc:
+        return ProcessingResult(_finish(event, InboundEvent.Status.IGNORED, outcome=exc.reason))
+    except Exception as exc:
+        logger.warning("Inbound event %s failed: %s", event.pk, exc, exc_info=True)
+        return ProcessingResult(
+            _finish(
+                event,
+                InboundEvent.Status.FAILED,
+                outcome="Processing failed; replay the event once the cause is fixed.",
+                error=_describe_error(exc),
+                traceback_text=traceback.format_exc(),
+            ),
+            retryable=bool(getattr(exc, "transient", False)),
+        )
+    # PROCESSED when this event's refunds exist (recorded now, or by an earlier run of the same
+    # event), so a replay or a concurrent duplicate run never downgrades the outcome.
+    own = result.recorded or any(r.inbound_event_id == event.pk for r in result.already_recorded)
+    status = InboundEvent.Status.PROCESSED if own else InboundEvent.Status.IGNORED
+    return ProcessingResult(_finish(event, status, outcome=result.outcome))
+
+
+def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
+    adapter = get_adapter(event.platform)
+    if adapter is None:
+        raise EventIgnored(f"No adapter for platform {event.platform}.")
+    if event.connection is None:
+        raise EventIgnored("The event has no store connection.")
+    state = adapter.order_state(event)
+    merchant = event.connection.merchant
+    bag = selectors.bag_for_platform_order(merchant, state.order_ids)
+    if bag is None:
+        raise EventIgnored(f"Order {state.order_id} is not a known order of {merchant} (no bag with that id).")
+    return reconcile_order(bag, state, event, source=source)
+
+
+def _describe_error(exc: Exception) -> str:
+    if isinstance(exc, ApplicationError):
+        details = f" {json.dumps(exc.field_errors, default=str)}" if exc.field_errors else ""
+        return f"{type(exc).__name__} ({exc.error_code}): {exc.message}{details}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finish(event: InboundEvent, status: str, *, outcome: str = "", error: str = "", traceback_text: str = ""):
+    event.status = status
+    event.outcome = outcome
+    event.error = error
+    event.traceback = traceback_text
+    event.processed_at = timezone.now()
+    event.save(update_fields=["status", "outcome", "error", "traceback", "processed_at", "date_last_modified"])
+    return event
+
+
+def replay_events(events: Iterable[InboundEvent]) -> Counter:
+    """Process the given events again, now, through the same service; counts by resulting status."""
+    counts: Counter = Counter()
+    for event in events:
+        result = process_inbound_event(event.pk)
+        counts[result.event.status if result else "MISSING"] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Poll (SFCC Option 1)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PollResult:
+    connection_id: int
+    orders_seen: int = 0
+    events_created: int = 0
+    error: str = ""
+
+
+def poll_sfcc_connection(connection: StoreConnection, *, now=None) -> PollResult:
+    """Cancelled orders modified since the cursor become events; the cursor moves only on success."""
+    now = now or timezone.now()
+    if connection.last_polled_at:
+        window_start = connection.last_polled_at - SFCC_POLL_OVERLAP
+    else:
+        window_start = now - SFCC_FIRST_POLL_LOOKBACK
+    window_end = min(now, window_start + SFCC_MAX_POLL_WINDOW)
+    merchant = connection.merchant
+    seen = created = 0
+    client = SfccClient.from_connection(connection)
+    for order in client.iter_orders_modified(modified_from=window_start, modified_to=window_end):
+        seen += 1
+        order_no = str(order.get("orderNo") or "")
+        if str(order.get("status") or "").lower() != CANCELLED or not order_no:
+            continue
+        # Only orders placed through the network become events; the merchant's own orders are not ours.
+        if selectors.bag_for_platform_order(merchant, [order_no]) is None:
+            continue
+        result = ingest_event(
+            connection=connection,
+            envelope=WebhookEnvelope(event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no),
+            body=json.dumps(order, default=str, sort_keys=True),
+            headers={},
+        )
+        created += int(result.created)
+    StoreConnection.objects.filter(pk=connection.pk).update(last_polled_at=window_end, last_error="")
+    connection.last_polled_at = window_end
+    return PollResult(connection_id=connection.pk, orders_seen=seen, events_created=created)
+
+
+def poll_platform_orders(*, now=None) -> list[PollResult]:
+    """Poll every SFCC Option 1 connection; one store's failure does not stop the others."""
+    results = []
+    for connection in selectors.sfcc_connections_to_poll():
+        try:
+            results.append(poll_sfcc_connection(connection, now=now))
+        except PlatformClientError as exc:
+            logger.warning("Polling %s failed: %s", connection, exc.message)
+            StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
+            results.append(PollResult(connection_id=connection.pk, error=exc.message))
+    return results

@@ -1,0 +1,89 @@
+"""Webhook receiver: verify on the raw bytes -> store the raw event -> enqueue on commit -> 200 fast.
+
+Platforms give us 1.25 s (Wix) to 5 s (Shopify) and retry anything but a fast 2xx, so nothing here
+reads a platform API or records refunds: that happens in the processing task.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from platforms import selectors, services
+from platforms.adapters import webhook_adapter_for_slug
+from platforms.adapters.base import PayloadMalformed, SignatureInvalid
+from violet_refunds.crypto import CredentialsUnreadable
+from violet_refunds.exceptions import error_body
+
+logger = logging.getLogger(__name__)
+
+# The largest webhook body accepted (Shopify orders with many lines stay far below it).
+# Override with the PLATFORM_WEBHOOK_MAX_BODY_BYTES setting.
+DEFAULT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+# Request headers never stored with the event.
+_HEADERS_NOT_STORED = frozenset({"cookie", "authorization"})
+
+
+def webhook_max_body_bytes() -> int:
+    return int(getattr(settings, "PLATFORM_WEBHOOK_MAX_BODY_BYTES", DEFAULT_WEBHOOK_MAX_BODY_BYTES))
+
+
+def _error(status: int, message: str, error_code: str) -> JsonResponse:
+    return JsonResponse(error_body(status, message, error_code), status=status)
+
+
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _headers_to_store(request) -> dict:
+    return {name: value for name, value in request.headers.items() if name.lower() not in _HEADERS_NOT_STORED}
+
+
+@csrf_exempt
+@transaction.non_atomic_requests
+def receive_webhook(request, platform: str, public_id: str):
+    if request.method != "POST":
+        response = _error(405, "Webhooks are delivered with POST.", "method_not_allowed")
+        response["Allow"] = "POST"
+        return response
+    adapter = webhook_adapter_for_slug(platform)
+    try:
+        connection = selectors.connection_for_webhook(public_id)
+    except CredentialsUnreadable:
+        logger.error("Webhook for connection %s: its secret cannot be decrypted", public_id)
+        return _error(503, "The store connection cannot be read right now.", "connection_unreadable")
+    if adapter is None or connection is None or connection.merchant.platform != adapter.platform:
+        return _error(404, "No such webhook endpoint.", "not_found")
+
+    limit = webhook_max_body_bytes()
+    if _declared_length(request) > limit:
+        return _error(413, f"The body is larger than {limit} bytes.", "payload_too_large")
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return _error(413, f"The body is larger than {limit} bytes.", "payload_too_large")
+
+    try:
+        envelope = adapter.authenticate(body=body, headers=request.headers, secret=connection.webhook_secret or "")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadMalformed("The body is not UTF-8.") from exc
+        result = services.ingest_event(
+            connection=connection,
+            envelope=envelope,
+            body=text,
+            headers=_headers_to_store(request),
+            remote_ip=request.META.get("REMOTE_ADDR") or None,
+        )
+    except (SignatureInvalid, PayloadMalformed) as exc:
+        logger.info("Rejected %s webhook for connection %s: %s", platform, public_id, exc.message)
+        return _error(exc.status_code, exc.message, exc.error_code)
+    return JsonResponse(
+        {"status": "received" if result.created else "duplicate", "event_id": envelope.event_id}, status=200
+    )

@@ -1,0 +1,5 @@
+"""Merchant portal under /portal/."""
+
+app_name = "portal"
+
+urlpatterns = []

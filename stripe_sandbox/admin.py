@@ -1,0 +1,96 @@
+"""Read-only admin pages so operators (and developers running the demo) can inspect the sandbox world."""
+
+from django.contrib import admin
+
+from .models import (
+    SandboxAccount,
+    SandboxBalance,
+    SandboxFault,
+    SandboxIdempotencyKey,
+    SandboxPaymentIntent,
+    SandboxRefund,
+    SandboxRequest,
+    SandboxTransfer,
+    SandboxTransferReversal,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Sandbox objects change only through the Stripe API emulation or the test ledger."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class BalanceInline(admin.TabularInline):
+    model = SandboxBalance
+    fields = ("currency", "available")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SandboxAccount)
+class SandboxAccountAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "is_platform", "default_currency", "created")
+    search_fields = ("stripe_id",)
+    inlines = [BalanceInline]
+
+
+@admin.register(SandboxPaymentIntent)
+class SandboxPaymentIntentAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "charge_id", "amount", "amount_refunded", "currency", "status", "disputed", "created")
+    list_filter = ("status", "disputed", "currency")
+    search_fields = ("stripe_id", "charge_id")
+
+
+@admin.register(SandboxTransfer)
+class SandboxTransferAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "destination", "amount", "amount_reversed", "currency", "transfer_group", "created")
+    list_filter = ("currency",)
+    search_fields = ("stripe_id", "destination__stripe_id", "transfer_group", "source_transaction")
+    list_select_related = ("destination",)
+
+
+@admin.register(SandboxTransferReversal)
+class SandboxTransferReversalAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "transfer", "amount", "currency", "created")
+    search_fields = ("stripe_id", "transfer__stripe_id")
+    list_select_related = ("transfer",)
+
+
+@admin.register(SandboxRefund)
+class SandboxRefundAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "payment_intent", "amount", "currency", "status", "failure_reason", "created")
+    list_filter = ("status",)
+    search_fields = ("stripe_id", "payment_intent__stripe_id", "payment_intent__charge_id")
+    list_select_related = ("payment_intent",)
+
+
+@admin.register(SandboxIdempotencyKey)
+class SandboxIdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ("key", "account_scope", "method", "path", "state", "response_status", "created")
+    list_filter = ("state", "response_status")
+    search_fields = ("key", "path")
+
+
+@admin.register(SandboxFault)
+class SandboxFaultAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "remaining", "path_pattern", "method", "created")
+    list_filter = ("kind",)
+
+
+@admin.register(SandboxRequest)
+class SandboxRequestAdmin(ReadOnlyAdmin):
+    list_display = ("created", "method", "path", "status_code", "fault", "replayed", "idempotency_key", "request_id")
+    list_filter = ("method", "status_code", "fault", "replayed")
+    search_fields = ("path", "idempotency_key", "request_id")
