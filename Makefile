@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint worker beat bench install install-dev migrate seed clean
+.PHONY: run test lint worker beat bench install install-dev migrate seed clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ run: seed
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 ## The whole test suite (SQLite by default; CI exports DATABASE_URL/REDIS_URL/REQUIRE_SERVICES).
-test: install-dev
+test: install-dev browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Debian's chromium for the Playwright browser tests (installed once, if missing).
+browser:
+	bash scripts/ensure-chromium.sh
 
 lint: install-dev
 	$(PY) -m ruff check .
