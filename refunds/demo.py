@@ -39,7 +39,7 @@ MERCHANTS = [
         "platform": "ECWID",
         "store_url": "https://lumen-ceramics.company.site",
         "sfcc_refund_mode": "",
-        "credentials": {"store_id": "1003", "token": "secret_demo"},
+        "credentials": {"store_id": "1003", "access_token": "secret_demo"},
     },
     {
         "key": "wix",
@@ -51,6 +51,26 @@ MERCHANTS = [
             "api_key": "IST.demo",
             "account_id": "0b5e2f0e-5c47-4a8a-9d7c-1f4a2c3b4d5e",
             "site_id": "83799f16-12a9-4803-963e-ed6fed6c7e4d",
+        },
+    },
+    {
+        "key": "bigcommerce",
+        "name": "Cobalt Cycles",
+        "platform": "BIGCOMMERCE",
+        "store_url": "https://cobalt-cycles.mybigcommerce.com",
+        "sfcc_refund_mode": "",
+        "credentials": {"store_hash": "x7kq2m9d4f", "access_token": "bc_demo_token"},
+    },
+    {
+        "key": "woocommerce",
+        "name": "Fern & Fig Botanicals",
+        "platform": "WOOCOMMERCE",
+        "store_url": "https://fernandfig.example.com",
+        "sfcc_refund_mode": "",
+        "credentials": {
+            "store_url": "https://fernandfig.example.com",
+            "consumer_key": "ck_demo",
+            "consumer_secret": "cs_demo",
         },
     },
     {

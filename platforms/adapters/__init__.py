@@ -1,13 +1,23 @@
 """Platform adapters, one module per platform; `get_adapter` is how everything else finds them."""
 
 from platforms.adapters.base import PlatformAdapter
+from platforms.adapters.bigcommerce import BigCommerceAdapter
 from platforms.adapters.ecwid import EcwidAdapter
 from platforms.adapters.sfcc import SfccAdapter
 from platforms.adapters.shopify import ShopifyAdapter
 from platforms.adapters.wix import WixAdapter
+from platforms.adapters.woocommerce import WooCommerceAdapter
 
 ADAPTERS: dict[str, PlatformAdapter] = {
-    adapter.platform: adapter for adapter in (ShopifyAdapter(), EcwidAdapter(), WixAdapter(), SfccAdapter())
+    adapter.platform: adapter
+    for adapter in (
+        ShopifyAdapter(),
+        EcwidAdapter(),
+        WixAdapter(),
+        SfccAdapter(),
+        BigCommerceAdapter(),
+        WooCommerceAdapter(),
+    )
 }
 
 

@@ -68,7 +68,7 @@ def test_parse_datetime_formats():
 def test_registry():
     assert webhook_adapter_for_slug("shopify").platform == Platform.SHOPIFY
     assert webhook_adapter_for_slug("sfcc") is None  # polled, no webhooks
-    assert webhook_adapter_for_slug("bigcommerce") is None  # not built yet
+    assert webhook_adapter_for_slug("bigcommerce").platform == Platform.BIGCOMMERCE
     assert get_adapter(Platform.SFCC).platform == Platform.SFCC
 
 

@@ -1,7 +1,7 @@
 """`manage.py seed_demo`: a realistic, idempotent demo world.
 
-One merchant per platform (Shopify, Ecwid, Wix with orders before and after 2024-04-22, SFCC in
-Option 1 and Option 2), two channel apps, ~60 orders (some with several bags) charged and paid out
+One merchant per platform (Shopify, Ecwid, Wix with orders before and after 2024-04-22, BigCommerce,
+WooCommerce, SFCC in Option 1 and Option 2), two channel apps, ~60 orders (some with several bags) charged and paid out
 in the Stripe sandbox, and refunds in every status, moved through the real refund engine (faults
 injected into the sandbox produce the FAILED and PARTIALLY_COMPLETED ones). Running it again
 creates nothing new.
@@ -148,6 +148,8 @@ class Command(BaseCommand):
             return str(rng.randrange(100_000_000, 999_999_999))
         if merchant.platform == "WIX":
             return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        if merchant.platform in {"BIGCOMMERCE", "WOOCOMMERCE"}:
+            return str(rng.randrange(100, 99_999))
         return f"{rng.randrange(10**7, 10**8):08d}"
 
     def _order(self, index: int, rng: random.Random, apps, merchants) -> tuple[Order, bool]:
@@ -219,6 +221,8 @@ class Command(BaseCommand):
             "ECWID": RefundSource.PLATFORM_WEBHOOK,
             "WIX": RefundSource.PLATFORM_WEBHOOK,
             "SFCC": RefundSource.PLATFORM_POLL,
+            "BIGCOMMERCE": RefundSource.PLATFORM_WEBHOOK,
+            "WOOCOMMERCE": RefundSource.PLATFORM_WEBHOOK,
         }
         scenarios = (
             [("full", None)] * 8

@@ -1,0 +1,49 @@
+"""WooCommerce REST API v3: read an order and one of its refunds (line items, shipping, tax).
+
+The `order.updated` webhook body lists an order's refunds only as `{id, reason, total}`; what each
+refund returned (which lines, how much shipping and tax) is read from
+`GET {store}/wp-json/wc/v3/orders/{order_id}/refunds/{refund_id}`.
+Auth ⚠️ (spec 6.1, not researched further): REST API consumer key and secret sent with HTTP Basic
+over HTTPS (WooCommerce > Settings > Advanced > REST API, permission Read).
+Credentials on the store connection: `store_url` (https://shop.example.com, the WordPress site
+address), `consumer_key` (ck_…), `consumer_secret` (cs_…).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from platforms.clients.base import PlatformHttpClient, required_credentials
+
+
+class WooCommerceClient(PlatformHttpClient):
+    platform = "WooCommerce"
+    api_path = "wp-json/wc/v3"
+
+    def __init__(self, *, store_url: str, consumer_key: str, consumer_secret: str, session=None):
+        super().__init__(session=session)
+        self.store_url = store_url.rstrip("/")
+        self._auth = (consumer_key, consumer_secret)
+
+    @classmethod
+    def from_connection(cls, connection) -> WooCommerceClient:
+        creds = required_credentials(connection, "WooCommerce", "store_url", "consumer_key", "consumer_secret")
+        return cls(
+            store_url=creds["store_url"], consumer_key=creds["consumer_key"], consumer_secret=creds["consumer_secret"]
+        )
+
+    def _url(self, *segments) -> str:
+        return "/".join([self.store_url, self.api_path, *(quote(str(segment), safe="") for segment in segments)])
+
+    def get_order(self, order_id: str) -> dict:
+        return self.request_json(
+            "GET", self._url("orders", order_id), auth=self._auth, headers={"Accept": "application/json"}
+        )
+
+    def get_order_refund(self, order_id: str, refund_id: str) -> dict:
+        return self.request_json(
+            "GET",
+            self._url("orders", order_id, "refunds", refund_id),
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+        )
