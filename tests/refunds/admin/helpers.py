@@ -1,0 +1,52 @@
+"""Shared by the admin tests and the operator browser tests: refunds made by the real engine, and
+operator accounts in the groups the data migration defines."""
+
+import importlib
+
+from django.apps import apps
+from django.contrib.auth.models import Group
+
+from refunds.models import RefundSource
+from refunds.services import refund_process, refund_record
+from stripe_sandbox import ledger
+from tests.factories import DEFAULT_PASSWORD, UserFactory
+
+OPERATORS, VIEWERS = "Refund operators", "Refund viewers"
+
+_groups_migration = importlib.import_module("refunds.migrations.0003_refund_operator_groups")
+
+
+def ensure_refund_groups() -> dict[str, Group]:
+    """The groups exactly as the migration creates them. Transactional tests flush every table,
+    groups included, so tests recreate them the same (idempotent) way."""
+    _groups_migration.ensure_groups(apps)
+    return {name: Group.objects.get(name=name) for name in (OPERATORS, VIEWERS)}
+
+
+def staff_in(group_name: str, username: str):
+    user = UserFactory(username=username, is_staff=True)
+    user.groups.add(ensure_refund_groups()[group_name])
+    return user
+
+
+def record(bag, **kwargs):
+    kwargs.setdefault("source", RefundSource.PLATFORM_WEBHOOK)
+    kwargs.setdefault("actor", "platform:test")
+    return refund_record(bag=bag, enqueue=False, **kwargs).refund
+
+
+def processed(refund, fault: str | None = None, path: str | None = None):
+    """Run the engine once on `refund`, with one sandbox fault injected first if given."""
+    if fault:
+        ledger.inject_fault(fault, times=1, path=path)
+    refund_process(refund_id=refund.pk)
+    refund.refresh_from_db()
+    return refund
+
+
+def log_in(page, live_server, user) -> None:
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", DEFAULT_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
