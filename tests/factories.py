@@ -2,6 +2,7 @@
 sub_total + shipping_total + tax_total - discount_total, and its SKUs add up to its sub_total."""
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 
 import factory
@@ -90,7 +91,8 @@ class MerchantApiKeyFactory(factory.django.DjangoModelFactory):
     merchant = factory.SubFactory(MerchantFactory)
     name = "Engineering"
     prefix = factory.Sequence(lambda n: f"vrk_{n:08d}")
-    key_hash = factory.LazyFunction(lambda: make_password("merchant-api-key"))
+    # The plaintext key of a factory row is f"{prefix}_merchant-api-key" (refunds.portal.keys hashes with SHA-256).
+    key_hash = factory.LazyAttribute(lambda k: hashlib.sha256(f"{k.prefix}_merchant-api-key".encode()).hexdigest())
 
 
 class StoreConnectionFactory(factory.django.DjangoModelFactory):

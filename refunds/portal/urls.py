@@ -1,5 +1,33 @@
-"""Merchant portal under /portal/."""
+"""Merchant portal under /portal/: server-rendered pages (login required) and the refund-notice API."""
+
+from django.urls import path
+
+from refunds.portal import api, views
 
 app_name = "portal"
 
-urlpatterns = []
+urlpatterns = [
+    # Authentication: Django's views with portal templates; login attempts throttled by django-axes.
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("password-reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path("password-reset/sent/", views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("password-reset/done/", views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    # Pages.
+    path("", views.home, name="home"),
+    path("orders/", views.order_list, name="orders"),
+    path("orders/<int:bag_id>/", views.order_detail, name="order_detail"),
+    path("orders/<int:bag_id>/report-refund/", views.refund_report, name="refund_report"),
+    path("refunds/", views.refund_list, name="refunds"),
+    path("refunds/<int:refund_id>/", views.refund_detail, name="refund_detail"),
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
+    path("connect/wix/", views.connect_wix, name="connect_wix"),
+    # The refund-notice API (SFCC Option 2), authenticated by a merchant API key.
+    path("api/refund-notices", api.RefundNoticeApi.as_view(), name="api_refund_notices"),
+]

@@ -1,0 +1,194 @@
+"""The refund-notice API (SFCC Option 2 for merchants' engineering teams):
+`POST /portal/api/refund-notices` with `Authorization: Bearer <merchant API key>`.
+
+The same notice as the portal's "Report a refund" form, in minor units:
+
+    {"platform_order_id": "00012345",            // or "bag_id": 42
+     "skus": [{"external_id": "line-1", "quantity": 1},   // or {"order_sku_id": 7, ...}
+              ...],
+     "shipping_amount": 500, "tax_amount": 80,    // minor units (cents), default 0
+     "sub_total_amount": 4000,                    // optional: less than price × quantity
+     "reason_code": "CUSTOMER", "reason": "...", "reference": "RF-1001"}
+
+201 with the refund when recorded, 200 with the same refund when this reference (or the
+Idempotency-Key header) was already used for the order. Errors are JSON in the project's one shape
+`{status, message, error_code, timestamp, errors?}`. The endpoint is authenticated by the key alone
+(no session, so CSRF does not apply; DRF views are CSRF-exempt unless they use session auth).
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from django.urls import reverse
+from rest_framework import serializers
+from rest_framework import status as http_status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from platforms.models import MerchantApiKey
+
+# The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
+from refunds.api.views import JsonOnlyNegotiation, _idempotency_key
+from refunds.models import ReasonCode, Refund
+from refunds.portal import keys
+from refunds.portal.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
+from refunds.portal_selectors import bag_get_for_merchant, bag_skus
+from violet_refunds.exceptions import NotFound, ValidationFailed
+
+MAX_LINES = 300
+
+
+class MerchantApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <key>`; the key's merchant is the only merchant the request can touch."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise AuthenticationFailed("Send your API key in the header: Authorization: Bearer <key>.")
+        api_key = keys.api_key_authenticate(credentials.strip())
+        if api_key is None:
+            raise AuthenticationFailed("The API key is not valid or has been revoked.")
+        return (None, api_key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="refund-notices"'
+
+
+class HasMerchantApiKey(BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, MerchantApiKey)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: "500", 5.0, true and 1e3 are refused, so a client that sends
+    major units as a float never has them read as cents."""
+
+    default_error_messages = {"invalid": "Must be an integer (minor units, e.g. cents)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class NoticeLineSerializer(serializers.Serializer):
+    order_sku_id = StrictIntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    external_id = serializers.CharField(required=False, max_length=255, help_text="Line item id on your platform.")
+    quantity = StrictIntegerField(min_value=1, max_value=1_000_000)
+
+    def validate(self, attrs):
+        if ("order_sku_id" in attrs) == ("external_id" in attrs):
+            raise serializers.ValidationError("Give exactly one of order_sku_id or external_id.")
+        return attrs
+
+
+class RefundNoticeSerializer(serializers.Serializer):
+    bag_id = StrictIntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    platform_order_id = serializers.CharField(required=False, max_length=255)
+    skus = NoticeLineSerializer(many=True, required=False, max_length=MAX_LINES)
+    sub_total_amount = StrictIntegerField(required=False, min_value=0)
+    shipping_amount = StrictIntegerField(required=False, min_value=0, default=0)
+    tax_amount = StrictIntegerField(required=False, min_value=0, default=0)
+    currency = serializers.CharField(required=False, min_length=3, max_length=3)
+    reason_code = serializers.ChoiceField(choices=ReasonCode.values, required=False, default=ReasonCode.OTHER)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX_LENGTH, default="")
+    reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH)
+
+    def validate(self, attrs):
+        if ("bag_id" in attrs) == ("platform_order_id" in attrs):
+            raise serializers.ValidationError({"bag_id": ["Give exactly one of bag_id or platform_order_id."]})
+        return attrs
+
+
+def _lines(bag, items: list[dict]) -> list[NoticeLine]:
+    """Resolve each line to the bag's OrderSku (by our id or the platform's line id)."""
+    skus = bag_skus(bag)
+    by_external = {sku.external_id: sku for sku in skus if sku.external_id}
+    lines, problems = [], []
+    for index, item in enumerate(items):
+        if "external_id" in item:
+            sku = by_external.get(item["external_id"])
+            if sku is None:
+                problems.append(f"skus[{index}]: no line with external_id {item['external_id']!r} in this order.")
+                continue
+            lines.append(NoticeLine(order_sku_id=sku.pk, quantity=item["quantity"]))
+        else:
+            lines.append(NoticeLine(order_sku_id=item["order_sku_id"], quantity=item["quantity"]))
+    if problems:
+        raise ValidationFailed("The refund notice is invalid.", field_errors={"skus": problems})
+    return lines
+
+
+def refund_notice_body(refund: Refund, request) -> dict:
+    bag = refund.bag
+    return {
+        "id": refund.pk,
+        "bag_id": bag.pk,
+        "platform_order_id": bag.external_id,
+        "status": refund.status,
+        "amount": refund.amount,
+        "sub_total_amount": refund.sub_total_amount,
+        "shipping_amount": refund.shipping_amount,
+        "tax_amount": refund.tax_amount,
+        "currency": refund.refund_currency,
+        "reason_code": refund.reason_code,
+        "reference": refund.external_id,
+        "skus": [
+            {
+                "order_sku_id": line.order_sku_id,
+                "external_id": line.external_id,
+                "quantity": line.quantity_refunded,
+            }
+            for line in refund.skus.order_by("pk")
+        ],
+        "date_created": refund.date_created.isoformat(),
+        "status_url": request.build_absolute_uri(reverse("portal:refund_detail", args=[refund.pk])),
+    }
+
+
+class RefundNoticeApi(APIView):
+    authentication_classes = [MerchantApiKeyAuthentication]
+    permission_classes = [HasMerchantApiKey]
+    content_negotiation_class = JsonOnlyNegotiation
+    schema = None  # merchant API, not part of the channel API's OpenAPI document
+
+    def post(self, request):
+        api_key: MerchantApiKey = request.auth
+        request_key = _idempotency_key(request)
+        serializer = RefundNoticeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            bag = bag_get_for_merchant(
+                api_key.merchant, bag_id=data.get("bag_id"), platform_order_id=data.get("platform_order_id")
+            )
+        except Http404:
+            raise NotFound("Order not found.") from None
+        if data.get("currency") and data["currency"].upper() != bag.currency:
+            raise ValidationFailed(
+                "The refund is invalid.",
+                field_errors={
+                    "currency": [f"The order is in {bag.currency}; a refund in {data['currency']} is not possible."]
+                },
+            )
+        refund_result = refund_notice_record(
+            bag=bag,
+            actor=f"merchant-api-key:{api_key.prefix}",
+            user=None,
+            lines=_lines(bag, data.get("skus") or []),
+            items_amount=data.get("sub_total_amount"),
+            shipping_amount=data["shipping_amount"],
+            tax_amount=data["tax_amount"],
+            reason_code=data["reason_code"],
+            reason=data["reason"],
+            reference=data["reference"],
+            request_key=request_key,
+        )
+        return Response(
+            refund_notice_body(refund_result.refund, request),
+            status=http_status.HTTP_201_CREATED if refund_result.created else http_status.HTTP_200_OK,
+        )

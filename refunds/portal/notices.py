@@ -1,0 +1,141 @@
+"""Refund notices (seed 000, Salesforce Commerce Cloud, Option 2: "Notify Violet of Refunds").
+
+The portal form and the refund-notice API both end here, and both record through
+`refunds.services.refund_record` like every other entry point. A notice names the bag, the quantities
+per SKU, the shipping and tax refunded, a reason code and the merchant's own refund reference. The
+reference becomes the refund's external_id, so sending the same notice twice (double click, a retried
+HTTP call, the form and the API) records one refund.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from refunds.amounts import Remaining
+from refunds.models import Bag, OrderSku, ReasonCode, RefundSource
+from refunds.portal_selectors import merchant_accepts_refund_notices
+from refunds.services import RecordResult, RefundSkuLine, refund_record
+from violet_refunds.exceptions import ApplicationError, ValidationFailed
+
+REFERENCE_MAX_LENGTH = 255
+REASON_MAX_LENGTH = 255
+# Cancellations recorded as refunds (SFCC Option 1, Ecwid, old Wix orders) use `cancel:<order id>`
+# as external id; a merchant reference must never be mistaken for one.
+RESERVED_REFERENCE_PREFIX = "cancel:"
+
+REASON_CODE_LABELS = {
+    ReasonCode.CUSTOMER: "Customer request or return",
+    ReasonCode.INVENTORY: "Out of stock",
+    ReasonCode.FRAUD: "Suspected fraud",
+    ReasonCode.DECLINED: "Payment declined",
+    ReasonCode.OTHER: "Other",
+}
+
+
+class RefundNoticesNotEnabled(ApplicationError):
+    """The merchant's platform reports refunds itself (or SFCC Option 1): a notice is refused."""
+
+    status_code = 403
+    error_code = "refund_notices_not_enabled"
+
+
+@dataclass(frozen=True)
+class NoticeLine:
+    order_sku_id: int
+    quantity: int
+
+
+def reference_problem(reference: str) -> str | None:
+    """Why this refund reference cannot be used, or None."""
+    if not reference:
+        return "Enter your own reference for this refund (its id in your system)."
+    if len(reference) > REFERENCE_MAX_LENGTH:
+        return f"At most {REFERENCE_MAX_LENGTH} characters."
+    if not reference.isprintable():
+        return "Use letters, digits and punctuation only (no line breaks or control characters)."
+    if reference.lower().startswith(RESERVED_REFERENCE_PREFIX):
+        return f"References starting with '{RESERVED_REFERENCE_PREFIX}' are reserved for cancellations."
+    return None
+
+
+def items_amount_for(lines: Sequence[NoticeLine], skus: dict[int, OrderSku]) -> int:
+    """Price × quantity over the lines: the most the items part of the refund can be."""
+    return sum(skus[line.order_sku_id].price * line.quantity for line in lines if line.order_sku_id in skus)
+
+
+@dataclass(frozen=True)
+class NoticeTotals:
+    items: int
+    shipping: int
+    tax: int
+
+    @property
+    def total(self) -> int:
+        return self.items + self.shipping + self.tax
+
+
+def notice_totals(
+    *,
+    lines: Sequence[NoticeLine],
+    skus: dict[int, OrderSku],
+    remaining: Remaining,
+    shipping: int,
+    tax: int,
+    items_amount: int | None = None,
+) -> NoticeTotals:
+    """What the notice refunds, as refund_record will compute it (the items part is capped at the
+    bag's net sub_total left, which is below price × quantity when the bag had a discount)."""
+    items = items_amount if items_amount is not None else min(items_amount_for(lines, skus), remaining.parts.sub_total)
+    return NoticeTotals(items=items, shipping=shipping, tax=tax)
+
+
+def refund_notice_record(
+    *,
+    bag: Bag,
+    actor: str,
+    lines: Sequence[NoticeLine] = (),
+    shipping_amount: int = 0,
+    tax_amount: int = 0,
+    items_amount: int | None = None,
+    reason_code: str = ReasonCode.OTHER,
+    reason: str = "",
+    reference: str,
+    request_key: str | None = None,
+    user=None,
+) -> RecordResult:
+    """Record the refund a merchant notified us of. Idempotent on (bag, reference) and on
+    (bag, request_key). Raises RefundNoticesNotEnabled or ValidationFailed (field_errors keyed by
+    the service's names: skus, sub_total_amount, shipping_amount, tax_amount, amount, bag, reference)."""
+    if not merchant_accepts_refund_notices(bag.merchant):
+        raise RefundNoticesNotEnabled(
+            f"{bag.merchant.name} does not send refund notices: refunds are read from "
+            f"{bag.merchant.get_platform_display()} directly."
+        )
+    reference = (reference or "").strip()
+    problem = reference_problem(reference)
+    if problem:
+        raise ValidationFailed("The refund reference is invalid.", field_errors={"reference": [problem]})
+    lines = [line for line in lines if line.quantity != 0]
+    if items_amount is not None and lines:
+        skus = {sku.pk: sku for sku in OrderSku.objects.filter(bag=bag)}
+        most = items_amount_for(lines, skus)
+        if items_amount > most:
+            raise ValidationFailed(
+                "The items amount exceeds the items refunded.",
+                field_errors={"sub_total_amount": [f"At most {most} for these quantities (price × quantity)."]},
+            )
+    return refund_record(
+        bag=bag,
+        source=RefundSource.MERCHANT_NOTICE,
+        actor=actor,
+        skus=[RefundSkuLine(order_sku_id=line.order_sku_id, quantity=line.quantity) for line in lines],
+        sub_total_amount=items_amount if items_amount is not None else (None if lines else 0),
+        shipping_amount=shipping_amount,
+        tax_amount=tax_amount,
+        external_id=reference,
+        request_key=request_key,
+        reason_code=reason_code,
+        reason=(reason or "").strip(),
+        user=user,
+    )

@@ -1,0 +1,397 @@
+"""Merchant portal views: thin callers of refunds.portal_selectors (every read, scoped to the
+logged-in user's merchants) and of the services (refund notices, API keys, store connection).
+
+Every page requires a login; a user who acts for no merchant sees one clear page instead. An id of
+another merchant's order, refund or key is a 404, exactly like an id that does not exist.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST
+
+from platforms.adapters.base import currency_exponent
+from platforms.clients.base import PlatformUnavailable
+from platforms.clients.wix import WixCredentialsInvalid
+from platforms.connect import connect_store
+from platforms.models import Platform
+from refunds import portal_selectors as scoped
+from refunds.amounts import bag_refundable_remaining
+from refunds.models import RefundStatus
+from refunds.portal import presenters
+from refunds.portal.forms import (
+    ApiKeyCreateForm,
+    ConnectWixForm,
+    PortalLoginForm,
+    PortalPasswordResetForm,
+    PortalSetPasswordForm,
+    RefundNoticeForm,
+    format_minor_units,
+    new_form_token,
+)
+from refunds.portal.keys import api_key_create, api_key_revoke
+from refunds.portal.notices import REASON_CODE_LABELS, RefundNoticesNotEnabled, refund_notice_record
+from refunds.portal.redirects import channel_redirect_app, channel_redirect_url
+from violet_refunds.exceptions import InvalidTransition, ValidationFailed
+
+RECENT = 10
+PAGE_SIZE = 25
+
+
+def portal_page(view):
+    """Login required, never cached (merchant data on shared computers), and only for users who act
+    for at least one merchant; their merchants are on `request.portal_merchants`."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        merchants = list(scoped.merchants_for_user(request.user))
+        if not merchants:
+            return render(request, "portal/no_merchant.html", status=403)
+        request.portal_merchants = merchants
+        request.portal_nav = {
+            "notices": any(scoped.merchant_accepts_refund_notices(m) for m in merchants),
+            "wix": any(m.platform == Platform.WIX for m in merchants),
+        }
+        return view(request, *args, **kwargs)
+
+    return login_required(never_cache(wrapped))
+
+
+def _actor(request) -> str:
+    return f"merchant:{request.user.get_username()}"
+
+
+# --- authentication (Django's views, portal templates) ---------------------------------------------
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "portal/login.html"
+    authentication_form = PortalLoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = reverse_lazy("portal:login")
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PortalPasswordResetForm
+    template_name = "portal/password_reset_form.html"
+    email_template_name = "portal/password_reset_email.txt"
+    subject_template_name = "portal/password_reset_subject.txt"
+    success_url = reverse_lazy("portal:password_reset_done")
+
+
+class PasswordResetDoneView(auth_views.PasswordResetDoneView):
+    template_name = "portal/password_reset_done.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = PortalSetPasswordForm
+    template_name = "portal/password_reset_confirm.html"
+    success_url = reverse_lazy("portal:password_reset_complete")
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "portal/password_reset_complete.html"
+
+
+# --- home, orders, refunds -------------------------------------------------------------------------
+
+
+@portal_page
+def home(request):
+    bags = scoped.bags_for_user(request.user)[:RECENT]
+    refunds = scoped.refunds_for_user(request.user)[:RECENT]
+    return render(
+        request,
+        "portal/home.html",
+        {
+            "cards": [presenters.merchant_card(merchant) for merchant in request.portal_merchants],
+            "bag_rows": [presenters.bag_row(bag) for bag in bags],
+            "refund_rows": [presenters.refund_row(refund) for refund in refunds],
+        },
+    )
+
+
+@portal_page
+def order_list(request):
+    page = Paginator(scoped.bags_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "portal/orders.html", {"page": page, "bag_rows": [presenters.bag_row(bag) for bag in page]})
+
+
+@portal_page
+def order_detail(request, bag_id: int):
+    bag = scoped.bag_get_for_user(request.user, bag_id)
+    remaining = bag_refundable_remaining(bag)
+    currency = bag.currency
+    sku_rows = [
+        {
+            "sku": sku,
+            "price": presenters.money(sku.price, currency),
+            "line_price": presenters.money(sku.line_price, currency),
+            "left": remaining.skus.get(sku.pk, 0),
+        }
+        for sku in bag.skus.all()
+    ]
+    return render(
+        request,
+        "portal/order_detail.html",
+        {
+            "bag": bag,
+            "order_id": bag.external_id or f"bag {bag.pk}",
+            "sku_rows": sku_rows,
+            "totals": {
+                "sub_total": presenters.money(bag.sub_total, currency),
+                "discount": presenters.money(bag.discount_total, currency) if bag.discount_total else "",
+                "shipping": presenters.money(bag.shipping_total, currency),
+                "tax": presenters.money(bag.tax_total, currency),
+                "total": presenters.money(bag.total, currency),
+                "left": presenters.money(remaining.total, currency),
+            },
+            "refund_rows": [presenters.refund_row(refund) for refund in scoped.refunds_for_bag(bag)],
+            "instructions": presenters.platform_instructions(bag.merchant, bag),
+            "accepts_notices": scoped.merchant_accepts_refund_notices(bag.merchant),
+        },
+    )
+
+
+@portal_page
+def refund_list(request):
+    page = Paginator(scoped.refunds_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "portal/refunds.html",
+        {"page": page, "refund_rows": [presenters.refund_row(refund) for refund in page]},
+    )
+
+
+@portal_page
+def refund_detail(request, refund_id: int):
+    refund = scoped.refund_get_for_user(request.user, refund_id)
+    currency = refund.refund_currency
+    return render(
+        request,
+        "portal/refund_detail.html",
+        {
+            "row": presenters.refund_row(refund),
+            "refund": refund,
+            "amounts": {
+                "items": presenters.money(refund.sub_total_amount, currency),
+                "shipping": presenters.money(refund.shipping_amount, currency),
+                "tax": presenters.money(refund.tax_amount, currency),
+                "total": presenters.money(refund.amount, currency),
+            },
+            "sku_lines": list(refund.skus.all()),
+            "history": [
+                {"date": event.date_created, "status": presenters.refund_status_label(event.to_status)}
+                for event in refund.events.all()
+                if event.to_status
+            ],
+            "processing": refund.status == RefundStatus.PROCESSING,
+            "reason_label": REASON_CODE_LABELS.get(refund.reason_code, refund.reason_code),
+        },
+    )
+
+
+# --- report a refund (SFCC Option 2) ---------------------------------------------------------------
+
+
+@portal_page
+@require_http_methods(["GET", "POST"])
+def refund_report(request, bag_id: int):
+    bag = scoped.bag_get_for_user(request.user, bag_id)
+    order_id = bag.external_id or f"bag {bag.pk}"
+    if not scoped.merchant_accepts_refund_notices(bag.merchant):
+        return render(
+            request,
+            "portal/refund_report_unavailable.html",
+            {
+                "bag": bag,
+                "order_id": order_id,
+                "instructions": presenters.platform_instructions(bag.merchant, bag),
+            },
+            status=403 if request.method == "POST" else 200,
+        )
+    if request.method == "POST":
+        # A second post of the same form (double click, reload) or the same reference: the refund it
+        # recorded, not a validation error against what is now left.
+        existing = scoped.refund_for_notice(
+            bag, reference=request.POST.get("reference", ""), request_key=request.POST.get("form_token", "")
+        )
+        if existing is not None:
+            messages.info(request, "This refund was already reported; here is its status.")
+            return redirect("portal:refund_detail", refund_id=existing.pk)
+    skus = scoped.bag_skus(bag)
+    remaining = bag_refundable_remaining(bag)
+    form = RefundNoticeForm(
+        request.POST if request.method == "POST" else None,
+        bag=bag,
+        skus=skus,
+        remaining=remaining,
+        initial={"form_token": new_form_token()},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = refund_notice_record(bag=bag, actor=_actor(request), user=request.user, **form.notice_arguments())
+        except ValidationFailed as exc:
+            form.add_service_errors(exc.field_errors, exc.message)
+        except RefundNoticesNotEnabled as exc:
+            form.add_error(None, exc.message)
+        else:
+            if result.created:
+                messages.success(request, "Refund reported. We are processing it now.")
+            else:
+                messages.info(request, "A refund with this reference was already reported for this order.")
+            return redirect("portal:refund_detail", refund_id=result.refund.pk)
+    currency = bag.currency
+    return render(
+        request,
+        "portal/refund_report.html",
+        {
+            "bag": bag,
+            "order_id": order_id,
+            "form": form,
+            "sku_rows": [
+                {
+                    "sku": sku,
+                    "field": form[name],
+                    "left": left,
+                    "price": presenters.money(sku.price, currency),
+                }
+                for sku, left, name in form.sku_rows
+            ],
+            "left": {
+                "items": presenters.money(remaining.parts.sub_total, currency),
+                "shipping": presenters.money(remaining.parts.shipping, currency),
+                "tax": presenters.money(remaining.parts.tax, currency),
+                "total": presenters.money(remaining.total, currency),
+            },
+            "items_left_minor": remaining.parts.sub_total,
+            "total_shown": format_minor_units(form.totals.total if form.totals else 0, currency),
+            "currency": currency,
+            "exponent": currency_exponent(currency),
+            "nothing_left": remaining.total == 0,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+# --- API keys for the refund-notice API ------------------------------------------------------------
+
+
+@portal_page
+@require_http_methods(["GET", "POST"])
+def api_keys(request):
+    notice_merchants = scoped.notice_merchants_for_user(request.user)
+    created = None
+    form = ApiKeyCreateForm(request.POST or None, merchants=notice_merchants) if request.portal_nav["notices"] else None
+    if request.method == "POST":
+        if form is None:
+            return render(request, "portal/api_keys.html", {"keys": [], "form": None}, status=403)
+        if form.is_valid():
+            try:
+                created = api_key_create(
+                    merchant=form.cleaned_data["merchant"], name=form.cleaned_data["name"], user=request.user
+                )
+            except ValidationFailed as exc:
+                for field, texts in exc.field_errors.items():
+                    for text in texts:
+                        form.add_error(field if field in form.fields else None, text)
+            else:
+                form = ApiKeyCreateForm(merchants=notice_merchants)
+    response = render(
+        request,
+        "portal/api_keys.html",
+        {
+            "keys": scoped.api_keys_for_user(request.user),
+            "form": form,
+            "created": created,
+            "notice_url": request.build_absolute_uri(reverse("portal:api_refund_notices")),
+        },
+        status=400 if request.method == "POST" and created is None else 200,
+    )
+    return response
+
+
+@portal_page
+@require_POST
+def api_key_revoke_view(request, key_id: int):
+    api_key = scoped.api_key_get_for_user(request.user, key_id)
+    try:
+        api_key_revoke(api_key=api_key, user=request.user)
+    except InvalidTransition:
+        messages.info(request, f"The key {api_key.prefix}… was already revoked.")
+    else:
+        messages.success(request, f"The key {api_key.prefix}… is revoked: requests using it are now refused.")
+    return redirect("portal:api_keys")
+
+
+# --- connect your Wix store (Violet Connect, seed 003) ---------------------------------------------
+
+
+@sensitive_post_parameters("api_key", "account_id", "site_id")
+@portal_page
+@require_http_methods(["GET", "POST"])
+def connect_wix(request):
+    merchants = scoped.wix_merchants_for_user(request.user)
+    if not request.portal_nav["wix"]:
+        return render(request, "portal/no_wix_store.html")
+    source = request.POST if request.method == "POST" else request.GET
+    app_id, redirect_uri = source.get("app_id", ""), source.get("redirect_uri", "")
+    allow_http = settings.DEBUG
+    channel = channel_redirect_app(app_id, redirect_uri, allow_http=allow_http)
+    if request.method == "POST":
+        form = ConnectWixForm(request.POST, merchants=merchants)
+    else:
+        form = ConnectWixForm(initial={"app_id": app_id, "redirect_uri": redirect_uri}, merchants=merchants)
+    if request.method == "POST" and form.is_valid():
+        merchant = form.cleaned_data["merchant"]
+        try:
+            result = connect_store(merchant=merchant, credentials=form.credentials(), user=request.user)
+        except WixCredentialsInvalid as exc:
+            form.add_wix_errors(exc.field_errors)
+            form.add_error(
+                None,
+                "Wix did not accept these credentials. Check for any spaces or other copy/paste errors and try again.",
+            )
+        except PlatformUnavailable:
+            form.add_error(
+                None, "We could not reach Wix to check your credentials. Nothing was saved; please try again shortly."
+            )
+        else:
+            target = channel_redirect_url(app_id, redirect_uri, merchant_id=merchant.pk, allow_http=allow_http)
+            if target:
+                return HttpResponseRedirect(target)
+            messages.success(
+                request, f"Your Wix store{f' {result.site_name}' if result.site_name else ''} is connected."
+            )
+            return redirect("portal:home")
+    elif request.method == "POST":
+        form.add_error(
+            None, "Some values are not in the expected format. Check for any spaces or other copy/paste errors."
+        )
+    cards = [presenters.merchant_card(merchant) for merchant in merchants]
+    return render(
+        request,
+        "portal/connect_wix.html",
+        {
+            "form": form,
+            "channel": channel,
+            "return_ignored": bool(redirect_uri) and channel is None,
+            "cards": cards,
+            "connected": any(card.connected for card in cards),
+        },
+        status=400 if request.method == "POST" else 200,
+    )
