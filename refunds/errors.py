@@ -19,6 +19,7 @@ class RefundErrorCode(IntEnum):
     GATEWAY_AUTHENTICATION = 3008
     MISSING_PAYMENT = 3009
     CURRENCY_MISMATCH = 3010
+    INCONSISTENT_AMOUNTS = 3011  # the bag's transfers/refunds cannot be split (data needs an operator)
 
 
 _BY_STRIPE_CODE = {

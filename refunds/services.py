@@ -394,6 +394,18 @@ def _backoff_seconds(attempt: int) -> float:
     return max(0.5, random.uniform(cap / 2, cap))
 
 
+def _pending_recheck_seconds(attempt: int) -> float:
+    """When to re-read a refund Stripe holds as pending; below the visibility timeout like every
+    countdown, or Redis would deliver a second copy while the first only waits."""
+    return float(
+        min(
+            settings.REFUND_RETRY_BACKOFF_MAX_SECONDS,
+            30 * max(attempt, 1),
+            max(settings.CELERY_VISIBILITY_TIMEOUT - 60, 1),
+        )
+    )
+
+
 def refund_process(*, refund_id: int) -> ProcessOutcome:
     """Move the money for one refund: reverse the merchant and channel transfers, then refund the
     shopper. Safe to run any number of times, concurrently or after a crash at any point."""
@@ -417,6 +429,18 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
     refund.refresh_from_db(fields=["attempts", "processing_started_at"])
     if refund.attempts == 1:
         _event(refund, RefundEvent.Kind.CLAIMED, actor=WORKER, message="Processing started.")
+    if refund.attempts > settings.REFUND_MAX_ATTEMPTS:
+        # Every attempt that ends normally records an outcome or schedules a retry within the cap, so
+        # getting here means earlier deliveries died mid-way (a poison message with
+        # task_reject_on_worker_lost requeues forever): stop and hand it to an operator.
+        return _finish(
+            refund,
+            failed_error=(
+                RefundErrorCode.RETRIES_EXHAUSTED,
+                f"Processing was interrupted {refund.attempts - 1} times without recording an outcome. "
+                "Retrying looks each step up at Stripe before calling again.",
+            ),
+        )
 
     plan_error = _ensure_plan(refund)
     if plan_error:
@@ -445,7 +469,7 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
         shopper.refresh_from_db()
         if shopper.status == ShopperRefund.Status.PENDING:
             # Stripe accepted the refund but it is not final (card refunds can still fail).
-            countdown = min(settings.REFUND_RETRY_BACKOFF_MAX_SECONDS, 30 * max(refund.attempts, 1))
+            countdown = _pending_recheck_seconds(refund.attempts)
             Refund.objects.filter(pk=refund.pk).update(
                 next_attempt_at=timezone.now() + timezone.timedelta(seconds=countdown),
                 attempts=F("attempts") - 1,  # waiting on Stripe is not a failed attempt
@@ -604,7 +628,13 @@ def _run_shopper_refund(gateway, refund: Refund, shopper: ShopperRefund) -> str 
         refund,
         shopper,
         step,
-        lookup=lambda: gateway.list_refunds(payment_intent_id=payment_intent_id),
+        # A failed or canceled refund moved no money and may belong to an earlier key generation
+        # (same metadata): it must not pass for this attempt's outcome.
+        lookup=lambda: [
+            found
+            for found in gateway.list_refunds(payment_intent_id=payment_intent_id)
+            if found.status not in _REFUND_STATUSES_WITHOUT_MONEY
+        ],
         call=lambda key: gateway.refund_payment(
             payment_intent_id=payment_intent_id,
             amount=shopper.amount,
@@ -616,11 +646,19 @@ def _run_shopper_refund(gateway, refund: Refund, shopper: ShopperRefund) -> str 
     )
 
 
+# Stripe refund statuses after which nothing was (or stays) refunded.
+_REFUND_STATUSES_WITHOUT_MONEY = frozenset({"failed", "canceled"})
+
 # A transient error whose response Stripe stores under the idempotency key (a 500 from inside the
 # endpoint): the same key would replay it forever, so once a look-up proves nothing was created the
 # step moves on to a fresh key. Connection errors, timeouts, 429 and 409 are not stored: the same key
 # is kept (if the first request is still in flight at Stripe, reusing its key is what prevents a double).
 _STORED_TRANSIENT_PREFIX = "transient:5"
+
+
+def _is_step_object(obj, refund: Refund, step: str) -> bool:
+    """A Stripe refund or reversal created for this step of this refund (metadata we always send)."""
+    return obj.metadata.get("refund_id") == str(refund.pk) and obj.metadata.get("step") == step
 
 
 def _run_step(refund, row, step: str, *, lookup, call, on_success, on_permanent) -> str | None:
@@ -629,11 +667,7 @@ def _run_step(refund, row, step: str, *, lookup, call, on_success, on_permanent)
         # An earlier call may have succeeded with its response lost (or its key pruned): look first.
         try:
             found = next(
-                (
-                    obj
-                    for obj in lookup()
-                    if obj.metadata.get("refund_id") == str(refund.pk) and obj.metadata.get("step") == step
-                ),
+                (obj for obj in lookup() if _is_step_object(obj, refund, step)),
                 None,
             )
         except TransientGatewayError as exc:
@@ -893,6 +927,37 @@ def _money_moved(refund: Refund) -> bool:
     )
 
 
+def _unrecorded_stripe_object(refund: Refund) -> str | None:
+    """The id of a Stripe reversal/refund made for a step whose answer we never recorded (sent at
+    least once, still PENDING), or None. Cancelling then would free the amount for a second refund."""
+    gateway = get_gateway()
+    try:
+        for reversal in TransferReversal.objects.filter(
+            refund=refund, status=TransferReversal.Status.PENDING, attempts__gt=0
+        ).select_related("transfer"):
+            step = _reversal_step(reversal.transfer.recipient)
+            for found in gateway.list_transfer_reversals(reversal.transfer.gateway_transfer_id):
+                if _is_step_object(found, refund, step):
+                    return found.id
+        shopper = (
+            ShopperRefund.objects.filter(refund=refund, status=ShopperRefund.Status.PENDING, attempts__gt=0)
+            .select_related("payment_transaction")
+            .first()
+        )
+        if shopper is not None:
+            payment_intent_id = shopper.payment_transaction.gateway_transaction_id
+            for found in gateway.list_refunds(payment_intent_id=payment_intent_id):
+                if found.status not in _REFUND_STATUSES_WITHOUT_MONEY and _is_step_object(
+                    found, refund, RefundStep.SHOPPER_REFUND
+                ):
+                    return found.id
+    except TransientGatewayError as exc:
+        raise InvalidTransition(
+            f"Could not confirm with Stripe that no money moved for this refund ({exc.message}); try again."
+        ) from exc
+    return None
+
+
 def refund_retry(*, refund: Refund, user=None, note: str = "") -> Refund:
     """Put a FAILED / PARTIALLY_COMPLETED (or stuck PROCESSING) refund back to work. Steps that
     failed definitively get a fresh idempotency key generation (Stripe would replay the stored
@@ -986,6 +1051,14 @@ def refund_cancel(*, refund: Refund, user=None, note: str = "") -> Refund:
     with try_exclusive("refund", refund.pk) as acquired:
         if not acquired:
             raise InvalidTransition("This refund is being processed right now; try again in a moment.")
+        # Outside the transaction: a Stripe call never runs under a row lock (the advisory lock
+        # already keeps the engine away from this refund).
+        found_at_stripe = _unrecorded_stripe_object(refund)
+        if found_at_stripe:
+            raise InvalidTransition(
+                f"Stripe already holds {found_at_stripe} for this refund, sent before its answer was lost: "
+                "money may have moved. Retry the refund to record it instead of canceling."
+            )
         with transaction.atomic():
             current = Refund.objects.select_for_update().get(pk=refund.pk)
             if current.status not in allowed:
