@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "platforms",
     "refunds",
     "payments",
+    "notifications",
     "stripe_sandbox",
 ]
 
