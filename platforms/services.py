@@ -41,7 +41,7 @@ from platforms.clients.sfcc import SfccClient
 from platforms.models import InboundEvent, StoreConnection
 from refunds.amounts import Remaining, bag_refundable_remaining
 from refunds.models import Bag, OrderSku, Refund, RefundSource
-from refunds.services import RefundSkuLine, refund_record
+from refunds.services import RefundSkuLine, bag_mark_canceled, refund_record
 from violet_refunds.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,9 @@ def reconcile_order(
 ) -> ReconcileResult:
     """Record every refund the platform state implies that the bag does not have yet."""
     adapter = get_adapter(state.platform)
+    if state.cancelled:
+        # Cancelled on the platform is CANCELED here, whether or not the rules make it a refund.
+        bag_mark_canceled(bag=bag, actor=f"platform:{state.platform.lower()}")
     decision = adapter.refund_decision(state, bag)
     recorded: list[Refund] = []
     existing: list[Refund] = []

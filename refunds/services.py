@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from notifications import services as notifications
 from payments import splits
 from payments.gateway import (
     IdempotencyConflictError,
@@ -170,6 +171,7 @@ def refund_record(
                 inbound_event=inbound_event,
                 user=user,
             )
+            notifications.refund_event_emit(refund)  # outbox: REFUND_PROCESSING, same transaction
             if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
                 transaction.on_commit(lambda: _enqueue_processing(refund.pk))
     except IntegrityError:
@@ -856,6 +858,7 @@ def _finish(refund: Refund, failed_error: tuple[RefundErrorCode, str] | None = N
             to_status=new_status,
             message=failed_error[1] if failed_error else "",
         )
+        notifications.refund_event_emit(current)
         bag_update_refund_state(bag_id=current.bag_id)
     return ProcessOutcome(status=new_status)
 
@@ -881,6 +884,23 @@ def bag_update_refund_state(*, bag_id: int) -> None:
     statuses = set(Bag.objects.filter(order_id=bag.order_id).values_list("financial_status", flat=True))
     order_status = OrderStatus.REFUNDED if statuses == {FinancialStatus.REFUNDED} else OrderStatus.PARTIALLY_REFUNDED
     Order.objects.filter(pk=bag.order_id).update(status=order_status, date_last_modified=timezone.now())
+    notifications.bag_refund_events_emit(bag, refunded_amount=refunded)
+
+
+def bag_mark_canceled(*, bag: Bag, actor: str) -> bool:
+    """The platform says the bag's order is cancelled: the bag becomes CANCELED (with or without a
+    refund, as Violet's ORDER_CANCELLED means). True when this call changed it."""
+    with transaction.atomic():
+        current = Bag.objects.select_for_update().get(pk=bag.pk)
+        if current.status == BagStatus.CANCELED:
+            return False
+        previous = current.status
+        current.status = BagStatus.CANCELED
+        current.save(update_fields=["status", "date_last_modified"])
+        notifications.bag_cancel_events_emit(current)
+    logger.info("bag %s: %s -> CANCELED by %s", bag.pk, previous, actor)
+    bag.status = BagStatus.CANCELED
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1003,6 +1023,7 @@ def refund_retry(*, refund: Refund, user=None, note: str = "") -> Refund:
                 to_status=RefundStatus.PROCESSING,
                 message=note,
             )
+            notifications.refund_event_emit(current)
             transaction.on_commit(lambda: _enqueue_processing(current.pk))
     return current
 
@@ -1041,6 +1062,7 @@ def refund_mark_external(*, refund: Refund, user=None, note: str) -> Refund:
                 to_status=RefundStatus.EXTERNAL,
                 message=note.strip(),
             )
+            notifications.refund_event_emit(current)
             bag_update_refund_state(bag_id=current.bag_id)
     return current
 
@@ -1083,6 +1105,7 @@ def refund_cancel(*, refund: Refund, user=None, note: str = "") -> Refund:
                 to_status=RefundStatus.CANCELED,
                 message=note,
             )
+            notifications.refund_event_emit(current)
     return current
 
 
@@ -1110,6 +1133,7 @@ def refund_error_resolve(*, error: RefundError, user=None, note: str = "") -> Re
 __all__ = [
     "RecordResult",
     "RefundSkuLine",
+    "bag_mark_canceled",
     "bag_refunded_parts",
     "bag_update_refund_state",
     "refund_cancel",

@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.utils import timezone
 
+from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from payments.models import (
     PaymentTransaction,
     Recipient,
@@ -194,9 +195,7 @@ class TransferFactory(factory.django.DjangoModelFactory):
         model = Transfer
 
     bag = factory.SubFactory(BagFactory)
-    payment_transaction = factory.SubFactory(
-        PaymentTransactionFactory, order=factory.SelfAttribute("..bag.order")
-    )
+    payment_transaction = factory.SubFactory(PaymentTransactionFactory, order=factory.SelfAttribute("..bag.order"))
     recipient = Recipient.MERCHANT
     destination_account_id = factory.LazyAttribute(lambda t: t.bag.merchant.stripe_account_id)
     gateway_transfer_id = factory.Sequence(lambda n: f"tr_test{n:08d}")
@@ -344,3 +343,39 @@ class SandboxRequestFactory(factory.django.DjangoModelFactory):
 
     method, path, status_code = "POST", "/v1/refunds", 200
     request_id = factory.Sequence(lambda n: f"req_sandbox{n:06d}")
+
+
+# --- notifications (outbound webhooks) ---
+class WebhookEndpointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookEndpoint
+
+    app = factory.SubFactory(AppFactory)
+    url = factory.Sequence(lambda n: f"https://hooks{n}.channel.example/violet")
+    event_types = factory.LazyFunction(list)
+    signing_secret = factory.Sequence(lambda n: f"whsec_test{n:032d}")
+
+
+class WebhookEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookEvent
+
+    bag = factory.SubFactory(BagFactory)
+    order = factory.SelfAttribute("bag.order")
+    app = factory.SelfAttribute("bag.order.app")
+    event_type = EventType.ORDER_UPDATED
+    sequence = factory.Sequence(lambda n: n + 1)
+    dedupe_key = factory.Sequence(lambda n: f"test:{n}")
+    body = '{"id": 1, "bags": []}'
+
+
+class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookDelivery
+
+    event = factory.SubFactory(WebhookEventFactory)
+    endpoint = factory.SubFactory(WebhookEndpointFactory, app=factory.SelfAttribute("..event.app"))
+    status = DeliveryStatus.FAILED
+    attempts = 10
+    last_status_code = 500
+    last_error = "HTTP 500: Internal Server Error"

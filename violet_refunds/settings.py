@@ -176,6 +176,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "platforms.tasks.requeue_received_events",
         "schedule": env.int("INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS", default=300),
     },
+    # Outbound webhooks: hand due deliveries (new, retries, after a pause) to workers; the database
+    # is the queue of record, so a lost message costs one interval.
+    "relay-webhook-deliveries": {
+        "task": "notifications.tasks.relay_webhook_deliveries",
+        "schedule": env.int("WEBHOOK_RELAY_INTERVAL_SECONDS", default=15),
+    },
     # SFCC Option 1: Commerce Cloud cannot report refunds, so cancelled orders are found by polling.
     "poll-platform-orders": {
         "task": "platforms.tasks.poll_platform_orders",
@@ -190,6 +196,10 @@ REFUND_STUCK_AFTER_SECONDS = env.int("REFUND_STUCK_AFTER_SECONDS", default=900)
 REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=8)
 REFUND_RETRY_BACKOFF_BASE_SECONDS = env.float("REFUND_RETRY_BACKOFF_BASE_SECONDS", default=2.0)
 REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", default=600)
+
+# --- Outbound webhooks to channels ---
+# A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.
+NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
 
 # --- Stripe ---
 # Empty: the stateful sandbox (stripe_sandbox) is the SDK's transport. Set: the real Stripe API.
@@ -217,6 +227,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Stable enum names in the schema (without them two `status` enums collide and get hash suffixes).
+    "ENUM_NAME_OVERRIDES": {
+        "StatusEnum": "refunds.models.RefundStatus",
+        "WebhookEventTypeEnum": "notifications.models.EventType",
+        "WebhookStatusEnum": "notifications.models.WebhookEndpoint.Status",
+        "WebhookSettableStatusEnum": "notifications.serializers.SETTABLE_WEBHOOK_STATUSES",
+        "WebhookDeliveryStatusEnum": "notifications.models.DeliveryStatus",
+    },
 }
 API_TOKEN_TTL_SECONDS = env.int("API_TOKEN_TTL_SECONDS", default=86400)
 API_REFRESH_TOKEN_TTL_SECONDS = env.int("API_REFRESH_TOKEN_TTL_SECONDS", default=30 * 86400)

@@ -1,6 +1,6 @@
 """Channel API under /v1/ (paths as Violet names them: no trailing slash)."""
 
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from refunds.api import views
@@ -21,6 +21,8 @@ urlpatterns = [
         views.BagRefundsView.as_view(),
         name="bag-refunds",
     ),
+    # Outbound webhooks: registration, the app's events, resend (notifications app).
+    path("", include("notifications.urls")),
     # The schema describes this API alone, at its public /v1/ prefix (not the whole project).
     path("schema/", SpectacularAPIView.as_view(urlconf="refunds.api.schema_urlconf"), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

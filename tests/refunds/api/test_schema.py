@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from notifications.models import WebhookEvent
+from notifications.services import webhook_endpoint_register
+from refunds.services import bag_mark_canceled
 from tests.factories import RefundErrorFactory, RefundSkuFactory
 from tests.refunds.api.conftest import channel_headers, place_order
 
@@ -23,6 +26,13 @@ EXPECTED_OPERATIONS = {
     ("/v1/orders/{order_id}/refunds/{refund_id}", "get"),
     ("/v1/orders/{order_id}/bags/{bag_id}/refunds", "get"),
     ("/v1/orders/{order_id}/bags/{bag_id}/refunds", "post"),
+    ("/v1/events/webhooks", "get"),
+    ("/v1/events/webhooks", "post"),
+    ("/v1/events/webhooks/{webhook_id}", "get"),
+    ("/v1/events/webhooks/{webhook_id}", "patch"),
+    ("/v1/events/webhooks/{webhook_id}", "delete"),
+    ("/v1/events", "get"),
+    ("/v1/events/{event_id}/resend", "post"),
 }
 
 
@@ -117,11 +127,29 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(channel, oth
     refund = RefundErrorFactory(refund__bag=placed.bag).refund
     RefundSkuFactory(refund=refund, order_sku=placed.skus[0])
     foreign = place_order(other_channel.app)
+    webhooks, events = {}, {}
+    for app, bag in ((channel.app, placed.bag), (other_channel.app, foreign.bag)):
+        registered = webhook_endpoint_register(app=app, url=f"https://hooks{app.pk}.example/violet", actor="test")
+        webhooks[app.pk] = registered.endpoint.pk
+        bag_mark_canceled(bag=bag, actor="test")
+        events[app.pk] = str(WebhookEvent.objects.filter(bag=bag).first().event_id)
     # Real ids of this app and another app's ids, so fuzzing reaches 200s as well as 404s.
     known_ids = st.sampled_from(
         [
-            {"order_id": placed.order.pk, "bag_id": placed.bag.pk, "refund_id": refund.pk},
-            {"order_id": foreign.order.pk, "bag_id": foreign.bag.pk, "refund_id": refund.pk},
+            {
+                "order_id": placed.order.pk,
+                "bag_id": placed.bag.pk,
+                "refund_id": refund.pk,
+                "webhook_id": webhooks[channel.app.pk],
+                "event_id": events[channel.app.pk],
+            },
+            {
+                "order_id": foreign.order.pk,
+                "bag_id": foreign.bag.pk,
+                "refund_id": refund.pk,
+                "webhook_id": webhooks[other_channel.app.pk],
+                "event_id": events[other_channel.app.pk],
+            },
         ]
     )
     schema = schemathesis.openapi.from_wsgi(SCHEMA_URL, wsgi_app)
@@ -150,6 +178,16 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(channel, oth
         "POST /v1/orders/{order_id}/bags/{bag_id}/refunds": statuses[
             "POST /v1/orders/{order_id}/bags/{bag_id}/refunds"
         ],
+        **{label: statuses[label] for label in statuses if " /v1/events" in label},
     }
+    # Webhooks: fuzzing may delete this app's webhook early, so later calls see 404s only.
+    assert statuses["GET /v1/events/webhooks"] == {200}
+    assert statuses["POST /v1/events/webhooks"] <= {201, 400, 409}
+    assert statuses["GET /v1/events/webhooks/{webhook_id}"] <= {200, 404}
+    assert statuses["PATCH /v1/events/webhooks/{webhook_id}"] <= {200, 400, 404, 409}
+    assert statuses["DELETE /v1/events/webhooks/{webhook_id}"] <= {204, 404}
+    assert statuses["GET /v1/events"] <= {200, 400} and 200 in statuses["GET /v1/events"]
+    assert statuses["POST /v1/events/{event_id}/resend"] <= {202, 400, 404, 409}
+    assert 404 in statuses["POST /v1/events/{event_id}/resend"]
     assert statuses["POST /v1/login"] <= {400, 401}
     assert {201, 400, 404} <= statuses["POST /v1/orders/{order_id}/bags/{bag_id}/refunds"]

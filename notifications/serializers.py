@@ -1,0 +1,227 @@
+"""Shapes of outbound webhooks: the bodies sent to channels, and the channel API's webhook objects.
+
+Bodies (spec/violet-api.md sections 4 and 5): order events carry the full Order with its bags and
+their SKUs; refund events carry the Order Refund object exactly as the refunds API shows it
+(`refunds.api.serializers.RefundSerializer`). Serializers only translate.
+"""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from notifications.models import DeliveryStatus, EventType, WebhookEndpoint
+from refunds.api.serializers import (
+    ApiDateTimeField,
+    RejectUnknownFieldsMixin,
+    StrictCharField,
+    StrictChoiceField,
+    StrictIntegerField,
+)
+
+# --- bodies: the full Order ----------------------------------------------------------------------
+
+
+class OrderSkuPayloadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    merchant_id = serializers.IntegerField(source="bag.merchant_id")
+    app_id = serializers.IntegerField(source="bag.order.app_id")
+    sku_id = serializers.CharField()
+    external_id = serializers.CharField()
+    name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    price = serializers.IntegerField(help_text="Unit price, minor units.")
+    line_price = serializers.IntegerField(help_text="price × quantity, minor units.")
+
+
+class BagPayloadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    order_id = serializers.IntegerField()
+    merchant_id = serializers.IntegerField()
+    app_id = serializers.IntegerField(source="order.app_id")
+    external_id = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    fulfillment_status = serializers.CharField()
+    financial_status = serializers.CharField()
+    platform = serializers.CharField(source="merchant.platform")
+    merchant_name = serializers.CharField(source="merchant.name")
+    skus = OrderSkuPayloadSerializer(many=True)
+    sub_total = serializers.IntegerField()
+    shipping_total = serializers.IntegerField()
+    tax_total = serializers.IntegerField()
+    discount_total = serializers.IntegerField()
+    total = serializers.IntegerField()
+    currency = serializers.CharField()
+    # A percentage, not money: a JSON number as Violet's install object has it (two decimals).
+    commission_rate = serializers.FloatField()
+    date_created = ApiDateTimeField()
+    date_last_modified = ApiDateTimeField()
+
+
+class OrderPayloadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    app_id = serializers.IntegerField()
+    app_order_id = serializers.CharField()
+    status = serializers.CharField()
+    currency = serializers.CharField()
+    bags = BagPayloadSerializer(many=True)
+    sub_total = serializers.IntegerField()
+    shipping_total = serializers.IntegerField()
+    tax_total = serializers.IntegerField()
+    discount_total = serializers.IntegerField()
+    total = serializers.IntegerField()
+    date_created = ApiDateTimeField()
+    date_last_modified = ApiDateTimeField()
+
+
+# --- channel API: webhooks -----------------------------------------------------------------------
+
+_EVENT_TYPE_HELP = "Event types to receive; omitted or empty: every type."
+# A channel may resume (or re-enable) and disable its webhook; only delivery failures pause one.
+SETTABLE_WEBHOOK_STATUSES = (WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.DISABLED)
+
+
+class _EventTypesMixin:
+    """`events` (a list) or Violet's `event` (one type): the same subscription, never both."""
+
+    def validate(self, attrs):
+        if "event" in attrs and "events" in attrs:
+            raise serializers.ValidationError({"event": ["Send either event or events, not both."]})
+        if "event" in attrs:
+            single = attrs.pop("event")
+            attrs["events"] = [single] if single else []
+        if attrs.get("events") is not None:
+            attrs["events"] = list(dict.fromkeys(attrs["events"]))  # drop repeats, keep order
+        return attrs
+
+
+class WebhookCreateRequestSerializer(_EventTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
+    """A new endpoint. HTTPS only, unless the server runs with DEBUG."""
+
+    remote_endpoint = StrictCharField(max_length=500, help_text="The URL events are POSTed to.")
+    events = serializers.ListField(
+        child=StrictChoiceField(choices=EventType.choices),
+        required=False,
+        allow_empty=True,
+        max_length=len(EventType.values),
+        help_text=_EVENT_TYPE_HELP,
+    )
+    event = StrictChoiceField(choices=EventType.choices, required=False, help_text="One event type (Violet's form).")
+
+
+class WebhookUpdateRequestSerializer(_EventTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
+    """Change the URL or the subscription; `status` ACTIVE resumes (or re-enables), DISABLED stops."""
+
+    remote_endpoint = StrictCharField(max_length=500, required=False)
+    events = serializers.ListField(
+        child=StrictChoiceField(choices=EventType.choices),
+        required=False,
+        allow_empty=True,
+        max_length=len(EventType.values),
+        help_text=_EVENT_TYPE_HELP,
+    )
+    event = StrictChoiceField(choices=EventType.choices, required=False)
+    status = StrictChoiceField(choices=[(s, s) for s in SETTABLE_WEBHOOK_STATUSES], required=False)
+
+
+class WebhookSerializer(serializers.Serializer):
+    """The webhook object (spec section 5). Counts and failure rate cover the last 7 days."""
+
+    id = serializers.IntegerField()
+    app_id = serializers.IntegerField()
+    remote_endpoint = serializers.CharField(source="url")
+    events = serializers.ListField(
+        source="event_types", child=serializers.CharField(), help_text="Empty: every event type."
+    )
+    status = serializers.ChoiceField(choices=WebhookEndpoint.Status.choices)
+    paused_until = ApiDateTimeField(allow_null=True)
+    temp_disable_ms = serializers.SerializerMethodField(help_text="Milliseconds until a paused webhook resumes.")
+    events_count = serializers.SerializerMethodField(help_text="Deliveries in the last 7 days.")
+    failure_rate = serializers.SerializerMethodField(help_text="Failed attempts / attempts, last 7 days (0 to 1).")
+    date_created = ApiDateTimeField()
+    date_last_modified = ApiDateTimeField()
+
+    def _stats(self, endpoint):
+        return self.context.get("stats", {}).get(endpoint.pk)
+
+    def get_temp_disable_ms(self, endpoint) -> int:
+        now = self.context.get("now")
+        if endpoint.status != WebhookEndpoint.Status.PAUSED or not endpoint.paused_until or now is None:
+            return 0
+        return max(0, int((endpoint.paused_until - now).total_seconds() * 1000))
+
+    def get_events_count(self, endpoint) -> int:
+        stats = self._stats(endpoint)
+        return stats.deliveries if stats else 0
+
+    def get_failure_rate(self, endpoint) -> float:
+        stats = self._stats(endpoint)
+        return stats.failure_rate if stats else 0.0
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    signing_secret = serializers.CharField(
+        help_text="Shown once: verify X-Violet-Hmac with it (Base64 HMAC-SHA256 of the raw body)."
+    )
+
+
+# --- channel API: events -------------------------------------------------------------------------
+
+
+class WebhookDeliverySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    webhook_id = serializers.IntegerField(source="endpoint_id")
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    attempts = serializers.IntegerField()
+    next_attempt_at = ApiDateTimeField(allow_null=True)
+    last_attempt_at = ApiDateTimeField(allow_null=True)
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField()
+    date_finished = ApiDateTimeField(allow_null=True)
+
+
+class WebhookEventSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="event_id", help_text="X-Violet-Event-Id of its deliveries.")
+    type = serializers.ChoiceField(source="event_type", choices=EventType.choices)
+    app_id = serializers.IntegerField()
+    order_id = serializers.IntegerField()
+    bag_id = serializers.IntegerField()
+    refund_id = serializers.IntegerField(allow_null=True)
+    sequence = serializers.IntegerField(help_text="Position among the bag's events.")
+    event_id_source = serializers.UUIDField(
+        source="resent_from.event_id", allow_null=True, default=None, help_text="For a resend: the original event."
+    )
+    date_created = ApiDateTimeField()
+    deliveries = WebhookDeliverySerializer(many=True)
+    payload = serializers.SerializerMethodField(help_text="The body sent: the Order, or the Refund.")
+
+    @extend_schema_field({"type": "object"})
+    def get_payload(self, event) -> dict:
+        import json
+
+        return json.loads(event.body)
+
+
+class WebhookEventPageSerializer(serializers.Serializer):
+    """A page of events, newest first (page numbers start at 1)."""
+
+    content = WebhookEventSerializer(many=True)
+    number = serializers.IntegerField()
+    size = serializers.IntegerField()
+    total_elements = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+    first = serializers.BooleanField()
+    last = serializers.BooleanField()
+    empty = serializers.BooleanField()
+
+
+class EventListQuerySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=EventType.choices, required=False)
+    order_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    bag_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    page = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, default=1)
+    size = serializers.IntegerField(min_value=1, max_value=100, required=False, default=20)
+
+
+class EventResendRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """Optional: resend to one webhook only (default: every webhook subscribed to the event type)."""
+
+    webhook_id = StrictIntegerField(min_value=1, required=False)

@@ -1,0 +1,106 @@
+"""On the real services: concurrent emitters on PostgreSQL (one connection per thread), and delivery
+by a real Celery worker over Redis to the local receiver (publish after commit, retries through the
+relay, per-bag order kept across processes)."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from notifications import services
+from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
+from notifications.tasks import relay_webhook_deliveries
+from refunds.models import Refund, RefundStatus
+from refunds.services import bag_mark_canceled
+from tests.factories import BagFactory, OrderFactory, RefundFactory
+from tests.notifications.conftest import make_due, record_refund, register
+from tests.notifications.test_delivery import channel_verifies
+from tests.reliability.workers import wait_for
+from tests.world import funded_bag
+
+
+def in_parallel(call, times: int) -> list:
+    """`call` in `times` threads released at the same moment; their results (errors re-raised)."""
+    barrier = threading.Barrier(times)
+    results: list = [None] * times
+    errors: list = []
+
+    def run(index):
+        try:
+            barrier.wait(timeout=10)
+            results[index] = call()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_emitters_write_one_event_per_change_numbered_without_gaps():
+    bag = BagFactory(order=OrderFactory())
+    # Written directly, so no event exists yet: the emitters below race to write them.
+    refunds = [RefundFactory(bag=bag, amount=100, sub_total_amount=100) for _ in range(6)]
+    same = refunds[0]
+    turn = iter(refunds[1:])
+    lock = threading.Lock()
+
+    def emit_the_next_refund():
+        with lock:
+            refund = next(turn)
+        return services.refund_event_emit(Refund.objects.get(pk=refund.pk))
+
+    in_parallel(lambda: services.refund_event_emit(Refund.objects.get(pk=same.pk)), 6)  # one change, 6 emitters
+    in_parallel(emit_the_next_refund, 5)  # 5 other changes of the same bag at once
+    in_parallel(lambda: bag_mark_canceled(bag=bag, actor="test"), 6)
+
+    events = list(WebhookEvent.objects.filter(bag=bag).order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 9))
+    assert sorted(e.refund_id for e in events if e.event_type == EventType.REFUND_PROCESSING) == sorted(
+        r.pk for r in refunds
+    )
+    assert [e.event_type for e in events[-2:]] == [EventType.ORDER_CANCELLED, EventType.ORDER_UPDATED]
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_real_worker_delivers_in_order_and_retries_through_the_relay(start_worker, receiver, settings):
+    settings.DEBUG = True
+    bag = funded_bag()
+    endpoint, secret = register(bag.order.app, receiver.url)
+    worker = start_worker()
+    receiver.fail(1)  # the first event's first attempt fails: the rest of the bag must wait for it
+
+    refund = record_refund(bag, external_id="re-live")  # commits: delivery and processing go to Redis
+
+    wait_for(lambda: Refund.objects.get(pk=refund.pk).status == RefundStatus.COMPLETED, 60, worker)
+    wait_for(lambda: WebhookEvent.objects.filter(bag=bag).count() == 4, 30, worker)
+    first = WebhookDelivery.objects.get(event__sequence=1)
+    wait_for(lambda: WebhookDelivery.objects.get(pk=first.pk).attempts == 1, 30, worker)
+    assert len(receiver.requests) == 1  # the bag's later events are held back behind the retry
+    held = WebhookDelivery.objects.filter(event__sequence__gt=1)
+    assert set(held.values_list("status", "attempts")) == {(DeliveryStatus.CREATED, 0)}
+
+    make_due()  # the retry's time has come; beat's relay runs (published to the worker)
+    relay_webhook_deliveries.delay()
+
+    wait_for(lambda: len(receiver.requests) == 5, 30, worker)
+    wait_for(lambda: set(WebhookDelivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}, 30)
+    assert receiver.topics() == [
+        EventType.REFUND_PROCESSING,
+        EventType.REFUND_PROCESSING,
+        EventType.REFUND_COMPLETED,
+        EventType.ORDER_REFUNDED,
+        EventType.ORDER_UPDATED,
+    ]
+    assert all(channel_verifies(r.body, r.header("X-Violet-Hmac"), secret) for r in receiver.requests)
+    assert {r.header("X-Violet-Webhook-Id") for r in receiver.requests} == {str(endpoint.pk)}
