@@ -52,5 +52,11 @@ worker: install
 beat: install
 	$(VENV)/bin/celery -A violet_refunds beat --loglevel=INFO
 
+## Benchmarks: the product against the bare stack in one run (PostgreSQL + Redis on 127.0.0.1).
+## QUICK=1: fewer rows, shorter runs.
+bench: install-dev
+	bash scripts/ensure-wrk.sh
+	$(PY) bench/run.py $(if $(QUICK),--quick)
+
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): bench/run.py orchestrates; the baseline views live here too."""
