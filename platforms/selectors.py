@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -11,14 +12,43 @@ from django.db.models import QuerySet
 from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode, StoreConnection
 from refunds.models import Bag, OrderSku, Refund
 
+# Webhook deliveries for one store arrive in bursts; reading (and decrypting) its connection for each
+# one was a third of the receiver's time (bench/README.md). A short per-process cache is safe because
+# the receiver re-reads the connection before rejecting a signature (see platforms/views.py), so a
+# rotated secret works at once; a disconnected store is still accepted for at most this long, and
+# its events are then processed against the live row anyway.
+WEBHOOK_CONNECTION_CACHE_SECONDS = 30.0
+_WEBHOOK_CONNECTION_CACHE_MAX = 2048
+_webhook_connections: dict[uuid.UUID, tuple[float, StoreConnection]] = {}
 
-def connection_for_webhook(public_id: str) -> StoreConnection | None:
-    """The store connection a webhook URL names; None for a malformed or unknown id."""
+
+def connection_for_webhook(public_id: str, *, fresh: bool = False) -> StoreConnection | None:
+    """The store connection a webhook URL names; None for a malformed or unknown id. `fresh=True`
+    skips the per-process cache (used before refusing a signature, so a new secret is seen at once)."""
     try:
         parsed = uuid.UUID(str(public_id))
     except ValueError:
         return None
-    return StoreConnection.objects.select_related("merchant").filter(public_id=parsed).first()
+    now = time.monotonic()
+    if not fresh:
+        cached = _webhook_connections.get(parsed)
+        if cached and cached[0] > now:
+            return cached[1]
+    # The platform credentials are not needed to verify a delivery: leave them encrypted.
+    connection = (
+        StoreConnection.objects.select_related("merchant").defer("credentials").filter(public_id=parsed).first()
+    )
+    if connection is None:
+        _webhook_connections.pop(parsed, None)
+        return None
+    if len(_webhook_connections) >= _WEBHOOK_CONNECTION_CACHE_MAX:
+        _webhook_connections.clear()
+    _webhook_connections[parsed] = (now + WEBHOOK_CONNECTION_CACHE_SECONDS, connection)
+    return connection
+
+
+def webhook_connection_cache_clear() -> None:
+    _webhook_connections.clear()
 
 
 def bag_for_platform_order(merchant: Merchant, order_ids: Iterable[str]) -> Bag | None:

@@ -39,6 +39,16 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_webhook_connection_cache():
+    # Connections are cached per process for the webhook receiver; each test starts empty.
+    from platforms.selectors import webhook_connection_cache_clear
+
+    webhook_connection_cache_clear()
+    yield
+    webhook_connection_cache_clear()
+
+
 @pytest.fixture
 def require_postgres():
     if connection.vendor != "postgresql":

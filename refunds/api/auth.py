@@ -227,6 +227,11 @@ class VioletAuthentication(BaseAuthentication):
         self.token_type = token_type
 
     def authenticate(self, request):
+        if self.token_type is not None:
+            authenticated = self._authenticate_in_one_query(request)
+            if authenticated is not None:
+                return authenticated
+        # The step-by-step path: slower, and the one that says precisely what is wrong.
         app = app_authenticate(request)
         if self.token_type is None:
             return None, ApiCredentials(app=app)
@@ -243,6 +248,26 @@ class VioletAuthentication(BaseAuthentication):
         if user is None:
             raise _invalid_token()
         return user, ApiCredentials(app=app, user=user, claims=claims)
+
+    def _authenticate_in_one_query(self, request):
+        """Valid credentials cost one query (app + owner together, after the token is checked
+        without the database). Anything unusual returns None and takes the step-by-step path, so
+        every error keeps its precise code and order."""
+        raw_app_id, secret = _header(request, APP_ID_HEADER), _header(request, APP_SECRET_HEADER)
+        raw_token = _header(request, TOKEN_HEADER)
+        app_id = _parse_id(raw_app_id) if raw_app_id else None
+        if app_id is None or not secret or not raw_token:
+            return None
+        try:
+            claims = token_decode(raw_token, expected_type=self.token_type)
+        except AuthenticationFailed:
+            return None
+        if claims["app_id"] != str(app_id):
+            return None
+        membership = selectors.app_owner_membership_get(app_id=app_id, user_id=claims["user_id"])
+        if membership is None or not app_secret_matches(membership.app, secret):
+            return None
+        return membership.user, ApiCredentials(app=membership.app, user=membership.user, claims=claims)
 
     def authenticate_header(self, request):
         # Any value makes DRF answer 401 (not 403) to unauthenticated requests.
