@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Case, F, Sum, Value, When
 from django.utils import timezone
 
 from notifications import services as notifications
@@ -428,7 +428,9 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
     Refund.objects.filter(pk=refund.pk).update(
         attempts=F("attempts") + 1, processing_started_at=now, date_last_modified=now
     )
-    refund.refresh_from_db(fields=["attempts", "processing_started_at"])
+    # Only the holder of the advisory lock writes `attempts`, so the new value is known without a read.
+    refund.attempts += 1
+    refund.processing_started_at = now
     if refund.attempts == 1:
         _event(refund, RefundEvent.Kind.CLAIMED, actor=WORKER, message="Processing started.")
     if refund.attempts > settings.REFUND_MAX_ATTEMPTS:
@@ -463,12 +465,11 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
     if transient:
         return _schedule_retry(refund, transient)
 
-    shopper = ShopperRefund.objects.get(refund=refund)
+    shopper = ShopperRefund.objects.select_related("payment_transaction").get(refund=refund)
     if shopper.status == ShopperRefund.Status.PENDING:
         problem = _run_shopper_refund(gateway, refund, shopper)
         if problem:
             return _schedule_retry(refund, [problem])
-        shopper.refresh_from_db()
         if shopper.status == ShopperRefund.Status.PENDING:
             # Stripe accepted the refund but it is not final (card refunds can still fail).
             countdown = _pending_recheck_seconds(refund.attempts)
@@ -497,13 +498,11 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
         bag = Bag.objects.select_for_update().get(pk=refund.bag_id)
         if ShopperRefund.objects.filter(refund=refund).exists():
             return None
-        planned_refund_ids = list(
-            ShopperRefund.objects.filter(refund__bag=bag)
-            .exclude(refund__status=RefundStatus.CANCELED)
-            .values_list("refund_id", flat=True)
-        )
-        before = Refund.objects.filter(pk__in=planned_refund_ids).aggregate(
-            s=Sum("sub_total_amount"), h=Sum("shipping_amount"), t=Sum("tax_amount")
+        # Refunds already planned (they have their step rows) are what earlier reversals covered.
+        before = (
+            Refund.objects.filter(bag=bag, shopper_refund__isnull=False)
+            .exclude(status=RefundStatus.CANCELED)
+            .aggregate(s=Sum("sub_total_amount"), h=Sum("shipping_amount"), t=Sum("tax_amount"))
         )
         refunded_before = splits.RefundParts(
             sub_total=before["s"] or 0, shipping=before["h"] or 0, tax=before["t"] or 0
@@ -517,8 +516,17 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
                 status__in=[Transfer.Status.FAILED, Transfer.Status.BYPASSED, Transfer.Status.PENDING]
             )
         }
+        reversed_before = _reversed_before(transfers.values(), refund)
         try:
-            legs = {recipient: _leg(transfer, refund) for recipient, transfer in transfers.items()}
+            legs = {
+                recipient: splits.TransferLeg(
+                    amount=transfer.amount,
+                    bag_amount=transfer.bag_amount,
+                    reversed_before=reversed_before.get(transfer.pk, (0, 0))[0],
+                    reversed_before_bag=reversed_before.get(transfer.pk, (0, 0))[1],
+                )
+                for recipient, transfer in transfers.items()
+            }
             plan = splits.plan_reversals(
                 bag=bag_totals(bag),
                 refunded_before=refunded_before,
@@ -551,19 +559,16 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
     return None
 
 
-def _leg(transfer: Transfer, refund: Refund) -> splits.TransferLeg:
-    earlier = (
-        TransferReversal.objects.filter(transfer=transfer)
+def _reversed_before(transfers, refund: Refund) -> dict[int, tuple[int, int]]:
+    """transfer id -> (amount, bag_amount) that other, not canceled refunds reverse from it."""
+    rows = (
+        TransferReversal.objects.filter(transfer__in=list(transfers))
         .exclude(refund=refund)
         .exclude(refund__status=RefundStatus.CANCELED)
-        .aggregate(amount=Sum("amount"), bag_amount=Sum("bag_amount"))
+        .values("transfer_id")
+        .annotate(amount=Sum("amount"), bag_amount=Sum("bag_amount"))
     )
-    return splits.TransferLeg(
-        amount=transfer.amount,
-        bag_amount=transfer.bag_amount,
-        reversed_before=earlier["amount"] or 0,
-        reversed_before_bag=earlier["bag_amount"] or 0,
-    )
+    return {row["transfer_id"]: (row["amount"] or 0, row["bag_amount"] or 0) for row in rows}
 
 
 def _store_reversal_amounts(refund: Refund, plan: splits.ReversalPlan, transfers: dict) -> None:
@@ -707,14 +712,16 @@ def _complete_reversal(refund, reversal, gateway_id: str, step: str, recovered: 
         )
         if not updated:
             return
-        transfer = Transfer.objects.select_for_update().get(pk=reversal.transfer_id)
-        transfer.reversed_amount = transfer.reversed_amount + reversal.amount
-        transfer.status = (
-            Transfer.Status.REVERSED
-            if transfer.reversed_amount >= transfer.amount
-            else Transfer.Status.PARTIALLY_REVERSED
+        # One UPDATE: the new total and the status it implies, computed by the database row itself.
+        new_total = F("reversed_amount") + reversal.amount
+        Transfer.objects.filter(pk=reversal.transfer_id).update(
+            reversed_amount=new_total,
+            status=Case(
+                When(amount__lte=new_total, then=Value(Transfer.Status.REVERSED)),
+                default=Value(Transfer.Status.PARTIALLY_REVERSED),
+            ),
+            date_last_modified=timezone.now(),
         )
-        transfer.save(update_fields=["reversed_amount", "status", "date_last_modified"])
         _event(
             refund,
             RefundEvent.Kind.STEP_SUCCEEDED,
@@ -733,23 +740,20 @@ def _apply_shopper_result(refund, shopper: ShopperRefund, result, recovered: boo
     }
     new_status = status_map.get(result.status, ShopperRefund.Status.PENDING)
     with transaction.atomic():
-        current = ShopperRefund.objects.select_for_update().get(pk=shopper.pk)
-        if current.status != ShopperRefund.Status.PENDING:
-            return
-        current.gateway_refund_id = result.id
-        current.status = new_status
-        current.failure_reason = result.failure_reason or ""
-        current.error_code = current.error_message = ""
-        current.save(
-            update_fields=[
-                "gateway_refund_id",
-                "status",
-                "failure_reason",
-                "error_code",
-                "error_message",
-                "date_last_modified",
-            ]
+        # Conditional UPDATE: only a PENDING row takes the result, so a repeat records nothing twice.
+        updated = ShopperRefund.objects.filter(pk=shopper.pk, status=ShopperRefund.Status.PENDING).update(
+            gateway_refund_id=result.id,
+            status=new_status,
+            failure_reason=result.failure_reason or "",
+            error_code="",
+            error_message="",
+            date_last_modified=timezone.now(),
         )
+        if not updated:
+            shopper.refresh_from_db(fields=["status", "gateway_refund_id"])
+            return
+        shopper.gateway_refund_id, shopper.status = result.id, new_status
+        current = shopper
         step = RefundStep.SHOPPER_REFUND
         if new_status == ShopperRefund.Status.SUCCEEDED:
             PaymentTransaction.objects.filter(pk=current.payment_transaction_id).update(
@@ -784,10 +788,12 @@ def _fail_step(refund, step: str, exc: PermanentGatewayError, *, reversal=None, 
             TransferReversal.objects.filter(pk=reversal.pk).update(
                 status=TransferReversal.Status.FAILED, error_code=exc.code or "", error_message=message
             )
+            reversal.status = TransferReversal.Status.FAILED
         if shopper is not None:
             ShopperRefund.objects.filter(pk=shopper.pk).update(
                 status=ShopperRefund.Status.FAILED, error_code=exc.code or "", error_message=message
             )
+            shopper.status = ShopperRefund.Status.FAILED
         RefundError.objects.create(
             refund=refund, error_code=code, error_message=message, step=step, gateway_code=exc.code or ""
         )
