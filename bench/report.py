@@ -122,7 +122,7 @@ def build(results: dict, plan) -> dict:
         rows.append(
             _row(
                 "pipeline_rps",
-                "Pipeline: refunds/s recorded -> COMPLETED (real Celery worker, Stripe sandbox latency "
+                "Pipeline: refunds/s enqueued -> COMPLETED (real Celery workers, Stripe sandbox latency "
                 f"{pipeline.get('stripe_latency_ms')} ms/call)",
                 unit="refunds/s",
                 product=per_second,
@@ -134,8 +134,9 @@ def build(results: dict, plan) -> dict:
                     and per_second >= PIPELINE_TARGET_PER_SECOND
                     and pipeline.get("not_completed") == 0
                 ),
-                notes=f"pool {pipeline.get('pool')} x {pipeline.get('concurrency')}; baseline = theoretical limit "
-                "(concurrency / (calls per refund x latency)); "
+                notes=f"{pipeline.get('processes', 1)} worker processes x {pipeline.get('pool')} "
+                f"{pipeline.get('concurrency')}; baseline = theoretical limit "
+                "(processes x concurrency / (calls per refund x latency)); "
                 f"{pipeline.get('completed')} of {pipeline.get('refunds')} completed",
             )
         )
