@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -984,53 +985,72 @@ def _unrecorded_stripe_object(refund: Refund) -> str | None:
     return None
 
 
+@contextmanager
+def _refund_locked_for_operator(refund: Refund, *, allowed: set[str], action: str, before_row_lock=None):
+    """The refund, exclusive against the engine (advisory lock) and row-locked, if its status allows
+    `action`; `before_row_lock` runs in between (a Stripe look-up must not hold a row lock)."""
+    with try_exclusive("refund", refund.pk) as acquired:
+        if not acquired:
+            raise InvalidTransition("This refund is being processed right now; try again in a moment.")
+        if before_row_lock is not None:
+            before_row_lock()
+        with transaction.atomic():
+            current = Refund.objects.select_for_update().get(pk=refund.pk)
+            if current.status not in allowed:
+                raise InvalidTransition(f"A {current.status} refund cannot be {action}.")
+            yield current
+
+
+def _operator_status_change(current: Refund, *, to_status: str, kind: str, user, note: str, **fields) -> None:
+    """Save the new status (and fields), audit it naming the operator, and tell the channel."""
+    previous = current.status
+    current.status = to_status
+    for name, value in fields.items():
+        setattr(current, name, value)
+    current.save(update_fields=["status", *fields, "date_last_modified"])
+    _event(
+        current,
+        kind,
+        actor=_operator_actor(user),
+        user=user,
+        from_status=previous,
+        to_status=to_status,
+        message=note,
+    )
+    notifications.refund_event_emit(current)
+
+
 def refund_retry(*, refund: Refund, user=None, note: str = "") -> Refund:
     """Put a FAILED / PARTIALLY_COMPLETED (or stuck PROCESSING) refund back to work. Steps that
     failed definitively get a fresh idempotency key generation (Stripe would replay the stored
     error for the old key); steps with an unknown outcome keep theirs and are looked up first."""
     retryable = {RefundStatus.FAILED, RefundStatus.PARTIALLY_COMPLETED, RefundStatus.PROCESSING}
-    with try_exclusive("refund", refund.pk) as acquired:
-        if not acquired:
-            raise InvalidTransition("This refund is being processed right now; try again in a moment.")
-        with transaction.atomic():
-            current = Refund.objects.select_for_update().get(pk=refund.pk)
-            if current.status not in retryable:
-                raise InvalidTransition(f"A {current.status} refund cannot be retried.")
-            for reversal in TransferReversal.objects.filter(refund=current, status=TransferReversal.Status.FAILED):
-                step = _reversal_step(reversal.transfer.recipient)
-                reversal.idempotency_key = _next_generation_key(current, step, reversal.idempotency_key)
-                reversal.status = TransferReversal.Status.PENDING
-                reversal.attempts = 0
-                reversal.save(update_fields=["idempotency_key", "status", "attempts", "date_last_modified"])
-            shopper = ShopperRefund.objects.filter(refund=current, status=ShopperRefund.Status.FAILED).first()
-            if shopper is not None:
-                shopper.idempotency_key = _next_generation_key(
-                    current, RefundStep.SHOPPER_REFUND, shopper.idempotency_key
-                )
-                shopper.status = ShopperRefund.Status.PENDING
-                shopper.gateway_refund_id = None
-                shopper.failure_reason = ""
-                shopper.attempts = 0
-                shopper.save()
-            previous = current.status
-            current.status = RefundStatus.PROCESSING
-            current.attempts = 0
-            current.next_attempt_at = timezone.now()
-            current.date_completed = None
-            current.save(
-                update_fields=["status", "attempts", "next_attempt_at", "date_completed", "date_last_modified"]
-            )
-            _event(
-                current,
-                RefundEvent.Kind.RETRY_REQUESTED,
-                actor=_operator_actor(user),
-                user=user,
-                from_status=previous,
-                to_status=RefundStatus.PROCESSING,
-                message=note,
-            )
-            notifications.refund_event_emit(current)
-            transaction.on_commit(lambda: _enqueue_processing(current.pk))
+    with _refund_locked_for_operator(refund, allowed=retryable, action="retried") as current:
+        for reversal in TransferReversal.objects.filter(refund=current, status=TransferReversal.Status.FAILED):
+            step = _reversal_step(reversal.transfer.recipient)
+            reversal.idempotency_key = _next_generation_key(current, step, reversal.idempotency_key)
+            reversal.status = TransferReversal.Status.PENDING
+            reversal.attempts = 0
+            reversal.save(update_fields=["idempotency_key", "status", "attempts", "date_last_modified"])
+        shopper = ShopperRefund.objects.filter(refund=current, status=ShopperRefund.Status.FAILED).first()
+        if shopper is not None:
+            shopper.idempotency_key = _next_generation_key(current, RefundStep.SHOPPER_REFUND, shopper.idempotency_key)
+            shopper.status = ShopperRefund.Status.PENDING
+            shopper.gateway_refund_id = None
+            shopper.failure_reason = ""
+            shopper.attempts = 0
+            shopper.save()
+        _operator_status_change(
+            current,
+            to_status=RefundStatus.PROCESSING,
+            kind=RefundEvent.Kind.RETRY_REQUESTED,
+            user=user,
+            note=note,
+            attempts=0,
+            next_attempt_at=timezone.now(),
+            date_completed=None,
+        )
+        transaction.on_commit(lambda: _enqueue_processing(current.pk))
     return current
 
 
@@ -1047,71 +1067,50 @@ def refund_mark_external(*, refund: Refund, user=None, note: str) -> Refund:
     if not (note or "").strip():
         raise ValidationFailed("Say how the money moved.", field_errors={"note": ["A note is required."]})
     allowed = {RefundStatus.FAILED, RefundStatus.PARTIALLY_COMPLETED, RefundStatus.PROCESSING}
-    with try_exclusive("refund", refund.pk) as acquired:
-        if not acquired:
-            raise InvalidTransition("This refund is being processed right now; try again in a moment.")
-        with transaction.atomic():
-            current = Refund.objects.select_for_update().get(pk=refund.pk)
-            if current.status not in allowed:
-                raise InvalidTransition(f"A {current.status} refund cannot be marked external.")
-            previous = current.status
-            current.status = RefundStatus.EXTERNAL
-            current.next_attempt_at = None
-            current.processing_started_at = None
-            current.save(update_fields=["status", "next_attempt_at", "processing_started_at", "date_last_modified"])
-            _event(
-                current,
-                RefundEvent.Kind.MARKED_EXTERNAL,
-                actor=_operator_actor(user),
-                user=user,
-                from_status=previous,
-                to_status=RefundStatus.EXTERNAL,
-                message=note.strip(),
-            )
-            notifications.refund_event_emit(current)
-            bag_update_refund_state(bag_id=current.bag_id)
+    with _refund_locked_for_operator(refund, allowed=allowed, action="marked external") as current:
+        _operator_status_change(
+            current,
+            to_status=RefundStatus.EXTERNAL,
+            kind=RefundEvent.Kind.MARKED_EXTERNAL,
+            user=user,
+            note=note.strip(),
+            next_attempt_at=None,
+            processing_started_at=None,
+        )
+        bag_update_refund_state(bag_id=current.bag_id)
     return current
 
 
 def refund_cancel(*, refund: Refund, user=None, note: str = "") -> Refund:
     """Stop a refund before any money moved; its amounts and quantities become refundable again."""
-    allowed = {RefundStatus.PROCESSING, RefundStatus.FAILED}
-    with try_exclusive("refund", refund.pk) as acquired:
-        if not acquired:
-            raise InvalidTransition("This refund is being processed right now; try again in a moment.")
-        # Outside the transaction: a Stripe call never runs under a row lock (the advisory lock
-        # already keeps the engine away from this refund).
+
+    def refuse_if_stripe_holds_an_unrecorded_object():
         found_at_stripe = _unrecorded_stripe_object(refund)
         if found_at_stripe:
             raise InvalidTransition(
                 f"Stripe already holds {found_at_stripe} for this refund, sent before its answer was lost: "
                 "money may have moved. Retry the refund to record it instead of canceling."
             )
-        with transaction.atomic():
-            current = Refund.objects.select_for_update().get(pk=refund.pk)
-            if current.status not in allowed:
-                raise InvalidTransition(f"A {current.status} refund cannot be canceled.")
-            if _money_moved(current):
-                raise InvalidTransition("Money has already moved for this refund; it cannot be canceled.")
-            for line in RefundSku.objects.filter(refund=current):
-                OrderSku.objects.filter(pk=line.order_sku_id).update(
-                    quantity_refunded=F("quantity_refunded") - line.quantity_refunded
-                )
-            previous = current.status
-            current.status = RefundStatus.CANCELED
-            current.next_attempt_at = None
-            current.processing_started_at = None
-            current.save(update_fields=["status", "next_attempt_at", "processing_started_at", "date_last_modified"])
-            _event(
-                current,
-                RefundEvent.Kind.CANCELED,
-                actor=_operator_actor(user),
-                user=user,
-                from_status=previous,
-                to_status=RefundStatus.CANCELED,
-                message=note,
+
+    allowed = {RefundStatus.PROCESSING, RefundStatus.FAILED}
+    with _refund_locked_for_operator(
+        refund, allowed=allowed, action="canceled", before_row_lock=refuse_if_stripe_holds_an_unrecorded_object
+    ) as current:
+        if _money_moved(current):
+            raise InvalidTransition("Money has already moved for this refund; it cannot be canceled.")
+        for line in RefundSku.objects.filter(refund=current):
+            OrderSku.objects.filter(pk=line.order_sku_id).update(
+                quantity_refunded=F("quantity_refunded") - line.quantity_refunded
             )
-            notifications.refund_event_emit(current)
+        _operator_status_change(
+            current,
+            to_status=RefundStatus.CANCELED,
+            kind=RefundEvent.Kind.CANCELED,
+            user=user,
+            note=note,
+            next_attempt_at=None,
+            processing_started_at=None,
+        )
     return current
 
 
