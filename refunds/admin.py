@@ -41,7 +41,6 @@ from refunds.models import (
     RefundSku,
 )
 from refunds.selectors_admin import refund_step_outcomes, refunds_needing_attention, refunds_stuck
-from violet_refunds.crypto import CredentialsUnreadable
 
 # --- Channels ---
 
@@ -60,29 +59,23 @@ class AppMembershipInline(admin.TabularInline):
 
 @admin.register(App)
 class AppAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "stripe_account_id", "commission_rate", "webhook_url", "date_created")
+    list_display = ("id", "name", "stripe_account_id", "commission_rate", "date_created")
     search_fields = ("id__exact", "name", "stripe_account_id__exact")
     list_filter = ("date_created",)
-    # The secret hash and the outbound webhook secret never appear in a form: they are issued by
-    # services and only their presence is shown.
+    # The secret hash never appears in a form: it is issued by a service and only its presence is
+    # shown. Outbound webhook endpoints (and their secrets) are under Channel notifications.
     fields = (
         "name",
         "api_secret",
         "stripe_account_id",
         "commission_rate",
-        "webhook_url",
-        "outbound_webhook_secret",
         "allowed_redirect_hosts",
         "date_created",
         "date_last_modified",
     )
-    readonly_fields = ("api_secret", "outbound_webhook_secret", "date_created", "date_last_modified")
+    readonly_fields = ("api_secret", "date_created", "date_last_modified")
     inlines = (AppMembershipInline,)
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-
-    def get_queryset(self, request):
-        # Not needed by any list column, and a row encrypted under a retired key must not break pages.
-        return super().get_queryset(request).defer("webhook_secret")
 
     @admin.display(description="API secret")
     def api_secret(self, app):
@@ -93,13 +86,6 @@ class AppAdmin(admin.ModelAdmin):
         except ValueError:
             return "Set (unrecognised hash format)"
         return f"Set (only a {algorithm} hash is stored)"
-
-    @admin.display(description="Outbound webhook secret")
-    def outbound_webhook_secret(self, app):
-        try:
-            return "Set" if app.webhook_secret else "Not set"
-        except CredentialsUnreadable:
-            return "Unreadable with the configured FIELD_ENCRYPTION_KEY"
 
 
 @admin.register(AppMembership)

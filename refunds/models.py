@@ -9,7 +9,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
-from violet_refunds.crypto import EncryptedTextField
 from violet_refunds.db import CurrencyField, MoneyField, TimeStampedModel, non_negative
 
 
@@ -26,8 +25,7 @@ class App(TimeStampedModel):
         validators=[MinValueValidator(0), MaxValueValidator(100)],
         help_text="Percent of each bag's sub_total kept by the channel (default for new bags).",
     )
-    webhook_url = models.URLField(max_length=500, blank=True)
-    webhook_secret = EncryptedTextField(blank=True, default="")
+    # Outbound webhooks live in notifications.WebhookEndpoint (several per app, each with its secret).
     allowed_redirect_hosts = models.JSONField(
         default=list,
         blank=True,

@@ -8,8 +8,7 @@ from django.conf import settings
 from django.db import connection
 
 from platforms.models import StoreConnection
-from refunds.models import App
-from tests.factories import AppFactory, StoreConnectionFactory
+from tests.factories import StoreConnectionFactory
 from violet_refunds import crypto
 from violet_refunds.crypto import CredentialsUnreadable
 
@@ -69,12 +68,15 @@ def test_credentials_and_webhook_secret_are_fernet_tokens_in_the_database():
 
 
 @pytest.mark.django_db
-def test_app_outbound_webhook_secret_is_encrypted_too():
-    app = AppFactory(webhook_secret="whsec-channel-outbound")
-    (raw,) = _raw_columns(App._meta.db_table, app.pk, "webhook_secret")
+def test_outbound_webhook_signing_secret_is_encrypted_too():
+    from notifications.models import WebhookEndpoint
+    from tests.factories import WebhookEndpointFactory
+
+    endpoint = WebhookEndpointFactory(signing_secret="whsec-channel-outbound")
+    (raw,) = _raw_columns(WebhookEndpoint._meta.db_table, endpoint.pk, "signing_secret")
     assert raw.startswith("gAAAAA")
     assert "whsec-channel-outbound" not in raw
-    assert App.objects.get(pk=app.pk).webhook_secret == "whsec-channel-outbound"
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).signing_secret == "whsec-channel-outbound"
 
 
 @pytest.mark.django_db
