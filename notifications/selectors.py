@@ -3,10 +3,23 @@ so another app's id behaves like an id that does not exist (`DoesNotExist`, the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.db.models import (
+    Count,
+    Exists,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    prefetch_related_objects,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from notifications.models import (
@@ -17,7 +30,7 @@ from notifications.models import (
     WebhookEvent,
 )
 from payments.models import TransferReversal
-from refunds.models import App, Bag, Order, OrderSku, Refund
+from refunds.models import App, Bag, Order, OrderSku, Refund, RefundError, RefundEvent, RefundSku
 
 STATS_WINDOW = timedelta(days=7)
 
@@ -101,39 +114,155 @@ def event_get_for_app(app: App, event_id) -> WebhookEvent:
     return _events_for_api().get(event_id=event_id, app=app)
 
 
-def event_exists(dedupe_key: str) -> bool:
-    return WebhookEvent.objects.filter(dedupe_key=dedupe_key).exists()
+# --- the outbox: what an emitter reads under the bag's lock ---------------------------------------
 
 
-def bag_last_sequence(bag_id: int) -> int:
-    last = WebhookEvent.objects.filter(bag_id=bag_id).order_by("-sequence").values_list("sequence", flat=True).first()
-    return last or 0
+@dataclass(frozen=True)
+class Receiver:
+    """An endpoint of the app that gets a delivery of each new event it subscribes to (a PAUSED one
+    too: its delivery waits for the pause to end)."""
+
+    id: int
+    event_types: tuple[str, ...]
+
+    def subscribes_to(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+@dataclass(frozen=True)
+class LockedBag:
+    id: int
+    order_id: int
+    app_id: int
+    receivers: tuple[Receiver, ...]
+    retry_round: int  # RETRY_REQUESTED events of the refund asked about (0 when none was)
+
+
+def bag_lock_for_events(bag_id: int, *, retry_rounds_of: int | None = None) -> LockedBag:
+    """Lock the bag's row (its events are numbered one writer at a time) and read, in the same
+    query, its order and app, the app's endpoints that receive new events, and optionally how often
+    a refund was retried.
+
+    The endpoint rows and the retry count come from the statement's start, before any wait for the
+    lock: neither is guarded by the bag's lock (a refund's retries by the refund's own lock, which
+    its emitter holds). Whatever must be read after the lock is read by `*_for_event` below."""
+    bags = Bag.objects.select_for_update(of=("self",)).filter(pk=bag_id)
+    if retry_rounds_of is not None:
+        retries = (
+            RefundEvent.objects.filter(refund_id=retry_rounds_of, kind=RefundEvent.Kind.RETRY_REQUESTED)
+            .order_by()
+            .values("refund_id")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        bags = bags.annotate(retry_round=Coalesce(Subquery(retries), 0))
+    else:
+        bags = bags.annotate(retry_round=Value(0))
+    endpoint = "order__app__webhook_endpoints__"
+    rows = list(
+        bags.values(
+            "id",
+            "order_id",
+            "order__app_id",
+            "retry_round",
+            f"{endpoint}id",
+            f"{endpoint}status",
+            f"{endpoint}event_types",
+        ).order_by(f"{endpoint}id")
+    )
+    if not rows:
+        raise Bag.DoesNotExist(f"Bag {bag_id} does not exist.")
+    first = rows[0]
+    return LockedBag(
+        id=first["id"],
+        order_id=first["order_id"],
+        app_id=first["order__app_id"],
+        retry_round=first["retry_round"],
+        receivers=tuple(
+            Receiver(id=row[f"{endpoint}id"], event_types=tuple(row[f"{endpoint}event_types"] or ()))
+            for row in rows
+            if row[f"{endpoint}id"] is not None and row[f"{endpoint}status"] != WebhookEndpoint.Status.DISABLED
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class OutboxState:
+    last_sequence: int  # of the bag's events (0 when it has none)
+    emitted: frozenset[str]  # those of the asked dedupe keys whose event exists
+
+
+def _with_outbox_state(rows: QuerySet, *, bag_id: int, dedupe_keys: Sequence[str]):
+    """The queryset's one row, read together with the bag's outbox state (one query)."""
+    flags = {f"outbox_emitted_{position}": key for position, key in enumerate(dedupe_keys)}
+    row = rows.annotate(
+        outbox_last_sequence=Subquery(
+            WebhookEvent.objects.filter(bag_id=bag_id).order_by("-sequence").values("sequence")[:1]
+        ),
+        **{flag: Exists(WebhookEvent.objects.filter(dedupe_key=key)) for flag, key in flags.items()},
+    ).get()
+    state = OutboxState(
+        last_sequence=row.outbox_last_sequence or 0,
+        emitted=frozenset(key for flag, key in flags.items() if getattr(row, flag)),
+    )
+    return row, state
+
+
+def outbox_state(bag_id: int, *, dedupe_keys: Sequence[str] = ()) -> OutboxState:
+    return _with_outbox_state(Bag.objects.filter(pk=bag_id).only("id"), bag_id=bag_id, dedupe_keys=dedupe_keys)[1]
 
 
 # --- what the bodies show ------------------------------------------------------------------------
 
 
-def order_for_payload(order_id: int) -> Order:
-    """The order with its bags, their merchants and SKUs, in four queries."""
-    return Order.objects.prefetch_related(
+def refund_for_event(refund_id: int, *, bag_id: int, dedupe_keys: Sequence[str]) -> tuple[Refund, OutboxState]:
+    """The refund with its bag, order and payment, and the outbox state, in one query. Whether it
+    has SKUs, errors and transfer reversals is read along, so `refund_payload_load` queries only
+    those it has."""
+    refunds = (
+        Refund.objects.filter(pk=refund_id)
+        .select_related("bag__order__payment_transaction")
+        .annotate(
+            payload_has_skus=Exists(RefundSku.objects.filter(refund_id=OuterRef("pk"))),
+            payload_has_errors=Exists(RefundError.objects.filter(refund_id=OuterRef("pk"))),
+            payload_has_transfer_reversals=Exists(TransferReversal.objects.filter(refund_id=OuterRef("pk"))),
+        )
+    )
+    return _with_outbox_state(refunds, bag_id=bag_id, dedupe_keys=dedupe_keys)
+
+
+def refund_payload_load(refund: Refund) -> None:
+    """Everything else the Order Refund object shows (as the refunds API loads it): one query per
+    relation that has rows; an empty one is known empty without asking (`none()` never queries)."""
+
+    def rows(queryset: QuerySet, present: bool) -> QuerySet:
+        return queryset if present else queryset.none()
+
+    prefetch_related_objects(
+        [refund],
+        Prefetch("skus", queryset=rows(RefundSku.objects.all(), refund.payload_has_skus)),
+        Prefetch("errors", queryset=rows(RefundError.objects.all(), refund.payload_has_errors)),
+        Prefetch(
+            "transfer_reversals",
+            queryset=rows(
+                TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id"),
+                refund.payload_has_transfer_reversals,
+            ),
+        ),
+    )
+
+
+def order_for_event(order_id: int, *, bag_id: int, dedupe_keys: Sequence[str]) -> tuple[Order, OutboxState]:
+    """The order's row and the outbox state of one of its bags, in one query."""
+    return _with_outbox_state(Order.objects.filter(pk=order_id), bag_id=bag_id, dedupe_keys=dedupe_keys)
+
+
+def order_payload_load(order: Order) -> None:
+    """The order's bags with their merchants, and their SKUs: two queries."""
+    prefetch_related_objects(
+        [order],
         Prefetch("bags", queryset=Bag.objects.select_related("merchant").order_by("id")),
         Prefetch("bags__skus", queryset=OrderSku.objects.order_by("id")),
-    ).get(pk=order_id)
-
-
-def refund_for_payload(refund_id: int) -> Refund:
-    """The refund with everything the Order Refund object shows (as the refunds API loads it)."""
-    return (
-        Refund.objects.select_related("bag__order__payment_transaction")
-        .prefetch_related(
-            "skus",
-            "errors",
-            Prefetch(
-                "transfer_reversals",
-                queryset=TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id"),
-            ),
-        )
-        .get(pk=refund_id)
     )
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address
@@ -60,7 +60,7 @@ from notifications.signing import (
     signing_secret_generate,
 )
 from refunds.api.serializers import RefundSerializer
-from refunds.models import App, Bag, BagStatus, Refund, RefundEvent, RefundStatus
+from refunds.models import App, Bag, BagStatus, Refund, RefundStatus
 from violet_refunds.crypto import CredentialsUnreadable
 from violet_refunds.exceptions import Conflict, InvalidTransition, ValidationFailed
 
@@ -267,76 +267,73 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+# The refund pipeline's throughput is bound by database round trips, so one call costs a fixed
+# handful of queries, however many events it writes (ORDER_REFUNDED and ORDER_UPDATED share one):
+#   1. lock the bag, reading with it its order, app, the app's endpoints (and a refund's retry round);
+#   2. read the body's root row (the Refund or the Order) together with the bag's last sequence and
+#      which of the call's dedupe keys already have their event; stop here if none is new;
+#   3. load the rest of the body: the Order's bags and SKUs (2), or the Refund's SKUs, errors and
+#      transfer reversals (one query each, only for those it has);
+#   4. insert the new events in one statement, then their deliveries in one (none without endpoints).
+# The dedupe check runs once, after the lock, and is exact there: every event with a dedupe key is
+# written under its bag's lock (a key names the bag or one of its refunds); on PostgreSQL (READ
+# COMMITTED) a statement that starts after the lock sees all the previous holder committed, and
+# SQLite lets one writer at a time. The unique dedupe_key stays the last word: should it ever fire,
+# the change's transaction fails instead of sending twice.
+
+
 def _json_body(data) -> str:
     return json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
 
 
-def _order_body(order_id: int) -> str:
-    return _json_body(OrderPayloadSerializer(selectors.order_for_payload(order_id)).data)
-
-
-def _refund_body(refund_id: int) -> str:
-    return _json_body(RefundSerializer(selectors.refund_for_payload(refund_id)).data)
-
-
 @dataclass(frozen=True)
-class _PlannedEvent:
+class _NewEvent:
     event_type: str
     dedupe_key: str | None
-    body: Callable[[], str]
     refund_id: int | None = None
     resent_from: WebhookEvent | None = None
 
 
-def _emit(
-    *, bag_id: int, planned: Iterable[_PlannedEvent], endpoints: Sequence[WebhookEndpoint] | None = None
+def _events_write(
+    bag: selectors.LockedBag,
+    state: selectors.OutboxState,
+    new: Sequence[_NewEvent],
+    *,
+    body: str,
+    endpoints: Sequence[WebhookEndpoint] | None = None,
 ) -> list[WebhookEvent]:
-    """Write the events not written yet, in order, each with a delivery per receiving endpoint."""
-    planned = [p for p in planned if p.dedupe_key is None or not selectors.event_exists(p.dedupe_key)]
-    if not planned:
-        return []
-    created: list[WebhookEvent] = []
-    delivery_ids: list[int] = []
-    with transaction.atomic():
-        # The bag's row lock numbers its events one writer at a time (the refund services already
-        # hold it, or lock the refund and then the bag, in this same order).
-        bag = Bag.objects.select_for_update(of=("self",)).select_related("order").get(pk=bag_id)
-        sequence = selectors.bag_last_sequence(bag_id)
-        for item in planned:
-            if item.dedupe_key is not None and selectors.event_exists(item.dedupe_key):
-                continue
-            sequence += 1
-            try:
-                with transaction.atomic():
-                    event = WebhookEvent.objects.create(
-                        app_id=bag.order.app_id,
-                        event_type=item.event_type,
-                        order_id=bag.order_id,
-                        bag_id=bag.pk,
-                        refund_id=item.refund_id,
-                        sequence=sequence,
-                        dedupe_key=item.dedupe_key,
-                        resent_from=item.resent_from,
-                        body=item.body(),
-                    )
-            except IntegrityError:
-                # Written by a concurrent emitter (only possible where the bag lock is a no-op);
-                # anything else (a sequence clash) must not lose the event silently.
-                if item.dedupe_key is None or not selectors.event_exists(item.dedupe_key):
-                    raise
-                sequence -= 1
-                continue
-            receivers = (
-                endpoints if endpoints is not None else selectors.endpoints_receiving(bag.order.app_id, item.event_type)
+    """Insert `new` after the bag's last event, in order, all with the same body; each gets a delivery
+    per endpoint of the app subscribed to its type, or per given endpoint (a resend)."""
+    events = WebhookEvent.objects.bulk_create(
+        [
+            WebhookEvent(
+                app_id=bag.app_id,
+                event_type=item.event_type,
+                order_id=bag.order_id,
+                bag_id=bag.id,
+                refund_id=item.refund_id,
+                sequence=state.last_sequence + position,
+                dedupe_key=item.dedupe_key,
+                resent_from=item.resent_from,
+                body=body,
             )
-            now = timezone.now()
-            for endpoint in receivers:
-                delivery = WebhookDelivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now)
-                delivery_ids.append(delivery.pk)
-            created.append(event)
-        if delivery_ids:
-            transaction.on_commit(lambda: _publish(delivery_ids))
-    return created
+            for position, item in enumerate(new, start=1)
+        ]
+    )
+    now = timezone.now()
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(event=event, endpoint_id=endpoint.id, next_attempt_at=now)
+            for event in events
+            for endpoint in (
+                endpoints if endpoints is not None else [r for r in bag.receivers if r.subscribes_to(event.event_type)]
+            )
+        ]
+    )
+    if deliveries:
+        delivery_ids = [delivery.pk for delivery in deliveries]
+        transaction.on_commit(lambda: _publish(delivery_ids))
+    return events
 
 
 def refund_event_emit(refund: Refund) -> WebhookEvent | None:
@@ -345,68 +342,62 @@ def refund_event_emit(refund: Refund) -> WebhookEvent | None:
     event_type = REFUND_EVENT_TYPES.get(refund.status)
     if event_type is None:
         return None
-    retry_round = RefundEvent.objects.filter(refund_id=refund.pk, kind=RefundEvent.Kind.RETRY_REQUESTED).count()
-    events = _emit(
-        bag_id=refund.bag_id,
-        planned=[
-            _PlannedEvent(
-                event_type=event_type,
-                dedupe_key=f"refund:{refund.pk}:{refund.status}:{retry_round}",
-                body=lambda: _refund_body(refund.pk),
-                refund_id=refund.pk,
-            )
-        ],
-    )
-    return events[0] if events else None
+    # No savepoint: the caller's transaction is the unit (an error here must undo the change too).
+    with transaction.atomic(savepoint=False):
+        bag = selectors.bag_lock_for_events(refund.bag_id, retry_rounds_of=refund.pk)
+        dedupe_key = f"refund:{refund.pk}:{refund.status}:{bag.retry_round}"
+        current, state = selectors.refund_for_event(refund.pk, bag_id=bag.id, dedupe_keys=[dedupe_key])
+        if dedupe_key in state.emitted:
+            return None
+        selectors.refund_payload_load(current)
+        (event,) = _events_write(
+            bag,
+            state,
+            [_NewEvent(event_type, dedupe_key, refund_id=refund.pk)],
+            body=_json_body(RefundSerializer(current).data),
+        )
+    return event
 
 
 def bag_refund_events_emit(bag: Bag, *, refunded_amount: int) -> list[WebhookEvent]:
     """After the bag's refunded total changed: ORDER_REFUNDED (unless the bag is CANCELED, which
     Violet reports as ORDER_CANCELLED instead) and ORDER_UPDATED, once per refunded total."""
-    body = _cached(lambda: _order_body(bag.order_id))
     planned = []
     if bag.status in REFUNDED_BAG_STATUSES:
         planned.append(
-            _PlannedEvent(
-                event_type=EventType.ORDER_REFUNDED,
-                dedupe_key=f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:{refunded_amount}",
-                body=body,
-            )
+            _NewEvent(EventType.ORDER_REFUNDED, f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:{refunded_amount}")
         )
     planned.append(
-        _PlannedEvent(
-            event_type=EventType.ORDER_UPDATED,
-            dedupe_key=f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{bag.financial_status}:{refunded_amount}",
-            body=body,
+        _NewEvent(
+            EventType.ORDER_UPDATED, f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{bag.financial_status}:{refunded_amount}"
         )
     )
-    return _emit(bag_id=bag.pk, planned=planned)
+    return _order_events_emit(bag.pk, planned)
 
 
 def bag_cancel_events_emit(bag: Bag) -> list[WebhookEvent]:
     """The bag became CANCELED: ORDER_CANCELLED and ORDER_UPDATED, once per bag."""
-    body = _cached(lambda: _order_body(bag.order_id))
-    return _emit(
-        bag_id=bag.pk,
-        planned=[
-            _PlannedEvent(EventType.ORDER_CANCELLED, f"bag:{bag.pk}:{EventType.ORDER_CANCELLED}", body),
-            _PlannedEvent(
-                EventType.ORDER_UPDATED, f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{BagStatus.CANCELED}", body
-            ),
+    return _order_events_emit(
+        bag.pk,
+        [
+            _NewEvent(EventType.ORDER_CANCELLED, f"bag:{bag.pk}:{EventType.ORDER_CANCELLED}"),
+            _NewEvent(EventType.ORDER_UPDATED, f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{BagStatus.CANCELED}"),
         ],
     )
 
 
-def _cached(build: Callable[[], str]) -> Callable[[], str]:
-    """Build a body at most once (two events of one change share it), and only when needed."""
-    box: list[str] = []
-
-    def get() -> str:
-        if not box:
-            box.append(build())
-        return box[0]
-
-    return get
+def _order_events_emit(bag_id: int, planned: Sequence[_NewEvent]) -> list[WebhookEvent]:
+    """Order events of one change: they carry the same body (the full Order), rendered once."""
+    with transaction.atomic(savepoint=False):
+        bag = selectors.bag_lock_for_events(bag_id)
+        order, state = selectors.order_for_event(
+            bag.order_id, bag_id=bag.id, dedupe_keys=[item.dedupe_key for item in planned]
+        )
+        new = [item for item in planned if item.dedupe_key not in state.emitted]
+        if not new:
+            return []
+        selectors.order_payload_load(order)
+        return _events_write(bag, state, new, body=_json_body(OrderPayloadSerializer(order).data))
 
 
 @dataclass(frozen=True)
@@ -451,18 +442,12 @@ def event_resend(*, event: WebhookEvent, actor: str, endpoint: WebhookEndpoint |
         created = []
         if others:
             original = event.resent_from or event
-            body = original.body
-            created = _emit(
-                bag_id=event.bag_id,
-                planned=[
-                    _PlannedEvent(
-                        event_type=event.event_type,
-                        dedupe_key=None,
-                        body=lambda: body,
-                        refund_id=event.refund_id,
-                        resent_from=original,
-                    )
-                ],
+            bag = selectors.bag_lock_for_events(event.bag_id)
+            created = _events_write(
+                bag,
+                selectors.outbox_state(bag.id),
+                [_NewEvent(event.event_type, None, refund_id=event.refund_id, resent_from=original)],
+                body=original.body,
                 endpoints=others,
             )
     result = ResendResult(

@@ -10,7 +10,7 @@ from django.db import connection
 from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
 from notifications.tasks import relay_webhook_deliveries
-from refunds.models import Refund, RefundStatus
+from refunds.models import BagStatus, Refund, RefundStatus
 from refunds.services import bag_mark_canceled
 from tests.factories import BagFactory, OrderFactory, RefundFactory
 from tests.notifications.conftest import make_due, record_refund, register
@@ -68,6 +68,37 @@ def test_concurrent_emitters_write_one_event_per_change_numbered_without_gaps():
         r.pk for r in refunds
     )
     assert [e.event_type for e in events[-2:]] == [EventType.ORDER_CANCELLED, EventType.ORDER_UPDATED]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_emitters_of_order_events_write_each_event_and_its_deliveries_once():
+    bag = BagFactory(order=OrderFactory(), status=BagStatus.PARTIALLY_REFUNDED)
+    endpoints = [register(bag.order.app, f"http://127.0.0.1:9/hook-{n}")[0] for n in range(2)]
+    amounts = iter([1000, 2000, 3000, 4000])
+    lock = threading.Lock()
+
+    def emit_another_total():
+        with lock:
+            amount = next(amounts)
+        return services.bag_refund_events_emit(bag, refunded_amount=amount)
+
+    # One change (two events), 6 emitters at once; then 4 other changes of the same bag at once.
+    in_parallel(lambda: services.bag_refund_events_emit(bag, refunded_amount=500), 6)
+    in_parallel(emit_another_total, 4)
+
+    events = list(WebhookEvent.objects.filter(bag=bag).order_by("sequence"))
+    assert [e.sequence for e in events] == list(range(1, 11))
+    assert len({e.dedupe_key for e in events}) == 10
+    assert sorted(int(e.dedupe_key.rsplit(":", 1)[1]) for e in events) == sorted(
+        [a for a in (500, 1000, 2000, 3000, 4000) for _ in range(2)]
+    )
+    for refunded, updated in zip(events[::2], events[1::2], strict=True):  # each change's pair stays together
+        assert (refunded.event_type, updated.event_type) == (EventType.ORDER_REFUNDED, EventType.ORDER_UPDATED)
+        assert refunded.dedupe_key.rsplit(":", 1)[1] == updated.dedupe_key.rsplit(":", 1)[1]
+    deliveries = WebhookDelivery.objects.filter(event__bag=bag)
+    assert deliveries.count() == len(events) * len(endpoints)
+    assert set(deliveries.values_list("status", flat=True)) == {DeliveryStatus.CREATED}
 
 
 @pytest.mark.postgres
