@@ -6,10 +6,10 @@ which the API turns into the same 404. Refund reads load everything the API show
 number of queries, however many SKUs, errors or reversals a refund has.
 """
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, prefetch_related_objects
 
 from payments.models import TransferReversal
-from refunds.models import App, AppMembership, Bag, Order, Refund
+from refunds.models import App, AppMembership, Bag, Order, Refund, RefundError, RefundSku
 
 
 def app_get(app_id: int) -> App | None:
@@ -48,35 +48,56 @@ def bag_get_for_app(app: App, order_id: int, bag_id: int) -> Bag:
     return Bag.objects.select_related("order").get(pk=bag_id, order_id=order_id, order__app=app)
 
 
+_REVERSAL_IDS = TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id")
+# Related rows the API object shows, and the flag (annotated on the main query) saying a refund has any.
+_DETAILS = (
+    ("skus", "has_skus", "skus"),
+    ("errors", "has_errors", "errors"),
+    ("transfer_reversals", "has_reversals", Prefetch("transfer_reversals", queryset=_REVERSAL_IDS)),
+)
+
+
 def _refunds_for_api() -> QuerySet[Refund]:
-    """Refunds with what the API object shows: order, payment, SKUs, errors, reversal ids."""
+    """Refunds with their order and payment, and flags telling which related rows exist."""
     return (
         Refund.objects.select_related("bag__order__payment_transaction")
-        .prefetch_related(
-            "skus",
-            "errors",
-            Prefetch(
-                "transfer_reversals",
-                queryset=TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id"),
-            ),
+        .annotate(
+            has_skus=Exists(RefundSku.objects.filter(refund=OuterRef("pk"))),
+            has_errors=Exists(RefundError.objects.filter(refund=OuterRef("pk"))),
+            has_reversals=Exists(TransferReversal.objects.filter(refund=OuterRef("pk"))),
         )
         .order_by("id")
     )
 
 
+def _with_details(refunds: list[Refund]) -> list[Refund]:
+    """SKUs, errors and reversal ids, one query per kind that some refund has: most refunds have no
+    errors, so the common read skips that query (the count never grows with the rows)."""
+    for cache_name, flag, lookup in _DETAILS:
+        having = [refund for refund in refunds if getattr(refund, flag)]
+        for refund in refunds:
+            if not getattr(refund, flag):
+                cache = refund.__dict__.setdefault("_prefetched_objects_cache", {})
+                cache[cache_name] = getattr(refund, cache_name).none()
+        if having:
+            prefetch_related_objects(having, lookup)
+    return refunds
+
+
 def refund_get_for_app(app: App, order_id: int, refund_id: int) -> Refund:
-    return _refunds_for_api().get(pk=refund_id, bag__order_id=order_id, bag__order__app=app)
+    refund = _refunds_for_api().get(pk=refund_id, bag__order_id=order_id, bag__order__app=app)
+    return _with_details([refund])[0]
 
 
 def refund_list_for_order(app: App, order_id: int) -> list[Refund]:
     """Refunds of every bag of the order, by id. Order.DoesNotExist when the app has no such order."""
     if not Order.objects.filter(pk=order_id, app=app).exists():
         raise Order.DoesNotExist
-    return list(_refunds_for_api().filter(bag__order_id=order_id))
+    return _with_details(list(_refunds_for_api().filter(bag__order_id=order_id)))
 
 
 def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
     """Refunds of one bag, by id. Bag.DoesNotExist when the app has no such bag in that order."""
     if not Bag.objects.filter(pk=bag_id, order_id=order_id, order__app=app).exists():
         raise Bag.DoesNotExist
-    return list(_refunds_for_api().filter(bag_id=bag_id))
+    return _with_details(list(_refunds_for_api().filter(bag_id=bag_id)))
