@@ -486,38 +486,8 @@ class RefundAdmin(admin.ModelAdmin):
         ),
     )
     # Everything except `reason_code` and `reason`: money and status change only through services.
-    readonly_fields = (
-        "bag",
-        "order_link",
-        "merchant_link",
-        "app_link",
-        "external_id",
-        "status",
-        "source",
-        "restock_items",
-        "notify_customer",
-        "inbound_event",
-        "created_by",
-        "request_key",
-        "amount_display",
-        "sub_total_display",
-        "shipping_display",
-        "shipping_tax_display",
-        "tax_display",
-        "refund_currency",
-        "platform_currency",
-        "shipping_full_refund",
-        "shipping_discrepancy_reason",
-        "merchant_reversal_usd",
-        "channel_reversal_usd",
-        "merchant_reversal_platform_currency",
-        "channel_reversal_platform_currency",
-        "attempts",
-        "processing_started_at",
-        "next_attempt_at",
-        "date_completed",
-        "date_created",
-        "date_last_modified",
+    readonly_fields = tuple(
+        name for _title, options in fieldsets for name in options["fields"] if name not in {"reason_code", "reason"}
     )
     inlines = (
         RefundSkuInline,
