@@ -2,12 +2,10 @@
 (mocked) API -> Refund rows; bad input at the receiver; the client; parallel duplicates."""
 
 import json
-import threading
 from decimal import Decimal
 
 import pytest
 import responses
-from django.db import connection as db_connection
 from django.test import Client, override_settings
 
 from platforms.adapters import webhook_adapter_for_slug
@@ -19,6 +17,7 @@ from platforms.models import InboundEvent, Platform
 from refunds.models import Refund, RefundSource
 from refunds.services import refund_record
 from tests.factories import StoreConnectionFactory
+from tests.parallel import run_in_parallel
 from tests.platforms.conftest import fixture_json, fixture_text, make_store
 
 STORE_HASH = "x7kq2m9d4f"
@@ -528,29 +527,6 @@ def test_client_needs_store_hash_and_token(db):
 # --- Parallel duplicates (PostgreSQL) ---
 
 
-def _in_parallel(*calls):
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list = []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_same_event_three_times_in_parallel_is_stored_and_refunded_once(bc_store):
@@ -561,7 +537,7 @@ def test_same_event_three_times_in_parallel_is_stored_and_refunded_once(bc_store
         def deliver():
             return post(Client(), bc_store, status_updated(5)).status_code
 
-        assert _in_parallel(deliver, deliver, deliver) == [200, 200, 200]
+        assert run_in_parallel(deliver, deliver, deliver) == [200, 200, 200]
 
     assert InboundEvent.objects.count() == 1
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
@@ -578,7 +554,7 @@ def test_refund_created_and_cancel_in_parallel_never_refund_more_than_the_bag(bc
         def deliver(payload):
             return lambda: post(Client(), bc_store, payload).status_code
 
-        results = _in_parallel(deliver(refund_created()), deliver(status_updated(5)), deliver(refund_created("b")))
+        results = run_in_parallel(deliver(refund_created()), deliver(status_updated(5)), deliver(refund_created("b")))
         assert results == [200, 200, 200]
 
     assert InboundEvent.objects.count() == 3

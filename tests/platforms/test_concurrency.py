@@ -1,41 +1,16 @@
 """Parallel deliveries on PostgreSQL: real transactions, one connection per thread."""
 
 import json
-import threading
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from platforms.models import InboundEvent
 from refunds.models import Refund
+from tests.parallel import run_in_parallel
 from tests.platforms.conftest import fixture_json, fixture_text, shopify_post
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _in_parallel(*calls):
-    """Run the calls at the same moment in their own threads; return their results in order."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list = []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:  # surfaced below, with the thread's own traceback
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 def test_same_event_three_times_in_parallel_is_stored_and_refunded_once(shopify_store):
@@ -44,7 +19,7 @@ def test_same_event_three_times_in_parallel_is_stored_and_refunded_once(shopify_
     def deliver():
         return shopify_post(Client(), shopify_store, body, topic="refunds/create", webhook_id="parallel").status_code
 
-    assert _in_parallel(deliver, deliver, deliver) == [200, 200, 200]
+    assert run_in_parallel(deliver, deliver, deliver) == [200, 200, 200]
     assert InboundEvent.objects.count() == 1
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
     refund = Refund.objects.get()
@@ -61,7 +36,7 @@ def test_refunds_create_and_orders_cancelled_in_parallel_yield_one_refund(shopif
     def deliver_cancel():
         return shopify_post(Client(), shopify_store, cancelled, topic="orders/cancelled", webhook_id="c").status_code
 
-    assert _in_parallel(deliver_refund, deliver_cancel, deliver_refund) == [200, 200, 200]
+    assert run_in_parallel(deliver_refund, deliver_cancel, deliver_refund) == [200, 200, 200]
     assert InboundEvent.objects.count() == 2
     refund = Refund.objects.get()
     assert (refund.external_id, refund.amount) == ("929361463", 11800)

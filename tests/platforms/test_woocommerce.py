@@ -2,11 +2,9 @@
 REST API -> Refund rows; bad input at the receiver; the setup ping; the client; parallel duplicates."""
 
 import json
-import threading
 
 import pytest
 import responses
-from django.db import connection as db_connection
 from django.test import Client, override_settings
 
 from platforms.adapters import webhook_adapter_for_slug
@@ -17,6 +15,7 @@ from platforms.clients.woocommerce import WooCommerceClient
 from platforms.models import InboundEvent, Platform
 from refunds.models import Refund, RefundSource
 from tests.factories import BagFactory, StoreConnectionFactory
+from tests.parallel import run_in_parallel
 from tests.platforms.conftest import fixture_json, fixture_text, make_store
 
 STORE_URL = "https://woo.example.com"
@@ -467,29 +466,6 @@ def test_client_needs_all_three_credentials(db):
 # --- Parallel duplicates (PostgreSQL) ---
 
 
-def _in_parallel(*calls):
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list = []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_same_delivery_three_times_in_parallel_is_stored_and_refunded_once(wc_store):
@@ -499,7 +475,7 @@ def test_same_delivery_three_times_in_parallel_is_stored_and_refunded_once(wc_st
         def deliver():
             return post(Client(), wc_store, order_body()).status_code
 
-        assert _in_parallel(deliver, deliver, deliver) == [200, 200, 200]
+        assert run_in_parallel(deliver, deliver, deliver) == [200, 200, 200]
 
     assert InboundEvent.objects.count() == 1
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
@@ -518,7 +494,7 @@ def test_three_deliveries_of_one_refund_in_parallel_refund_once(wc_store):
         def deliver(delivery_id):
             return lambda: post(Client(), wc_store, body, delivery_id=delivery_id).status_code
 
-        assert _in_parallel(deliver("a"), deliver("b"), deliver("c")) == [200, 200, 200]
+        assert run_in_parallel(deliver("a"), deliver("b"), deliver("c")) == [200, 200, 200]
 
     assert InboundEvent.objects.count() == 3
     assert sorted(Refund.objects.values_list("external_id", "amount")) == [("5125", 4820), ("5131", 6980)]
