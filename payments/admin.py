@@ -5,7 +5,6 @@ The first section holds the small admin building blocks the refunds admin reuses
 bottom layer, so refunds may import from here, never the other way round).
 """
 
-from decimal import Decimal
 from functools import reduce
 
 from django.contrib import admin
@@ -13,39 +12,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from payments.models import PaymentTransaction, ShopperRefund, Transfer, TransferReversal
-
-# ISO 4217 currencies whose minor unit is not the cent; every other currency has two decimals.
-_ZERO_DECIMAL_CURRENCIES = frozenset(
-    {
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "ISK",
-        "JPY",
-        "KMF",
-        "KRW",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    }
-)
-_THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
-
-
-def format_minor_units(amount: int | None, currency: str) -> str:
-    """3500, "USD" -> "35.00 USD"; 3500, "JPY" -> "3500 JPY". Exact (Decimal), never a float."""
-    if amount is None:
-        return "-"
-    code = (currency or "").upper()
-    exponent = 0 if code in _ZERO_DECIMAL_CURRENCIES else 3 if code in _THREE_DECIMAL_CURRENCIES else 2
-    value = Decimal(amount).scaleb(-exponent)
-    return f"{value:.{exponent}f} {currency}".strip()
+from violet_refunds.money import format_amount
 
 
 def money_display(amount_field: str, currency_path: str, description: str):
@@ -57,7 +24,7 @@ def money_display(amount_field: str, currency_path: str, description: str):
     @admin.display(description=description, ordering=amount_field)
     def display(_model_admin, obj):
         currency = reduce(getattr, currency_path.split("."), obj)
-        return format_minor_units(getattr(obj, amount_field), currency)
+        return format_amount(getattr(obj, amount_field), currency)
 
     return display
 

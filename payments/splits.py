@@ -19,57 +19,15 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import ClassVar
+
+from violet_refunds.money import AmountParts, check_minor_units
 
 _PART_NAMES = ("sub_total", "shipping", "tax")
-
-
-def _check_minor_units(name: str, value: int) -> None:
-    # bool is an int subclass, but True cents is always a bug upstream.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int of minor units, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
 
 
 def _round_half_up(value: Fraction) -> int:
     """The nearest integer; an exact half rounds up. Only ever applied to non-negative values."""
     return math.floor(value + Fraction(1, 2))
-
-
-@dataclass(frozen=True)
-class RefundParts:
-    """What refunds return to the shopper, by part, in minor units of the bag currency.
-
-    `sub_total` is the refunded part of the bag's net sub_total (after discounts): the only part
-    commission applies to. Shipping and tax go back from the merchant's transfer alone.
-    """
-
-    sub_total: int
-    shipping: int
-    tax: int
-
-    ZERO: ClassVar[RefundParts]
-
-    def __post_init__(self):
-        for name in _PART_NAMES:
-            _check_minor_units(f"RefundParts.{name}", getattr(self, name))
-
-    @property
-    def total(self) -> int:
-        return self.sub_total + self.shipping + self.tax
-
-    def __add__(self, other: RefundParts) -> RefundParts:
-        if not isinstance(other, RefundParts):
-            return NotImplemented
-        return RefundParts(
-            sub_total=self.sub_total + other.sub_total,
-            shipping=self.shipping + other.shipping,
-            tax=self.tax + other.tax,
-        )
-
-
-RefundParts.ZERO = RefundParts(sub_total=0, shipping=0, tax=0)
 
 
 @dataclass(frozen=True)
@@ -84,7 +42,7 @@ class BagTotals:
 
     def __post_init__(self):
         for name in ("sub_total", "shipping_total", "tax_total", "discount_total"):
-            _check_minor_units(f"BagTotals.{name}", getattr(self, name))
+            check_minor_units(f"BagTotals.{name}", getattr(self, name))
         if self.discount_total > self.sub_total:
             raise ValueError(
                 f"discount_total {self.discount_total} exceeds sub_total {self.sub_total}: "
@@ -110,8 +68,8 @@ class BagTotals:
         return self.net_sub_total + self.shipping_total + self.tax_total
 
     @property
-    def refundable(self) -> RefundParts:
-        return RefundParts(sub_total=self.net_sub_total, shipping=self.shipping_total, tax=self.tax_total)
+    def refundable(self) -> AmountParts:
+        return AmountParts(sub_total=self.net_sub_total, shipping=self.shipping_total, tax=self.tax_total)
 
 
 def commission_amount(bag: BagTotals) -> int:
@@ -119,14 +77,14 @@ def commission_amount(bag: BagTotals) -> int:
     return _round_half_up(Fraction(bag.net_sub_total) * Fraction(bag.commission_rate) / 100)
 
 
-def split_amount_pro_rata(amount: int, remaining: RefundParts) -> RefundParts:
+def split_amount_pro_rata(amount: int, remaining: AmountParts) -> AmountParts:
     """Divide an amount-only refund across what is left of sub_total, shipping and tax.
 
     Largest remainder: each part gets the floor of its exact share, then the few cents still
     missing go to the parts with the largest fractional shares (ties: sub_total, shipping, tax).
     The parts add up to `amount` exactly and none exceeds its remaining part.
     """
-    _check_minor_units("amount", amount)
+    check_minor_units("amount", amount)
     if amount > remaining.total:
         raise ValueError(f"amount {amount} exceeds what is left to refund ({remaining.total})")
     if amount == remaining.total:
@@ -139,7 +97,7 @@ def split_amount_pro_rata(amount: int, remaining: RefundParts) -> RefundParts:
     by_remainder = sorted(range(len(parts)), key=lambda i: (parts[i] - shares[i], i))
     for index in by_remainder[:missing]:
         parts[index] += 1
-    return RefundParts(*parts)
+    return AmountParts(*parts)
 
 
 @dataclass(frozen=True)
@@ -157,7 +115,7 @@ class TransferLeg:
 
     def __post_init__(self):
         for name in ("amount", "bag_amount", "reversed_before", "reversed_before_bag"):
-            _check_minor_units(f"TransferLeg.{name}", getattr(self, name))
+            check_minor_units(f"TransferLeg.{name}", getattr(self, name))
         if self.reversed_before > self.amount or self.reversed_before_bag > self.bag_amount:
             raise ValueError("a transfer cannot have reversed more than it moved")
         if self.bag_amount == 0 and self.amount > 0:
@@ -186,9 +144,9 @@ def convert_cumulative(target_bag: int, *, transfer_amount: int, transfer_bag_am
     Uses the transfer's own amount/bag_amount ratio (the rate it was actually sent at), rounded
     half-up, so the full bag_amount converts to exactly the transfer's amount.
     """
-    _check_minor_units("target_bag", target_bag)
-    _check_minor_units("transfer_amount", transfer_amount)
-    _check_minor_units("transfer_bag_amount", transfer_bag_amount)
+    check_minor_units("target_bag", target_bag)
+    check_minor_units("transfer_amount", transfer_amount)
+    check_minor_units("transfer_bag_amount", transfer_bag_amount)
     if target_bag > transfer_bag_amount:
         raise ValueError(f"target {target_bag} exceeds the transfer's bag_amount {transfer_bag_amount}")
     if transfer_bag_amount == 0:
@@ -212,8 +170,8 @@ def _reversal_towards(leg: TransferLeg, target_bag: int) -> LegReversal:
 def plan_reversals(
     *,
     bag: BagTotals,
-    refunded_before: RefundParts,
-    this_refund: RefundParts,
+    refunded_before: AmountParts,
+    this_refund: AmountParts,
     merchant: TransferLeg | None,
     channel: TransferLeg | None,
 ) -> ReversalPlan:

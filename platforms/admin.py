@@ -13,12 +13,13 @@ from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from payments.admin import admin_link, format_minor_units
+from payments.admin import admin_link
 from platforms import services
 from platforms.adapters.base import PayloadMalformed, PlatformDataInvalid
 from platforms.adapters.wix import WixAdapter
 from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection
 from violet_refunds.crypto import CredentialsUnreadable
+from violet_refunds.money import format_amount
 
 _SECRET_FIELDS = ("credentials", "webhook_secret")
 
@@ -258,7 +259,7 @@ class InboundEventAdmin(admin.ModelAdmin):
             "",
             "<div>{} {} ({}, external id {})</div>",
             (
-                (admin_link(r), format_minor_units(r.amount, r.refund_currency), r.status, r.external_id)
+                (admin_link(r), format_amount(r.amount, r.refund_currency), r.status, r.external_id)
                 for r in refunds
             ),
         )

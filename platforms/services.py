@@ -28,7 +28,6 @@ from django.utils import timezone
 from platforms import selectors
 from platforms.adapters import get_adapter
 from platforms.adapters.base import (
-    AmountParts,
     EventIgnored,
     OrderState,
     PayloadMalformed,
@@ -43,6 +42,7 @@ from refunds.amounts import Remaining, bag_refundable_remaining
 from refunds.models import Bag, OrderSku, Refund, RefundSource
 from refunds.services import RefundSkuLine, bag_mark_canceled, refund_record
 from violet_refunds.exceptions import ApplicationError
+from violet_refunds.money import AmountParts
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from payments.admin import (
     ReadOnlyAdminMixin,
     ReadOnlyTabularInline,
     admin_link,
-    format_minor_units,
     money_display,
 )
 from payments.models import ShopperRefund, Transfer, TransferReversal
@@ -41,6 +40,7 @@ from refunds.models import (
     RefundSku,
 )
 from refunds.selectors_admin import refund_step_outcomes, refunds_needing_attention, refunds_stuck
+from violet_refunds.money import format_amount
 
 # --- Channels ---
 
@@ -505,19 +505,19 @@ class RefundAdmin(admin.ModelAdmin):
 
     @admin.display(description="Merchant transfer reversal (USD)")
     def merchant_reversal_usd(self, refund):
-        return format_minor_units(refund.merchant_transfer_reversal_amount_usd, "USD")
+        return format_amount(refund.merchant_transfer_reversal_amount_usd, "USD")
 
     @admin.display(description="Channel transfer reversal (USD)")
     def channel_reversal_usd(self, refund):
-        return format_minor_units(refund.developer_transfer_reversal_amount_usd, "USD")
+        return format_amount(refund.developer_transfer_reversal_amount_usd, "USD")
 
     @admin.display(description="Merchant transfer reversal (platform currency)")
     def merchant_reversal_platform_currency(self, refund):
-        return format_minor_units(refund.merchant_transfer_reversal_amount_platform_currency, refund.platform_currency)
+        return format_amount(refund.merchant_transfer_reversal_amount_platform_currency, refund.platform_currency)
 
     @admin.display(description="Channel transfer reversal (platform currency)")
     def channel_reversal_platform_currency(self, refund):
-        return format_minor_units(refund.developer_transfer_reversal_amount_platform_currency, refund.platform_currency)
+        return format_amount(refund.developer_transfer_reversal_amount_platform_currency, refund.platform_currency)
 
     def get_queryset(self, request):
         # Everything the list columns read, in a fixed number of queries per page: joins for the
@@ -571,7 +571,7 @@ class RefundAdmin(admin.ModelAdmin):
     def amount_column(self, refund):
         return format_html(
             '<span class="refund-amount">{}</span><div class="refund-quiet">{}</div>',
-            format_minor_units(refund.amount, refund.refund_currency),
+            format_amount(refund.amount, refund.refund_currency),
             refund.get_source_display(),
         )
 
@@ -706,13 +706,13 @@ class RefundAdmin(admin.ModelAdmin):
         if refund is not None:
             context["triage_panel"] = {
                 "status": status_badge(refund.status, refund.get_status_display()),
-                "amount": format_minor_units(refund.amount, refund.refund_currency),
+                "amount": format_amount(refund.amount, refund.refund_currency),
                 "steps": [
                     {
                         "outcome": outcome,
                         "words": admin_views.STEP_STATE_WORDS[outcome.state],
                         "mark": admin_views.STEP_MARKS[outcome.state],
-                        "amount": format_minor_units(outcome.amount, outcome.currency)
+                        "amount": format_amount(outcome.amount, outcome.currency)
                         if outcome.amount is not None
                         else "-",
                     }

@@ -9,26 +9,10 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 
-from payments.admin import format_minor_units
 from platforms.models import Merchant
 from refunds.models import Bag, ReasonCode
 from refunds.selectors_admin import SkuLeft, merchants_for_operator_notice
-
-
-def currency_exponent(currency: str) -> int:
-    """Digits after the decimal point for `currency` (2 for USD, 0 for JPY), read from the one
-    formatter the admin uses, so input and display always agree."""
-    shown = format_minor_units(0, currency).split(" ")[0]
-    return len(shown.partition(".")[2])
-
-
-def major_to_minor_units(value: Decimal, currency: str) -> int:
-    """Decimal("12.34"), "USD" -> 1234. Exact; the caller has limited the decimal places."""
-    return int(value.scaleb(currency_exponent(currency)))
-
-
-def minor_to_major_units(amount: int, currency: str) -> str:
-    return format_minor_units(amount, currency).split(" ")[0]
+from violet_refunds.money import currency_exponent, decimal_to_minor_units, format_amount
 
 
 class OperationNoteForm(forms.Form):
@@ -100,7 +84,7 @@ class _MinorUnitsField(forms.DecimalField):
         if cleaned is None:
             return 0
         try:
-            return major_to_minor_units(cleaned, self.currency)
+            return decimal_to_minor_units(cleaned, self.currency)
         except (InvalidOperation, ValueError) as exc:
             raise forms.ValidationError("Enter an amount.") from exc
 
@@ -145,7 +129,7 @@ class OperatorNoticeForm(forms.Form):
                 disabled=line.remaining == 0,
                 help_text=(
                     f"{line.remaining} of {line.sku.quantity} left at "
-                    f"{format_minor_units(line.sku.price, bag.currency)} each"
+                    f"{format_amount(line.sku.price, bag.currency)} each"
                 ),
             )
 

@@ -27,8 +27,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from payments.admin import format_minor_units
-from payments.splits import RefundParts
 from platforms.models import InboundEvent
 from refunds import selectors_admin
 from refunds.admin_forms import (
@@ -36,7 +34,6 @@ from refunds.admin_forms import (
     NoticeLookupForm,
     OperationNoteForm,
     OperatorNoticeForm,
-    minor_to_major_units,
 )
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import Refund, RefundError, RefundSku, RefundSource, RefundStatus, RefundStep
@@ -51,6 +48,7 @@ from refunds.services import (
     refund_retry,
 )
 from violet_refunds.exceptions import ApplicationError, InvalidTransition, ValidationFailed
+from violet_refunds.money import AmountParts, format_amount, format_major
 
 # Until refunds.models grows finer permissions, acting on refunds is what changing them means.
 OPERATE_PERMISSION = "refunds.change_refund"
@@ -247,7 +245,7 @@ def step_title(outcome: selectors_admin.StepOutcome) -> str:
     """ "Reverse merchant transfer: money moved · 249.90 USD · trr_…" (a badge's hover text)."""
     title = f"{outcome.label}: {STEP_STATE_WORDS[outcome.state]}"
     if outcome.amount is not None:
-        title += f" · {format_minor_units(outcome.amount, outcome.currency)}"
+        title += f" · {format_amount(outcome.amount, outcome.currency)}"
     if outcome.gateway_id:
         title += f" · {outcome.gateway_id}"
     if outcome.detail and outcome.state != StepState.DONE:
@@ -266,7 +264,7 @@ def _confirmation_rows(refunds: list[Refund], operation: RefundOperation) -> lis
         rows.append(
             {
                 "refund": refund,
-                "amount": format_minor_units(refund.amount, refund.refund_currency),
+                "amount": format_amount(refund.amount, refund.refund_currency),
                 "steps": [
                     {
                         "state": step.state,
@@ -486,7 +484,7 @@ def _csv_text(value) -> str:
 
 
 def _csv_money(amount: int | None, currency: str) -> str:
-    return "" if amount is None or not currency else minor_to_major_units(amount, currency)
+    return "" if amount is None or not currency else format_major(amount, currency)
 
 
 def _csv_time(value: dt.datetime | None) -> str:
@@ -691,10 +689,10 @@ def record_notice_view(model_admin, request):
         bag=bag,
         form=form,
         remaining={
-            "items": format_minor_units(remaining.parts.sub_total, bag.currency),
-            "shipping": format_minor_units(remaining.parts.shipping, bag.currency),
-            "tax": format_minor_units(remaining.parts.tax, bag.currency),
-            "total": format_minor_units(remaining.total, bag.currency),
+            "items": format_amount(remaining.parts.sub_total, bag.currency),
+            "shipping": format_amount(remaining.parts.shipping, bag.currency),
+            "tax": format_amount(remaining.parts.tax, bag.currency),
+            "total": format_amount(remaining.total, bag.currency),
         },
     )
     if request.method != "POST" or "_edit" in request.POST or not form.is_valid():
@@ -708,7 +706,7 @@ def record_notice_view(model_admin, request):
             _attach_service_errors(form, exc)
             return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
         refund = result.refund
-        amount = format_minor_units(refund.amount, refund.refund_currency)
+        amount = format_amount(refund.amount, refund.refund_currency)
         if result.created:
             model_admin.message_user(
                 request,
@@ -731,7 +729,7 @@ def record_notice_view(model_admin, request):
         _attach_service_errors(form, exc)
         return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
     refund = result.refund
-    parts = RefundParts(sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount)
+    parts = AmountParts(sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount)
     split = selectors_admin.refund_split_preview(bag=bag, parts=parts)
     context.update(
         preview={
@@ -740,17 +738,17 @@ def record_notice_view(model_admin, request):
                 {
                     "name": line.order_sku.name,
                     "quantity": line.quantity_refunded,
-                    "price": format_minor_units(line.order_sku.price, bag.currency),
+                    "price": format_amount(line.order_sku.price, bag.currency),
                 }
                 for line in lines
             ],
-            "items": format_minor_units(refund.sub_total_amount, bag.currency),
-            "shipping": format_minor_units(refund.shipping_amount, bag.currency),
-            "tax": format_minor_units(refund.tax_amount, bag.currency),
-            "amount": format_minor_units(refund.amount, bag.currency),
+            "items": format_amount(refund.sub_total_amount, bag.currency),
+            "shipping": format_amount(refund.shipping_amount, bag.currency),
+            "tax": format_amount(refund.tax_amount, bag.currency),
+            "amount": format_amount(refund.amount, bag.currency),
             "merchant_reversal": _leg_text(split.merchant, split.merchant_currency, bag.currency),
             "channel_reversal": _leg_text(split.channel, split.channel_currency, bag.currency),
-            "commission_at_checkout": format_minor_units(split.commission_at_checkout, bag.currency),
+            "commission_at_checkout": format_amount(split.commission_at_checkout, bag.currency),
             "problem": split.problem,
         }
     )
@@ -760,9 +758,9 @@ def record_notice_view(model_admin, request):
 def _leg_text(leg, transfer_currency: str, bag_currency: str) -> str:
     if leg is None:
         return "no transfer to reverse"
-    text = format_minor_units(leg.amount, transfer_currency)
+    text = format_amount(leg.amount, transfer_currency)
     if transfer_currency and transfer_currency != bag_currency:
-        text += f" ({format_minor_units(leg.bag_amount, bag_currency)})"
+        text += f" ({format_amount(leg.bag_amount, bag_currency)})"
     return text
 
 

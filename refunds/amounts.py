@@ -4,8 +4,9 @@ from dataclasses import dataclass
 
 from django.db.models import Sum
 
-from payments.splits import BagTotals, RefundParts
+from payments.splits import BagTotals
 from refunds.models import Bag, OrderSku, Refund, RefundStatus
+from violet_refunds.money import AmountParts
 
 # Statuses whose amounts no longer count against the bag: nothing moved and nothing will.
 NOT_COUNTING_STATUSES = (RefundStatus.CANCELED,)
@@ -13,7 +14,7 @@ NOT_COUNTING_STATUSES = (RefundStatus.CANCELED,)
 
 @dataclass(frozen=True)
 class Remaining:
-    parts: RefundParts
+    parts: AmountParts
     skus: dict[int, int]  # order_sku_id -> quantity still refundable
 
     @property
@@ -31,19 +32,19 @@ def bag_totals(bag: Bag) -> BagTotals:
     )
 
 
-def bag_refunded_parts(bag: Bag, *, exclude_refund_id: int | None = None) -> RefundParts:
+def bag_refunded_parts(bag: Bag, *, exclude_refund_id: int | None = None) -> AmountParts:
     """Sum of the parts of every refund on the bag that counts (all but CANCELED)."""
     qs = Refund.objects.filter(bag=bag).exclude(status__in=NOT_COUNTING_STATUSES)
     if exclude_refund_id is not None:
         qs = qs.exclude(pk=exclude_refund_id)
     sums = qs.aggregate(sub_total=Sum("sub_total_amount"), shipping=Sum("shipping_amount"), tax=Sum("tax_amount"))
-    return RefundParts(sub_total=sums["sub_total"] or 0, shipping=sums["shipping"] or 0, tax=sums["tax"] or 0)
+    return AmountParts(sub_total=sums["sub_total"] or 0, shipping=sums["shipping"] or 0, tax=sums["tax"] or 0)
 
 
 def bag_refundable_remaining(bag: Bag) -> Remaining:
     refundable = bag_totals(bag).refundable
     refunded = bag_refunded_parts(bag)
-    parts = RefundParts(
+    parts = AmountParts(
         sub_total=max(refundable.sub_total - refunded.sub_total, 0),
         shipping=max(refundable.shipping - refunded.shipping, 0),
         tax=max(refundable.tax - refunded.tax, 0),

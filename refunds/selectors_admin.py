@@ -19,6 +19,7 @@ from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode
 from refunds.amounts import NOT_COUNTING_STATUSES, bag_refundable_remaining, bag_refunded_parts, bag_totals
 from refunds.models import Bag, OrderSku, Refund, RefundStatus, RefundStep
 from refunds.services import refunds_stuck_queryset
+from violet_refunds.money import AmountParts
 
 # Statuses that always need an operator; PROCESSING joins them only once it is stuck.
 ATTENTION_STATUSES = (RefundStatus.FAILED, RefundStatus.PARTIALLY_COMPLETED)
@@ -261,7 +262,7 @@ class SplitPreview:
     problem: str = ""
 
 
-def refund_split_preview(*, bag: Bag, parts: splits.RefundParts) -> SplitPreview:
+def refund_split_preview(*, bag: Bag, parts: AmountParts) -> SplitPreview:
     """payments.splits applied to the bag's transfers and every refund already on the bag. The engine
     fixes the split when processing starts; until then other refunds may still change it."""
     transfers = {

@@ -48,6 +48,7 @@ from refunds.models import (
 from violet_refunds.crashpoints import crash_point
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 from violet_refunds.locks import try_exclusive
+from violet_refunds.money import AmountParts
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def _validate_sku_lines(bag, skus, remaining, errors) -> list[tuple[OrderSku, in
     return rows
 
 
-def _resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, errors) -> splits.RefundParts:
+def _resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, errors) -> AmountParts:
     left = remaining.parts
     parts_given = any(v is not None for v in (sub_total, shipping, tax))
     if sub_total is None and sku_rows:
@@ -325,16 +326,16 @@ def _resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, err
         sub_total = min(sub_total, left.sub_total)
         parts_given = True
     if parts_given:
-        parts = splits.RefundParts(sub_total=sub_total or 0, shipping=shipping or 0, tax=tax or 0)
+        parts = AmountParts(sub_total=sub_total or 0, shipping=shipping or 0, tax=tax or 0)
         if amount is not None and amount != parts.total:
             errors["amount"] = [f"amount {amount} does not equal sub_total + shipping + tax ({parts.total})."]
     elif amount is not None:
         if amount > left.total:
             errors["amount"] = [f"amount {amount} exceeds the {left.total} still refundable on this bag."]
-            return splits.RefundParts.ZERO
+            return AmountParts.ZERO
         if amount <= 0:
             errors["amount"] = ["The refund amount must be greater than 0."]
-            return splits.RefundParts.ZERO
+            return AmountParts.ZERO
         parts = splits.split_amount_pro_rata(amount, left)
     else:
         parts = left
@@ -505,10 +506,10 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
             .exclude(status=RefundStatus.CANCELED)
             .aggregate(s=Sum("sub_total_amount"), h=Sum("shipping_amount"), t=Sum("tax_amount"))
         )
-        refunded_before = splits.RefundParts(
+        refunded_before = AmountParts(
             sub_total=before["s"] or 0, shipping=before["h"] or 0, tax=before["t"] or 0
         )
-        this = splits.RefundParts(
+        this = AmountParts(
             sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount
         )
         transfers = {

@@ -17,7 +17,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
-from payments.admin import format_minor_units
 from refunds.models import Refund, RefundStatus
 from tests import factories
 from tests.factories import (
@@ -30,6 +29,7 @@ from tests.factories import (
     ShopperRefundFactory,
     TransferReversalFactory,
 )
+from violet_refunds.money import format_amount
 
 REGISTERED_MODELS = sorted(admin.site._registry, key=lambda model: model._meta.label)
 
@@ -290,4 +290,4 @@ def test_app_secrets_are_never_shown_in_clear(operator_client):
     ],
 )
 def test_money_is_formatted_from_minor_units(amount, currency, shown):
-    assert format_minor_units(amount, currency) == shown
+    assert format_amount(amount, currency) == shown

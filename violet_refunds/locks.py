@@ -10,12 +10,18 @@ from contextlib import contextmanager
 
 from django.db import connection
 
-# Keeps our keys apart from any other advisory-lock user of the same database.
-_NAMESPACE = {"refund": 0x5652_0001, "bag": 0x5652_0002}
+# One signed 64-bit advisory-lock key per (kind, id): the top byte marks our keys (apart from any
+# other advisory-lock user of the same database), the next byte the kind, the low 48 bits the id.
+# Ids are never folded: an id that does not fit is refused rather than sharing a lock with another.
+_OWNER = 0x56
+_KINDS = {"refund": 1, "bag": 2}
+_ID_BITS = 48
 
 
 def _key(kind: str, object_id: int) -> int:
-    return (_NAMESPACE[kind] << 32) | (object_id & 0xFFFF_FFFF)
+    if not 0 < object_id < (1 << _ID_BITS):
+        raise ValueError(f"{kind} id {object_id} does not fit an advisory-lock key")
+    return (_OWNER << 56) | (_KINDS[kind] << _ID_BITS) | object_id
 
 
 @contextmanager

@@ -13,10 +13,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
+from violet_refunds import money
 from violet_refunds.exceptions import ApplicationError
+from violet_refunds.money import AmountParts
 
 if TYPE_CHECKING:
     from platforms.models import InboundEvent
@@ -58,45 +60,12 @@ class PlatformDataInvalid(Exception):
 # Money: decimal strings from platforms -> integer minor units, never through float
 # --------------------------------------------------------------------------------------------------
 
-# ISO 4217 minor-unit exponents that differ from the usual 2.
-_CURRENCY_EXPONENTS = {
-    **dict.fromkeys(
-        (
-            "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
-            "VND", "VUV", "XAF", "XOF", "XPF",
-        ),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    **dict.fromkeys(("CLF", "UYW"), 4),
-}  # fmt: skip
-
-
-def currency_exponent(currency: str) -> int:
-    return _CURRENCY_EXPONENTS.get(currency.upper(), 2)
-
-
 def to_minor_units(value, currency: str, *, round_half_up: bool = False) -> int:
-    """'10.50' USD -> 1050; 1050 JPY -> 1050. Strings, ints and Decimals only (JSON is parsed with
-    parse_float=Decimal): a float here is a bug. A value with more decimals than the currency has is
-    an error for money that moves; `round_half_up` is for informational amounts (order totals, unit
-    prices of tax-inclusive stores) where a sub-cent remainder is expected."""
-    if isinstance(value, bool | float):
-        raise TypeError(f"money must not be a {type(value).__name__}: parse JSON with parse_float=Decimal")
-    if value is None or value == "":
-        return 0
+    """'10.50' USD -> 1050 through the money module; a bad amount is the platform's data problem."""
     try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise PlatformDataInvalid(f"{value!r} is not a decimal amount") from exc
-    if not amount.is_finite():
-        raise PlatformDataInvalid(f"{value!r} is not a finite amount")
-    scaled = amount.scaleb(currency_exponent(currency))
-    if round_half_up:
-        scaled = scaled.quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    if scaled != scaled.to_integral_value():
-        raise PlatformDataInvalid(f"{value!r} has more decimals than {currency.upper()} allows")
-    return int(scaled)
+        return money.decimal_to_minor_units(value, currency, round_half_up=round_half_up)
+    except money.AmountInvalid as exc:
+        raise PlatformDataInvalid(str(exc)) from exc
 
 
 def parse_json(raw: bytes | str) -> dict:
@@ -122,19 +91,6 @@ def json_object(raw) -> dict:
 # --------------------------------------------------------------------------------------------------
 # Normalized values
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AmountParts:
-    """Money split the way refunds are: sub_total (commission base), shipping and tax, minor units."""
-
-    sub_total: int = 0
-    shipping: int = 0
-    tax: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.sub_total + self.shipping + self.tax
 
 
 @dataclass(frozen=True)

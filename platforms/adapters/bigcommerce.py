@@ -43,7 +43,6 @@ from email.utils import parsedate_to_datetime
 
 from platforms import selectors
 from platforms.adapters.base import (
-    AmountParts,
     EventIgnored,
     OrderState,
     PayloadMalformed,
@@ -62,6 +61,7 @@ from platforms.adapters.base import (
 from platforms.clients.base import PlatformNotFound
 from platforms.clients.bigcommerce import BigCommerceClient
 from platforms.models import Platform
+from violet_refunds.money import AmountParts
 
 # Registered on the hook as `"headers": {"Authorization": "Bearer <webhook secret>"}`.
 SECRET_HEADER = "Authorization"

@@ -26,7 +26,6 @@ import hmac
 from collections.abc import Mapping
 
 from platforms.adapters.base import (
-    AmountParts,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -42,6 +41,7 @@ from platforms.adapters.base import (
 from platforms.clients.base import PlatformNotFound
 from platforms.clients.ecwid import EcwidClient
 from platforms.models import Platform
+from violet_refunds.money import AmountParts
 
 SIGNATURE_HEADER = "X-Ecwid-Webhook-Signature"
 ORDER_EVENT_TYPES = ("order.updated", "order.created")

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from platforms.adapters.base import (
-    AmountParts,
     OrderLine,
     OrderState,
     PlatformDataInvalid,
@@ -30,6 +29,7 @@ from platforms.adapters.base import (
     to_minor_units,
 )
 from platforms.models import Platform, SfccRefundMode
+from violet_refunds.money import AmountParts
 
 CANCELLED = "cancelled"
 POLL_TOPIC = "poll/order_cancelled"

@@ -27,7 +27,6 @@ from dataclasses import replace
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from platforms.adapters.base import (
-    AmountParts,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -44,6 +43,7 @@ from platforms.adapters.base import (
     to_minor_units,
 )
 from platforms.models import Platform
+from violet_refunds.money import AmountParts
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"

@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 import jwt
 
 from platforms.adapters.base import (
-    AmountParts,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -46,6 +45,7 @@ from platforms.adapters.base import (
     to_minor_units,
 )
 from platforms.models import Platform
+from violet_refunds.money import AmountParts
 
 # Seeds 000 and 003: cancellation-as-refund only for orders placed before this instant.
 WIX_CANCEL_IS_REFUND_BEFORE = datetime(2024, 4, 22, tzinfo=UTC)

@@ -44,7 +44,6 @@ from collections.abc import Mapping
 
 from platforms import selectors
 from platforms.adapters.base import (
-    AmountParts,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -64,6 +63,7 @@ from platforms.adapters.base import (
 from platforms.clients.base import ConnectionMisconfigured, PlatformNotFound
 from platforms.clients.woocommerce import WooCommerceClient
 from platforms.models import Platform
+from violet_refunds.money import AmountParts
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class WooCommerceAdapter:
             cancelled=status == STATUS_CANCELLED,
             fulfilled=status == "completed",
             placed_at=parse_datetime(order.get("date_created_gmt") or order.get("date_created")),
-            totals=AmountParts(sub_total=total - shipping - tax, shipping=shipping, tax=tax),
+            totals=AmountParts(sub_total=max(total - shipping - tax, 0), shipping=shipping, tax=tax),
             lines=lines,
             refunds=tuple(refunds),
         )

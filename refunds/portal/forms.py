@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, SetPasswordForm
 from django.db.models import QuerySet
 
-from platforms.adapters.base import currency_exponent
 from platforms.clients.wix import WixCredentialsInvalid, clean_wix_credentials
 from platforms.connect import clean_pasted_value
 from platforms.models import Merchant
@@ -33,6 +31,7 @@ from refunds.portal.notices import (
     notice_totals,
     reference_problem,
 )
+from violet_refunds.money import format_major, parse_major
 
 _FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # A typed amount is at most this many characters ("1e9", "12,50", "$5" are all refused below).
@@ -42,32 +41,6 @@ _AMOUNT_MAX_LENGTH = 20
 def new_form_token() -> str:
     """A per-render token: the refund's request_key, so re-posting the same form records nothing new."""
     return secrets.token_urlsafe(18)
-
-
-def format_minor_units(amount: int, currency: str) -> str:
-    """1250, "USD" -> "12.50"; 1250, "JPY" -> "1250". Exact, through Decimal."""
-    exponent = currency_exponent(currency)
-    return f"{Decimal(amount).scaleb(-exponent):.{exponent}f}"
-
-
-def parse_major_units(text: str, currency: str) -> int:
-    """ "12.50" USD -> 1250. Raises ValueError with a message for the form."""
-    exponent = currency_exponent(currency)
-    text = (text or "").strip()
-    example = "12" if exponent == 0 else "12." + "5".ljust(exponent, "0")
-    if len(text) > _AMOUNT_MAX_LENGTH or not re.fullmatch(r"-?[0-9]*(\.[0-9]*)?", text) or text in {"", ".", "-", "-."}:
-        raise ValueError(f"Enter an amount in {currency} such as {example}.")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"Enter an amount in {currency} such as {example}.") from None
-    if value < 0:
-        raise ValueError("The amount cannot be negative.")
-    scaled = value.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
-        places = f"{exponent} decimal places" if exponent else "no decimals"
-        raise ValueError(f"{currency} amounts have {places}.")
-    return int(scaled)
 
 
 class MajorUnitsField(forms.Field):
@@ -94,7 +67,7 @@ class MajorUnitsField(forms.Field):
         if text in self.empty_values:
             return None
         try:
-            return parse_major_units(text, self.currency)
+            return parse_major(text, self.currency)
         except ValueError as exc:
             raise forms.ValidationError(str(exc), code="invalid_amount") from None
 
@@ -102,7 +75,7 @@ class MajorUnitsField(forms.Field):
         super().validate(value)
         if value is not None and self.maximum is not None and value > self.maximum:
             raise forms.ValidationError(
-                f"At most {format_minor_units(self.maximum, self.currency)} {self.currency} is left to refund.",
+                f"At most {format_major(self.maximum, self.currency)} {self.currency} is left to refund.",
                 code="above_remaining",
             )
 
@@ -202,14 +175,14 @@ class RefundNoticeForm(forms.Form):
             maximum=left.shipping,
             required=False,
             label=f"Shipping refunded ({currency})",
-            help_text=f"Up to {format_minor_units(left.shipping, currency)} {currency}.",
+            help_text=f"Up to {format_major(left.shipping, currency)} {currency}.",
         )
         self.fields["tax_amount"] = MajorUnitsField(
             currency=currency,
             maximum=left.tax,
             required=False,
             label=f"Tax refunded ({currency})",
-            help_text=f"Up to {format_minor_units(left.tax, currency)} {currency}.",
+            help_text=f"Up to {format_major(left.tax, currency)} {currency}.",
         )
         self.order_fields(
             [name for _, _, name in self.sku_rows]
@@ -250,7 +223,7 @@ class RefundNoticeForm(forms.Form):
             if items_amount > most:
                 self.add_error(
                     "items_amount",
-                    f"At most {format_minor_units(most, self.bag.currency)} {self.bag.currency} "
+                    f"At most {format_major(most, self.bag.currency)} {self.bag.currency} "
                     "for these quantities (price × quantity).",
                 )
                 return cleaned

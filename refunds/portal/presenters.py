@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from platforms.adapters.wix import WIX_CANCEL_IS_REFUND_BEFORE
 from platforms.models import Merchant, Platform, SfccRefundMode, StoreConnection
 from refunds.models import Bag, FulfillmentStatus, Refund, RefundStatus
-from refunds.portal.forms import format_minor_units
 from refunds.portal_selectors import merchant_accepts_refund_notices
+from violet_refunds.money import format_amount
 
 
 def money(amount: int | None, currency: str) -> str:
     if amount is None:
         return "–"
-    return f"{format_minor_units(amount, currency)} {currency}"
+    return format_amount(amount, currency)
 
 
 # The refund statuses in the merchant's words.

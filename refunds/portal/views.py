@@ -21,7 +21,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from platforms.adapters.base import currency_exponent
 from platforms.clients.base import PlatformUnavailable
 from platforms.clients.wix import WixCredentialsInvalid
 from platforms.connect import connect_store
@@ -37,13 +36,13 @@ from refunds.portal.forms import (
     PortalPasswordResetForm,
     PortalSetPasswordForm,
     RefundNoticeForm,
-    format_minor_units,
     new_form_token,
 )
 from refunds.portal.keys import api_key_create, api_key_revoke
 from refunds.portal.notices import REASON_CODE_LABELS, RefundNoticesNotEnabled, refund_notice_record
 from refunds.portal.redirects import channel_redirect_app, channel_redirect_url
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
+from violet_refunds.money import currency_exponent, format_major
 
 RECENT = 10
 PAGE_SIZE = 25
@@ -279,7 +278,7 @@ def refund_report(request, bag_id: int):
                 "total": presenters.money(remaining.total, currency),
             },
             "items_left_minor": remaining.parts.sub_total,
-            "total_shown": format_minor_units(form.totals.total if form.totals else 0, currency),
+            "total_shown": format_major(form.totals.total if form.totals else 0, currency),
             "currency": currency,
             "exponent": currency_exponent(currency),
             "nothing_left": remaining.total == 0,

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from payments.splits import (
+    AmountParts,
     BagTotals,
     LegReversal,
-    RefundParts,
     ReversalPlan,
     TransferLeg,
     commission_amount,
@@ -46,10 +46,10 @@ def bags(draw):
 
 
 @st.composite
-def refund_parts(draw, within: RefundParts | None = None):
+def refund_parts(draw, within: AmountParts | None = None):
     if within is None:
-        return RefundParts(*(draw(st.integers(0, 1_000_000)) for _ in range(3)))
-    return RefundParts(
+        return AmountParts(*(draw(st.integers(0, 1_000_000)) for _ in range(3)))
+    return AmountParts(
         sub_total=draw(st.integers(0, within.sub_total)),
         shipping=draw(st.integers(0, within.shipping)),
         tax=draw(st.integers(0, within.tax)),
@@ -57,7 +57,7 @@ def refund_parts(draw, within: RefundParts | None = None):
 
 
 @st.composite
-def partitions(draw, whole: RefundParts):
+def partitions(draw, whole: AmountParts):
     """1..8 refunds whose parts add up to `whole`, part by part (zero-sized refunds included)."""
     count = draw(st.integers(1, 8))
 
@@ -66,7 +66,7 @@ def partitions(draw, whole: RefundParts):
         return [high - low for low, high in itertools.pairwise([0, *cuts, total])]
 
     columns = (cut(whole.sub_total), cut(whole.shipping), cut(whole.tax))
-    return [RefundParts(*row) for row in zip(*columns, strict=True)]
+    return [AmountParts(*row) for row in zip(*columns, strict=True)]
 
 
 def fresh_leg(bag_amount: int, ratio: Fraction | None = None) -> TransferLeg:
@@ -93,7 +93,7 @@ def after(leg: TransferLeg | None, reversal: LegReversal | None) -> TransferLeg 
 
 def refund_in_sequence(bag, refunds, merchant, channel) -> list[ReversalPlan]:
     """Plan each refund in turn, feeding what was reversed into the next call."""
-    refunded = RefundParts.ZERO
+    refunded = AmountParts.ZERO
     plans = []
     for refund in refunds:
         plan = plan_reversals(bag=bag, refunded_before=refunded, this_refund=refund, merchant=merchant, channel=channel)
@@ -106,7 +106,7 @@ def refund_in_sequence(bag, refunds, merchant, channel) -> list[ReversalPlan]:
 def full_refund(bag, merchant, channel) -> ReversalPlan:
     return plan_reversals(
         bag=bag,
-        refunded_before=RefundParts.ZERO,
+        refunded_before=AmountParts.ZERO,
         this_refund=bag.refundable,
         merchant=merchant,
         channel=channel,
@@ -153,7 +153,7 @@ def test_commission_is_the_rate_share_of_the_net_sub_total(bag):
 @given(bag=bags(), data=st.data())
 def test_reversals_are_never_negative_nor_more_than_a_transfer_has_left(bag, data):
     refunded_before = data.draw(refund_parts(within=bag.refundable))
-    left_to_refund = RefundParts(
+    left_to_refund = AmountParts(
         sub_total=bag.refundable.sub_total - refunded_before.sub_total,
         shipping=bag.refundable.shipping - refunded_before.shipping,
         tax=bag.refundable.tax - refunded_before.tax,
@@ -261,8 +261,8 @@ def test_commission_matches_the_spec_worked_example():
 
     half_the_goods = plan_reversals(
         bag=bag,
-        refunded_before=RefundParts.ZERO,
-        this_refund=RefundParts(sub_total=4500, shipping=0, tax=250),
+        refunded_before=AmountParts.ZERO,
+        this_refund=AmountParts(sub_total=4500, shipping=0, tax=250),
         merchant=merchant,
         channel=channel,
     )
@@ -306,16 +306,16 @@ def test_discount_comes_off_the_sub_total_before_commission():
     assert commission_amount(bag) == 900
     assert bag.net_sub_total == 9_000
     assert bag.total == 9_800
-    assert bag.refundable == RefundParts(sub_total=9_000, shipping=800, tax=0)
+    assert bag.refundable == AmountParts(sub_total=9_000, shipping=800, tax=0)
 
 
 def test_partial_refunds_with_odd_cents_reverse_commission_without_drift():
     bag = odd_bag()  # commission 42, merchant 333 + 250 + 27 - 42 = 568
     merchant, channel = checkout_transfers(bag)
     refunds = [
-        RefundParts(sub_total=100, shipping=0, tax=0),  # channel target 42 × 100/333 = 12.61 -> 13
-        RefundParts(sub_total=100, shipping=250, tax=0),  # 42 × 200/333 = 25.23 -> 25, so 12 now
-        RefundParts(sub_total=133, shipping=0, tax=27),  # what is left: 42 - 25 = 17
+        AmountParts(sub_total=100, shipping=0, tax=0),  # channel target 42 × 100/333 = 12.61 -> 13
+        AmountParts(sub_total=100, shipping=250, tax=0),  # 42 × 200/333 = 25.23 -> 25, so 12 now
+        AmountParts(sub_total=133, shipping=0, tax=27),  # what is left: 42 - 25 = 17
     ]
 
     plans = refund_in_sequence(bag, refunds, merchant, channel)
@@ -330,7 +330,7 @@ def test_an_exact_half_of_a_cent_goes_to_the_channel_first():
     bag = BagTotals(sub_total=2, shipping_total=0, tax_total=0, discount_total=0, commission_rate=Decimal("50"))
     merchant, channel = checkout_transfers(bag)  # 1 cent each
 
-    plans = refund_in_sequence(bag, [RefundParts(1, 0, 0), RefundParts(1, 0, 0)], merchant, channel)
+    plans = refund_in_sequence(bag, [AmountParts(1, 0, 0), AmountParts(1, 0, 0)], merchant, channel)
 
     assert [plan.channel for plan in plans] == [LegReversal(1, 1), LegReversal(0, 0)]
     assert [plan.merchant for plan in plans] == [LegReversal(0, 0), LegReversal(1, 1)]
@@ -340,7 +340,7 @@ def test_a_transfer_in_another_currency_converts_cumulatively():
     # A EUR bag whose merchant was paid in USD at 1.087 (1000 EUR cents -> 1087 USD cents).
     bag = BagTotals(sub_total=800, shipping_total=200, tax_total=0, discount_total=0, commission_rate=Decimal("0"))
     merchant = TransferLeg(amount=1087, bag_amount=1000, reversed_before=0, reversed_before_bag=0)
-    refunds = [RefundParts(333, 0, 0), RefundParts(333, 0, 0), RefundParts(134, 200, 0)]
+    refunds = [AmountParts(333, 0, 0), AmountParts(333, 0, 0), AmountParts(134, 200, 0)]
 
     plans = refund_in_sequence(bag, refunds, merchant, channel=None)
 
@@ -362,8 +362,8 @@ def test_without_a_channel_transfer_the_merchant_returns_the_sub_total_too():
 
     plan = plan_reversals(
         bag=bag,
-        refunded_before=RefundParts.ZERO,
-        this_refund=RefundParts(sub_total=100, shipping=10, tax=1),
+        refunded_before=AmountParts.ZERO,
+        this_refund=AmountParts(sub_total=100, shipping=10, tax=1),
         merchant=merchant,
         channel=None,
     )
@@ -384,34 +384,34 @@ def test_never_reverses_more_than_a_transfer_has_left():
 
 
 def test_refund_parts_add_part_by_part():
-    parts = RefundParts(sub_total=100, shipping=20, tax=3) + RefundParts(sub_total=1, shipping=2, tax=3)
+    parts = AmountParts(sub_total=100, shipping=20, tax=3) + AmountParts(sub_total=1, shipping=2, tax=3)
 
-    assert parts == RefundParts(sub_total=101, shipping=22, tax=6)
+    assert parts == AmountParts(sub_total=101, shipping=22, tax=6)
     assert parts.total == 129
-    assert RefundParts.ZERO + parts == parts
-    assert RefundParts.ZERO.total == 0
+    assert AmountParts.ZERO + parts == parts
+    assert AmountParts.ZERO.total == 0
 
 
 def test_pro_rata_split_examples():
-    remaining = RefundParts(sub_total=333, shipping=250, tax=27)
+    remaining = AmountParts(sub_total=333, shipping=250, tax=27)
 
-    assert split_amount_pro_rata(0, remaining) == RefundParts.ZERO
+    assert split_amount_pro_rata(0, remaining) == AmountParts.ZERO
     assert split_amount_pro_rata(610, remaining) == remaining
     # Shares of 100: 54.59, 40.98, 4.43 -> floors 54 + 40 + 4 = 98; the two cents go to .98 and .59.
-    assert split_amount_pro_rata(100, remaining) == RefundParts(sub_total=55, shipping=41, tax=4)
-    assert split_amount_pro_rata(0, RefundParts.ZERO) == RefundParts.ZERO
+    assert split_amount_pro_rata(100, remaining) == AmountParts(sub_total=55, shipping=41, tax=4)
+    assert split_amount_pro_rata(0, AmountParts.ZERO) == AmountParts.ZERO
 
 
 @pytest.mark.parametrize("amount", [-1, 611])
 def test_pro_rata_split_rejects_an_amount_outside_what_is_left(amount):
     with pytest.raises(ValueError):
-        split_amount_pro_rata(amount, RefundParts(sub_total=333, shipping=250, tax=27))
+        split_amount_pro_rata(amount, AmountParts(sub_total=333, shipping=250, tax=27))
 
 
 @pytest.mark.parametrize(
     "make_input",
     [
-        pytest.param(lambda: RefundParts(sub_total=-1, shipping=0, tax=0), id="negative part"),
+        pytest.param(lambda: AmountParts(sub_total=-1, shipping=0, tax=0), id="negative part"),
         pytest.param(lambda: odd_bag(discount_total=334), id="discount above sub_total"),
         pytest.param(lambda: odd_bag(commission_rate=Decimal("100.01")), id="rate above 100"),
         pytest.param(lambda: odd_bag(commission_rate=Decimal("-1")), id="negative rate"),
@@ -432,9 +432,9 @@ def test_impossible_input_is_refused(make_input):
 @pytest.mark.parametrize(
     ("refunded_before", "this_refund"),
     [
-        (RefundParts.ZERO, RefundParts(sub_total=334, shipping=0, tax=0)),
-        (RefundParts(sub_total=0, shipping=200, tax=0), RefundParts(sub_total=0, shipping=51, tax=0)),
-        (RefundParts(sub_total=333, shipping=250, tax=27), RefundParts(sub_total=0, shipping=0, tax=1)),
+        (AmountParts.ZERO, AmountParts(sub_total=334, shipping=0, tax=0)),
+        (AmountParts(sub_total=0, shipping=200, tax=0), AmountParts(sub_total=0, shipping=51, tax=0)),
+        (AmountParts(sub_total=333, shipping=250, tax=27), AmountParts(sub_total=0, shipping=0, tax=1)),
     ],
     ids=["sub_total", "shipping across refunds", "anything after a full refund"],
 )
@@ -454,6 +454,6 @@ def test_refunding_more_than_the_bag_holds_is_refused(refunded_before, this_refu
 
 def test_amounts_must_be_integer_minor_units():
     with pytest.raises(TypeError):
-        RefundParts(sub_total=Decimal("1.5"), shipping=0, tax=0)
+        AmountParts(sub_total=Decimal("1.5"), shipping=0, tax=0)
     with pytest.raises(TypeError):
         odd_bag(commission_rate=12.5)

@@ -6,7 +6,6 @@ import pytest
 
 from platforms.adapters import get_adapter, webhook_adapter_for_slug
 from platforms.adapters.base import (
-    AmountParts,
     PlatformDataInvalid,
     RefundLine,
     parse_datetime,
@@ -19,6 +18,7 @@ from platforms.adapters.shopify import parse_refund
 from platforms.adapters.wix import WixAdapter
 from platforms.models import Platform
 from tests.platforms.conftest import fixture_json, fixture_text
+from violet_refunds.money import AmountParts
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@ import responses
 from django.test import Client, override_settings
 
 from platforms.adapters import webhook_adapter_for_slug
-from platforms.adapters.base import AmountParts, RefundLine, parse_json
+from platforms.adapters.base import (
+    RefundLine,
+    parse_json,
+)
 from platforms.adapters.bigcommerce import BigCommerceAdapter, parse_refund
 from platforms.clients.base import ConnectionMisconfigured, PlatformResponseInvalid
 from platforms.clients.bigcommerce import BigCommerceClient
@@ -19,6 +22,7 @@ from refunds.services import refund_record
 from tests.factories import StoreConnectionFactory
 from tests.parallel import run_in_parallel
 from tests.platforms.conftest import fixture_json, fixture_text, make_store
+from violet_refunds.money import AmountParts
 
 STORE_HASH = "x7kq2m9d4f"
 WEBHOOK_SECRET = "bc-hook-secret-6Qm1w2Yc0Jx9Rk4tVb7n"

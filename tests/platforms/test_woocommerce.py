@@ -8,7 +8,10 @@ import responses
 from django.test import Client, override_settings
 
 from platforms.adapters import webhook_adapter_for_slug
-from platforms.adapters.base import AmountParts, RefundLine, parse_json
+from platforms.adapters.base import (
+    RefundLine,
+    parse_json,
+)
 from platforms.adapters.woocommerce import WooCommerceAdapter, parse_refund_detail, woocommerce_signature
 from platforms.clients.base import ConnectionMisconfigured, PlatformAuthenticationFailed
 from platforms.clients.woocommerce import WooCommerceClient
@@ -17,6 +20,7 @@ from refunds.models import Refund, RefundSource
 from tests.factories import BagFactory, StoreConnectionFactory
 from tests.parallel import run_in_parallel
 from tests.platforms.conftest import fixture_json, fixture_text, make_store
+from violet_refunds.money import AmountParts
 
 STORE_URL = "https://woo.example.com"
 WEBHOOK_SECRET = "wc-hook-secret-p4Zt8sQe2LmN0vXa"

@@ -9,9 +9,10 @@ from django.urls import reverse
 from platforms.models import Platform, SfccRefundMode
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import BagStatus, Refund, RefundEvent, RefundSku, RefundSource, RefundStatus
-from refunds.portal.forms import RefundNoticeForm, parse_major_units
+from refunds.portal.forms import RefundNoticeForm
 from tests.factories import BagFactory, MerchantFactory, OrderSkuFactory
 from tests.portal.conftest import logged_in, notice_bag, portal_user, sfcc_merchant
+from violet_refunds.money import parse_major
 
 pytestmark = pytest.mark.django_db
 
@@ -260,7 +261,7 @@ def test_service_field_errors_map_onto_form_fields(bag):
     ],
 )
 def test_major_units_parse_exactly(text, currency, minor):
-    assert parse_major_units(text, currency) == minor
+    assert parse_major(text, currency) == minor
 
 
 @pytest.mark.parametrize(
@@ -279,7 +280,7 @@ def test_major_units_parse_exactly(text, currency, minor):
 )
 def test_major_units_refuse_what_is_not_an_exact_amount(text, currency):
     with pytest.raises(ValueError):
-        parse_major_units(text, currency)
+        parse_major(text, currency)
 
 
 # --- who may report ------------------------------------------------------------------------------
