@@ -266,7 +266,7 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay selected events", permissions=("change",))
     def replay_selected_events(self, request, queryset):
-        counts = services.replay_events(queryset.order_by("date_created", "pk"))
+        counts = services.events_replay(queryset.order_by("date_created", "pk"))
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "nothing"
         level = messages.WARNING if counts.get(InboundEvent.Status.FAILED) else messages.SUCCESS
         self.message_user(request, f"Replayed {sum(counts.values())} event(s): {summary}.", level)

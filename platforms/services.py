@@ -1,13 +1,13 @@
 """Platform signals -> refunds: store raw events, turn them into order states, record what is missing.
 
-- `ingest_event`: store an authenticated delivery once per (platform, event id) and enqueue its
+- `event_ingest`: store an authenticated delivery once per (platform, event id) and enqueue its
   processing after commit (a duplicate delivery stores nothing and enqueues nothing).
-- `process_inbound_event`: adapter -> `OrderState` -> the merchant's bag -> `reconcile_order`; the
+- `event_process`: adapter -> `OrderState` -> the merchant's bag -> `order_reconcile`; the
   event ends PROCESSED, IGNORED (with the reason) or FAILED (with error and traceback).
-- `reconcile_order`: the platform's rules name the refunds the state implies; whichever do not yet
+- `order_reconcile`: the platform's rules name the refunds the state implies; whichever do not yet
   exist on the bag are recorded through `refunds.services.refund_record` (idempotent on
   (bag, external_id)). Running it twice, or on a stale or duplicated signal, changes nothing.
-- `poll_platform_orders`: SFCC Option 1 (no webhooks): cancelled orders since the cursor become
+- `platform_orders_poll`: SFCC Option 1 (no webhooks): cancelled orders since the cursor become
   events that go through the same processing.
 """
 
@@ -90,7 +90,7 @@ class IngestResult:
     created: bool
 
 
-def ingest_event(
+def event_ingest(
     *,
     connection: StoreConnection,
     envelope: WebhookEnvelope,
@@ -129,11 +129,11 @@ def _enqueue_processing(event_id: int) -> None:
 
     try:
         process_inbound_event_task.delay(event_id)
-    except Exception:  # broker down: requeue_received_events picks the event up from the database
+    except Exception:  # broker down: events_requeue_received picks the event up from the database
         logger.exception("Could not enqueue inbound event %s; it will be requeued", event_id)
 
 
-def requeue_received_events(*, older_than: timedelta = RECEIVED_EVENT_REQUEUE_AFTER) -> list[int]:
+def events_requeue_received(*, older_than: timedelta = RECEIVED_EVENT_REQUEUE_AFTER) -> list[int]:
     """Re-enqueue events stored but never processed (a lost message must lose nothing)."""
     ids = list(selectors.events_received_before(timezone.now() - older_than).values_list("pk", flat=True)[:500])
     for event_id in ids:
@@ -167,7 +167,7 @@ class ReconcileResult:
         return "\n".join(lines)
 
 
-def reconcile_order(
+def order_reconcile(
     bag: Bag,
     state: OrderState,
     inbound_event: InboundEvent | None = None,
@@ -285,7 +285,7 @@ class ProcessingResult:
     retryable: bool = False
 
 
-def process_inbound_event(event_id: int) -> ProcessingResult | None:
+def event_process(event_id: int) -> ProcessingResult | None:
     """Process one stored event (again, if it was processed before: everything downstream is idempotent)."""
     event = selectors.inbound_event_for_processing(event_id)
     if event is None:
@@ -327,7 +327,7 @@ def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
     bag = selectors.bag_for_platform_order(merchant, state.order_ids)
     if bag is None:
         raise EventIgnored(f"Order {state.order_id} is not a known order of {merchant} (no bag with that id).")
-    return reconcile_order(bag, state, event, source=source)
+    return order_reconcile(bag, state, event, source=source)
 
 
 def _describe_error(exc: Exception) -> str:
@@ -347,11 +347,11 @@ def _finish(event: InboundEvent, status: str, *, outcome: str = "", error: str =
     return event
 
 
-def replay_events(events: Iterable[InboundEvent]) -> Counter:
+def events_replay(events: Iterable[InboundEvent]) -> Counter:
     """Process the given events again, now, through the same service; counts by resulting status."""
     counts: Counter = Counter()
     for event in events:
-        result = process_inbound_event(event.pk)
+        result = event_process(event.pk)
         counts[result.event.status if result else "MISSING"] += 1
     return counts
 
@@ -369,7 +369,7 @@ class PollResult:
     error: str = ""
 
 
-def poll_sfcc_connection(connection: StoreConnection, *, now=None) -> PollResult:
+def sfcc_connection_poll(connection: StoreConnection, *, now=None) -> PollResult:
     """Cancelled orders modified since the cursor become events; the cursor moves only on success."""
     now = now or timezone.now()
     if connection.last_polled_at:
@@ -388,7 +388,7 @@ def poll_sfcc_connection(connection: StoreConnection, *, now=None) -> PollResult
         # Only orders placed through the network become events; the merchant's own orders are not ours.
         if selectors.bag_for_platform_order(merchant, [order_no]) is None:
             continue
-        result = ingest_event(
+        result = event_ingest(
             connection=connection,
             envelope=WebhookEnvelope(event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no),
             body=json.dumps(order, default=str, sort_keys=True),
@@ -400,12 +400,12 @@ def poll_sfcc_connection(connection: StoreConnection, *, now=None) -> PollResult
     return PollResult(connection_id=connection.pk, orders_seen=seen, events_created=created)
 
 
-def poll_platform_orders(*, now=None) -> list[PollResult]:
+def platform_orders_poll(*, now=None) -> list[PollResult]:
     """Poll every SFCC Option 1 connection; one store's failure does not stop the others."""
     results = []
     for connection in selectors.sfcc_connections_to_poll():
         try:
-            results.append(poll_sfcc_connection(connection, now=now))
+            results.append(sfcc_connection_poll(connection, now=now))
         except PlatformClientError as exc:
             logger.warning("Polling %s failed: %s", connection, exc.message)
             StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])

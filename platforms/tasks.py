@@ -27,7 +27,7 @@ def retry_countdown(retries: int) -> float:
 def process_inbound_event(self, event_id: int) -> str:
     """Turn one stored platform event into refunds. Transient platform errors (timeout, 5xx) retry
     with backoff; the event shows FAILED with the error meanwhile, and PROCESSED once a retry works."""
-    result = services.process_inbound_event(event_id)
+    result = services.event_process(event_id)
     if result is None:
         return "MISSING"
     if result.retryable and self.request.retries < self.max_retries:
@@ -38,11 +38,11 @@ def process_inbound_event(self, event_id: int) -> str:
 @shared_task(ignore_result=True)
 def poll_platform_orders() -> int:
     """Beat: poll the platforms without refund webhooks (SFCC Option 1). Returns events created."""
-    results = services.poll_platform_orders()
+    results = services.platform_orders_poll()
     return sum(result.events_created for result in results)
 
 
 @shared_task(ignore_result=True)
 def requeue_received_events() -> int:
     """Beat: re-enqueue events stored but never processed (their message was lost)."""
-    return len(services.requeue_received_events())
+    return len(services.events_requeue_received())

@@ -89,7 +89,7 @@ def receive_webhook(request, platform: str, public_id: str):
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PayloadMalformed("The body is not UTF-8.") from exc
-        result = services.ingest_event(
+        result = services.event_ingest(
             connection=connection,
             envelope=envelope,
             body=text,

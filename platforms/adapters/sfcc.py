@@ -2,7 +2,7 @@
 
 Rules (seed 000, "Sales Force Commerce Cloud"):
 - Option 1 (Merchant.sfcc_refund_mode CANCEL_AS_REFUND): the merchant marks the order cancelled;
-  `poll_platform_orders` reads orders modified since the last poll, and an order with status
+  `platforms.services.platform_orders_poll` reads orders modified since the last poll, and an order with status
   `cancelled` is a refund of everything still refundable on the bag, `cancel:<orderNo>`.
 - Option 2 (MANUAL_NOTICE): refunds come only from the merchant's notice; nothing automatic, ever.
 

@@ -7,7 +7,7 @@ from django.db import transaction
 from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
 from platforms.models import InboundEvent
-from platforms.services import replay_events
+from platforms.services import events_replay
 from refunds.models import BagStatus, Refund, RefundStatus
 from refunds.services import (
     bag_mark_canceled,
@@ -75,7 +75,7 @@ def test_a_duplicated_and_replayed_platform_cancellation_is_one_event_per_change
         shopify_post(client, shopify_store, body, topic="orders/cancelled", webhook_id="wh-1")  # duplicate delivery
         shopify_post(client, shopify_store, body, topic="orders/cancelled", webhook_id="wh-2")  # same change, new id
     with run_commits():
-        replay_events(InboundEvent.objects.all())  # an operator replays both
+        events_replay(InboundEvent.objects.all())  # an operator replays both
 
     shopify_store.bag.refresh_from_db()
     assert shopify_store.bag.status == BagStatus.CANCELED

@@ -147,7 +147,7 @@ def test_option_2_merchant_never_gets_an_automatic_refund_even_from_a_stored_can
     store = _store(mode=SfccRefundMode.MANUAL_NOTICE)
     order = fixture_json("sfcc", "orders_search.json")["data"][0]
     with django_capture_on_commit_callbacks(execute=True):
-        services.ingest_event(
+        services.event_ingest(
             connection=store.connection,
             envelope=WebhookEnvelope(event_id="manual-check", topic=POLL_TOPIC, order_id="00001234"),
             body=json.dumps(order),

@@ -19,7 +19,7 @@ class Command(BaseCommand):
             missing = sorted(set(ids) - {event.pk for event in events})
             if missing:
                 raise CommandError(f"No inbound event with id {', '.join(map(str, missing))}.")
-        counts = services.replay_events(events)
+        counts = services.events_replay(events)
         for event in events:
             event.refresh_from_db(fields=["status", "outcome"])
             first_line = (event.outcome or "").splitlines()[0] if event.outcome else ""
