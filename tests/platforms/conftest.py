@@ -33,12 +33,6 @@ def fixture_json(platform: str, name: str) -> dict:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # BagFactory builds an App whose secret is hashed; the production hasher costs ~0.5 s per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _no_client_backoff(monkeypatch):
     # Client retries still happen, without sleeping between them.
     monkeypatch.setattr(PlatformHttpClient, "backoff_seconds", 0)
