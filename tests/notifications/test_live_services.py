@@ -5,7 +5,6 @@ relay, per-bag order kept across processes)."""
 import threading
 
 import pytest
-from django.db import connection
 
 from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
@@ -15,32 +14,9 @@ from refunds.services import bag_mark_canceled
 from tests.factories import BagFactory, OrderFactory, RefundFactory
 from tests.notifications.conftest import make_due, record_refund, register
 from tests.notifications.test_delivery import channel_verifies
+from tests.parallel import run_in_parallel
 from tests.reliability.workers import wait_for
 from tests.world import funded_bag
-
-
-def in_parallel(call, times: int) -> list:
-    """`call` in `times` threads released at the same moment; their results (errors re-raised)."""
-    barrier = threading.Barrier(times)
-    results: list = [None] * times
-    errors: list = []
-
-    def run(index):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(times)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
 
 
 @pytest.mark.postgres
@@ -58,9 +34,12 @@ def test_concurrent_emitters_write_one_event_per_change_numbered_without_gaps():
             refund = next(turn)
         return services.refund_event_emit(Refund.objects.get(pk=refund.pk))
 
-    in_parallel(lambda: services.refund_event_emit(Refund.objects.get(pk=same.pk)), 6)  # one change, 6 emitters
-    in_parallel(emit_the_next_refund, 5)  # 5 other changes of the same bag at once
-    in_parallel(lambda: bag_mark_canceled(bag=bag, actor="test"), 6)
+    def emit_the_same_refund():
+        return services.refund_event_emit(Refund.objects.get(pk=same.pk))
+
+    run_in_parallel(*[emit_the_same_refund] * 6)  # one change, 6 emitters
+    run_in_parallel(*[emit_the_next_refund] * 5)  # 5 other changes of the same bag at once
+    run_in_parallel(*[lambda: bag_mark_canceled(bag=bag, actor="test")] * 6)
 
     events = list(WebhookEvent.objects.filter(bag=bag).order_by("sequence"))
     assert [e.sequence for e in events] == list(range(1, 9))
@@ -84,8 +63,8 @@ def test_concurrent_emitters_of_order_events_write_each_event_and_its_deliveries
         return services.bag_refund_events_emit(bag, refunded_amount=amount)
 
     # One change (two events), 6 emitters at once; then 4 other changes of the same bag at once.
-    in_parallel(lambda: services.bag_refund_events_emit(bag, refunded_amount=500), 6)
-    in_parallel(emit_another_total, 4)
+    run_in_parallel(*[lambda: services.bag_refund_events_emit(bag, refunded_amount=500)] * 6)
+    run_in_parallel(*[emit_another_total] * 4)
 
     events = list(WebhookEvent.objects.filter(bag=bag).order_by("sequence"))
     assert [e.sequence for e in events] == list(range(1, 11))

@@ -1,13 +1,13 @@
 """Fixtures for talking to the Stripe sandbox through the real SDK, raw or through StripeGateway."""
 
-import threading
+import functools
 
 import pytest
-from django.db import connection
 
 from payments.gateway import StripeGateway
 from stripe_sandbox import ledger
 from stripe_sandbox.transport import sandbox_stripe_client
+from tests.parallel import run_in_parallel
 
 
 @pytest.fixture
@@ -48,24 +48,7 @@ def run_in_threads(count: int, work) -> list:
 
     Returns each thread's return value or the exception it raised, in index order.
     """
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def target(index):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = work(index)
-        except Exception as exc:  # collected for the test to assert on
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=target, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    return run_in_parallel(*(functools.partial(work, index) for index in range(count)), errors_as_results=True)
 
 
 @pytest.fixture

@@ -1,41 +1,21 @@
-"""Platform test helpers: load captured fixtures, sign deliveries the way each platform does, and
-build a merchant whose bag matches the fixtures (order 450789469 etc., lines by platform id)."""
+"""Platform test fixtures: a merchant whose bag matches the captured fixtures (order 450789469 etc.,
+lines by platform id), per platform. Loading, signing and posting deliveries: tests/platforms/delivery.py."""
 
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.urls import reverse
 
-from platforms.adapters.ecwid import ecwid_signature
-from platforms.adapters.shopify import shopify_hmac
 from platforms.clients.base import PlatformHttpClient
 from platforms.models import Platform, SfccRefundMode
 from tests.factories import BagFactory, MerchantFactory, OrderSkuFactory, StoreConnectionFactory
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-
-SHOPIFY_SECRET = "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"
-ECWID_CLIENT_SECRET = "Ecw1dCl1entS3cretF0rTests"
-
-
-def fixture_text(platform: str, name: str) -> str:
-    return (FIXTURES / platform / name).read_text()
-
-
-def fixture_json(platform: str, name: str) -> dict:
-    return json.loads(fixture_text(platform, name))
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # BagFactory builds an App whose secret is hashed; the production hasher costs ~0.5 s per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+from tests.platforms.delivery import (
+    ECWID_CLIENT_SECRET,
+    SHOPIFY_SECRET,
+    fixture_text,  # noqa: F401 - imported from here by tests/notifications/test_outbox.py
+    post_webhook,
+    wix_key_pair,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -46,30 +26,8 @@ def _no_client_backoff(monkeypatch):
 
 @pytest.fixture(scope="session")
 def wix_keys():
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private_pem, public_pem
-
-
-def wix_jwt(envelope: dict, private_pem: str) -> bytes:
-    """Wix's layers: JWT claims {data: "<json>"} -> {eventType, instanceId, data: "<json>", identity: "<json>"}."""
-    layer = {
-        "eventType": envelope["eventType"],
-        "instanceId": envelope["instanceId"],
-        "data": json.dumps(envelope["data"]),
-        "identity": json.dumps(envelope["identity"]),
-    }
-    now = int(time.time())
-    return jwt.encode(
-        {"data": json.dumps(layer), "iat": now, "exp": now + 3600}, private_pem, algorithm="RS256"
-    ).encode()
+    """(private PEM, public PEM) of the key the test Wix signs with."""
+    return wix_key_pair()
 
 
 @dataclass
@@ -134,28 +92,10 @@ def ecwid_store(db):
     )
 
 
-def shopify_post(client, store: Store, body: bytes, *, topic: str, webhook_id: str, secret=SHOPIFY_SECRET, **extra):
-    headers = {
-        "X-Shopify-Topic": topic,
-        "X-Shopify-Hmac-Sha256": shopify_hmac(secret, body),
-        "X-Shopify-Shop-Domain": "blue-mug.myshopify.com",
-        "X-Shopify-API-Version": "2026-01",
-        "X-Shopify-Webhook-Id": webhook_id,
-        "X-Shopify-Event-Id": f"evt-{webhook_id}",
-        "X-Shopify-Triggered-At": "2026-03-03T13:41:20.000Z",
-        **extra.pop("headers", {}),
-    }
-    return client.post(store.url(), data=body, content_type="application/json", headers=headers, **extra)
-
-
-def ecwid_post(client, store: Store, payload: dict, *, secret=ECWID_CLIENT_SECRET, body: bytes | None = None):
-    signature = ecwid_signature(secret, payload["eventCreated"], payload["eventId"])
-    return client.post(
-        f"{store.url()}?eventtype={payload['eventType']}",
-        data=body if body is not None else json.dumps(payload).encode(),
-        content_type="application/json",
-        headers={"X-Ecwid-Webhook-Signature": signature},
-    )
+def shopify_post(client, store: Store, body: bytes, *, topic: str, webhook_id: str, **options):
+    """The old posting helper, kept for tests outside tests/platforms (tests/notifications/test_outbox.py);
+    use tests.platforms.delivery.deliver / post_webhook instead."""
+    return post_webhook(store, body=body, topic=topic, event_id=webhook_id, client=client, **options)
 
 
 def ecwid_order_url(store_id: str, order_id: str) -> str:

@@ -17,7 +17,7 @@ from platforms.adapters.sfcc import SfccAdapter
 from platforms.adapters.shopify import parse_refund
 from platforms.adapters.wix import WixAdapter
 from platforms.models import Platform
-from tests.platforms.conftest import fixture_json, fixture_text
+from tests.platforms.delivery import fixture_json, fixture_text
 from violet_refunds.money import AmountParts
 
 

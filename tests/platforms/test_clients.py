@@ -18,7 +18,8 @@ from platforms.clients.ecwid import EcwidClient
 from platforms.clients.shopify import ShopifyClient
 from platforms.clients.wix import WixClient, WixCredentialsInvalid, validate_wix_credentials
 from tests.factories import StoreConnectionFactory
-from tests.platforms.conftest import ecwid_order_url, fixture_json
+from tests.platforms.conftest import ecwid_order_url
+from tests.platforms.delivery import fixture_json
 
 ORDER_URL = ecwid_order_url("1003", "K8XTQ")
 SITES_URL = "https://www.wixapis.com/site-list/v2/sites/query"

@@ -1,25 +1,20 @@
 """Parallel deliveries on PostgreSQL: real transactions, one connection per thread."""
 
-import json
-
 import pytest
-from django.test import Client
 
 from platforms.models import InboundEvent
 from refunds.models import Refund
 from tests.parallel import run_in_parallel
-from tests.platforms.conftest import fixture_json, fixture_text, shopify_post
+from tests.platforms.delivery import deliver, fixture_json
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def test_same_event_three_times_in_parallel_is_stored_and_refunded_once(shopify_store):
-    body = fixture_text("shopify", "refunds_create.json").encode()
+    def refunds_create():
+        return deliver(shopify_store, "refunds_create", event_id="parallel").response.status_code
 
-    def deliver():
-        return shopify_post(Client(), shopify_store, body, topic="refunds/create", webhook_id="parallel").status_code
-
-    assert run_in_parallel(deliver, deliver, deliver) == [200, 200, 200]
+    assert run_in_parallel(refunds_create, refunds_create, refunds_create) == [200, 200, 200]
     assert InboundEvent.objects.count() == 1
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
     refund = Refund.objects.get()
@@ -27,14 +22,13 @@ def test_same_event_three_times_in_parallel_is_stored_and_refunded_once(shopify_
 
 
 def test_refunds_create_and_orders_cancelled_in_parallel_yield_one_refund(shopify_store):
-    cancelled = fixture_text("shopify", "orders_cancelled_with_refund.json").encode()
-    refund_body = json.dumps(fixture_json("shopify", "orders_cancelled_with_refund.json")["refunds"][0]).encode()
+    refund_body = fixture_json("shopify", "orders_cancelled_with_refund.json")["refunds"][0]
 
     def deliver_refund():
-        return shopify_post(Client(), shopify_store, refund_body, topic="refunds/create", webhook_id="r").status_code
+        return deliver(shopify_store, refund_body, topic="refunds/create", event_id="r").response.status_code
 
     def deliver_cancel():
-        return shopify_post(Client(), shopify_store, cancelled, topic="orders/cancelled", webhook_id="c").status_code
+        return deliver(shopify_store, "orders_cancelled_with_refund", event_id="c").response.status_code
 
     assert run_in_parallel(deliver_refund, deliver_cancel, deliver_refund) == [200, 200, 200]
     assert InboundEvent.objects.count() == 2

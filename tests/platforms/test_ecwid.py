@@ -7,16 +7,13 @@ import responses
 
 from platforms.models import InboundEvent
 from refunds.models import Refund, RefundSource
-from tests.platforms.conftest import ecwid_order_url, ecwid_post, fixture_json
+from tests.platforms.conftest import ecwid_order_url
+from tests.platforms.delivery import deliver, fixture_json
 
 ORDER_URL = ecwid_order_url("1003", "K8XTQ")
 
 
-def _event(event_id: str = "80aece08-40e8-4145-8764-6c2f0d386781", **data) -> dict:
-    payload = fixture_json("ecwid", "webhook_order_updated_cancelled.json")
-    payload["eventId"] = event_id
-    payload["data"].update(data)
-    return payload
+CANCELLED = "webhook_order_updated_cancelled"  # the captured order.updated event, signed by deliver()
 
 
 def _order(payment_status: str) -> dict:
@@ -26,10 +23,9 @@ def _order(payment_status: str) -> dict:
 
 
 @responses.activate
-def test_cancelled_order_is_a_full_refund_of_the_bag(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_cancelled_order_is_a_full_refund_of_the_bag(ecwid_store):
     api = responses.get(ORDER_URL, json=_order("CANCELLED"))
-    with django_capture_on_commit_callbacks(execute=True):
-        response = ecwid_post(client, ecwid_store, _event())
+    response = deliver(ecwid_store, CANCELLED).response
 
     assert response.status_code == 200
     refund = Refund.objects.get(bag=ecwid_store.bag)
@@ -51,46 +47,41 @@ def test_cancelled_order_is_a_full_refund_of_the_bag(client, ecwid_store, django
 
 
 @responses.activate
-def test_cancelled_then_refunded_refunds_once(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_cancelled_then_refunded_refunds_once(ecwid_store):
     responses.get(ORDER_URL, json=_order("CANCELLED"))
     responses.get(ORDER_URL, json=_order("REFUNDED"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event("e-1"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event("e-2", newPaymentStatus="REFUNDED"))
+    deliver(ecwid_store, CANCELLED, event_id="e-1")
+    refunded = deliver(ecwid_store, CANCELLED, event_id="e-2", changes={"data.newPaymentStatus": "REFUNDED"})
 
     assert list(Refund.objects.values_list("external_id", "amount")) == [("cancel:K8XTQ", 11800)]
-    assert InboundEvent.objects.get(event_id="e-2").status == InboundEvent.Status.IGNORED
+    assert refunded.event.status == InboundEvent.Status.IGNORED
 
 
 @responses.activate
-def test_refunded_status_alone_is_a_full_refund(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_refunded_status_alone_is_a_full_refund(ecwid_store):
     responses.get(ORDER_URL, json=_order("REFUNDED"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event(newPaymentStatus="REFUNDED"))
+    deliver(ecwid_store, CANCELLED, changes={"data.newPaymentStatus": "REFUNDED"})
 
     assert list(Refund.objects.values_list("external_id", "amount")) == [("cancel:K8XTQ", 11800)]
 
 
 @responses.activate
-def test_cancel_after_a_partial_refund_refunds_what_is_left(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_cancel_after_a_partial_refund_refunds_what_is_left(ecwid_store):
     from refunds.services import refund_record
 
     refund_record(bag=ecwid_store.bag, source="MERCHANT_NOTICE", actor="merchant:test", amount=1180)
     responses.get(ORDER_URL, json=_order("CANCELLED"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event())
+    deliver(ecwid_store, CANCELLED)
 
     cancel = Refund.objects.get(external_id="cancel:K8XTQ")
     assert cancel.amount == 11800 - 1180
 
 
 @responses.activate
-def test_the_unsigned_body_is_not_trusted_the_api_is(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_the_unsigned_body_is_not_trusted_the_api_is(ecwid_store):
     # A validly signed event whose (unsigned) body claims CANCELLED; Ecwid's API says PAID.
     responses.get(ORDER_URL, json=fixture_json("ecwid", "order_paid.json"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event())
+    deliver(ecwid_store, CANCELLED)
 
     assert not Refund.objects.exists()
     event = InboundEvent.objects.get()
@@ -99,20 +90,18 @@ def test_the_unsigned_body_is_not_trusted_the_api_is(client, ecwid_store, django
 
 
 @responses.activate
-def test_partially_refunded_is_ignored_with_the_reason(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_partially_refunded_is_ignored_with_the_reason(ecwid_store):
     responses.get(ORDER_URL, json=_order("PARTIALLY_REFUNDED"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event(newPaymentStatus="PARTIALLY_REFUNDED"))
+    deliver(ecwid_store, CANCELLED, changes={"data.newPaymentStatus": "PARTIALLY_REFUNDED"})
 
     assert not Refund.objects.exists()
     assert "PARTIALLY_REFUNDED carries no refund amount" in InboundEvent.objects.get().outcome
 
 
 @responses.activate
-def test_order_unknown_to_ecwid_is_ignored(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_order_unknown_to_ecwid_is_ignored(ecwid_store):
     responses.get(ORDER_URL, status=404, json={"errorMessage": "Order not found"})
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event())
+    deliver(ecwid_store, CANCELLED)
 
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.IGNORED
@@ -120,25 +109,19 @@ def test_order_unknown_to_ecwid_is_ignored(client, ecwid_store, django_capture_o
 
 
 @responses.activate
-def test_order_that_is_not_ours_is_ignored(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_order_that_is_not_ours_is_ignored(ecwid_store):
     other_url = ecwid_order_url("1003", "ZZZZZ")
     order = _order("CANCELLED") | {"id": "ZZZZZ", "internalId": 1, "orderNumber": 1}
     responses.get(other_url, json=order)
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event(orderId="ZZZZZ"))
+    deliver(ecwid_store, CANCELLED, changes={"data.orderId": "ZZZZZ"})
 
     assert not Refund.objects.exists()
     assert "ZZZZZ is not a known order" in InboundEvent.objects.get().outcome
 
 
 @responses.activate
-def test_event_for_another_store_is_ignored_without_calling_the_api(
-    client, ecwid_store, django_capture_on_commit_callbacks
-):
-    payload = _event()
-    payload["storeId"] = 2222
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, payload)
+def test_event_for_another_store_is_ignored_without_calling_the_api(ecwid_store):
+    deliver(ecwid_store, CANCELLED, changes={"storeId": 2222})
 
     assert len(responses.calls) == 0
     event = InboundEvent.objects.get()
@@ -147,12 +130,11 @@ def test_event_for_another_store_is_ignored_without_calling_the_api(
 
 
 @responses.activate
-def test_api_5xx_is_retried_by_the_task_until_it_works(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_api_5xx_is_retried_by_the_task_until_it_works(ecwid_store):
     for _ in range(4):  # the client's 3 quick attempts, then one more after the task's retry
         responses.get(ORDER_URL, status=503, body="Service Unavailable")
     responses.get(ORDER_URL, json=_order("CANCELLED"))
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event())
+    deliver(ecwid_store, CANCELLED)
 
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.PROCESSED
@@ -162,10 +144,9 @@ def test_api_5xx_is_retried_by_the_task_until_it_works(client, ecwid_store, djan
 
 
 @responses.activate
-def test_bad_api_credentials_fail_the_event_without_retrying(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_bad_api_credentials_fail_the_event_without_retrying(ecwid_store):
     api = responses.get(ORDER_URL, status=403, json={"errorMessage": "Token is invalid"})
-    with django_capture_on_commit_callbacks(execute=True):
-        ecwid_post(client, ecwid_store, _event())
+    deliver(ecwid_store, CANCELLED)
 
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.FAILED
@@ -177,11 +158,8 @@ def test_bad_api_credentials_fail_the_event_without_retrying(client, ecwid_store
 
 @pytest.mark.parametrize("event_type", ["order.deleted", "unfinished_order.updated", "product.updated"])
 @responses.activate
-def test_other_event_types_are_ignored(client, ecwid_store, django_capture_on_commit_callbacks, event_type):
-    payload = _event()
-    payload["eventType"] = event_type
-    with django_capture_on_commit_callbacks(execute=True):
-        response = ecwid_post(client, ecwid_store, payload)
+def test_other_event_types_are_ignored(ecwid_store, event_type):
+    response = deliver(ecwid_store, CANCELLED, topic=event_type).response
 
     assert response.status_code == 200
     assert InboundEvent.objects.get().status == InboundEvent.Status.IGNORED
@@ -189,23 +167,20 @@ def test_other_event_types_are_ignored(client, ecwid_store, django_capture_on_co
 
 
 @responses.activate
-def test_duplicate_event_id_is_stored_once(client, ecwid_store, django_capture_on_commit_callbacks):
+def test_duplicate_event_id_is_stored_once(ecwid_store):
     responses.get(ORDER_URL, json=_order("CANCELLED"))
     for _ in range(3):
-        with django_capture_on_commit_callbacks(execute=True):
-            response = ecwid_post(client, ecwid_store, _event())
-        assert response.status_code == 200
+        assert deliver(ecwid_store, CANCELLED).response.status_code == 200
 
     assert InboundEvent.objects.count() == 1
     assert Refund.objects.count() == 1
     assert len(responses.calls) == 1
 
 
-def test_body_is_stored_exactly_as_received(client, ecwid_store, django_capture_on_commit_callbacks):
-    payload = _event()
-    raw = json.dumps(payload, indent=4).encode()
-    with responses.RequestsMock() as mock, django_capture_on_commit_callbacks(execute=True):
+def test_body_is_stored_exactly_as_received(ecwid_store):
+    raw = json.dumps(fixture_json("ecwid", f"{CANCELLED}.json"), indent=4).encode()
+    with responses.RequestsMock() as mock:
         mock.get(ORDER_URL, json=_order("CANCELLED"))
-        ecwid_post(client, ecwid_store, payload, body=raw)
+        deliver(ecwid_store, CANCELLED, body=raw)
 
     assert InboundEvent.objects.get().body == raw.decode()

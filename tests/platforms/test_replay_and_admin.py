@@ -11,25 +11,18 @@ from platforms.admin import InboundEventAdmin
 from platforms.models import InboundEvent
 from refunds.models import Refund
 from tests.factories import OperatorFactory
-from tests.platforms.conftest import (
-    ECWID_CLIENT_SECRET,
-    SHOPIFY_SECRET,
-    ecwid_order_url,
-    ecwid_post,
-    fixture_json,
-    fixture_text,
-    shopify_post,
-)
+from tests.platforms.conftest import ecwid_order_url
+from tests.platforms.delivery import ECWID_CLIENT_SECRET, SHOPIFY_SECRET, deliver, fixture_json, wix_jwt
 
 ORDER_URL = ecwid_order_url("1003", "K8XTQ")
 
 
 @pytest.fixture
-def failed_ecwid_event(client, ecwid_store, django_capture_on_commit_callbacks):
+def failed_ecwid_event(ecwid_store):
     """An Ecwid cancellation whose processing failed: Ecwid refused our token."""
-    with responses.RequestsMock() as mock, django_capture_on_commit_callbacks(execute=True):
+    with responses.RequestsMock() as mock:
         mock.get(ORDER_URL, status=401, json={"errorMessage": "Token is invalid"})
-        ecwid_post(client, ecwid_store, fixture_json("ecwid", "webhook_order_updated_cancelled.json"))
+        deliver(ecwid_store, "webhook_order_updated_cancelled")
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.FAILED
     return event
@@ -62,11 +55,9 @@ def test_replay_action_is_listed_and_reprocesses_through_the_service(
 
 
 def test_replay_of_a_processed_event_changes_nothing(
-    operator_client, client, shopify_store, django_capture_on_commit_callbacks
+    operator_client, shopify_store, django_capture_on_commit_callbacks
 ):
-    body = fixture_text("shopify", "refunds_create.json").encode()
-    with django_capture_on_commit_callbacks(execute=True):
-        shopify_post(client, shopify_store, body, topic="refunds/create", webhook_id="r1")
+    deliver(shopify_store, "refunds_create", event_id="r1")
     event = InboundEvent.objects.get()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -116,12 +107,8 @@ def test_replay_command_rejects_unknown_ids(db):
         call_command("replay_events", "--ids", "424242")
 
 
-def test_inbound_event_page_shows_the_payload_outcome_and_refunds(
-    operator_client, client, shopify_store, django_capture_on_commit_callbacks
-):
-    body = fixture_text("shopify", "refunds_create.json").encode()
-    with django_capture_on_commit_callbacks(execute=True):
-        shopify_post(client, shopify_store, body, topic="refunds/create", webhook_id="page")
+def test_inbound_event_page_shows_the_payload_outcome_and_refunds(operator_client, shopify_store):
+    deliver(shopify_store, "refunds_create", event_id="page")
     event = InboundEvent.objects.get()
     refund = Refund.objects.get()
 
@@ -141,7 +128,6 @@ def test_inbound_event_page_shows_the_payload_outcome_and_refunds(
 def test_wix_event_page_shows_the_decoded_payload(operator_client, db, wix_keys):
     from platforms.models import Platform
     from tests.factories import InboundEventFactory, StoreConnectionFactory
-    from tests.platforms.conftest import wix_jwt
 
     connection = StoreConnectionFactory(merchant__platform=Platform.WIX)
     event = InboundEventFactory(

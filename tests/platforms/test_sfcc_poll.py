@@ -13,7 +13,8 @@ from platforms.adapters.sfcc import POLL_TOPIC
 from platforms.clients.sfcc import SfccClient
 from platforms.models import InboundEvent, Platform, SfccRefundMode, StoreConnection
 from refunds.models import Refund, RefundSource
-from tests.platforms.conftest import fixture_json, make_store
+from tests.platforms.conftest import make_store
+from tests.platforms.delivery import fixture_json
 
 CREDENTIALS = {
     "short_code": "kv7kzm78",

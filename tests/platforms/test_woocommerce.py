@@ -1,11 +1,9 @@
 """WooCommerce end to end: signed `order.updated` -> receiver -> refund details read from the (mocked)
 REST API -> Refund rows; bad input at the receiver; the setup ping; the client; parallel duplicates."""
 
-import json
-
 import pytest
 import responses
-from django.test import Client, override_settings
+from django.test import override_settings
 
 from platforms.adapters import webhook_adapter_for_slug
 from platforms.adapters.base import (
@@ -19,10 +17,18 @@ from platforms.models import InboundEvent, Platform
 from refunds.models import Refund, RefundSource
 from tests.factories import BagFactory, StoreConnectionFactory
 from tests.parallel import run_in_parallel
-from tests.platforms.conftest import fixture_json, fixture_text, make_store
+from tests.platforms.conftest import make_store
+from tests.platforms.delivery import (
+    WOOCOMMERCE_STORE_URL,
+    assert_rejected,
+    deliver,
+    fixture_json,
+    fixture_text,
+    post_webhook,
+)
 from violet_refunds.money import AmountParts
 
-STORE_URL = "https://woo.example.com"
+STORE_URL = WOOCOMMERCE_STORE_URL
 WEBHOOK_SECRET = "wc-hook-secret-p4Zt8sQe2LmN0vXa"
 CONSUMER_KEY = "ck_0123456789abcdef0123456789abcdef01234567"
 CONSUMER_SECRET = "cs_76543210fedcba9876543210fedcba9876543210"
@@ -41,32 +47,16 @@ def wc_store(db):
     )
 
 
-def order_body(name: str = "order_updated_partial_refund.json", **changes) -> bytes:
-    return json.dumps(fixture_json("woocommerce", name) | changes).encode()
+PARTIAL_REFUND = "order_updated_partial_refund"  # captured order.updated deliveries, signed by deliver()
+CANCELLED = "order_updated_cancelled"
 
 
-def refunded_order(*refunds: tuple[int, str]) -> bytes:
-    entries = [{"id": refund_id, "reason": "", "total": total} for refund_id, total in refunds]
-    return order_body(status="refunded", refunds=entries)
-
-
-def post(
-    client, store, body: bytes, *, delivery_id="3f2a7c9e1b5d48e6a0c4f8b2d6e1a9c3", secret=WEBHOOK_SECRET, **headers
-):
-    sent = {
-        "X-WC-Webhook-Source": f"{STORE_URL}/",
-        "X-WC-Webhook-Topic": "order.updated",
-        "X-WC-Webhook-Resource": "order",
-        "X-WC-Webhook-Event": "updated",
-        "X-WC-Webhook-ID": "12",
-        "X-WC-Webhook-Delivery-ID": delivery_id,
-        "User-Agent": "WooCommerce/9.6.2 Hookshot (WordPress/6.7.2)",
+def refunded(*refunds: tuple[int, str]) -> dict:
+    """The changes that make the partial-refund delivery a refunded order with these (id, total) refunds."""
+    return {
+        "status": "refunded",
+        "refunds": [{"id": refund_id, "reason": "", "total": total} for refund_id, total in refunds],
     }
-    if secret is not None:
-        sent["X-WC-Webhook-Signature"] = woocommerce_signature(secret, body)
-    sent.update(headers)
-    sent = {name: value for name, value in sent.items() if value is not None}
-    return client.post(store.url(), data=body, content_type="application/json", headers=sent)
 
 
 def mock_refund(refund_id: int, status: int = 200):
@@ -88,12 +78,9 @@ def skus(refund: Refund) -> dict[str, tuple[int, int | None]]:
 
 
 @responses.activate
-def test_partial_refund_is_recorded_with_the_lines_shipping_and_tax_read_from_the_api(
-    client, wc_store, django_capture_on_commit_callbacks
-):
+def test_partial_refund_is_recorded_with_the_lines_shipping_and_tax_read_from_the_api(wc_store):
     api = mock_refund(5125)
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post(client, wc_store, order_body())
+    response = deliver(wc_store, PARTIAL_REFUND).response
 
     assert response.status_code == 200
     assert response.json()["status"] == "received"
@@ -111,9 +98,8 @@ def test_partial_refund_is_recorded_with_the_lines_shipping_and_tax_read_from_th
 
 
 @responses.activate
-def test_cancelled_order_refunds_everything_left(client, wc_store, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body("order_updated_cancelled.json"))
+def test_cancelled_order_refunds_everything_left(wc_store):
+    deliver(wc_store, CANCELLED)
 
     refund = Refund.objects.get(bag=wc_store.bag)
     assert refund.external_id == "cancel:5120"
@@ -124,23 +110,17 @@ def test_cancelled_order_refunds_everything_left(client, wc_store, django_captur
 
 
 @responses.activate
-def test_refunded_status_without_refund_detail_refunds_everything_left(
-    client, wc_store, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, refunded_order())
+def test_refunded_status_without_refund_detail_refunds_everything_left(wc_store):
+    deliver(wc_store, PARTIAL_REFUND, changes=refunded())
 
     assert list(Refund.objects.values_list("external_id", "amount")) == [("cancel:5120", 11800)]
 
 
 @responses.activate
-def test_fully_refunded_in_two_refunds_records_both_and_exactly_the_bag(
-    client, wc_store, django_capture_on_commit_callbacks
-):
+def test_fully_refunded_in_two_refunds_records_both_and_exactly_the_bag(wc_store):
     mock_refund(5131)
     mock_refund(5125)
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, refunded_order((5131, "-69.80"), (5125, "-48.20")))
+    deliver(wc_store, PARTIAL_REFUND, changes=refunded((5131, "-69.80"), (5125, "-48.20")))
 
     refunds = {r.external_id: r for r in Refund.objects.filter(bag=wc_store.bag)}
     assert set(refunds) == {"5125", "5131"}  # the status's "what is left" is nothing
@@ -151,13 +131,11 @@ def test_fully_refunded_in_two_refunds_records_both_and_exactly_the_bag(
 
 
 @responses.activate
-def test_partial_refund_then_cancel_refunds_only_what_is_left(client, wc_store, django_capture_on_commit_callbacks):
+def test_partial_refund_then_cancel_refunds_only_what_is_left(wc_store):
     mock_refund(5125)
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body(), delivery_id="d1")
-    cancelled = order_body("order_updated_cancelled.json", refunds=[{"id": 5125, "reason": "", "total": "-48.20"}])
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, cancelled, delivery_id="d2")
+    deliver(wc_store, PARTIAL_REFUND, event_id="d1")
+    earlier_refund = {"refunds": [{"id": 5125, "reason": "", "total": "-48.20"}]}
+    deliver(wc_store, CANCELLED, changes=earlier_refund, event_id="d2")
 
     refunds = {r.external_id: r for r in Refund.objects.filter(bag=wc_store.bag)}
     assert {k: parts(r) for k, r in refunds.items()} == {
@@ -168,11 +146,10 @@ def test_partial_refund_then_cancel_refunds_only_what_is_left(client, wc_store, 
 
 
 @responses.activate
-def test_refund_already_recorded_is_not_read_again(client, wc_store, django_capture_on_commit_callbacks):
+def test_refund_already_recorded_is_not_read_again(wc_store):
     mock_refund(5125)
     for delivery_id in ("d1", "d2"):
-        with django_capture_on_commit_callbacks(execute=True):
-            post(client, wc_store, order_body(), delivery_id=delivery_id)
+        deliver(wc_store, PARTIAL_REFUND, event_id=delivery_id)
 
     assert Refund.objects.count() == 1
     assert len(responses.calls) == 1
@@ -181,16 +158,14 @@ def test_refund_already_recorded_is_not_read_again(client, wc_store, django_capt
 
 
 @responses.activate
-def test_refund_by_amount_only_is_divided_pro_rata(client, wc_store, django_capture_on_commit_callbacks):
+def test_refund_by_amount_only_is_divided_pro_rata(wc_store):
     detail = fixture_json("woocommerce", "refund_5125.json") | {
         "amount": "11.80",
         "line_items": [],
         "shipping_lines": [],
     }
     responses.get(f"{REFUNDS_URL}/5125", json=detail)
-    body = order_body(refunds=[{"id": 5125, "reason": "Goodwill", "total": "-11.80"}])
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, body)
+    deliver(wc_store, PARTIAL_REFUND, changes={"refunds": [{"id": 5125, "reason": "Goodwill", "total": "-11.80"}]})
 
     refund = Refund.objects.get()
     assert (refund.external_id, *parts(refund)) == ("5125", 1180, 1000, 100, 80)
@@ -198,13 +173,10 @@ def test_refund_by_amount_only_is_divided_pro_rata(client, wc_store, django_capt
 
 
 @responses.activate
-def test_store_without_api_credentials_still_gets_its_refund_by_amount(
-    client, wc_store, django_capture_on_commit_callbacks
-):
+def test_store_without_api_credentials_still_gets_its_refund_by_amount(wc_store):
     wc_store.connection.credentials = {}
     wc_store.connection.save()
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body())
+    deliver(wc_store, PARTIAL_REFUND)
 
     refund = Refund.objects.get()
     assert (refund.external_id, *parts(refund)) == ("5125", 4820, 4085, 408, 327)
@@ -212,10 +184,9 @@ def test_store_without_api_credentials_still_gets_its_refund_by_amount(
 
 
 @responses.activate
-def test_refund_deleted_in_woocommerce_since_is_not_recorded(client, wc_store, django_capture_on_commit_callbacks):
+def test_refund_deleted_in_woocommerce_since_is_not_recorded(wc_store):
     mock_refund(5125, status=404)
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body())
+    deliver(wc_store, PARTIAL_REFUND)
 
     assert not Refund.objects.exists()
     event = InboundEvent.objects.get()
@@ -224,9 +195,8 @@ def test_refund_deleted_in_woocommerce_since_is_not_recorded(client, wc_store, d
 
 
 @responses.activate
-def test_order_without_refunds_in_another_status_is_ignored(client, wc_store, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body(status="processing", refunds=[]))
+def test_order_without_refunds_in_another_status_is_ignored(wc_store):
+    deliver(wc_store, PARTIAL_REFUND, changes={"status": "processing", "refunds": []})
 
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.IGNORED
@@ -235,11 +205,8 @@ def test_order_without_refunds_in_another_status_is_ignored(client, wc_store, dj
 
 
 @responses.activate
-def test_order_that_is_not_ours_is_ignored_without_calling_the_api(
-    client, wc_store, django_capture_on_commit_callbacks
-):
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body(id=9999))
+def test_order_that_is_not_ours_is_ignored_without_calling_the_api(wc_store):
+    deliver(wc_store, PARTIAL_REFUND, changes={"id": 9999})
 
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.IGNORED
@@ -249,9 +216,8 @@ def test_order_that_is_not_ours_is_ignored_without_calling_the_api(
 
 @pytest.mark.parametrize("topic", ["order.created", "order.deleted", "product.updated"])
 @responses.activate
-def test_other_topics_are_ignored(client, wc_store, django_capture_on_commit_callbacks, topic):
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post(client, wc_store, order_body("order_updated_cancelled.json"), **{"X-WC-Webhook-Topic": topic})
+def test_other_topics_are_ignored(wc_store, topic):
+    response = deliver(wc_store, CANCELLED, topic=topic).response
 
     assert response.status_code == 200
     event = InboundEvent.objects.get()
@@ -260,12 +226,11 @@ def test_other_topics_are_ignored(client, wc_store, django_capture_on_commit_cal
 
 
 @responses.activate
-def test_api_5xx_is_retried_by_the_task_until_it_works(client, wc_store, django_capture_on_commit_callbacks):
+def test_api_5xx_is_retried_by_the_task_until_it_works(wc_store):
     for _ in range(3):
         responses.get(f"{REFUNDS_URL}/5125", status=502, body="Bad Gateway")
     mock_refund(5125)
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body())
+    deliver(wc_store, PARTIAL_REFUND)
 
     event = InboundEvent.objects.get()
     assert (event.status, event.error, event.attempts) == (InboundEvent.Status.PROCESSED, "", 2)
@@ -273,10 +238,9 @@ def test_api_5xx_is_retried_by_the_task_until_it_works(client, wc_store, django_
 
 
 @responses.activate
-def test_rejected_api_keys_fail_the_event_without_retrying(client, wc_store, django_capture_on_commit_callbacks):
+def test_rejected_api_keys_fail_the_event_without_retrying(wc_store):
     api = mock_refund(5125, status=401)
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body())
+    deliver(wc_store, PARTIAL_REFUND)
 
     event = InboundEvent.objects.get()
     assert event.status == InboundEvent.Status.FAILED
@@ -290,15 +254,10 @@ def test_rejected_api_keys_fail_the_event_without_retrying(client, wc_store, dja
 
 
 @responses.activate
-def test_same_delivery_three_times_is_stored_once_and_refunds_once(
-    client, wc_store, django_capture_on_commit_callbacks
-):
+def test_same_delivery_three_times_is_stored_once_and_refunds_once(wc_store):
     api = mock_refund(5125)
-    answers = []
-    for _ in range(3):
-        with django_capture_on_commit_callbacks(execute=True) as enqueued:
-            status = post(client, wc_store, order_body()).json()["status"]
-        answers.append((status, len(enqueued)))
+    deliveries = [deliver(wc_store, PARTIAL_REFUND) for _ in range(3)]
+    answers = [(delivery.response.json()["status"], len(delivery.enqueued)) for delivery in deliveries]
 
     assert [status for status, _ in answers] == ["received", "duplicate", "duplicate"]
     assert [enqueued > 0 for _, enqueued in answers] == [True, False, False]
@@ -308,17 +267,11 @@ def test_same_delivery_three_times_is_stored_once_and_refunds_once(
 
 
 @responses.activate
-def test_two_orders_in_the_same_second_share_a_delivery_id_and_are_both_processed(
-    client, wc_store, django_capture_on_commit_callbacks
-):
+def test_two_orders_in_the_same_second_share_a_delivery_id_and_are_both_processed(wc_store):
     # wp_hash(webhook id . unix second): a bulk "cancel" sends both orders with one delivery id.
     BagFactory(merchant=wc_store.merchant, external_id="5121", sub_total=10000, shipping_total=1000, tax_total=800)
-    with django_capture_on_commit_callbacks(execute=True):
-        post(client, wc_store, order_body("order_updated_cancelled.json"), delivery_id="same-second")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post(
-            client, wc_store, order_body("order_updated_cancelled.json", id=5121), delivery_id="same-second"
-        )
+    deliver(wc_store, CANCELLED, event_id="same-second")
+    response = deliver(wc_store, CANCELLED, changes={"id": 5121}, event_id="same-second").response
 
     assert response.json()["status"] == "received"
     assert InboundEvent.objects.count() == 2
@@ -328,19 +281,12 @@ def test_two_orders_in_the_same_second_share_a_delivery_id_and_are_both_processe
 # --- Bad input at the receiver ---
 
 
-def assert_rejected(response, status: int, error_code: str):
-    assert response.status_code == status
-    body = response.json()
-    assert (body["status"], body["error_code"]) == (status, error_code)
-    assert not InboundEvent.objects.exists()
+def test_missing_signature_is_401(wc_store):
+    assert_rejected(post_webhook(wc_store, PARTIAL_REFUND, secret=None), 401, "invalid_signature")
 
 
-def test_missing_signature_is_401(client, wc_store):
-    assert_rejected(post(client, wc_store, order_body(), secret=None), 401, "invalid_signature")
-
-
-def test_signature_with_another_secret_is_401(client, wc_store):
-    assert_rejected(post(client, wc_store, order_body(), secret="not-the-secret"), 401, "invalid_signature")
+def test_signature_with_another_secret_is_401(wc_store):
+    assert_rejected(post_webhook(wc_store, PARTIAL_REFUND, secret="not-the-secret"), 401, "invalid_signature")
 
 
 @pytest.mark.parametrize(
@@ -348,46 +294,39 @@ def test_signature_with_another_secret_is_401(client, wc_store):
     [lambda body: body.replace(b'"-48.20"', b'"-98.20"'), lambda body: body + b"\n"],
     ids=["value", "whitespace"],
 )
-def test_tampered_body_is_401(client, wc_store, tamper):
-    body = order_body()
-    signature = woocommerce_signature(WEBHOOK_SECRET, body)
-    response = post(client, wc_store, tamper(body), secret=None, **{"X-WC-Webhook-Signature": signature})
-    assert_rejected(response, 401, "invalid_signature")
+def test_tampered_body_is_401(wc_store, tamper):
+    body = fixture_text("woocommerce", f"{PARTIAL_REFUND}.json").encode()
+    signed = {"X-WC-Webhook-Signature": woocommerce_signature(WEBHOOK_SECRET, body)}
+    assert_rejected(post_webhook(wc_store, body=tamper(body), headers=signed), 401, "invalid_signature")
 
 
-def test_connection_without_a_webhook_secret_accepts_nothing(client, wc_store):
+def test_connection_without_a_webhook_secret_accepts_nothing(wc_store):
     wc_store.connection.webhook_secret = ""
     wc_store.connection.save()
-    assert_rejected(post(client, wc_store, order_body(), secret=""), 401, "invalid_signature")
+    assert_rejected(post_webhook(wc_store, PARTIAL_REFUND, secret=""), 401, "invalid_signature")
 
 
 @pytest.mark.parametrize("body", [b'{"id": 5120,', b"[5120]", b"webhook_id=12&x=1"])
-def test_signed_but_malformed_json_is_400(client, wc_store, body):
-    assert_rejected(post(client, wc_store, body), 400, "malformed_payload")
+def test_signed_but_malformed_json_is_400(wc_store, body):
+    assert_rejected(post_webhook(wc_store, body=body), 400, "malformed_payload")
 
 
 @pytest.mark.parametrize("header", ["X-WC-Webhook-Delivery-ID", "X-WC-Webhook-Topic"])
-def test_signed_but_without_delivery_id_or_topic_is_400(client, wc_store, header):
+def test_signed_but_without_delivery_id_or_topic_is_400(wc_store, header):
     missing = {header: None}
     if header == "X-WC-Webhook-Topic":
         missing |= {"X-WC-Webhook-Resource": None, "X-WC-Webhook-Event": None}
-    assert_rejected(post(client, wc_store, order_body(), **missing), 400, "malformed_payload")
+    assert_rejected(post_webhook(wc_store, PARTIAL_REFUND, headers=missing), 400, "malformed_payload")
 
 
-def test_unknown_connection_is_404(client, wc_store):
-    body = order_body()
-    response = client.post(
-        "/webhooks/woocommerce/6b1e9d55-0d4b-4c3c-9d55-2f1a3b4c5d6e/",
-        data=body,
-        content_type="application/json",
-        headers={"X-WC-Webhook-Signature": woocommerce_signature(WEBHOOK_SECRET, body)},
-    )
+def test_unknown_connection_is_404(wc_store):
+    response = post_webhook(wc_store, PARTIAL_REFUND, url="/webhooks/woocommerce/6b1e9d55-0d4b-4c3c-9d55-2f1a3b4c5d6e/")
     assert_rejected(response, 404, "not_found")
 
 
 @override_settings(PLATFORM_WEBHOOK_MAX_BODY_BYTES=1000)
-def test_oversized_body_is_413(client, wc_store):
-    assert_rejected(post(client, wc_store, order_body()), 413, "payload_too_large")
+def test_oversized_body_is_413(wc_store):
+    assert_rejected(post_webhook(wc_store, PARTIAL_REFUND), 413, "payload_too_large")
 
 
 def test_setup_ping_is_acknowledged_and_stored_nowhere(client, wc_store):
@@ -476,10 +415,10 @@ def test_same_delivery_three_times_in_parallel_is_stored_and_refunded_once(wc_st
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(f"{REFUNDS_URL}/5125", json=fixture_json("woocommerce", "refund_5125.json"))
 
-        def deliver():
-            return post(Client(), wc_store, order_body()).status_code
+        def partial_refund():
+            return deliver(wc_store, PARTIAL_REFUND).response.status_code
 
-        assert run_in_parallel(deliver, deliver, deliver) == [200, 200, 200]
+        assert run_in_parallel(partial_refund, partial_refund, partial_refund) == [200, 200, 200]
 
     assert InboundEvent.objects.count() == 1
     assert InboundEvent.objects.get().status == InboundEvent.Status.PROCESSED
@@ -493,12 +432,14 @@ def test_three_deliveries_of_one_refund_in_parallel_refund_once(wc_store):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(f"{REFUNDS_URL}/5125", json=fixture_json("woocommerce", "refund_5125.json"))
         mock.get(f"{REFUNDS_URL}/5131", json=fixture_json("woocommerce", "refund_5131.json"))
-        body = refunded_order((5131, "-69.80"), (5125, "-48.20"))
+        fully_refunded = refunded((5131, "-69.80"), (5125, "-48.20"))
 
-        def deliver(delivery_id):
-            return lambda: post(Client(), wc_store, body, delivery_id=delivery_id).status_code
+        def delivered(delivery_id):
+            return lambda: (
+                deliver(wc_store, PARTIAL_REFUND, changes=fully_refunded, event_id=delivery_id).response.status_code
+            )
 
-        assert run_in_parallel(deliver("a"), deliver("b"), deliver("c")) == [200, 200, 200]
+        assert run_in_parallel(delivered("a"), delivered("b"), delivered("c")) == [200, 200, 200]
 
     assert InboundEvent.objects.count() == 3
     assert sorted(Refund.objects.values_list("external_id", "amount")) == [("5125", 4820), ("5131", 6980)]

@@ -3,13 +3,13 @@ concurrent writers instead of queueing them): the same form posted twice at the 
 one refund, and both posts land on its status page. The sequential double submit runs on both
 databases in test_refund_report.py."""
 
-import threading
+import functools
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 
 from refunds.models import Refund, RefundStatus
+from tests.parallel import run_in_parallel
 from tests.portal.conftest import logged_in, notice_bag, portal_user
 from tests.portal.test_refund_report import notice_data, report_url
 
@@ -21,24 +21,7 @@ def test_two_concurrent_posts_of_the_same_form_record_one_refund():
     user = portal_user(bag.merchant)
     data = notice_data(bag, logged_in(user))
     clients = [logged_in(user), logged_in(user)]
-    barrier = threading.Barrier(len(clients))
-    responses, errors = [], []
-
-    def post(client):
-        try:
-            barrier.wait(timeout=10)
-            responses.append(client.post(report_url(bag), data))
-        except Exception as exc:  # surfaced below, in the test thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    responses = run_in_parallel(*(functools.partial(client.post, report_url(bag), data) for client in clients))
     refund = Refund.objects.get(bag=bag)
     assert [response.status_code for response in responses] == [302, 302]
     assert {response["Location"] for response in responses} == {reverse("portal:refund_detail", args=[refund.pk])}

@@ -8,6 +8,7 @@ other suites. Row 23 (warm shutdown) needs a real worker: see test_real_worker.p
 rows 3-4, 10, 15, 16, 18-21 against real prefork workers on Redis and PostgreSQL.
 """
 
+import functools
 import threading
 
 import pytest
@@ -24,6 +25,7 @@ from refunds.tasks import process_refund
 from stripe_sandbox import ledger
 from stripe_sandbox.models import FaultKind, SandboxRefund
 from stripe_sandbox.transport import sandbox_stripe_client
+from tests.parallel import run_in_parallel
 from tests.reliability.conftest import SimulatedCrash, record
 from tests.reliability.oracle import (
     assert_completed_once,
@@ -673,25 +675,12 @@ def test_fault_25b_concurrent_double_submit(eager_propagates):
     """Row 25 (concurrent): two requests with the same request key at the same moment, each in its
     own database session: one refund is recorded, both callers get it, Stripe refunds once."""
     bag = funded_bag()
-    barrier = threading.Barrier(2)
-    results: list = [None, None]
 
-    def submit(index):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = record(Bag.objects.get(pk=bag.pk), amount=4000, request_key="double-click")
-        except Exception as exc:  # reported by the assertion below
-            results[index] = exc
-        finally:
-            connection.close()
+    def submit():
+        return record(Bag.objects.get(pk=bag.pk), amount=4000, request_key="double-click")
 
-    threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = run_in_parallel(submit, submit)  # fails the test if either raised
 
-    assert all(not isinstance(r, Exception) for r in results), results
     assert sorted(r.created for r in results) == [False, True]
     assert results[0].refund.pk == results[1].refund.pk
     refund = Refund.objects.get(bag=bag)
@@ -769,26 +758,13 @@ def test_fault_28_concurrent_writers_on_one_bag(eager_propagates):
     and the sums at Stripe are exact."""
     bag = funded_bag()
     amounts = [[1000, 1500], [2000, 700], [1200, 300]]
-    barrier = threading.Barrier(len(amounts))
-    errors: list = []
 
     def writer(index):
-        try:
-            barrier.wait(timeout=10)
-            for n, amount in enumerate(amounts[index]):
-                record(Bag.objects.get(pk=bag.pk), amount=amount, external_id=f"w{index}-{n}")
-        except Exception as exc:  # reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+        for n, amount in enumerate(amounts[index]):
+            record(Bag.objects.get(pk=bag.pk), amount=amount, external_id=f"w{index}-{n}")
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(amounts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=90)
-
-    assert errors == []
+    # No error in any writer (run_in_parallel fails the test with their tracebacks otherwise).
+    run_in_parallel(*(functools.partial(writer, i) for i in range(len(amounts))), join_timeout=90)
     refunds = list(Refund.objects.filter(bag=bag))
     assert len(refunds) == 6
     for refund in refunds:
