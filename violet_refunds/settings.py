@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "payments",
     "notifications",
     "stripe_sandbox",
+    "portal",
 ]
 
 MIDDLEWARE = [

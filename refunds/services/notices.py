@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from portal.selectors import merchant_accepts_refund_notices
 from refunds.amounts import Remaining
 from refunds.models import Bag, OrderSku, ReasonCode, RefundSource
-from refunds.portal_selectors import merchant_accepts_refund_notices
 from refunds.services import RecordResult, RefundSkuLine, refund_record
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
 
