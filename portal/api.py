@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from platforms.models import MerchantApiKey
 from portal import keys
-from portal.selectors import bag_get_for_merchant, bag_skus
+from portal.selectors import bag_get_for_merchant, bag_skus, merchant_accepts_refund_notices
 
 # The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
 from refunds.api.views import JsonOnlyNegotiation, _idempotency_key
@@ -179,6 +179,7 @@ class RefundNoticeApi(APIView):
             bag=bag,
             actor=f"merchant-api-key:{api_key.prefix}",
             user=None,
+            notices_enabled=merchant_accepts_refund_notices(bag.merchant),
             lines=_lines(bag, data.get("skus") or []),
             items_amount=data.get("sub_total_amount"),
             shipping_amount=data["shipping_amount"],

@@ -243,7 +243,13 @@ def refund_report(request, bag_id: int):
     )
     if request.method == "POST" and form.is_valid():
         try:
-            result = refund_notice_record(bag=bag, actor=_actor(request), user=request.user, **form.notice_arguments())
+            result = refund_notice_record(
+                bag=bag,
+                actor=_actor(request),
+                user=request.user,
+                notices_enabled=scoped.merchant_accepts_refund_notices(bag.merchant),
+                **form.notice_arguments(),
+            )
         except ValidationFailed as exc:
             form.add_service_errors(exc.field_errors, exc.message)
         except RefundNoticesNotEnabled as exc:

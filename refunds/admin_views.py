@@ -40,13 +40,12 @@ from refunds.models import Refund, RefundError, RefundSku, RefundSource, RefundS
 from refunds.selectors_admin import StepState
 from refunds.services import (
     RecordResult,
-    RefundSkuLine,
     refund_cancel,
     refund_error_resolve,
     refund_mark_external,
-    refund_record,
     refund_retry,
 )
+from refunds.services.notices import NoticeLine, RefundNoticesNotEnabled, refund_notice_record
 from violet_refunds.exceptions import ApplicationError, InvalidTransition, ValidationFailed
 from violet_refunds.money import AmountParts, format_amount, format_major
 
@@ -602,19 +601,20 @@ class _DryRunRollback(Exception):
         self.result, self.lines = result, lines
 
 
-def _record_kwargs(form: OperatorNoticeForm, user) -> dict:
+def _notice_kwargs(form: OperatorNoticeForm, user) -> dict:
+    """refund_notice_record's arguments: the same notice rule as the merchant portal and its API."""
     data = form.cleaned_data
     return {
         "bag": form.bag,
         "source": RefundSource.OPERATOR,
         "actor": f"operator:{user.get_username()}",
         "user": user,
-        "currency": form.bag.currency,
-        "skus": [RefundSkuLine(order_sku_id=pk, quantity=qty) for pk, qty in form.sku_quantities().items()],
+        "notices_enabled": selectors_admin.merchant_accepts_operator_notice(form.bag.merchant),
+        "lines": [NoticeLine(order_sku_id=pk, quantity=qty) for pk, qty in form.sku_quantities().items()],
         # Always explicit, even when 0: with no parts at all refund_record would refund the whole bag.
         "shipping_amount": data["shipping"],
         "tax_amount": data["tax"],
-        "external_id": data["external_id"],
+        "reference": data["external_id"],
         "request_key": f"admin-notice-{data['form_token']}",
         "reason": data["reason"],
         "reason_code": data["reason_code"],
@@ -622,11 +622,11 @@ def _record_kwargs(form: OperatorNoticeForm, user) -> dict:
 
 
 def _dry_run_record(kwargs: dict) -> tuple[RecordResult, list[RefundSku]]:
-    """What refund_record would record, computed by the service itself in a transaction that is
-    then rolled back: the preview can never disagree with the real thing."""
+    """What refund_notice_record would record, computed by the service itself in a transaction that
+    is then rolled back: the preview can never disagree with the real thing."""
     try:
         with transaction.atomic():
-            result = refund_record(enqueue=False, **kwargs)
+            result = refund_notice_record(enqueue=False, **kwargs)
             lines = list(result.refund.skus.select_related("order_sku"))
             raise _DryRunRollback(result, lines)
     except _DryRunRollback as rollback:
@@ -637,12 +637,13 @@ _FORM_FIELD_FOR_SERVICE_FIELD = {
     "shipping_amount": "shipping",
     "tax_amount": "tax",
     "external_id": "external_id",
+    "reference": "external_id",
     "reason": "reason",
     "reason_code": "reason_code",
 }
 
 
-def _attach_service_errors(form: OperatorNoticeForm, exc: ValidationFailed) -> None:
+def _attach_service_errors(form: OperatorNoticeForm, exc: ApplicationError) -> None:
     if not exc.field_errors:
         form.add_error(None, exc.message)
         return
@@ -657,8 +658,9 @@ def record_notice_view(model_admin, request):
 
     Step 1 (GET): merchant and order. Step 2: quantities per SKU, shipping, tax, reason and the
     merchant's refund reference; "Preview" shows the amount and the merchant/channel split, "Confirm"
-    records it through refund_record (source OPERATOR). The merchant's reference is the refund's
-    external id and the form token its request key, so a double submit records one refund.
+    records it through refund_notice_record (source OPERATOR), the merchant portal's own notice rule
+    (a `cancel:` reference is refused here too). The merchant's reference is the refund's external id
+    and the form token its request key, so a double submit records one refund.
     """
     _require_operator(request)
     opts = model_admin.model._meta
@@ -698,11 +700,11 @@ def record_notice_view(model_admin, request):
     if request.method != "POST" or "_edit" in request.POST or not form.is_valid():
         return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
 
-    kwargs = _record_kwargs(form, request.user)
+    kwargs = _notice_kwargs(form, request.user)
     if "_confirm" in request.POST:
         try:
-            result = refund_record(**kwargs)
-        except ValidationFailed as exc:
+            result = refund_notice_record(**kwargs)
+        except (ValidationFailed, RefundNoticesNotEnabled) as exc:
             _attach_service_errors(form, exc)
             return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
         refund = result.refund
@@ -725,7 +727,7 @@ def record_notice_view(model_admin, request):
 
     try:
         result, lines = _dry_run_record(kwargs)
-    except ValidationFailed as exc:
+    except (ValidationFailed, RefundNoticesNotEnabled) as exc:
         _attach_service_errors(form, exc)
         return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
     refund = result.refund
