@@ -5,7 +5,8 @@ history are written by refunds.services so that every status change has a Refund
 therefore shows those rows, lets operators edit only what is descriptive (a refund's reason) or
 configuration (channels and their users), and repairs refunds through actions that each confirm
 first and call one service per refund (pages in refunds.admin_views, reads in
-refunds.selectors_admin). The admin index leads with the triage counts and a 30-day chart.
+refunds.selectors_admin). The admin index leads with the triage counts and a 30-day chart
+(RefundAdmin.index_context, which violet_refunds.admin.VioletAdminSite puts on its index page).
 """
 
 from functools import partial
@@ -20,12 +21,6 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.timesince import timesince
 
-from payments.admin import (
-    ReadOnlyAdminMixin,
-    ReadOnlyTabularInline,
-    admin_link,
-    money_display,
-)
 from payments.models import ShopperRefund, Transfer, TransferReversal
 from refunds import admin_views
 from refunds.models import (
@@ -40,6 +35,14 @@ from refunds.models import (
     RefundSku,
 )
 from refunds.selectors_admin import refund_step_outcomes, refunds_needing_attention, refunds_stuck
+from violet_refunds.admin import (
+    ReadOnlyAdminMixin,
+    ReadOnlyTabularInline,
+    admin_link,
+    can_operate,
+    money_display,
+    status_badge,
+)
 from violet_refunds.money import format_amount
 
 # --- Channels ---
@@ -285,7 +288,7 @@ class RefundErrorInline(ReadOnlyTabularInline):
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
-        return (*fields, "resolve") if admin_views.can_operate(request.user) else fields
+        return (*fields, "resolve") if can_operate(request.user) else fields
 
     def get_readonly_fields(self, request, obj=None):
         return (*self.readonly_fields, "resolve")
@@ -370,10 +373,6 @@ class OpenErrorsFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(~has_open)
         return queryset
-
-
-def status_badge(status: str, label: str | None = None):
-    return format_html('<span class="refund-status refund-status--{}">{}</span>', status, label or status)
 
 
 def step_badges(refund: Refund):
@@ -554,7 +553,11 @@ class RefundAdmin(admin.ModelAdmin):
 
     def has_operate_permission(self, request):
         """May retry, mark external, cancel, resolve errors and record notices."""
-        return admin_views.can_operate(request.user)
+        return can_operate(request.user)
+
+    def index_context(self, request) -> dict:
+        """The admin index leads with refund triage (VioletAdminSite.index asks every model admin)."""
+        return admin_views.index_triage_context(self, request)
 
     # --- columns ---
 
@@ -777,7 +780,7 @@ class RefundErrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     actions = ("resolve_selected_errors",)
 
     def has_operate_permission(self, request):
-        return admin_views.can_operate(request.user)
+        return can_operate(request.user)
 
     @admin.display(description="Message")
     def short_message(self, error):
@@ -801,19 +804,3 @@ class RefundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("id__exact", "refund__id__exact", "actor", "message")
     list_select_related = ("refund",)
     raw_id_fields = ("refund", "user")
-
-
-# --- The admin index leads with refund triage ---
-# The default site renders the index; wrapping its view (rather than swapping in an AdminSite
-# subclass, which would need a settings change) adds the triage counts and the chart to the
-# context of templates/admin/index.html. Set at import, before the admin URLs are built.
-_site_index = admin.site.index
-
-
-def _index_with_refund_triage(request, extra_context=None):
-    refund_admin = admin.site._registry.get(Refund)
-    context = admin_views.index_triage_context(refund_admin, request) if refund_admin else {}
-    return _site_index(request, extra_context={**context, **(extra_context or {})})
-
-
-admin.site.index = _index_with_refund_triage

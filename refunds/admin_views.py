@@ -46,18 +46,13 @@ from refunds.services import (
     refund_retry,
 )
 from refunds.services.notices import NoticeLine, RefundNoticesNotEnabled, refund_notice_record
+from violet_refunds.admin import can_operate
 from violet_refunds.exceptions import ApplicationError, InvalidTransition, ValidationFailed
 from violet_refunds.money import AmountParts, format_amount, format_major
 
-# Until refunds.models grows finer permissions, acting on refunds is what changing them means.
-OPERATE_PERMISSION = "refunds.change_refund"
 # One confirmation acts on at most this many refunds: each is a locked, audited service call (and
 # a retry may call Stripe); a "select all 80,000" slip must not become a multi-minute request.
 MAX_REFUNDS_PER_OPERATION = 200
-
-
-def can_operate(user) -> bool:
-    return bool(user.is_active and user.is_staff and user.has_perm(OPERATE_PERMISSION))
 
 
 def _require_operator(request) -> None:
