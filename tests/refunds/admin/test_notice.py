@@ -7,8 +7,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from platforms.models import Platform, SfccRefundMode
+from refunds.admin.selectors import merchants_for_operator_notice
 from refunds.models import OrderSku, Refund, RefundEvent, RefundSource, RefundStatus
-from refunds.selectors_admin import merchants_for_operator_notice
 from tests.factories import MerchantFactory
 from tests.world import funded_bag
 
