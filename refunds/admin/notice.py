@@ -11,9 +11,14 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from refunds.admin import selectors as admin_selectors
 from refunds.admin.forms import NoticeLookupForm, OperatorNoticeForm
 from refunds.admin.operations import require_operator
+from refunds.admin.selectors import (
+    bag_for_operator_notice,
+    bag_skus_left,
+    merchant_accepts_operator_notice,
+    refund_split_preview,
+)
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import RefundSku, RefundSource
 from refunds.services import RecordResult
@@ -36,7 +41,7 @@ def _notice_kwargs(form: OperatorNoticeForm, user) -> dict:
         "source": RefundSource.OPERATOR,
         "actor": f"operator:{user.get_username()}",
         "user": user,
-        "notices_enabled": admin_selectors.merchant_accepts_operator_notice(form.bag.merchant),
+        "notices_enabled": merchant_accepts_operator_notice(form.bag.merchant),
         "lines": [NoticeLine(order_sku_id=pk, quantity=qty) for pk, qty in form.sku_quantities().items()],
         # Always explicit, even when 0: with no parts at all refund_record would refund the whole bag.
         "shipping_amount": data["shipping"],
@@ -102,7 +107,7 @@ def record_notice_view(model_admin, request):
     lookup = NoticeLookupForm(request.GET if "merchant" in request.GET else None)
     bag = None
     if lookup.is_bound and lookup.is_valid():
-        bag = admin_selectors.bag_for_operator_notice(
+        bag = bag_for_operator_notice(
             merchant=lookup.cleaned_data["merchant"], reference=lookup.cleaned_data["order"]
         )
         if bag is None:
@@ -111,7 +116,7 @@ def record_notice_view(model_admin, request):
     if bag is None:
         return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
 
-    skus_left = admin_selectors.bag_skus_left(bag)
+    skus_left = bag_skus_left(bag)
     form = OperatorNoticeForm(request.POST if request.method == "POST" else None, bag=bag, skus_left=skus_left)
     remaining = bag_refundable_remaining(bag)
     context.update(
@@ -159,7 +164,7 @@ def record_notice_view(model_admin, request):
         return TemplateResponse(request, "admin/refunds/refund/record_notice.html", context)
     refund = result.refund
     parts = AmountParts(sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount)
-    split = admin_selectors.refund_split_preview(bag=bag, parts=parts)
+    split = refund_split_preview(bag=bag, parts=parts)
     context.update(
         preview={
             "existing": None if result.created else refund,

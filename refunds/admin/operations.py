@@ -21,8 +21,8 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from refunds.admin import selectors as admin_selectors
 from refunds.admin.forms import ErrorSelectionForm, OperationNoteForm
+from refunds.admin.selectors import refund_step_outcomes
 from refunds.admin.steps import STEP_MARKS, STEP_SHORT_NAMES, step_title
 from refunds.models import Refund, RefundError, RefundStatus
 from refunds.services import refund_cancel, refund_error_resolve, refund_mark_external, refund_retry
@@ -198,7 +198,7 @@ def _refunds_for_confirmation(ids) -> list[Refund]:
 def _confirmation_rows(refunds: list[Refund], operation: RefundOperation) -> list[dict]:
     rows = []
     for refund in refunds:
-        steps = admin_selectors.refund_step_outcomes(refund)
+        steps = refund_step_outcomes(refund)
         moved = [step.label.lower() for step in steps if step.money_moved]
         warning = ""
         if operation.name == "cancel" and moved:

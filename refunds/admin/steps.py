@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from django.utils.html import format_html_join
 
-from refunds.admin import selectors as admin_selectors
-from refunds.admin.selectors import StepState, refund_step_outcomes
+from refunds.admin.selectors import StepOutcome, StepState, refund_step_outcomes
 from refunds.models import Refund, RefundStep
 from violet_refunds.money import format_amount
 
@@ -32,7 +31,7 @@ STEP_STATE_WORDS = {
 }
 
 
-def step_title(outcome: admin_selectors.StepOutcome) -> str:
+def step_title(outcome: StepOutcome) -> str:
     """ "Reverse merchant transfer: money moved · 249.90 USD · trr_…" (a badge's hover text)."""
     title = f"{outcome.label}: {STEP_STATE_WORDS[outcome.state]}"
     if outcome.amount is not None:
