@@ -376,9 +376,9 @@ def count_queries(client, path: str, **headers) -> tuple[int, int, bytes]:
 def failed_refunds_query() -> tuple[str, str]:
     """The admin's failed-refunds filter (H9's `?triage=failed`), or a plain status filter."""
     try:
-        from refunds import admin_views
+        from refunds.admin import triage
 
-        return f"{admin_views.TRIAGE_PARAMETER}={admin_views.TRIAGE_FAILED}", "the admin's Failed refunds view"
+        return f"{triage.TRIAGE_PARAMETER}={triage.TRIAGE_FAILED}", "the admin's Failed refunds view"
     except (ImportError, AttributeError):
         return FALLBACK_FAILED_QUERY, "status filter (the admin has no failed-refunds view yet)"
 

@@ -22,9 +22,7 @@ from notifications.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from payments.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline, admin_link
-from refunds.admin import status_badge
-from refunds.admin_views import can_operate
+from violet_refunds.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline, admin_link, can_operate, status_badge
 from violet_refunds.crypto import CredentialsUnreadable
 from violet_refunds.exceptions import ApplicationError
 

@@ -1,74 +1,13 @@
 """Operator views of money that moved through Stripe. Read-only: Stripe is the truth for these rows,
 and the refund engine is the only writer, so nothing here is added, edited or deleted by hand.
 
-The first section holds the small admin building blocks the refunds admin reuses (payments is the
-bottom layer, so refunds may import from here, never the other way round).
+The read-only admins, inlines and money columns come from violet_refunds.admin, like every app's.
 """
 
-from functools import reduce
-
 from django.contrib import admin
-from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
 
 from payments.models import PaymentTransaction, ShopperRefund, Transfer, TransferReversal
-from violet_refunds.money import format_amount
-
-
-def money_display(amount_field: str, currency_path: str, description: str):
-    """A list/readonly column showing `amount_field` in major units with its currency.
-
-    `currency_path` may follow relations with dots ("bag.currency"); select them in the queryset.
-    """
-
-    @admin.display(description=description, ordering=amount_field)
-    def display(_model_admin, obj):
-        currency = reduce(getattr, currency_path.split("."), obj)
-        return format_amount(getattr(obj, amount_field), currency)
-
-    return display
-
-
-def admin_link(obj):
-    """A link to `obj`'s admin change page (plain text when its model is not registered)."""
-    if obj is None:
-        return "-"
-    opts = obj._meta
-    try:
-        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:
-        return str(obj)
-    return format_html('<a href="{}">{}</a>', url, obj)
-
-
-class ReadOnlyAdminMixin:
-    """View-only admin: rows are written by services (and Stripe), never by a form."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """History shown under its parent: no empty forms, no delete boxes, a link to each row."""
-
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    # Columns to select with the rows, so each readonly foreign key costs no extra query.
-    list_select_related: tuple[str, ...] = ()
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        if self.list_select_related:
-            queryset = queryset.select_related(*self.list_select_related)
-        return queryset
-
+from violet_refunds.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline, money_display
 
 # --- payments models ---
 

@@ -13,11 +13,11 @@ from django.db import models
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 
-from payments.admin import admin_link
 from platforms import services
 from platforms.adapters.base import PayloadMalformed, PlatformDataInvalid
 from platforms.adapters.wix import WixAdapter
 from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection
+from violet_refunds.admin import admin_link
 from violet_refunds.crypto import CredentialsUnreadable
 from violet_refunds.money import format_amount
 

@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from violet_refunds.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline
+
 from .models import (
     SandboxAccount,
     SandboxBalance,
@@ -15,28 +17,15 @@ from .models import (
 )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Sandbox objects change only through the Stripe API emulation or the test ledger."""
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class BalanceInline(admin.TabularInline):
+class BalanceInline(ReadOnlyTabularInline):
     model = SandboxBalance
     fields = ("currency", "available")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    show_change_link = False  # balances have no admin page of their own
 
 
 @admin.register(SandboxAccount)

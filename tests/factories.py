@@ -92,7 +92,7 @@ class MerchantApiKeyFactory(factory.django.DjangoModelFactory):
     merchant = factory.SubFactory(MerchantFactory)
     name = "Engineering"
     prefix = factory.Sequence(lambda n: f"vrk_{n:08d}")
-    # The plaintext key of a factory row is f"{prefix}_merchant-api-key" (refunds.portal.keys hashes with SHA-256).
+    # The plaintext key of a factory row is f"{prefix}_merchant-api-key" (portal.keys hashes with SHA-256).
     key_hash = factory.LazyAttribute(lambda k: hashlib.sha256(f"{k.prefix}_merchant-api-key".encode()).hexdigest())
 
 

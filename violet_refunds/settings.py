@@ -46,7 +46,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "te
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "violet_refunds.apps.VioletAdminConfig",  # django.contrib.admin with the project's AdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "payments",
     "notifications",
     "stripe_sandbox",
+    "portal",
 ]
 
 MIDDLEWARE = [

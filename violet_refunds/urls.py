@@ -24,7 +24,7 @@ handler500 = server_error
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("refunds.api.urls")),
-    path("portal/", include("refunds.portal.urls")),
+    path("portal/", include("portal.urls")),
     path("webhooks/", include("platforms.urls")),
     path("healthz", healthz, name="healthz"),
 ]

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from platforms.models import MerchantApiKey, Platform
+from portal.keys import api_key_authenticate, api_key_create, api_key_hash
 from refunds.models import Refund, RefundEvent, RefundSource
-from refunds.portal.keys import api_key_authenticate, api_key_create, api_key_hash
 from tests.factories import BagFactory, MerchantApiKeyFactory, MerchantFactory, OrderSkuFactory
 from tests.portal.conftest import logged_in, notice_bag, portal_user
 

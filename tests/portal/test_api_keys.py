@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from platforms.models import MerchantApiKey, Platform
-from refunds.portal.keys import MAX_ACTIVE_KEYS_PER_MERCHANT, api_key_authenticate, api_key_create
+from portal.keys import MAX_ACTIVE_KEYS_PER_MERCHANT, api_key_authenticate, api_key_create
 from tests.factories import MerchantFactory
 from tests.portal.conftest import logged_in, portal_user, sfcc_merchant
 from violet_refunds.exceptions import ValidationFailed

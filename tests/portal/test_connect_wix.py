@@ -14,7 +14,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from platforms.connect import clean_pasted_value, connect_store
 from platforms.models import Platform, StoreConnection
-from refunds.portal import views
+from portal import views
 from tests.factories import AppFactory, MerchantFactory, MerchantMembershipFactory, StoreConnectionFactory
 from tests.portal.conftest import (
     WIX_ACCOUNT_ID,

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from refunds.portal.keys import api_key_create
+from portal.keys import api_key_create
 from tests.factories import MerchantFactory, MerchantMembershipFactory
 from tests.portal.conftest import notice_bag, portal_user
 

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from platforms.models import Platform, SfccRefundMode
+from portal.presenters import REFUND_STATUS_TEXT
 from refunds.models import FulfillmentStatus, RefundStatus
-from refunds.portal.presenters import REFUND_STATUS_TEXT
 from tests.factories import BagFactory, MerchantFactory, OrderSkuFactory, RefundFactory, RefundSkuFactory
 from tests.portal.conftest import logged_in, portal_user
 

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from platforms.models import Platform
-from refunds.portal.redirects import channel_redirect_app, channel_redirect_url
+from portal.redirects import channel_redirect_app, channel_redirect_url
 from tests.factories import AppFactory, MerchantFactory
 from tests.portal.conftest import WIX_ACCOUNT_ID, WIX_API_KEY, WIX_SITE_ID, logged_in, portal_user
 

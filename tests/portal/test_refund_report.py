@@ -7,9 +7,9 @@ import pytest
 from django.urls import reverse
 
 from platforms.models import Platform, SfccRefundMode
+from portal.forms import RefundNoticeForm
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import BagStatus, Refund, RefundEvent, RefundSku, RefundSource, RefundStatus
-from refunds.portal.forms import RefundNoticeForm
 from tests.factories import BagFactory, MerchantFactory, OrderSkuFactory
 from tests.portal.conftest import logged_in, notice_bag, portal_user, sfcc_merchant
 from violet_refunds.money import parse_major

@@ -1,14 +1,14 @@
 """Object-level authorization (fault matrix row 36): every portal page and action reaches data only
-through refunds.portal_selectors, scoped to the user's merchants. Another merchant's ids are 404."""
+through portal.selectors, scoped to the user's merchants. Another merchant's ids are 404."""
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
 from platforms.models import MerchantApiKey, Platform, StoreConnection
-from refunds import portal_selectors as scoped
+from portal import selectors as scoped
+from portal.keys import api_key_create
 from refunds.models import Refund
-from refunds.portal.keys import api_key_create
 from tests.factories import (
     BagFactory,
     MerchantFactory,

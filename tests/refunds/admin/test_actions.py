@@ -380,9 +380,9 @@ def test_viewer_cannot_change_the_refund_reason(viewer_client, failed_refund):
 
 
 def test_a_selection_larger_than_the_cap_is_refused(operator_client, failed_refund, settings, monkeypatch):
-    from refunds import admin_views
+    from refunds.admin import operations
 
-    monkeypatch.setattr(admin_views, "MAX_REFUNDS_PER_OPERATION", 0)
+    monkeypatch.setattr(operations, "MAX_REFUNDS_PER_OPERATION", 0)
     response = choose_action(operator_client, "retry_refunds", [failed_refund])
     assert response.status_code == 302
     assert messages_of(response) == ["Select at most 0 refunds for one retry processing."]

@@ -6,7 +6,7 @@ import io
 import pytest
 from django.urls import reverse
 
-from refunds.admin_views import CSV_HEADER
+from refunds.admin.export import CSV_HEADER
 from refunds.models import RefundStatus
 from tests.factories import BagFactory, RefundErrorFactory, RefundFactory
 

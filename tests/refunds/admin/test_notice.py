@@ -1,13 +1,14 @@
 """The operator's refund notice (SFCC Option 2): merchant and order, what was refunded, a preview of
-the amount and the split that writes nothing, then one refund through refund_record."""
+the amount and the split that writes nothing, then one refund through refund_notice_record (the
+portal's own notice rule) and so refund_record."""
 
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from platforms.models import Platform, SfccRefundMode
+from refunds.admin.selectors import merchants_for_operator_notice
 from refunds.models import OrderSku, Refund, RefundEvent, RefundSource, RefundStatus
-from refunds.selectors_admin import merchants_for_operator_notice
 from tests.factories import MerchantFactory
 from tests.world import funded_bag
 
@@ -182,3 +183,21 @@ def test_viewer_cannot_record_a_notice(viewer_client, sfcc_bag):
     assert viewer_client.get(NOTICE).status_code == 403
     assert viewer_client.post(notice_url(sfcc_bag), notice_data(sfcc_bag, _confirm="1")).status_code == 403
     assert Refund.objects.count() == 0
+
+
+@pytest.mark.parametrize("submit", ["_preview", "_confirm"])
+def test_a_cancel_reference_is_refused_like_the_portal_does(operator_client, sfcc_bag, submit):
+    """`cancel:<order id>` is the external id of a cancellation recorded as a refund: an operator's
+    notice under it would silence the platform's later cancellation refund (same rule as the portal)."""
+    from refunds.services.notices import reference_problem
+
+    reference = f"cancel:{sfcc_bag.external_id}"
+    response = operator_client.post(notice_url(sfcc_bag), notice_data(sfcc_bag, reference=reference, **{submit: "1"}))
+    assert response.status_code == 200
+    expected = "References starting with 'cancel:' are reserved for cancellations."
+    assert reference_problem(reference) == expected
+    assert response.context["form"].errors["external_id"] == [expected]
+    assert expected.replace("'", "&#x27;") in response.content.decode()
+    assert "preview" not in response.context
+    assert Refund.objects.count() == 0
+    assert OrderSku.objects.get(bag=sfcc_bag).quantity_refunded == 0

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from payments.models import Recipient, ShopperRefund, TransferReversal
 from platforms.models import InboundEvent
-from refunds.admin import RefundAdmin
+from refunds.admin.refunds import RefundAdmin
+from refunds.admin.selectors import refunds_per_day, triage_counts
 from refunds.models import Refund, RefundStatus
-from refunds.selectors_admin import refunds_per_day, triage_counts
 from tests.factories import (
     InboundEventFactory,
     RefundErrorFactory,

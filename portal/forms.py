@@ -18,10 +18,10 @@ from django.db.models import QuerySet
 from platforms.clients.wix import WixCredentialsInvalid, clean_wix_credentials
 from platforms.connect import clean_pasted_value
 from platforms.models import Merchant
+from portal.keys import NAME_MAX_LENGTH
 from refunds.amounts import Remaining
 from refunds.models import Bag, OrderSku, ReasonCode
-from refunds.portal.keys import NAME_MAX_LENGTH
-from refunds.portal.notices import (
+from refunds.services.notices import (
     REASON_CODE_LABELS,
     REASON_MAX_LENGTH,
     REFERENCE_MAX_LENGTH,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from platforms.adapters.wix import WIX_CANCEL_IS_REFUND_BEFORE
 from platforms.models import Merchant, Platform, SfccRefundMode, StoreConnection
+from portal.selectors import merchant_accepts_refund_notices
 from refunds.models import Bag, FulfillmentStatus, Refund, RefundStatus
-from refunds.portal_selectors import merchant_accepts_refund_notices
 from violet_refunds.money import format_amount
 
 

@@ -1,10 +1,15 @@
 """Refund notices (seed 000, Salesforce Commerce Cloud, Option 2: "Notify Violet of Refunds").
 
-The portal form and the refund-notice API both end here, and both record through
-`refunds.services.refund_record` like every other entry point. A notice names the bag, the quantities
+The one path of a refund notice: the portal form, the portal's refund-notice API and the operators'
+admin notice form all end here, and record through `refunds.services.refund_record` like every
+other entry point. A notice names the bag, the quantities
 per SKU, the shipping and tax refunded, a reason code and the merchant's own refund reference. The
 reference becomes the refund's external_id, so sending the same notice twice (double click, a retried
 HTTP call, the form and the API) records one refund.
+
+This is the refund domain: whether a merchant may send notices at all is decided by the face that
+knows the merchant (portal.selectors for merchants, the admin's selectors for operators) and passed in
+as `notices_enabled`; nothing here imports platforms or portal.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from dataclasses import dataclass
 
 from refunds.amounts import Remaining
 from refunds.models import Bag, OrderSku, ReasonCode, RefundSource
-from refunds.portal_selectors import merchant_accepts_refund_notices
 from refunds.services import RecordResult, RefundSkuLine, refund_record
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
 
@@ -94,6 +98,7 @@ def refund_notice_record(
     *,
     bag: Bag,
     actor: str,
+    notices_enabled: bool,
     lines: Sequence[NoticeLine] = (),
     shipping_amount: int = 0,
     tax_amount: int = 0,
@@ -103,11 +108,16 @@ def refund_notice_record(
     reference: str,
     request_key: str | None = None,
     user=None,
+    source: str = RefundSource.MERCHANT_NOTICE,
+    enqueue: bool = True,
 ) -> RecordResult:
-    """Record the refund a merchant notified us of. Idempotent on (bag, reference) and on
-    (bag, request_key). Raises RefundNoticesNotEnabled or ValidationFailed (field_errors keyed by
-    the service's names: skus, sub_total_amount, shipping_amount, tax_amount, amount, bag, reference)."""
-    if not merchant_accepts_refund_notices(bag.merchant):
+    """Record the refund a merchant notified us of (`source` OPERATOR when an operator records it on
+    the merchant's behalf). Idempotent on (bag, reference) and on (bag, request_key). Raises
+    RefundNoticesNotEnabled (when `notices_enabled` is false: the caller's answer to "may this bag's
+    merchant send notices?") or ValidationFailed (field_errors keyed by the service's names: skus,
+    sub_total_amount, shipping_amount, tax_amount, amount, bag, reference, reason, reason_code).
+    `enqueue=False` records without starting processing (the operator's preview, rolled back)."""
+    if not notices_enabled:
         raise RefundNoticesNotEnabled(
             f"{bag.merchant.name} does not send refund notices: refunds are read from "
             f"{bag.merchant.get_platform_display()} directly."
@@ -127,7 +137,7 @@ def refund_notice_record(
             )
     return refund_record(
         bag=bag,
-        source=RefundSource.MERCHANT_NOTICE,
+        source=source,
         actor=actor,
         skus=[RefundSkuLine(order_sku_id=line.order_sku_id, quantity=line.quantity) for line in lines],
         sub_total_amount=items_amount if items_amount is not None else (None if lines else 0),
@@ -138,4 +148,5 @@ def refund_notice_record(
         reason_code=reason_code,
         reason=(reason or "").strip(),
         user=user,
+        enqueue=enqueue,
     )

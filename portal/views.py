@@ -1,4 +1,4 @@
-"""Merchant portal views: thin callers of refunds.portal_selectors (every read, scoped to the
+"""Merchant portal views: thin callers of portal.selectors (every read, scoped to the
 logged-in user's merchants) and of the services (refund notices, API keys, store connection).
 
 Every page requires a login; a user who acts for no merchant sees one clear page instead. An id of
@@ -25,11 +25,9 @@ from platforms.clients.base import PlatformUnavailable
 from platforms.clients.wix import WixCredentialsInvalid
 from platforms.connect import connect_store
 from platforms.models import Platform
-from refunds import portal_selectors as scoped
-from refunds.amounts import bag_refundable_remaining
-from refunds.models import RefundStatus
-from refunds.portal import presenters
-from refunds.portal.forms import (
+from portal import presenters
+from portal import selectors as scoped
+from portal.forms import (
     ApiKeyCreateForm,
     ConnectWixForm,
     PortalLoginForm,
@@ -38,9 +36,11 @@ from refunds.portal.forms import (
     RefundNoticeForm,
     new_form_token,
 )
-from refunds.portal.keys import api_key_create, api_key_revoke
-from refunds.portal.notices import REASON_CODE_LABELS, RefundNoticesNotEnabled, refund_notice_record
-from refunds.portal.redirects import channel_redirect_app, channel_redirect_url
+from portal.keys import api_key_create, api_key_revoke
+from portal.redirects import channel_redirect_app, channel_redirect_url
+from refunds.amounts import bag_refundable_remaining
+from refunds.models import RefundStatus
+from refunds.services.notices import REASON_CODE_LABELS, RefundNoticesNotEnabled, refund_notice_record
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 from violet_refunds.money import currency_exponent, format_major
 
@@ -243,7 +243,13 @@ def refund_report(request, bag_id: int):
     )
     if request.method == "POST" and form.is_valid():
         try:
-            result = refund_notice_record(bag=bag, actor=_actor(request), user=request.user, **form.notice_arguments())
+            result = refund_notice_record(
+                bag=bag,
+                actor=_actor(request),
+                user=request.user,
+                notices_enabled=scoped.merchant_accepts_refund_notices(bag.merchant),
+                **form.notice_arguments(),
+            )
         except ValidationFailed as exc:
             form.add_service_errors(exc.field_errors, exc.message)
         except RefundNoticesNotEnabled as exc:

@@ -29,13 +29,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platforms.models import MerchantApiKey
+from portal import keys
+from portal.selectors import bag_get_for_merchant, bag_skus, merchant_accepts_refund_notices
 
 # The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
 from refunds.api.views import JsonOnlyNegotiation, _idempotency_key
 from refunds.models import ReasonCode, Refund
-from refunds.portal import keys
-from refunds.portal.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
-from refunds.portal_selectors import bag_get_for_merchant, bag_skus
+from refunds.services.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
 
 MAX_LINES = 300
@@ -179,6 +179,7 @@ class RefundNoticeApi(APIView):
             bag=bag,
             actor=f"merchant-api-key:{api_key.prefix}",
             user=None,
+            notices_enabled=merchant_accepts_refund_notices(bag.merchant),
             lines=_lines(bag, data.get("skus") or []),
             items_amount=data.get("sub_total_amount"),
             shipping_amount=data["shipping_amount"],

@@ -227,6 +227,10 @@ def merchants_for_operator_notice() -> QuerySet[Merchant]:
     ).order_by("name", "pk")
 
 
+def merchant_accepts_operator_notice(merchant: Merchant) -> bool:
+    return merchants_for_operator_notice().filter(pk=merchant.pk).exists()
+
+
 def bag_for_operator_notice(*, merchant: Merchant, reference: str) -> Bag | None:
     """The merchant's bag named by its platform order id, or by our bag id."""
     reference = (reference or "").strip()

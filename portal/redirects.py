@@ -14,8 +14,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from portal.selectors import app_get_for_redirect
 from refunds.models import App
-from refunds.portal_selectors import app_get_for_redirect
 
 REDIRECT_URI_MAX_LENGTH = 2048
 _DEFAULT_PORTS = {"https": 443, "http": 80}

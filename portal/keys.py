@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from platforms.models import Merchant, MerchantApiKey
-from refunds.portal_selectors import api_key_active_for_prefix, merchant_accepts_refund_notices
+from portal.selectors import api_key_active_for_prefix, merchant_accepts_refund_notices
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 
 KEY_PREFIX_MARK = "vrk_"

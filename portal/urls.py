@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from refunds.portal import api, views
+from portal import api, views
 
 app_name = "portal"
 

@@ -10,8 +10,8 @@ from decimal import Decimal, InvalidOperation
 from django import forms
 
 from platforms.models import Merchant
+from refunds.admin.selectors import SkuLeft, merchants_for_operator_notice
 from refunds.models import Bag, ReasonCode
-from refunds.selectors_admin import SkuLeft, merchants_for_operator_notice
 from violet_refunds.money import currency_exponent, decimal_to_minor_units, format_amount
 
 

@@ -1,0 +1,102 @@
+"""Admin building blocks every app's admin stands on, and the project's AdminSite.
+
+Each app's admin module (payments, platforms, refunds, notifications, stripe_sandbox) imports its
+helpers from here and never from another app's admin: read-only admins and inlines for rows only
+services (and Stripe) write, money columns in the one format of violet_refunds.money, links to
+change pages, status badges, and who may operate (repair refunds, resend webhooks, ...).
+
+`VioletAdminSite` is installed as the default site by violet_refunds.apps.VioletAdminConfig (in
+INSTALLED_APPS instead of "django.contrib.admin"). Its index adds what registered model admins offer
+through `index_context(request)`: the refunds admin leads the page with its triage counts and chart.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from django.contrib import admin
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from violet_refunds.money import format_amount
+
+# Until refunds.models grows finer permissions, acting on refunds (and on what operators repair
+# around them, such as webhook deliveries) is what changing a refund means.
+OPERATE_PERMISSION = "refunds.change_refund"
+
+
+def can_operate(user) -> bool:
+    """May retry, mark external, cancel, resolve errors, record notices, resend webhooks."""
+    return bool(user.is_active and user.is_staff and user.has_perm(OPERATE_PERMISSION))
+
+
+def money_display(amount_field: str, currency_path: str, description: str):
+    """A list/readonly column showing `amount_field` in major units with its currency.
+
+    `currency_path` may follow relations with dots ("bag.currency"); select them in the queryset.
+    """
+
+    @admin.display(description=description, ordering=amount_field)
+    def display(_model_admin, obj):
+        currency = reduce(getattr, currency_path.split("."), obj)
+        return format_amount(getattr(obj, amount_field), currency)
+
+    return display
+
+
+def admin_link(obj):
+    """A link to `obj`'s admin change page (plain text when its model is not registered)."""
+    if obj is None:
+        return "-"
+    opts = obj._meta
+    try:
+        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return str(obj)
+    return format_html('<a href="{}">{}</a>', url, obj)
+
+
+def status_badge(status: str, label: str | None = None):
+    """A status as a coloured badge (the colours live in admin/refunds/includes/triage_styles.html)."""
+    return format_html('<span class="refund-status refund-status--{}">{}</span>', status, label or status)
+
+
+class ReadOnlyAdminMixin:
+    """View-only admin: rows are written by services (and Stripe), never by a form."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """History shown under its parent: no empty forms, no delete boxes, a link to each row."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    # Columns to select with the rows, so each readonly foreign key costs no extra query.
+    list_select_related: tuple[str, ...] = ()
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.list_select_related:
+            queryset = queryset.select_related(*self.list_select_related)
+        return queryset
+
+
+class VioletAdminSite(admin.AdminSite):
+    """Django's admin site; its index also carries what registered model admins put there."""
+
+    def index(self, request, extra_context=None):
+        context: dict = {}
+        for model_admin in self._registry.values():
+            index_context = getattr(model_admin, "index_context", None)
+            if index_context is not None:
+                context.update(index_context(request))
+        return super().index(request, extra_context={**context, **(extra_context or {})})
