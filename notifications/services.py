@@ -45,7 +45,6 @@ from notifications.models import (
     WebhookEvent,
 )
 from notifications.sender import AttemptResult, post_webhook
-from notifications.serializers import OrderPayloadSerializer
 from notifications.signing import (
     BAG_ID_HEADER,
     ENTITY_LENGTH_HEADER,
@@ -59,8 +58,8 @@ from notifications.signing import (
     sign,
     signing_secret_generate,
 )
-from refunds.api.serializers import RefundSerializer
 from refunds.models import App, Bag, BagStatus, Refund, RefundStatus
+from refunds.representation import order_representation, refund_representation
 from violet_refunds.crypto import CredentialsUnreadable
 from violet_refunds.exceptions import Conflict, InvalidTransition, ValidationFailed
 
@@ -354,7 +353,7 @@ def refund_event_emit(refund: Refund) -> WebhookEvent | None:
             bag,
             state,
             [_NewEvent(event_type, dedupe_key, refund_id=refund.pk)],
-            body=_json_body(RefundSerializer(current).data),
+            body=_json_body(refund_representation(current)),
         )
     return event
 
@@ -397,7 +396,7 @@ def _order_events_emit(bag_id: int, planned: Sequence[_NewEvent]) -> list[Webhoo
         if not new:
             return []
         selectors.order_payload_load(order)
-        return _events_write(bag, state, new, body=_json_body(OrderPayloadSerializer(order).data))
+        return _events_write(bag, state, new, body=_json_body(order_representation(order)))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status as http_status
 from rest_framework.response import Response
 
-from refunds import selectors
+from refunds import representation, selectors
 from refunds.api import serializers as api
 from refunds.api.auth import TokenType, VioletAuthentication, login_owner, token_issue
 from refunds.api.base import ChannelAPIView, JsonAPIView
@@ -147,7 +147,7 @@ class RefundDetailView(ChannelAPIView):
             refund = selectors.refund_get_for_app(self.app, order_id, refund_id)
         except Refund.DoesNotExist:
             raise _not_found("Refund") from None
-        return Response(api.RefundSerializer(refund).data)
+        return Response(representation.refund_representation(refund))
 
 
 class OrderRefundsView(ChannelAPIView):
@@ -163,7 +163,7 @@ class OrderRefundsView(ChannelAPIView):
             refunds = selectors.refund_list_for_order(self.app, order_id)
         except Order.DoesNotExist:
             raise _not_found("Order") from None
-        return Response(api.RefundSerializer(refunds, many=True).data)
+        return Response(representation.refunds_representation(refunds))
 
 
 def _idempotency_key(request) -> str | None:
@@ -233,7 +233,7 @@ class BagRefundsView(ChannelAPIView):
             refunds = selectors.refund_list_for_bag(self.app, order_id, bag_id)
         except Bag.DoesNotExist:
             raise _not_found("Bag") from None
-        return Response(api.RefundSerializer(refunds, many=True).data)
+        return Response(representation.refunds_representation(refunds))
 
     @extend_schema(
         operation_id="refund_bag",
@@ -286,7 +286,7 @@ class BagRefundsView(ChannelAPIView):
             ) from exc
         refund = selectors.refund_get_for_app(app, order_id, result.refund.pk)
         return Response(
-            api.RefundSerializer(refund).data,
+            representation.refund_representation(refund),
             status=http_status.HTTP_201_CREATED if result.created else http_status.HTTP_200_OK,
         )
 

@@ -12,8 +12,8 @@ import pytest
 
 from notifications import services
 from notifications.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from notifications.serializers import BagPayloadSerializer, OrderPayloadSerializer
 from payments.models import Recipient
+from refunds import representation
 from refunds.models import Bag, BagStatus, FinancialStatus, Order, RefundEvent, RefundStatus
 from tests.factories import (
     BagFactory,
@@ -219,6 +219,6 @@ def test_an_order_events_body_is_the_full_order_as_its_serializer_renders_it():
     # Loaded plainly: bags and SKUs in id order, each SKU's bag and order read on its own.
     order = Order.objects.get(pk=bag.order_id)
     bags = list(Bag.objects.filter(order=order).order_by("id"))
-    plain = OrderPayloadSerializer(order).data | {"bags": BagPayloadSerializer(bags, many=True).data}
+    plain = representation.order_representation(order) | {"bags": representation.bags_representation(bags)}
     assert json.loads(event.body) == json.loads(services._json_body(plain))
     assert [len(b["skus"]) for b in json.loads(event.body)["bags"]] == [3, 3]
