@@ -19,8 +19,8 @@ from rest_framework.response import Response
 from notifications import selectors, services
 from notifications import serializers as api
 from notifications.models import EventType, WebhookEndpoint, WebhookEvent
+from refunds.api.base import ChannelAPIView
 from refunds.api.serializers import ErrorSerializer
-from refunds.api.views import _ChannelView
 from violet_refunds.exceptions import NotFound
 
 _AUTH_ERRORS = {401: OpenApiResponse(ErrorSerializer, description="Missing, wrong or expired credentials.")}
@@ -42,7 +42,7 @@ def _webhook_data(endpoints):
     return api.WebhookSerializer(endpoints, many=True, context=context).data
 
 
-class _WebhookView(_ChannelView):
+class _WebhookView(ChannelAPIView):
     def endpoint(self, webhook_id: int) -> WebhookEndpoint:
         try:
             return selectors.endpoint_get_for_app(self.app, webhook_id)
@@ -127,7 +127,7 @@ class WebhookDetailView(_WebhookView):
         return Response(status=http_status.HTTP_204_NO_CONTENT)
 
 
-class EventsView(_ChannelView):
+class EventsView(ChannelAPIView):
     @extend_schema(
         operation_id="list_events",
         summary="List the app's events, newest first",
@@ -169,7 +169,7 @@ class EventsView(_ChannelView):
         )
 
 
-class EventResendView(_ChannelView):
+class EventResendView(ChannelAPIView):
     @extend_schema(
         operation_id="resend_event",
         summary="Send an event again",

@@ -1,25 +1,30 @@
 """Reads for outbound webhooks. Everything a channel reaches is scoped to its app in the same query,
-so another app's id behaves like an id that does not exist (`DoesNotExist`, the API's 404)."""
+so another app's id behaves like an id that does not exist (`DoesNotExist`, the API's 404).
+
+Notifications sit below the refund domain and never import it: an app, an order, a bag are ids
+(or model instances passed in, duck-typed), and the one refunds table read here, the bag's row that
+orders a bag's events, is reached through `WebhookEvent.bag`'s string reference.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from django.db.models import (
     Count,
     Exists,
+    Expression,
+    Model,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
     Subquery,
     Sum,
-    Value,
-    prefetch_related_objects,
 )
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from notifications.models import (
@@ -29,20 +34,24 @@ from notifications.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from payments.models import TransferReversal
-from refunds.models import App, Bag, Order, OrderSku, Refund, RefundError, RefundEvent, RefundSku
 
 STATS_WINDOW = timedelta(days=7)
+
+
+class ChannelApp(Protocol):
+    """The channel's app (refunds.App), as far as notifications need it."""
+
+    pk: Any
 
 
 # --- endpoints -----------------------------------------------------------------------------------
 
 
-def endpoint_list_for_app(app: App) -> list[WebhookEndpoint]:
+def endpoint_list_for_app(app: ChannelApp) -> list[WebhookEndpoint]:
     return list(WebhookEndpoint.objects.filter(app=app).order_by("id"))
 
 
-def endpoint_get_for_app(app: App, endpoint_id: int) -> WebhookEndpoint:
+def endpoint_get_for_app(app: ChannelApp, endpoint_id: int) -> WebhookEndpoint:
     return WebhookEndpoint.objects.get(pk=endpoint_id, app=app)
 
 
@@ -98,7 +107,7 @@ def _events_for_api() -> QuerySet[WebhookEvent]:
 
 
 def event_list_for_app(
-    app: App, *, event_type: str | None = None, order_id: int | None = None, bag_id: int | None = None
+    app: ChannelApp, *, event_type: str | None = None, order_id: int | None = None, bag_id: int | None = None
 ) -> QuerySet[WebhookEvent]:
     events = _events_for_api().filter(app=app)
     if event_type:
@@ -110,7 +119,7 @@ def event_list_for_app(
     return events.order_by("-id")
 
 
-def event_get_for_app(app: App, event_id) -> WebhookEvent:
+def event_get_for_app(app: ChannelApp, event_id) -> WebhookEvent:
     return _events_for_api().get(event_id=event_id, app=app)
 
 
@@ -129,55 +138,52 @@ class Receiver:
         return not self.event_types or event_type in self.event_types
 
 
+def _bag_model() -> type[Model]:
+    """The bag a webhook event belongs to: refunds.Bag, through the string reference of the FK."""
+    return WebhookEvent._meta.get_field("bag").related_model
+
+
 @dataclass(frozen=True)
 class LockedBag:
+    """The bag's row is locked: its events can be numbered (`OutboxState.last_sequence` + 1, ...)."""
+
     id: int
     order_id: int
     app_id: int
     receivers: tuple[Receiver, ...]
-    retry_round: int  # RETRY_REQUESTED events of the refund asked about (0 when none was)
+    reads: Mapping[str, Any] = field(default_factory=dict)  # the caller's `reads`, by name
 
 
-def bag_lock_for_events(bag_id: int, *, retry_rounds_of: int | None = None) -> LockedBag:
+def bag_lock_for_events(bag_id: int, *, reads: Mapping[str, Expression] | None = None) -> LockedBag:
     """Lock the bag's row (its events are numbered one writer at a time) and read, in the same
-    query, its order and app, the app's endpoints that receive new events, and optionally how often
-    a refund was retried.
+    query, its order and app, the app's endpoints that receive new events, and the caller's `reads`
+    (expressions over the bag's row, e.g. how often a refund was retried).
 
-    The endpoint rows and the retry count come from the statement's start, before any wait for the
-    lock: neither is guarded by the bag's lock (a refund's retries by the refund's own lock, which
-    its emitter holds). Whatever must be read after the lock is read by `*_for_event` below."""
-    bags = Bag.objects.select_for_update(of=("self",)).filter(pk=bag_id)
-    if retry_rounds_of is not None:
-        retries = (
-            RefundEvent.objects.filter(refund_id=retry_rounds_of, kind=RefundEvent.Kind.RETRY_REQUESTED)
-            .order_by()
-            .values("refund_id")
-            .annotate(n=Count("id"))
-            .values("n")
-        )
-        bags = bags.annotate(retry_round=Coalesce(Subquery(retries), 0))
-    else:
-        bags = bags.annotate(retry_round=Value(0))
+    The endpoint rows and the reads come from the statement's start, before any wait for the lock:
+    none of them is guarded by the bag's lock (a refund's retries by the refund's own lock, which
+    its emitter holds). Whatever must be read after the lock is read by `outbox_state_with`."""
+    reads = dict(reads or {})
+    bags = _bag_model().objects.select_for_update(of=("self",)).filter(pk=bag_id).annotate(**reads)
     endpoint = "order__app__webhook_endpoints__"
     rows = list(
         bags.values(
             "id",
             "order_id",
             "order__app_id",
-            "retry_round",
+            *reads,
             f"{endpoint}id",
             f"{endpoint}status",
             f"{endpoint}event_types",
         ).order_by(f"{endpoint}id")
     )
     if not rows:
-        raise Bag.DoesNotExist(f"Bag {bag_id} does not exist.")
+        raise _bag_model().DoesNotExist(f"Bag {bag_id} does not exist.")
     first = rows[0]
     return LockedBag(
         id=first["id"],
         order_id=first["order_id"],
         app_id=first["order__app_id"],
-        retry_round=first["retry_round"],
+        reads={name: first[name] for name in reads},
         receivers=tuple(
             Receiver(id=row[f"{endpoint}id"], event_types=tuple(row[f"{endpoint}event_types"] or ()))
             for row in rows
@@ -192,8 +198,9 @@ class OutboxState:
     emitted: frozenset[str]  # those of the asked dedupe keys whose event exists
 
 
-def _with_outbox_state(rows: QuerySet, *, bag_id: int, dedupe_keys: Sequence[str]):
-    """The queryset's one row, read together with the bag's outbox state (one query)."""
+def outbox_state_with(rows: QuerySet, *, bag_id: int, dedupe_keys: Sequence[str]) -> tuple[Any, OutboxState]:
+    """The queryset's one row (the caller's: e.g. the root of an event's body), read together with
+    the bag's outbox state: one query."""
     flags = {f"outbox_emitted_{position}": key for position, key in enumerate(dedupe_keys)}
     row = rows.annotate(
         outbox_last_sequence=Subquery(
@@ -209,61 +216,8 @@ def _with_outbox_state(rows: QuerySet, *, bag_id: int, dedupe_keys: Sequence[str
 
 
 def outbox_state(bag_id: int, *, dedupe_keys: Sequence[str] = ()) -> OutboxState:
-    return _with_outbox_state(Bag.objects.filter(pk=bag_id).only("id"), bag_id=bag_id, dedupe_keys=dedupe_keys)[1]
-
-
-# --- what the bodies show ------------------------------------------------------------------------
-
-
-def refund_for_event(refund_id: int, *, bag_id: int, dedupe_keys: Sequence[str]) -> tuple[Refund, OutboxState]:
-    """The refund with its bag, order and payment, and the outbox state, in one query. Whether it
-    has SKUs, errors and transfer reversals is read along, so `refund_payload_load` queries only
-    those it has."""
-    refunds = (
-        Refund.objects.filter(pk=refund_id)
-        .select_related("bag__order__payment_transaction")
-        .annotate(
-            payload_has_skus=Exists(RefundSku.objects.filter(refund_id=OuterRef("pk"))),
-            payload_has_errors=Exists(RefundError.objects.filter(refund_id=OuterRef("pk"))),
-            payload_has_transfer_reversals=Exists(TransferReversal.objects.filter(refund_id=OuterRef("pk"))),
-        )
-    )
-    return _with_outbox_state(refunds, bag_id=bag_id, dedupe_keys=dedupe_keys)
-
-
-def refund_payload_load(refund: Refund) -> None:
-    """Everything else the Order Refund object shows (as the refunds API loads it): one query per
-    relation that has rows; an empty one is known empty without asking (`none()` never queries)."""
-
-    def rows(queryset: QuerySet, present: bool) -> QuerySet:
-        return queryset if present else queryset.none()
-
-    prefetch_related_objects(
-        [refund],
-        Prefetch("skus", queryset=rows(RefundSku.objects.all(), refund.payload_has_skus)),
-        Prefetch("errors", queryset=rows(RefundError.objects.all(), refund.payload_has_errors)),
-        Prefetch(
-            "transfer_reversals",
-            queryset=rows(
-                TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id"),
-                refund.payload_has_transfer_reversals,
-            ),
-        ),
-    )
-
-
-def order_for_event(order_id: int, *, bag_id: int, dedupe_keys: Sequence[str]) -> tuple[Order, OutboxState]:
-    """The order's row and the outbox state of one of its bags, in one query."""
-    return _with_outbox_state(Order.objects.filter(pk=order_id), bag_id=bag_id, dedupe_keys=dedupe_keys)
-
-
-def order_payload_load(order: Order) -> None:
-    """The order's bags with their merchants, and their SKUs: two queries."""
-    prefetch_related_objects(
-        [order],
-        Prefetch("bags", queryset=Bag.objects.select_related("merchant").order_by("id")),
-        Prefetch("bags__skus", queryset=OrderSku.objects.order_by("id")),
-    )
+    bags = _bag_model().objects.filter(pk=bag_id).only("id")
+    return outbox_state_with(bags, bag_id=bag_id, dedupe_keys=dedupe_keys)[1]
 
 
 # --- delivery ------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""Shapes of outbound webhooks: the bodies sent to channels, and the channel API's webhook objects.
+"""The channel API's webhook objects: webhooks, events and their deliveries, and the requests.
 
-Bodies (spec/violet-api.md sections 4 and 5): order events carry the full Order with its bags and
-their SKUs; refund events carry the Order Refund object exactly as the refunds API shows it
-(`refunds.api.serializers.RefundSerializer`). Serializers only translate.
+The bodies sent to channels are rendered by the refund domain (refunds.representation: the full
+Order, or the Order Refund object exactly as the refunds API shows it); an event stores and shows
+the body it was given. Serializers only translate.
 """
 
 from drf_spectacular.utils import extend_schema_field
@@ -16,61 +16,6 @@ from refunds.api.serializers import (
     StrictChoiceField,
     StrictIntegerField,
 )
-
-# --- bodies: the full Order ----------------------------------------------------------------------
-
-
-class OrderSkuPayloadSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    merchant_id = serializers.IntegerField(source="bag.merchant_id")
-    app_id = serializers.IntegerField(source="bag.order.app_id")
-    sku_id = serializers.CharField()
-    external_id = serializers.CharField()
-    name = serializers.CharField()
-    quantity = serializers.IntegerField()
-    price = serializers.IntegerField(help_text="Unit price, minor units.")
-    line_price = serializers.IntegerField(help_text="price × quantity, minor units.")
-
-
-class BagPayloadSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    order_id = serializers.IntegerField()
-    merchant_id = serializers.IntegerField()
-    app_id = serializers.IntegerField(source="order.app_id")
-    external_id = serializers.CharField(allow_null=True)
-    status = serializers.CharField()
-    fulfillment_status = serializers.CharField()
-    financial_status = serializers.CharField()
-    platform = serializers.CharField(source="merchant.platform")
-    merchant_name = serializers.CharField(source="merchant.name")
-    skus = OrderSkuPayloadSerializer(many=True)
-    sub_total = serializers.IntegerField()
-    shipping_total = serializers.IntegerField()
-    tax_total = serializers.IntegerField()
-    discount_total = serializers.IntegerField()
-    total = serializers.IntegerField()
-    currency = serializers.CharField()
-    # A percentage, not money: a JSON number as Violet's install object has it (two decimals).
-    commission_rate = serializers.FloatField()
-    date_created = ApiDateTimeField()
-    date_last_modified = ApiDateTimeField()
-
-
-class OrderPayloadSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    app_id = serializers.IntegerField()
-    app_order_id = serializers.CharField()
-    status = serializers.CharField()
-    currency = serializers.CharField()
-    bags = BagPayloadSerializer(many=True)
-    sub_total = serializers.IntegerField()
-    shipping_total = serializers.IntegerField()
-    tax_total = serializers.IntegerField()
-    discount_total = serializers.IntegerField()
-    total = serializers.IntegerField()
-    date_created = ApiDateTimeField()
-    date_last_modified = ApiDateTimeField()
-
 
 # --- channel API: webhooks -----------------------------------------------------------------------
 

@@ -7,13 +7,13 @@ or refund raises DoesNotExist and becomes the same 404 as an id that never exist
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http_status
-from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from refunds import selectors
+from refunds import representation, selectors
 from refunds.api import serializers as api
 from refunds.api.auth import TokenType, VioletAuthentication, login_owner, token_issue
+from refunds.api.base import ChannelAPIView, JsonAPIView
+from refunds.api.base import JsonOnlyNegotiation as JsonOnlyNegotiation  # re-exported (refunds.portal.api)
 from refunds.models import Bag, Order, Refund, RefundSource
 from refunds.services import RefundSkuLine, refund_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
@@ -56,35 +56,6 @@ def _not_found(what: str) -> NotFound:
     return NotFound(f"{what} not found.")
 
 
-class JsonOnlyNegotiation(DefaultContentNegotiation):
-    """The API speaks JSON only: whatever Accept says, the answer is JSON (never a 406 or HTML)."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        renderer = renderers[0]
-        return renderer, renderer.media_type
-
-
-class _JsonApiView(APIView):
-    content_negotiation_class = JsonOnlyNegotiation
-
-    def handle_exception(self, exc):
-        response = super().handle_exception(exc)
-        # DRF adds the 401 challenge only for its own exception classes; ours get it too.
-        if response is not None and response.status_code == 401 and "WWW-Authenticate" not in response:
-            challenge = self.get_authenticate_header(self.request)
-            if challenge:
-                response["WWW-Authenticate"] = challenge
-        return response
-
-
-class _ChannelView(_JsonApiView):
-    authentication_classes = [VioletAuthentication]
-
-    @property
-    def app(self):
-        return self.request.auth.app
-
-
 # --- auth ----------------------------------------------------------------------------------------
 
 
@@ -110,7 +81,7 @@ def _login_user_payload(*, user, app, token: str, refresh_token: str) -> dict:
     }
 
 
-class LoginView(_JsonApiView):
+class LoginView(JsonAPIView):
     def get_authenticators(self):
         return [VioletAuthentication(token_type=None)]
 
@@ -145,7 +116,7 @@ class LoginView(_JsonApiView):
         return Response(api.LoginUserSerializer(payload).data)
 
 
-class TokenRefreshView(_JsonApiView):
+class TokenRefreshView(JsonAPIView):
     def get_authenticators(self):
         return [VioletAuthentication(token_type=TokenType.REFRESH)]
 
@@ -163,7 +134,7 @@ class TokenRefreshView(_JsonApiView):
 # --- refunds -------------------------------------------------------------------------------------
 
 
-class RefundDetailView(_ChannelView):
+class RefundDetailView(ChannelAPIView):
     @extend_schema(
         operation_id="get_order_refund",
         summary="Get one refund of an order",
@@ -176,10 +147,10 @@ class RefundDetailView(_ChannelView):
             refund = selectors.refund_get_for_app(self.app, order_id, refund_id)
         except Refund.DoesNotExist:
             raise _not_found("Refund") from None
-        return Response(api.RefundSerializer(refund).data)
+        return Response(representation.refund_representation(refund))
 
 
-class OrderRefundsView(_ChannelView):
+class OrderRefundsView(ChannelAPIView):
     @extend_schema(
         operation_id="list_order_refunds",
         summary="List the refunds of an order",
@@ -192,7 +163,7 @@ class OrderRefundsView(_ChannelView):
             refunds = selectors.refund_list_for_order(self.app, order_id)
         except Order.DoesNotExist:
             raise _not_found("Order") from None
-        return Response(api.RefundSerializer(refunds, many=True).data)
+        return Response(representation.refunds_representation(refunds))
 
 
 def _idempotency_key(request) -> str | None:
@@ -249,7 +220,7 @@ def _request_field_errors(field_errors: dict) -> dict:
     return mapped
 
 
-class BagRefundsView(_ChannelView):
+class BagRefundsView(ChannelAPIView):
     @extend_schema(
         operation_id="list_bag_refunds",
         summary="List the refunds of one bag",
@@ -262,7 +233,7 @@ class BagRefundsView(_ChannelView):
             refunds = selectors.refund_list_for_bag(self.app, order_id, bag_id)
         except Bag.DoesNotExist:
             raise _not_found("Bag") from None
-        return Response(api.RefundSerializer(refunds, many=True).data)
+        return Response(representation.refunds_representation(refunds))
 
     @extend_schema(
         operation_id="refund_bag",
@@ -315,12 +286,12 @@ class BagRefundsView(_ChannelView):
             ) from exc
         refund = selectors.refund_get_for_app(app, order_id, result.refund.pk)
         return Response(
-            api.RefundSerializer(refund).data,
+            representation.refund_representation(refund),
             status=http_status.HTTP_201_CREATED if result.created else http_status.HTTP_200_OK,
         )
 
 
-class UnknownEndpointView(_JsonApiView):
+class UnknownEndpointView(JsonAPIView):
     """Anything else under /v1/: the API's JSON 404, never Django's HTML page."""
 
     authentication_classes = []

@@ -18,7 +18,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Sum, Value, When
 from django.utils import timezone
 
-from notifications import services as notifications
 from payments import splits
 from payments.gateway import (
     IdempotencyConflictError,
@@ -27,6 +26,7 @@ from payments.gateway import (
     get_gateway,
 )
 from payments.models import PaymentTransaction, Recipient, ShopperRefund, Transfer, TransferReversal
+from refunds import announcements as notifications
 from refunds.amounts import bag_refundable_remaining, bag_refunded_parts, bag_totals
 from refunds.errors import RefundErrorCode, code_for_gateway_error
 from refunds.models import (

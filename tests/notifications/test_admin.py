@@ -62,9 +62,9 @@ def test_event_page_shows_the_body_and_its_deliveries(operator_client, failed_on
 @pytest.fixture
 def failed_for_good(hooked, run_commits, monkeypatch):
     """One delivery that used up its attempts: FAILED."""
-    from notifications import services
+    from notifications.services import delivery as delivery_service
 
-    monkeypatch.setattr(services, "MAX_ATTEMPTS", 1)
+    monkeypatch.setattr(delivery_service, "MAX_ATTEMPTS", 1)
     hooked.receiver.fail(1)
     with run_commits():
         record_refund(hooked.bag, external_id="re-1", enqueue=False)

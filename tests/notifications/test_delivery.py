@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
+from notifications.services import delivery as delivery_module
 from notifications.signing import signature_matches
 from refunds.models import BagStatus, RefundStatus
 from refunds.services import bag_mark_canceled
@@ -228,7 +229,7 @@ def test_events_of_one_bag_wait_for_the_earlier_one_and_keep_their_order(hooked,
 
 
 def test_a_failed_event_releases_the_next_one(hooked, relay, run_commits, monkeypatch):
-    monkeypatch.setattr(services, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(delivery_module, "MAX_ATTEMPTS", 2)
     hooked.receiver.fail(2)
     with run_commits():
         record_refund(hooked.bag, external_id="re-1", enqueue=False)

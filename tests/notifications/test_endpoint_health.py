@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEndpoint
+from notifications.services import delivery
 from refunds.services import bag_mark_canceled
 from tests.factories import BagFactory, OrderFactory
 from tests.notifications.conftest import make_due, register
@@ -67,7 +68,7 @@ def test_failures_spread_over_more_than_the_window_do_not_pause(failing, channel
 def test_a_pause_ends_by_itself_and_waiting_deliveries_go_out(
     failing, channel, receiver, relay, run_commits, monkeypatch
 ):
-    monkeypatch.setattr(services, "FAILURES_BEFORE_PAUSE", 2)
+    monkeypatch.setattr(delivery, "FAILURES_BEFORE_PAUSE", 2)
     cancel_bags(channel.app, 5, run_commits)
     failing.refresh_from_db()
     assert (failing.status, len(receiver.requests)) == (WebhookEndpoint.Status.PAUSED, 3)
@@ -88,7 +89,7 @@ def test_a_pause_ends_by_itself_and_waiting_deliveries_go_out(
 def test_three_pauses_of_one_three_and_twenty_four_hours_then_disabled(
     failing, channel, receiver, relay, run_commits, monkeypatch
 ):
-    monkeypatch.setattr(services, "FAILURES_BEFORE_PAUSE", 2)
+    monkeypatch.setattr(delivery, "FAILURES_BEFORE_PAUSE", 2)
     cancel_bags(channel.app, 3, run_commits)  # three failures: the first trip
     failing.refresh_from_db()
     pauses = [failing.paused_until - failing.last_failure_at]

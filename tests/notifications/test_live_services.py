@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
 from notifications.tasks import relay_webhook_deliveries
+from refunds import announcements
 from refunds.models import BagStatus, Refund, RefundStatus
 from refunds.services import bag_mark_canceled
 from tests.factories import BagFactory, OrderFactory, RefundFactory
@@ -32,10 +32,10 @@ def test_concurrent_emitters_write_one_event_per_change_numbered_without_gaps():
     def emit_the_next_refund():
         with lock:
             refund = next(turn)
-        return services.refund_event_emit(Refund.objects.get(pk=refund.pk))
+        return announcements.refund_event_emit(Refund.objects.get(pk=refund.pk))
 
     def emit_the_same_refund():
-        return services.refund_event_emit(Refund.objects.get(pk=same.pk))
+        return announcements.refund_event_emit(Refund.objects.get(pk=same.pk))
 
     run_in_parallel(*[emit_the_same_refund] * 6)  # one change, 6 emitters
     run_in_parallel(*[emit_the_next_refund] * 5)  # 5 other changes of the same bag at once
@@ -60,10 +60,10 @@ def test_concurrent_emitters_of_order_events_write_each_event_and_its_deliveries
     def emit_another_total():
         with lock:
             amount = next(amounts)
-        return services.bag_refund_events_emit(bag, refunded_amount=amount)
+        return announcements.bag_refund_events_emit(bag, refunded_amount=amount)
 
     # One change (two events), 6 emitters at once; then 4 other changes of the same bag at once.
-    run_in_parallel(*[lambda: services.bag_refund_events_emit(bag, refunded_amount=500)] * 6)
+    run_in_parallel(*[lambda: announcements.bag_refund_events_emit(bag, refunded_amount=500)] * 6)
     run_in_parallel(*[emit_another_total] * 4)
 
     events = list(WebhookEvent.objects.filter(bag=bag).order_by("sequence"))

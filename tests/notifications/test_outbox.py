@@ -8,6 +8,7 @@ from notifications import services
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
 from platforms.models import InboundEvent
 from platforms.services import events_replay
+from refunds import announcements
 from refunds.models import BagStatus, Refund, RefundStatus
 from refunds.services import (
     bag_mark_canceled,
@@ -40,7 +41,7 @@ def test_reprocessing_a_completed_refund_emits_nothing_more(hooked, run_commits)
     with run_commits():
         refund_process(refund_id=refund.pk)
         process_refund.delay(refund.pk)
-        services.refund_event_emit(Refund.objects.get(pk=refund.pk))
+        announcements.refund_event_emit(Refund.objects.get(pk=refund.pk))
         bag_update_refund_state(bag_id=hooked.bag.pk)
 
     assert list(WebhookEvent.objects.values_list("event_id", flat=True)) == before

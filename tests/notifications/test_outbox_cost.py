@@ -12,8 +12,8 @@ import pytest
 
 from notifications import services
 from notifications.models import EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from notifications.serializers import BagPayloadSerializer, OrderPayloadSerializer
 from payments.models import Recipient
+from refunds import announcements, representation
 from refunds.models import Bag, BagStatus, FinancialStatus, Order, RefundEvent, RefundStatus
 from tests.factories import (
     BagFactory,
@@ -73,7 +73,7 @@ def test_a_refund_event_costs_five_queries_however_many_endpoints(django_assert_
     endpoints = endpoints_for(refund.bag.order.app, endpoint_count)
 
     with django_assert_max_num_queries(REFUND_WITH_SKUS):
-        event = services.refund_event_emit(refund)
+        event = announcements.refund_event_emit(refund)
 
     assert (event.event_type, event.sequence, event.refund_id) == (EventType.REFUND_PROCESSING, 1, refund.pk)
     assert event.dedupe_key == f"refund:{refund.pk}:PROCESSING:0"
@@ -90,7 +90,7 @@ def test_without_an_endpoint_a_refund_event_costs_four_queries_and_makes_no_deli
     services.webhook_endpoint_disable(endpoint=disabled, actor="test", reason="test")
 
     with django_assert_max_num_queries(REFUND_WITH_SKUS - DELIVERIES):
-        event = services.refund_event_emit(refund)
+        event = announcements.refund_event_emit(refund)
 
     assert WebhookEvent.objects.get() == event
     assert not WebhookDelivery.objects.exists()
@@ -103,7 +103,7 @@ def test_a_refund_with_errors_and_reversals_costs_one_query_more_for_each(django
     endpoints_for(refund.bag.order.app, 2)
 
     with django_assert_max_num_queries(REFUND_WITH_SKUS + 2):
-        event = services.refund_event_emit(refund)
+        event = announcements.refund_event_emit(refund)
 
     body = json.loads(event.body)
     assert (len(body["skus"]), len(body["errors"]), body["transfer_reversals"]) == (2, 1, ["trr_1"])
@@ -116,7 +116,7 @@ def test_a_retried_refunds_round_is_read_with_the_lock(django_assert_max_num_que
     endpoints_for(refund.bag.order.app, 1)
 
     with django_assert_max_num_queries(REFUND_WITH_SKUS):
-        event = services.refund_event_emit(refund)
+        event = announcements.refund_event_emit(refund)
 
     assert event.dedupe_key == f"refund:{refund.pk}:PROCESSING:2"
 
@@ -129,7 +129,7 @@ def test_the_two_order_events_of_a_change_share_one_lock_one_body_and_two_insert
     )
 
     with django_assert_max_num_queries(ORDER_PAIR):
-        refunded, updated = services.bag_refund_events_emit(bag, refunded_amount=11300)
+        refunded, updated = announcements.bag_refund_events_emit(bag, refunded_amount=11300)
 
     assert (refunded.event_type, updated.event_type) == (EventType.ORDER_REFUNDED, EventType.ORDER_UPDATED)
     assert (refunded.sequence, updated.sequence) == (2, 3)
@@ -144,7 +144,7 @@ def test_cancel_events_cost_the_same_as_refund_events(django_assert_max_num_quer
     endpoints_for(bag.order.app, 1)
 
     with django_assert_max_num_queries(ORDER_PAIR):
-        events = services.bag_cancel_events_emit(bag)
+        events = announcements.bag_cancel_events_emit(bag)
 
     assert [e.event_type for e in events] == [EventType.ORDER_CANCELLED, EventType.ORDER_UPDATED]
     assert WebhookDelivery.objects.count() == 2
@@ -155,14 +155,14 @@ def test_emitting_a_change_again_only_reads_and_writes_nothing(django_assert_max
     bag = refund.bag
     bag.status, bag.financial_status = BagStatus.PARTIALLY_REFUNDED, FinancialStatus.PARTIALLY_REFUNDED
     endpoints_for(bag.order.app, 1)
-    services.refund_event_emit(refund)
-    services.bag_refund_events_emit(bag, refunded_amount=5000)
+    announcements.refund_event_emit(refund)
+    announcements.bag_refund_events_emit(bag, refunded_amount=5000)
     written = sorted(WebhookEvent.objects.values_list("event_id", flat=True))
 
     with django_assert_max_num_queries(REPLAY):
-        assert services.refund_event_emit(refund) is None
+        assert announcements.refund_event_emit(refund) is None
     with django_assert_max_num_queries(REPLAY):
-        assert services.bag_refund_events_emit(bag, refunded_amount=5000) == []
+        assert announcements.bag_refund_events_emit(bag, refunded_amount=5000) == []
 
     assert sorted(WebhookEvent.objects.values_list("event_id", flat=True)) == written
     assert WebhookDelivery.objects.count() == 3
@@ -180,7 +180,7 @@ def test_a_change_whose_first_event_exists_writes_only_the_missing_one():
         body="{}",
     )
 
-    (updated,) = services.bag_refund_events_emit(bag, refunded_amount=11300)
+    (updated,) = announcements.bag_refund_events_emit(bag, refunded_amount=11300)
 
     assert (updated.event_type, updated.sequence) == (EventType.ORDER_UPDATED, 2)
 
@@ -203,7 +203,7 @@ def test_a_refund_events_body_is_the_refund_as_the_api_returns_it(api_client, ch
     else:
         refund = RefundFactory(bag=bag)
 
-    event = services.refund_event_emit(refund)
+    event = announcements.refund_event_emit(refund)
 
     response = api_client.get(f"/v1/orders/{order.pk}/refunds/{refund.pk}", headers=channel.headers)
     assert response.status_code == 200
@@ -214,11 +214,11 @@ def test_a_refund_events_body_is_the_refund_as_the_api_returns_it(api_client, ch
 def test_an_order_events_body_is_the_full_order_as_its_serializer_renders_it():
     bag = refunded_bag(bags_in_order=2, skus_per_bag=3)
 
-    event, _ = services.bag_refund_events_emit(bag, refunded_amount=11300)
+    event, _ = announcements.bag_refund_events_emit(bag, refunded_amount=11300)
 
     # Loaded plainly: bags and SKUs in id order, each SKU's bag and order read on its own.
     order = Order.objects.get(pk=bag.order_id)
     bags = list(Bag.objects.filter(order=order).order_by("id"))
-    plain = OrderPayloadSerializer(order).data | {"bags": BagPayloadSerializer(bags, many=True).data}
-    assert json.loads(event.body) == json.loads(services._json_body(plain))
+    plain = representation.order_representation(order) | {"bags": representation.bags_representation(bags)}
+    assert json.loads(event.body) == json.loads(services.payload_json(plain))
     assert [len(b["skus"]) for b in json.loads(event.body)["bags"]] == [3, 3]

@@ -1,0 +1,169 @@
+"""What the refund domain announces to channels: the webhook events of a refund change.
+
+The refund services call these functions inside the transaction that makes the change, so an event
+exists exactly when its change was committed (spec/violet-api.md section 5). Here is decided which
+events a change makes and with what dedupe key (refund + status + retry round, bag + transition +
+refunded total), and their body is rendered (refunds.representation: the Order Refund object, or
+the full Order); the notifications outbox numbers them per bag under the bag's lock, stores them
+and makes their deliveries. Emitting a change again finds its key and does nothing, so a
+reprocessed refund or a replayed platform signal never sends twice.
+
+Cost: a fixed handful of queries per call, however many events, endpoints, bags or SKUs
+(tests/notifications/test_outbox_cost.py): the bag's lock (with the app's endpoints, and a refund's
+retry round), the body's root row with the outbox state (stop there if nothing is new), the rest of
+the body (only relations that have rows), then one INSERT of events and one of deliveries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
+from django.db.models.functions import Coalesce
+
+from notifications import selectors as notification_selectors
+from notifications.models import EventType, WebhookEvent
+from notifications.services import outbox
+from notifications.services.outbox import OutboxEvent
+from payments.models import TransferReversal
+from refunds import representation
+from refunds.models import Bag, BagStatus, Order, OrderSku, Refund, RefundError, RefundEvent, RefundSku, RefundStatus
+
+REFUND_EVENT_TYPES = {
+    RefundStatus.PROCESSING: EventType.REFUND_PROCESSING,
+    RefundStatus.COMPLETED: EventType.REFUND_COMPLETED,
+    RefundStatus.PARTIALLY_COMPLETED: EventType.REFUND_PARTIALLY_COMPLETED,
+    RefundStatus.FAILED: EventType.REFUND_FAILED,
+    RefundStatus.EXTERNAL: EventType.REFUND_EXTERNAL,
+    RefundStatus.CANCELED: EventType.REFUND_CANCELED,
+}
+REFUNDED_BAG_STATUSES = (BagStatus.REFUNDED, BagStatus.PARTIALLY_REFUNDED)
+
+
+def refund_event_emit(refund: Refund) -> WebhookEvent | None:
+    """The REFUND_<status> event of the refund's current status, once per status and retry round
+    (a retried refund that fails again is a new change; a reprocessed one is not)."""
+    event_type = REFUND_EVENT_TYPES.get(refund.status)
+    if event_type is None:
+        return None
+    # No savepoint: the caller's transaction is the unit (an error here must undo the change too).
+    with transaction.atomic(savepoint=False):
+        bag = notification_selectors.bag_lock_for_events(
+            refund.bag_id, reads={"retry_round": _refund_retry_round(refund.pk)}
+        )
+        dedupe_key = f"refund:{refund.pk}:{refund.status}:{bag.reads['retry_round']}"
+        current, state = notification_selectors.outbox_state_with(
+            _refund_for_payload(refund.pk), bag_id=bag.id, dedupe_keys=[dedupe_key]
+        )
+        if dedupe_key in state.emitted:
+            return None
+        _refund_payload_load(current)
+        (event,) = outbox.events_write(
+            bag,
+            state,
+            [OutboxEvent(event_type, dedupe_key, refund_id=refund.pk)],
+            payload=representation.refund_representation(current),
+        )
+    return event
+
+
+def bag_refund_events_emit(bag: Bag, *, refunded_amount: int) -> list[WebhookEvent]:
+    """After the bag's refunded total changed: ORDER_REFUNDED (unless the bag is CANCELED, which
+    Violet reports as ORDER_CANCELLED instead) and ORDER_UPDATED, once per refunded total."""
+    planned = []
+    if bag.status in REFUNDED_BAG_STATUSES:
+        planned.append(
+            OutboxEvent(EventType.ORDER_REFUNDED, f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:{refunded_amount}")
+        )
+    planned.append(
+        OutboxEvent(
+            EventType.ORDER_UPDATED, f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{bag.financial_status}:{refunded_amount}"
+        )
+    )
+    return _order_events_emit(bag.pk, planned)
+
+
+def bag_cancel_events_emit(bag: Bag) -> list[WebhookEvent]:
+    """The bag became CANCELED: ORDER_CANCELLED and ORDER_UPDATED, once per bag."""
+    return _order_events_emit(
+        bag.pk,
+        [
+            OutboxEvent(EventType.ORDER_CANCELLED, f"bag:{bag.pk}:{EventType.ORDER_CANCELLED}"),
+            OutboxEvent(EventType.ORDER_UPDATED, f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{BagStatus.CANCELED}"),
+        ],
+    )
+
+
+def _order_events_emit(bag_id: int, planned: Sequence[OutboxEvent]) -> list[WebhookEvent]:
+    """Order events of one change: they carry the same body (the full Order), rendered once."""
+    with transaction.atomic(savepoint=False):
+        bag = notification_selectors.bag_lock_for_events(bag_id)
+        order, state = notification_selectors.outbox_state_with(
+            Order.objects.filter(pk=bag.order_id), bag_id=bag.id, dedupe_keys=[item.dedupe_key for item in planned]
+        )
+        new = [item for item in planned if item.dedupe_key not in state.emitted]
+        if not new:
+            return []
+        _order_payload_load(order)
+        return outbox.events_write(bag, state, new, payload=representation.order_representation(order))
+
+
+# --- what the bodies read ------------------------------------------------------------------------
+
+
+def _refund_retry_round(refund_id: int) -> Coalesce:
+    """How often the refund was retried (RETRY_REQUESTED events; 0 when never), as an expression
+    read along with the bag's lock."""
+    retries = (
+        RefundEvent.objects.filter(refund_id=refund_id, kind=RefundEvent.Kind.RETRY_REQUESTED)
+        .order_by()
+        .values("refund_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(retries), 0)
+
+
+def _refund_for_payload(refund_id: int) -> QuerySet[Refund]:
+    """The refund with its bag, order and payment (one row). Whether it has SKUs, errors and
+    transfer reversals is read along, so `_refund_payload_load` queries only those it has."""
+    return (
+        Refund.objects.filter(pk=refund_id)
+        .select_related("bag__order__payment_transaction")
+        .annotate(
+            payload_has_skus=Exists(RefundSku.objects.filter(refund_id=OuterRef("pk"))),
+            payload_has_errors=Exists(RefundError.objects.filter(refund_id=OuterRef("pk"))),
+            payload_has_transfer_reversals=Exists(TransferReversal.objects.filter(refund_id=OuterRef("pk"))),
+        )
+    )
+
+
+def _refund_payload_load(refund: Refund) -> None:
+    """Everything else the Order Refund object shows (as the refunds API loads it): one query per
+    relation that has rows; an empty one is known empty without asking (`none()` never queries)."""
+
+    def rows(queryset: QuerySet, present: bool) -> QuerySet:
+        return queryset if present else queryset.none()
+
+    prefetch_related_objects(
+        [refund],
+        Prefetch("skus", queryset=rows(RefundSku.objects.all(), refund.payload_has_skus)),
+        Prefetch("errors", queryset=rows(RefundError.objects.all(), refund.payload_has_errors)),
+        Prefetch(
+            "transfer_reversals",
+            queryset=rows(
+                TransferReversal.objects.only("id", "refund_id", "gateway_reversal_id").order_by("id"),
+                refund.payload_has_transfer_reversals,
+            ),
+        ),
+    )
+
+
+def _order_payload_load(order: Order) -> None:
+    """The order's bags with their merchants, and their SKUs: two queries."""
+    prefetch_related_objects(
+        [order],
+        Prefetch("bags", queryset=Bag.objects.select_related("merchant").order_by("id")),
+        Prefetch("bags__skus", queryset=OrderSku.objects.order_by("id")),
+    )
