@@ -33,7 +33,7 @@ from portal import keys
 from portal.selectors import bag_get_for_merchant, bag_skus, merchant_accepts_refund_notices
 
 # The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
-from refunds.api.views import JsonOnlyNegotiation, _idempotency_key
+from refunds.api.base import JsonOnlyNegotiation, idempotency_key_from_request
 from refunds.models import ReasonCode, Refund
 from refunds.services.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
@@ -158,7 +158,7 @@ class RefundNoticeApi(APIView):
 
     def post(self, request):
         api_key: MerchantApiKey = request.auth
-        request_key = _idempotency_key(request)
+        request_key = idempotency_key_from_request(request)
         serializer = RefundNoticeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

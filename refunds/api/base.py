@@ -8,6 +8,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.views import APIView
 
 from refunds.api.auth import VioletAuthentication
+from violet_refunds.exceptions import ValidationFailed
 
 
 class JsonOnlyNegotiation(DefaultContentNegotiation):
@@ -44,3 +45,23 @@ class ChannelAPIView(JsonAPIView):
     @property
     def app(self):
         return self.request.auth.app
+
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+def idempotency_key_from_request(request) -> str | None:
+    """The optional Idempotency-Key header, checked; None when absent."""
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ValidationFailed(
+            "The request is invalid.",
+            field_errors={
+                IDEMPOTENCY_KEY_HEADER: [f"Must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters when given."]
+            },
+        )
+    return key

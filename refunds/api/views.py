@@ -12,14 +12,16 @@ from rest_framework.response import Response
 from refunds import representation, selectors
 from refunds.api import serializers as api
 from refunds.api.auth import TokenType, VioletAuthentication, login_owner, token_issue
-from refunds.api.base import ChannelAPIView, JsonAPIView
-from refunds.api.base import JsonOnlyNegotiation as JsonOnlyNegotiation  # re-exported (refunds.portal.api)
+from refunds.api.base import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    ChannelAPIView,
+    JsonAPIView,
+    idempotency_key_from_request,
+)
 from refunds.models import Bag, Order, Refund, RefundSource
 from refunds.services import RefundSkuLine, refund_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
-
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 _ERROR = api.ErrorSerializer
 _AUTH_ERRORS = {
@@ -166,19 +168,6 @@ class OrderRefundsView(ChannelAPIView):
         return Response(representation.refunds_representation(refunds))
 
 
-def _idempotency_key(request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
-    if key is None:
-        return None
-    key = key.strip()
-    if not key or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-        raise ValidationFailed(
-            "The request is invalid.",
-            field_errors={
-                IDEMPOTENCY_KEY_HEADER: [f"Must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters when given."]
-            },
-        )
-    return key
 
 
 def _refund_record_arguments(data: dict) -> dict:
@@ -268,7 +257,7 @@ class BagRefundsView(ChannelAPIView):
             bag = selectors.bag_get_for_app(app, order_id, bag_id)
         except Bag.DoesNotExist:
             raise _not_found("Bag") from None
-        request_key = _idempotency_key(request)
+        request_key = idempotency_key_from_request(request)
         serializer = api.RefundBagRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
