@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from platforms import selectors
+from platforms import selectors, tasks
 from platforms.adapters import get_adapter
 from platforms.adapters.base import (
     EventIgnored,
@@ -124,11 +124,8 @@ def event_ingest(
 
 
 def _enqueue_processing(event_id: int) -> None:
-    # Imported here: tasks.py imports this module.
-    from platforms.tasks import process_inbound_event as process_inbound_event_task
-
     try:
-        process_inbound_event_task.delay(event_id)
+        tasks.process_inbound_event.delay(event_id)
     except Exception:  # broker down: events_requeue_received picks the event up from the database
         logger.exception("Could not enqueue inbound event %s; it will be requeued", event_id)
 

@@ -21,6 +21,7 @@ from notifications import services as notifications
 from payments import splits
 from payments.gateway import get_gateway
 from payments.models import PaymentTransaction, Recipient, ShopperRefund, Transfer, TransferReversal
+from refunds import tasks
 from refunds.amounts import bag_totals
 from refunds.errors import RefundErrorCode
 from refunds.models import Bag, Refund, RefundError, RefundEvent, RefundStatus, RefundStep
@@ -302,12 +303,10 @@ def _finish(refund: Refund, failed_error: tuple[RefundErrorCode, str] | None = N
 
 def enqueue_processing(refund_id: int, countdown: float | None = None) -> None:
     """Hand the refund to a worker (after commit, callers make sure); a broker outage loses nothing."""
-    from refunds.tasks import process_refund
-
     try:
         if countdown:
-            process_refund.apply_async((refund_id,), countdown=countdown)
+            tasks.process_refund.apply_async((refund_id,), countdown=countdown)
         else:
-            process_refund.delay(refund_id)
+            tasks.process_refund.delay(refund_id)
     except Exception:  # broker down: the stuck-refund sweep will pick it up from the database
         logger.exception("Could not enqueue refund %s; the sweep will retry it", refund_id)
