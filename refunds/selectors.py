@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from payments.models import TransferReversal
+from payments.models import Transfer, TransferReversal
 from refunds.models import App, AppMembership, Bag, Order, Refund, RefundError, RefundSku, RefundStatus
 
 
@@ -114,4 +114,14 @@ def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
     threshold = now - timezone.timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
     return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
         Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
+    )
+
+
+def refunds_for_reconciliation() -> QuerySet[Refund]:
+    """Refunds with everything the reconciliation compares with Stripe: the bag's payment and
+    transfers, the refund's reversals (with their transfer) and its shopper refund."""
+    return Refund.objects.select_related("bag__order__payment_transaction").prefetch_related(
+        Prefetch("bag__transfers", queryset=Transfer.objects.order_by("pk")),
+        Prefetch("transfer_reversals", queryset=TransferReversal.objects.select_related("transfer").order_by("pk")),
+        "shopper_refund__payment_transaction",
     )
