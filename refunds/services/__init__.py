@@ -11,7 +11,14 @@ from refunds.amounts import bag_refunded_parts
 from refunds.selectors import refunds_stuck_queryset
 from refunds.services.bags import bag_mark_canceled, bag_update_refund_state
 from refunds.services.engine import ProcessOutcome, refund_process
-from refunds.services.record import RecordResult, RefundSkuLine, refund_record
+from refunds.services.record import (
+    PlatformRecordResult,
+    PlatformRefundRequest,
+    RecordResult,
+    RefundSkuLine,
+    refund_record,
+    refund_record_platform,
+)
 from refunds.services.repairs import (
     refund_cancel,
     refund_error_resolve,
@@ -21,6 +28,8 @@ from refunds.services.repairs import (
 )
 
 __all__ = [
+    "PlatformRecordResult",
+    "PlatformRefundRequest",
     "ProcessOutcome",
     "RecordResult",
     "RefundSkuLine",
@@ -32,6 +41,7 @@ __all__ = [
     "refund_mark_external",
     "refund_process",
     "refund_record",
+    "refund_record_platform",
     "refund_retry",
     "refund_sweep_stuck",
     "refunds_stuck_queryset",

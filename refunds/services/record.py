@@ -8,7 +8,7 @@ enqueues its processing after commit. Idempotent on (bag, external_id) and (bag,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -16,8 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications import services as notifications
-from payments import splits
-from refunds.amounts import bag_refundable_remaining
+from refunds.amounts import Remaining, bag_refundable_remaining
 from refunds.models import (
     Bag,
     BagStatus,
@@ -31,6 +30,7 @@ from refunds.models import (
 )
 from refunds.services.engine import enqueue_processing
 from refunds.services.events import event_record
+from refunds.services.parts import is_int, platform_amounts, resolve_parts, validate_sku_lines
 from violet_refunds.exceptions import ValidationFailed
 from violet_refunds.money import AmountParts
 
@@ -61,6 +61,39 @@ class RecordResult:
     created: bool
 
 
+@dataclass(frozen=True)
+class PlatformRefundRequest:
+    """What a platform says was refunded (or what its rules imply, e.g. a cancellation), in minor
+    units of the bag currency. `refund_record_platform` works out the refund's parts from it under the
+    bag lock.
+
+    - `amount`: money actually returned to the shopper; None with `parts` None = everything still
+      refundable on the bag.
+    - `parts`: how the platform split it, when it did (Shopify); `shipping_tax`: the tax on shipping.
+    - `skus`: the refunded lines the bag knows (platform line ids already matched to OrderSkus).
+    - `shipping_included`: shipping was part of it, the platform does not say how much (Wix).
+    """
+
+    external_id: str
+    source: str
+    currency: str | None = None
+    amount: int | None = None
+    parts: AmountParts | None = None
+    shipping_tax: int = 0
+    skus: tuple[RefundSkuLine, ...] = ()
+    shipping_included: bool = False
+    reason: str = ""
+    reason_code: str = ReasonCode.OTHER
+    restock: bool = False
+
+
+@dataclass(frozen=True)
+class PlatformRecordResult:
+    refund: Refund | None  # None: nothing is left to refund on the bag, so nothing was recorded
+    created: bool
+    notes: tuple[str, ...] = ()  # how the platform's figures were read, for the event's outcome
+
+
 def _existing_refund(bag: Bag, external_id: str | None, request_key: str | None) -> Refund | None:
     if external_id:
         found = Refund.objects.filter(bag=bag, external_id=external_id).first()
@@ -69,10 +102,6 @@ def _existing_refund(bag: Bag, external_id: str | None, request_key: str | None)
     if request_key:
         return Refund.objects.filter(bag=bag, request_key=request_key).first()
     return None
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def refund_record(
@@ -105,7 +134,91 @@ def refund_record(
     existing = _existing_refund(bag, external_id, request_key)
     if existing:
         return RecordResult(refund=existing, created=False)
+    _check_labels(source, reason_code, reason)
 
+    def create(locked_bag: Bag) -> Refund:
+        return _create_refund(
+            bag=locked_bag,
+            remaining=bag_refundable_remaining(locked_bag),
+            source=source,
+            actor=actor,
+            amount=amount,
+            sub_total_amount=sub_total_amount,
+            shipping_amount=shipping_amount,
+            tax_amount=tax_amount,
+            shipping_tax_amount=shipping_tax_amount,
+            skus=skus,
+            external_id=external_id,
+            request_key=request_key,
+            currency=currency,
+            reason=reason or "",
+            reason_code=reason_code,
+            restock_items=restock_items,
+            notify_customer=notify_customer,
+            shipping_full_refund=shipping_full_refund,
+            inbound_event=inbound_event,
+            user=user,
+        )
+
+    refund, created = _record_under_bag_lock(
+        bag, external_id=external_id, request_key=request_key, enqueue=enqueue, create=create
+    )
+    assert refund is not None  # `create` always returns a refund (or raises)
+    return RecordResult(refund=refund, created=created)
+
+
+def refund_record_platform(
+    *, bag: Bag, request: PlatformRefundRequest, actor: str, inbound_event=None, enqueue: bool = True
+) -> PlatformRecordResult:
+    """Record what a platform says was refunded. The amounts are decided here, once, under the
+    bag's row lock, against what is left (refunds.services.parts.platform_amounts). Idempotent
+    on (bag, external_id); a bag with nothing left records nothing and says so in the notes."""
+    external_id = (request.external_id or "").strip() or None
+    existing = _existing_refund(bag, external_id, None)
+    if existing:
+        return PlatformRecordResult(refund=existing, created=False)
+    notes: list[str] = []
+
+    def create(locked_bag: Bag) -> Refund | None:
+        remaining = bag_refundable_remaining(locked_bag)
+        if remaining.total <= 0:
+            notes.append(f"bag {locked_bag.pk} is already fully refunded, so {request.external_id} records nothing")
+            return None
+        _check_labels(request.source, request.reason_code, request.reason)
+        amounts = {
+            "amount": None,
+            "sub_total_amount": None,
+            "shipping_amount": None,
+            "tax_amount": None,
+            "shipping_tax_amount": 0,
+            "skus": (),
+            **platform_amounts(locked_bag, request, remaining, notes),
+        }
+        return _create_refund(
+            bag=locked_bag,
+            remaining=remaining,
+            source=request.source,
+            actor=actor,
+            external_id=external_id,
+            request_key=None,
+            currency=request.currency,
+            reason=request.reason or "",
+            reason_code=request.reason_code,
+            restock_items=request.restock,
+            notify_customer=False,
+            shipping_full_refund=False,
+            inbound_event=inbound_event,
+            user=None,
+            **amounts,
+        )
+
+    refund, created = _record_under_bag_lock(
+        bag, external_id=external_id, request_key=None, enqueue=enqueue, create=create
+    )
+    return PlatformRecordResult(refund=refund, created=created, notes=tuple(notes))
+
+
+def _check_labels(source: str, reason_code: str, reason: str) -> None:
     if source not in RefundSource.values:
         raise ValidationFailed(f"Unknown refund source {source!r}.", field_errors={"source": ["invalid"]})
     if reason_code not in ReasonCode.values:
@@ -116,34 +229,27 @@ def refund_record(
     if len(reason or "") > 255:
         raise ValidationFailed("Reason is too long.", field_errors={"reason": ["At most 255 characters."]})
 
+
+def _record_under_bag_lock(
+    bag: Bag,
+    *,
+    external_id: str | None,
+    request_key: str | None,
+    enqueue: bool,
+    create: Callable[[Bag], Refund | None],
+) -> tuple[Refund | None, bool]:
+    """(refund, created): `create(locked_bag)` under the bag's row lock, unless a refund with this
+    external id / request key exists (then that one, not created). `create` may record nothing (None)."""
     try:
         with transaction.atomic():
             # Serialize every refund of this bag: "what is left" must not be read by two writers at once.
             locked_bag = Bag.objects.select_for_update().get(pk=bag.pk)
             existing = _existing_refund(locked_bag, external_id, request_key)
             if existing:
-                return RecordResult(refund=existing, created=False)
-            refund = _create_refund(
-                bag=locked_bag,
-                source=source,
-                actor=actor,
-                amount=amount,
-                sub_total_amount=sub_total_amount,
-                shipping_amount=shipping_amount,
-                tax_amount=tax_amount,
-                shipping_tax_amount=shipping_tax_amount,
-                skus=skus,
-                external_id=external_id,
-                request_key=request_key,
-                currency=currency,
-                reason=reason or "",
-                reason_code=reason_code,
-                restock_items=restock_items,
-                notify_customer=notify_customer,
-                shipping_full_refund=shipping_full_refund,
-                inbound_event=inbound_event,
-                user=user,
-            )
+                return existing, False
+            refund = create(locked_bag)
+            if refund is None:
+                return None, False
             notifications.refund_event_emit(refund)  # outbox: REFUND_PROCESSING, same transaction
             if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
                 transaction.on_commit(lambda: enqueue_processing(refund.pk))
@@ -151,12 +257,12 @@ def refund_record(
         # A concurrent writer recorded the same external id / request key first: return theirs.
         existing = _existing_refund(bag, external_id, request_key)
         if existing:
-            return RecordResult(refund=existing, created=False)
+            return existing, False
         raise
-    return RecordResult(refund=refund, created=True)
+    return refund, True
 
 
-def _create_refund(*, bag: Bag, skus: Sequence[RefundSkuLine], **fields) -> Refund:
+def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], **fields) -> Refund:
     errors: dict[str, list[str]] = {}
     if bag.status not in REFUNDABLE_BAG_STATUSES:
         raise ValidationFailed(
@@ -167,16 +273,15 @@ def _create_refund(*, bag: Bag, skus: Sequence[RefundSkuLine], **fields) -> Refu
     if currency != bag.currency:
         errors["currency"] = [f"The bag is in {bag.currency}; a refund in {currency} is not possible."]
 
-    remaining = bag_refundable_remaining(bag)
-    sku_rows = _validate_sku_lines(bag, skus, remaining, errors)
+    sku_rows = validate_sku_lines(bag, skus, remaining, errors)
     for name in ("amount", "sub_total_amount", "shipping_amount", "tax_amount", "shipping_tax_amount"):
         value = fields.get(name)
-        if value is not None and (not _is_int(value) or value < 0):
+        if value is not None and (not is_int(value) or value < 0):
             errors[name] = ["Must be a non-negative integer amount in minor units."]
     if errors:
         raise ValidationFailed("The refund is invalid.", field_errors=errors)
 
-    parts = _resolve_parts(
+    parts = resolve_parts(
         amount=fields["amount"],
         sub_total=fields["sub_total_amount"],
         shipping=fields["shipping_amount"],
@@ -250,71 +355,3 @@ def _create_refund(*, bag: Bag, skus: Sequence[RefundSkuLine], **fields) -> Refu
         data={"amount": refund.amount, "currency": currency, "external_id": refund.external_id},
     )
     return refund
-
-
-def _validate_sku_lines(bag, skus, remaining, errors) -> list[tuple[OrderSku, int, int | None]]:
-    if not skus:
-        return []
-    by_id = {sku.pk: sku for sku in OrderSku.objects.filter(bag=bag)}
-    rows: list[tuple[OrderSku, int, int | None]] = []
-    problems: list[str] = []
-    seen: set[int] = set()
-    for line in skus:
-        sku = by_id.get(line.order_sku_id)
-        if sku is None:
-            problems.append(f"order_sku_id {line.order_sku_id} does not belong to this bag.")
-            continue
-        if line.order_sku_id in seen:
-            problems.append(f"order_sku_id {line.order_sku_id} is listed twice.")
-            continue
-        seen.add(line.order_sku_id)
-        if not _is_int(line.quantity) or line.quantity < 1:
-            problems.append(f"quantity_refunded for order_sku_id {sku.pk} must be at least 1.")
-            continue
-        left = remaining.skus.get(sku.pk, 0)
-        if line.quantity > left:
-            problems.append(f"quantity_refunded {line.quantity} for order_sku_id {sku.pk} exceeds the {left} left.")
-            continue
-        if line.amount is not None and (not _is_int(line.amount) or line.amount < 0):
-            problems.append(f"amount_refunded for order_sku_id {sku.pk} must be a non-negative integer.")
-            continue
-        if line.amount is not None and line.amount > sku.price * line.quantity:
-            problems.append(
-                f"amount_refunded for order_sku_id {sku.pk} exceeds price x quantity ({sku.price * line.quantity})."
-            )
-            continue
-        rows.append((sku, line.quantity, line.amount))
-    if problems:
-        errors["skus"] = problems
-    return rows
-
-
-def _resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, errors) -> AmountParts:
-    left = remaining.parts
-    parts_given = any(v is not None for v in (sub_total, shipping, tax))
-    if sub_total is None and sku_rows:
-        sub_total = sum(a if a is not None else sku.price * q for sku, q, a in sku_rows)
-        sub_total = min(sub_total, left.sub_total)
-        parts_given = True
-    if parts_given:
-        parts = AmountParts(sub_total=sub_total or 0, shipping=shipping or 0, tax=tax or 0)
-        if amount is not None and amount != parts.total:
-            errors["amount"] = [f"amount {amount} does not equal sub_total + shipping + tax ({parts.total})."]
-    elif amount is not None:
-        if amount > left.total:
-            errors["amount"] = [f"amount {amount} exceeds the {left.total} still refundable on this bag."]
-            return AmountParts.ZERO
-        if amount <= 0:
-            errors["amount"] = ["The refund amount must be greater than 0."]
-            return AmountParts.ZERO
-        parts = splits.split_amount_pro_rata(amount, left)
-    else:
-        parts = left
-    for name, value, limit in (
-        ("sub_total_amount", parts.sub_total, left.sub_total),
-        ("shipping_amount", parts.shipping, left.shipping),
-        ("tax_amount", parts.tax, left.tax),
-    ):
-        if value > limit:
-            errors[name] = [f"{value} exceeds the {limit} still refundable."]
-    return parts
