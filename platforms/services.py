@@ -8,8 +8,8 @@
   exist on the bag are handed to `refunds.services.refund_record_platform` as what the platform
   says was refunded (idempotent on (bag, external_id)); refunds work out the amounts under the
   bag lock. Running it twice, or on a stale or duplicated signal, changes nothing.
-- `platform_orders_poll`: SFCC Option 1 (no webhooks): cancelled orders since the cursor become
-  events that go through the same processing.
+- `platform_orders_poll`: every adapter that polls (SFCC Option 1, no webhooks) reads each store's
+  orders since its cursor; those that are events go through the same ingest and processing.
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from platforms import selectors, tasks
-from platforms.adapters import get_adapter
+from platforms.adapters import get_adapter, polling_adapters
 from platforms.adapters.base import (
     EventIgnored,
     OrderState,
     PayloadMalformed,
     PlatformRefund,
+    PollResult,
     WebhookEnvelope,
 )
-from platforms.adapters.sfcc import CANCELLED, POLL_TOPIC, poll_event_id
 from platforms.clients.base import PlatformClientError
-from platforms.clients.sfcc import SfccClient
 from platforms.models import InboundEvent, StoreConnection
 from refunds.models import Bag, Refund, RefundSource
 from refunds.services import (
@@ -52,12 +51,6 @@ logger = logging.getLogger(__name__)
 
 # Events whose topic starts with this came from our own polling, not from a platform's webhook.
 POLL_TOPIC_PREFIX = "poll/"
-# SFCC polling window: the first poll looks back this far; later polls overlap the previous window a
-# little (clock skew between us and SFCC; duplicates are deduplicated); one poll covers at most
-# SFCC_MAX_POLL_WINDOW so the Orders API's 10,000-row paging window is never reached.
-SFCC_FIRST_POLL_LOOKBACK = timedelta(days=1)
-SFCC_POLL_OVERLAP = timedelta(minutes=5)
-SFCC_MAX_POLL_WINDOW = timedelta(hours=6)
 # A RECEIVED event older than this lost its processing message (broker down at enqueue).
 RECEIVED_EVENT_REQUEUE_AFTER = timedelta(minutes=10)
 
@@ -328,57 +321,28 @@ def events_replay(events: Iterable[InboundEvent]) -> Counter:
 
 
 # --------------------------------------------------------------------------------------------------
-# Poll (SFCC Option 1)
+# Poll (platforms without usable webhooks: SFCC Option 1)
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PollResult:
-    connection_id: int
-    orders_seen: int = 0
-    events_created: int = 0
-    error: str = ""
-
-
-def sfcc_connection_poll(connection: StoreConnection, *, now=None) -> PollResult:
-    """Cancelled orders modified since the cursor become events; the cursor moves only on success."""
-    now = now or timezone.now()
-    if connection.last_polled_at:
-        window_start = connection.last_polled_at - SFCC_POLL_OVERLAP
-    else:
-        window_start = now - SFCC_FIRST_POLL_LOOKBACK
-    window_end = min(now, window_start + SFCC_MAX_POLL_WINDOW)
-    merchant = connection.merchant
-    seen = created = 0
-    client = SfccClient.from_connection(connection)
-    for order in client.iter_orders_modified(modified_from=window_start, modified_to=window_end):
-        seen += 1
-        order_no = str(order.get("orderNo") or "")
-        if str(order.get("status") or "").lower() != CANCELLED or not order_no:
-            continue
-        # Only orders placed through the network become events; the merchant's own orders are not ours.
-        if selectors.bag_for_platform_order(merchant, [order_no]) is None:
-            continue
-        result = event_ingest(
-            connection=connection,
-            envelope=WebhookEnvelope(event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no),
-            body=json.dumps(order, default=str, sort_keys=True),
-            headers={},
-        )
-        created += int(result.created)
-    StoreConnection.objects.filter(pk=connection.pk).update(last_polled_at=window_end, last_error="")
-    connection.last_polled_at = window_end
-    return PollResult(connection_id=connection.pk, orders_seen=seen, events_created=created)
-
-
 def platform_orders_poll(*, now=None) -> list[PollResult]:
-    """Poll every SFCC Option 1 connection; one store's failure does not stop the others."""
+    """Ask every adapter that polls to poll each of its stores; one store's failure does not stop
+    the others. A store's cursor moves only when its poll succeeded."""
     results = []
-    for connection in selectors.sfcc_connections_to_poll():
-        try:
-            results.append(sfcc_connection_poll(connection, now=now))
-        except PlatformClientError as exc:
-            logger.warning("Polling %s failed: %s", connection, exc.message)
-            StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
-            results.append(PollResult(connection_id=connection.pk, error=exc.message))
+    for adapter in polling_adapters():
+        for connection in adapter.connections_to_poll():
+            try:
+                result = adapter.connection_poll(connection, now=now or timezone.now(), ingest=_ingest_polled)
+            except PlatformClientError as exc:
+                logger.warning("Polling %s failed: %s", connection, exc.message)
+                StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
+                results.append(PollResult(connection_id=connection.pk, error=exc.message))
+                continue
+            StoreConnection.objects.filter(pk=connection.pk).update(last_polled_at=result.polled_until, last_error="")
+            connection.last_polled_at = result.polled_until
+            results.append(result)
     return results
+
+
+def _ingest_polled(connection: StoreConnection, envelope: WebhookEnvelope, body: str) -> bool:
+    return event_ingest(connection=connection, envelope=envelope, body=body, headers={}).created
