@@ -36,7 +36,7 @@ from refunds.services.steps import is_refund_object, reversal_step, step_objects
 
 # Stripe refund statuses that hold (or may still hold) the shopper's money.
 LIVE_REFUND_STATUSES = frozenset({"succeeded", "pending", "requires_action"})
-STRIPE_STATUS_FOR_SHOPPER = {
+STRIPE_STATUS_FOR_SHOPPER: dict[str, set[str]] = {
     ShopperRefund.Status.SUCCEEDED: {"succeeded"},
     ShopperRefund.Status.PENDING: {"pending", "requires_action"},
     ShopperRefund.Status.FAILED: {"failed", "canceled"},
@@ -69,8 +69,8 @@ class Reconciliation:
         self.differences: list[Difference] = []
         self.payments: dict[int, PaymentTransaction] = {}
         self.transfers: dict[int, Transfer] = {}
-        self._stripe_refunds: dict[str, list] = {}
-        self._stripe_reversals: dict[str, list] = {}
+        self._stripe_refunds: dict[str | None, list] = {}
+        self._stripe_reversals: dict[str | None, list] = {}
 
     def note(self, kind: str, refund_id: int | None, step: str, detail: str) -> None:
         self.differences.append(Difference(kind, refund_id, step, detail))

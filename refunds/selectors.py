@@ -7,7 +7,7 @@ which the API turns into the same 404. Refund reads load everything the API show
 number of queries, however many SKUs, errors or reversals a refund has.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
@@ -111,7 +111,7 @@ def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
 def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
     """PROCESSING refunds nobody is working on: their message was lost, or their worker died."""
     now = now or timezone.now()
-    threshold = now - timezone.timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
+    threshold = now - timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
     return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
         Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
     )

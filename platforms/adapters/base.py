@@ -198,7 +198,10 @@ EventSink = Callable[["StoreConnection", WebhookEnvelope, str], bool]
 
 
 class PlatformAdapter(Protocol):
-    platform: str
+    @property
+    def platform(self) -> str:
+        """The Platform value this adapter speaks for (read-only: adapters set a class attribute)."""
+
     receives_webhooks: bool
     # A platform without (usable) webhooks is polled instead: see PollingAdapter.
     polls_orders: bool

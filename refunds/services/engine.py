@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -129,7 +130,7 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
             # Stripe accepted the refund but it is not final (card refunds can still fail).
             countdown = _pending_recheck_seconds(refund.attempts)
             Refund.objects.filter(pk=refund.pk).update(
-                next_attempt_at=timezone.now() + timezone.timedelta(seconds=countdown),
+                next_attempt_at=timezone.now() + timedelta(seconds=countdown),
                 attempts=F("attempts") - 1,  # waiting on Stripe is not a failed attempt
             )
             return ProcessOutcome(status=RefundStatus.PROCESSING, retry_in=countdown, detail="pending at Stripe")
@@ -249,7 +250,7 @@ def _schedule_retry(refund: Refund, problems: list[str]) -> ProcessOutcome:
             ),
         )
     countdown = _backoff_seconds(refund.attempts)
-    Refund.objects.filter(pk=refund.pk).update(next_attempt_at=timezone.now() + timezone.timedelta(seconds=countdown))
+    Refund.objects.filter(pk=refund.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=countdown))
     event_record(
         refund,
         RefundEvent.Kind.RETRY_SCHEDULED,

@@ -8,6 +8,7 @@ beat's `refund_sweep_stuck` re-enqueues PROCESSING refunds nobody is working on.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 
 from django.db import transaction
@@ -75,11 +76,11 @@ def _unrecorded_stripe_object(refund: Refund) -> str | None:
         )
         if shopper is not None:
             payment_intent_id = shopper.payment_transaction.gateway_transaction_id
-            for found in gateway.list_refunds(payment_intent_id=payment_intent_id):
-                if found.status not in REFUND_STATUSES_WITHOUT_MONEY and is_step_object(
-                    found, refund, RefundStep.SHOPPER_REFUND
+            for found_refund in gateway.list_refunds(payment_intent_id=payment_intent_id):
+                if found_refund.status not in REFUND_STATUSES_WITHOUT_MONEY and is_step_object(
+                    found_refund, refund, RefundStep.SHOPPER_REFUND
                 ):
-                    return found.id
+                    return found_refund.id
     except TransientGatewayError as exc:
         raise InvalidTransition(
             f"Could not confirm with Stripe that no money moved for this refund ({exc.message}); try again."
@@ -88,7 +89,13 @@ def _unrecorded_stripe_object(refund: Refund) -> str | None:
 
 
 @contextmanager
-def _refund_locked_for_operator(refund: Refund, *, allowed: set[str], action: str, before_row_lock=None):
+def _refund_locked_for_operator(
+    refund: Refund,
+    *,
+    allowed: Collection[str],
+    action: str,
+    before_row_lock: Callable[[], None] | None = None,
+) -> Iterator[Refund]:
     """The refund, exclusive against the engine (advisory lock) and row-locked, if its status allows
     `action`; `before_row_lock` runs in between (a Stripe look-up must not hold a row lock)."""
     with try_exclusive("refund", refund.pk) as acquired:
