@@ -6,7 +6,7 @@
 What it does, all on 127.0.0.1 and cleaning up after itself:
 1. creates its own PostgreSQL database `violet_bench_<pid>` and migrates it;
 2. builds N bags, each charged and paid out (merchant + channel transfers) in the Stripe sandbox
-   through payments.services.order_charge_and_transfer (no simulated latency while building);
+   through refunds.services.checkout.order_charge_and_transfer (no simulated latency while building);
 3. starts a real Celery worker (its own queue `bench-<pid>` on Redis) whose sandbox adds
    --latency-ms to every Stripe call, as the network would;
 4. records one full refund per bag (refund_record, enqueued on commit, exactly as in production)
@@ -199,9 +199,9 @@ def build_bags(count: int) -> list:
 
     from django.utils import timezone
 
-    from payments.services import order_charge_and_transfer
     from platforms.models import Merchant, Platform
     from refunds.models import App, Bag, Order, OrderSku
+    from refunds.services.checkout import order_charge_and_transfer
     from stripe_sandbox import ledger
 
     app = App.objects.create(

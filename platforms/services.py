@@ -5,10 +5,11 @@
 - `event_process`: adapter -> `OrderState` -> the merchant's bag -> `order_reconcile`; the
   event ends PROCESSED, IGNORED (with the reason) or FAILED (with error and traceback).
 - `order_reconcile`: the platform's rules name the refunds the state implies; whichever do not yet
-  exist on the bag are recorded through `refunds.services.refund_record` (idempotent on
-  (bag, external_id)). Running it twice, or on a stale or duplicated signal, changes nothing.
-- `platform_orders_poll`: SFCC Option 1 (no webhooks): cancelled orders since the cursor become
-  events that go through the same processing.
+  exist on the bag are handed to `refunds.services.refund_record_platform` as what the platform
+  says was refunded (idempotent on (bag, external_id)); refunds work out the amounts under the
+  bag lock. Running it twice, or on a stale or duplicated signal, changes nothing.
+- `platform_orders_poll`: every adapter that polls (SFCC Option 1, no webhooks) reads each store's
+  orders since its cursor; those that are events go through the same ingest and processing.
 """
 
 from __future__ import annotations
@@ -25,35 +26,31 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from platforms import selectors
-from platforms.adapters import get_adapter
+from platforms import selectors, tasks
+from platforms.adapters import get_adapter, polling_adapters
 from platforms.adapters.base import (
     EventIgnored,
     OrderState,
     PayloadMalformed,
     PlatformRefund,
+    PollResult,
     WebhookEnvelope,
 )
-from platforms.adapters.sfcc import CANCELLED, POLL_TOPIC, poll_event_id
 from platforms.clients.base import PlatformClientError
-from platforms.clients.sfcc import SfccClient
 from platforms.models import InboundEvent, StoreConnection
-from refunds.amounts import Remaining, bag_refundable_remaining
-from refunds.models import Bag, OrderSku, Refund, RefundSource
-from refunds.services import RefundSkuLine, bag_mark_canceled, refund_record
+from refunds.models import Bag, Refund, RefundSource
+from refunds.services import (
+    PlatformRefundRequest,
+    RefundSkuLine,
+    bag_mark_canceled,
+    refund_record_platform,
+)
 from violet_refunds.exceptions import ApplicationError
-from violet_refunds.money import AmountParts
 
 logger = logging.getLogger(__name__)
 
 # Events whose topic starts with this came from our own polling, not from a platform's webhook.
 POLL_TOPIC_PREFIX = "poll/"
-# SFCC polling window: the first poll looks back this far; later polls overlap the previous window a
-# little (clock skew between us and SFCC; duplicates are deduplicated); one poll covers at most
-# SFCC_MAX_POLL_WINDOW so the Orders API's 10,000-row paging window is never reached.
-SFCC_FIRST_POLL_LOOKBACK = timedelta(days=1)
-SFCC_POLL_OVERLAP = timedelta(minutes=5)
-SFCC_MAX_POLL_WINDOW = timedelta(hours=6)
 # A RECEIVED event older than this lost its processing message (broker down at enqueue).
 RECEIVED_EVENT_REQUEUE_AFTER = timedelta(minutes=10)
 
@@ -124,11 +121,8 @@ def event_ingest(
 
 
 def _enqueue_processing(event_id: int) -> None:
-    # Imported here: tasks.py imports this module.
-    from platforms.tasks import process_inbound_event as process_inbound_event_task
-
     try:
-        process_inbound_event_task.delay(event_id)
+        tasks.process_inbound_event.delay(event_id)
     except Exception:  # broker down: events_requeue_received picks the event up from the database
         logger.exception("Could not enqueue inbound event %s; it will be requeued", event_id)
 
@@ -188,22 +182,14 @@ def order_reconcile(
         if found is not None:
             existing.append(found)
             continue
-        remaining = bag_refundable_remaining(bag)
-        if remaining.total <= 0:
-            notes.append(f"bag {bag.pk} is already fully refunded, so {platform_refund.external_id} records nothing")
-            continue
-        result = refund_record(
-            bag=bag,
-            source=source,
-            actor=f"platform:{state.platform.lower()}",
-            external_id=platform_refund.external_id,
-            currency=state.currency,
-            reason=platform_refund.reason,
-            reason_code=platform_refund.reason_code,
-            restock_items=platform_refund.restock,
-            inbound_event=inbound_event,
-            **_record_amounts(bag, platform_refund, remaining, notes),
+        request, line_notes = _refund_request(bag, state, platform_refund, source)
+        result = refund_record_platform(
+            bag=bag, request=request, actor=f"platform:{state.platform.lower()}", inbound_event=inbound_event
         )
+        if result.refund is None:  # nothing left on the bag: the lines were never looked at
+            notes.extend(result.notes)
+            continue
+        notes.extend([*line_notes, *result.notes])
         (recorded if result.created else existing).append(result.refund)
     ignored_reason = decision.ignored_reason.rstrip(".")
     if recorded or existing:
@@ -220,57 +206,35 @@ def order_reconcile(
     )
 
 
-def _record_amounts(bag: Bag, refund: PlatformRefund, remaining: Remaining, notes: list[str]) -> dict:
-    """refund_record's amount arguments for one platform refund.
-
-    - No amount and no parts: nothing (refund_record refunds everything still refundable).
-    - Parts from the platform (Shopify): those parts. If the money actually returned differs from
-      them (discounts, `refund_discrepancy` adjustments), the money is the truth: shipping and tax
-      stay as the platform split them and the difference lands on sub_total.
-    - Money plus refunded lines and/or "shipping included" (Wix): sub_total = the lines at bag
-      prices, shipping = what is left of it when included, tax = the rest.
-    - Only money, or parts that cannot hold it: the amount, divided pro rata over what is left.
-    """
-    if refund.is_full_remaining:
-        return {}
-    skus_by_external_id = selectors.bag_skus_by_external_id(bag)
-    sku_lines: list[tuple[OrderSku, RefundSkuLine]] = []
-    for line in refund.lines:
-        sku = skus_by_external_id.get(line.line_item_external_id)
-        if sku is None:
-            notes.append(f"line item {line.line_item_external_id} is not on bag {bag.pk}; recorded without it")
-            continue
-        sku_lines.append((sku, RefundSkuLine(order_sku_id=sku.pk, quantity=line.quantity, amount=line.amount)))
-
-    parts = refund.parts
-    if parts is not None and refund.amount is not None and parts.total != refund.amount:
-        sub_total = refund.amount - parts.shipping - parts.tax
-        parts = AmountParts(sub_total, parts.shipping, parts.tax) if sub_total >= 0 else None
-    elif parts is None and (sku_lines or refund.shipping_included):
-        parts = _parts_from_lines(refund, sku_lines, remaining)
-    if parts is None:
-        if sku_lines or refund.parts is not None:
-            notes.append(f"refund {refund.external_id}: the platform's split does not fit, amount divided pro rata")
-        return {"amount": refund.amount}
-    return {
-        "amount": parts.total,
-        "sub_total_amount": parts.sub_total,
-        "shipping_amount": parts.shipping,
-        "tax_amount": parts.tax,
-        "shipping_tax_amount": min(refund.shipping_tax, parts.tax),
-        "skus": [line for _, line in sku_lines],
-    }
-
-
-def _parts_from_lines(refund: PlatformRefund, sku_lines, remaining: Remaining) -> AmountParts | None:
-    amount = refund.amount or 0
-    left = remaining.parts
-    sub_total = min(sum(sku.price * line.quantity for sku, line in sku_lines), amount, left.sub_total)
-    shipping = min(left.shipping, amount - sub_total) if refund.shipping_included else 0
-    tax = amount - sub_total - shipping
-    if tax > left.tax:
-        return None
-    return AmountParts(sub_total, shipping, tax)
+def _refund_request(
+    bag: Bag, state: OrderState, refund: PlatformRefund, source: str
+) -> tuple[PlatformRefundRequest, list[str]]:
+    """What the platform says was refunded, in the bag's terms (its line items matched to the bag's
+    SKUs), and a note per line the bag does not have. Refunds decide the amounts under the bag lock."""
+    notes: list[str] = []
+    skus: list[RefundSkuLine] = []
+    if not refund.is_full_remaining:
+        skus_by_external_id = selectors.bag_skus_by_external_id(bag)
+        for line in refund.lines:
+            sku = skus_by_external_id.get(line.line_item_external_id)
+            if sku is None:
+                notes.append(f"line item {line.line_item_external_id} is not on bag {bag.pk}; recorded without it")
+                continue
+            skus.append(RefundSkuLine(order_sku_id=sku.pk, quantity=line.quantity, amount=line.amount))
+    request = PlatformRefundRequest(
+        external_id=refund.external_id,
+        source=source,
+        currency=state.currency,
+        amount=refund.amount,
+        parts=refund.parts,
+        shipping_tax=refund.shipping_tax,
+        skus=tuple(skus),
+        shipping_included=refund.shipping_included,
+        reason=refund.reason,
+        reason_code=refund.reason_code,
+        restock=refund.restock,
+    )
+    return request, notes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,57 +321,28 @@ def events_replay(events: Iterable[InboundEvent]) -> Counter:
 
 
 # --------------------------------------------------------------------------------------------------
-# Poll (SFCC Option 1)
+# Poll (platforms without usable webhooks: SFCC Option 1)
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PollResult:
-    connection_id: int
-    orders_seen: int = 0
-    events_created: int = 0
-    error: str = ""
-
-
-def sfcc_connection_poll(connection: StoreConnection, *, now=None) -> PollResult:
-    """Cancelled orders modified since the cursor become events; the cursor moves only on success."""
-    now = now or timezone.now()
-    if connection.last_polled_at:
-        window_start = connection.last_polled_at - SFCC_POLL_OVERLAP
-    else:
-        window_start = now - SFCC_FIRST_POLL_LOOKBACK
-    window_end = min(now, window_start + SFCC_MAX_POLL_WINDOW)
-    merchant = connection.merchant
-    seen = created = 0
-    client = SfccClient.from_connection(connection)
-    for order in client.iter_orders_modified(modified_from=window_start, modified_to=window_end):
-        seen += 1
-        order_no = str(order.get("orderNo") or "")
-        if str(order.get("status") or "").lower() != CANCELLED or not order_no:
-            continue
-        # Only orders placed through the network become events; the merchant's own orders are not ours.
-        if selectors.bag_for_platform_order(merchant, [order_no]) is None:
-            continue
-        result = event_ingest(
-            connection=connection,
-            envelope=WebhookEnvelope(event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no),
-            body=json.dumps(order, default=str, sort_keys=True),
-            headers={},
-        )
-        created += int(result.created)
-    StoreConnection.objects.filter(pk=connection.pk).update(last_polled_at=window_end, last_error="")
-    connection.last_polled_at = window_end
-    return PollResult(connection_id=connection.pk, orders_seen=seen, events_created=created)
-
-
 def platform_orders_poll(*, now=None) -> list[PollResult]:
-    """Poll every SFCC Option 1 connection; one store's failure does not stop the others."""
+    """Ask every adapter that polls to poll each of its stores; one store's failure does not stop
+    the others. A store's cursor moves only when its poll succeeded."""
     results = []
-    for connection in selectors.sfcc_connections_to_poll():
-        try:
-            results.append(sfcc_connection_poll(connection, now=now))
-        except PlatformClientError as exc:
-            logger.warning("Polling %s failed: %s", connection, exc.message)
-            StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
-            results.append(PollResult(connection_id=connection.pk, error=exc.message))
+    for adapter in polling_adapters():
+        for connection in adapter.connections_to_poll():
+            try:
+                result = adapter.connection_poll(connection, now=now or timezone.now(), ingest=_ingest_polled)
+            except PlatformClientError as exc:
+                logger.warning("Polling %s failed: %s", connection, exc.message)
+                StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
+                results.append(PollResult(connection_id=connection.pk, error=exc.message))
+                continue
+            StoreConnection.objects.filter(pk=connection.pk).update(last_polled_at=result.polled_until, last_error="")
+            connection.last_polled_at = result.polled_until
+            results.append(result)
     return results
+
+
+def _ingest_polled(connection: StoreConnection, envelope: WebhookEnvelope, body: str) -> bool:
+    return event_ingest(connection=connection, envelope=envelope, body=body, headers={}).created

@@ -1,12 +1,12 @@
-"""Celery entry points for platform signals; the work is in platforms.services."""
+"""Celery entry points for platform signals; the work is in platforms.services.
+
+Each task imports the service inside itself (platforms.services imports this module to enqueue)."""
 
 import logging
 import random
 
 from celery import shared_task
 from django.conf import settings
-
-from platforms import services
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ def retry_countdown(retries: int) -> float:
 def process_inbound_event(self, event_id: int) -> str:
     """Turn one stored platform event into refunds. Transient platform errors (timeout, 5xx) retry
     with backoff; the event shows FAILED with the error meanwhile, and PROCESSED once a retry works."""
+    from platforms import services
+
     result = services.event_process(event_id)
     if result is None:
         return "MISSING"
@@ -38,6 +40,8 @@ def process_inbound_event(self, event_id: int) -> str:
 @shared_task(ignore_result=True)
 def poll_platform_orders() -> int:
     """Beat: poll the platforms without refund webhooks (SFCC Option 1). Returns events created."""
+    from platforms import services
+
     results = services.platform_orders_poll()
     return sum(result.events_created for result in results)
 
@@ -45,4 +49,6 @@ def poll_platform_orders() -> int:
 @shared_task(ignore_result=True)
 def requeue_received_events() -> int:
     """Beat: re-enqueue events stored but never processed (their message was lost)."""
+    from platforms import services
+
     return len(services.events_requeue_received())

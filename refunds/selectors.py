@@ -1,4 +1,5 @@
-"""Reads scoped to one app (channel): the only way the channel API reaches orders, bags and refunds.
+"""Refund reads. Most are scoped to one app (channel): the only way the channel API reaches orders,
+bags and refunds.
 
 Every function takes the authenticated app and filters by it in the same query, so an id that
 belongs to another app behaves exactly like an id that does not exist: `<Model>.DoesNotExist`,
@@ -6,10 +7,14 @@ which the API turns into the same 404. Refund reads load everything the API show
 number of queries, however many SKUs, errors or reversals a refund has.
 """
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, prefetch_related_objects
+from datetime import datetime, timedelta
 
-from payments.models import TransferReversal
-from refunds.models import App, AppMembership, Bag, Order, Refund, RefundError, RefundSku
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.utils import timezone
+
+from payments.models import Transfer, TransferReversal
+from refunds.models import App, AppMembership, Bag, Order, Refund, RefundError, RefundSku, RefundStatus
 
 
 def app_get(app_id: int) -> App | None:
@@ -101,3 +106,22 @@ def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
     if not Bag.objects.filter(pk=bag_id, order_id=order_id, order__app=app).exists():
         raise Bag.DoesNotExist
     return _with_details(list(_refunds_for_api().filter(bag_id=bag_id)))
+
+
+def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
+    """PROCESSING refunds nobody is working on: their message was lost, or their worker died."""
+    now = now or timezone.now()
+    threshold = now - timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
+    return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
+        Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
+    )
+
+
+def refunds_for_reconciliation() -> QuerySet[Refund]:
+    """Refunds with everything the reconciliation compares with Stripe: the bag's payment and
+    transfers, the refund's reversals (with their transfer) and its shopper refund."""
+    return Refund.objects.select_related("bag__order__payment_transaction").prefetch_related(
+        Prefetch("bag__transfers", queryset=Transfer.objects.order_by("pk")),
+        Prefetch("transfer_reversals", queryset=TransferReversal.objects.select_related("transfer").order_by("pk")),
+        "shopper_refund__payment_transaction",
+    )

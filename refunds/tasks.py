@@ -1,4 +1,9 @@
-"""Celery tasks: thin callers of refunds.services."""
+"""Celery tasks: thin callers of refunds.services.
+
+Convention (every app): the service module imports its tasks at module level to enqueue them; a task
+imports its service inside the task function, so importing the tasks (Celery autodiscovery) never
+imports the services.
+"""
 
 import logging
 

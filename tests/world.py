@@ -5,7 +5,7 @@ Used by engine, reliability, API and portal tests that need money to have moved 
 
 from decimal import Decimal
 
-from payments.services import order_charge_and_transfer
+from refunds.services.checkout import order_charge_and_transfer
 from tests.factories import AppFactory, BagFactory, MerchantFactory, OrderFactory, OrderSkuFactory
 
 

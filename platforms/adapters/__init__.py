@@ -1,6 +1,8 @@
 """Platform adapters, one module per platform; `get_adapter` is how everything else finds them."""
 
-from platforms.adapters.base import PlatformAdapter
+from typing import cast
+
+from platforms.adapters.base import PlatformAdapter, PollingAdapter
 from platforms.adapters.bigcommerce import BigCommerceAdapter
 from platforms.adapters.ecwid import EcwidAdapter
 from platforms.adapters.sfcc import SfccAdapter
@@ -29,3 +31,8 @@ def webhook_adapter_for_slug(slug: str) -> PlatformAdapter | None:
     """The adapter named by the URL segment (/webhooks/shopify/...), if that platform sends webhooks."""
     adapter = ADAPTERS.get(slug.upper())
     return adapter if adapter is not None and adapter.receives_webhooks else None
+
+
+def polling_adapters() -> list[PollingAdapter]:
+    """The adapters of platforms that are polled for orders instead of (or besides) webhooks."""
+    return [cast(PollingAdapter, adapter) for adapter in ADAPTERS.values() if adapter.polls_orders]

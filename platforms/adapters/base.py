@@ -10,7 +10,7 @@ a duplicated, stale or out-of-order signal changes nothing ("reconcile, don't in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,7 +21,7 @@ from violet_refunds.exceptions import ApplicationError
 from violet_refunds.money import AmountParts
 
 if TYPE_CHECKING:
-    from platforms.models import InboundEvent
+    from platforms.models import InboundEvent, StoreConnection
     from refunds.models import Bag
 
 
@@ -59,6 +59,7 @@ class PlatformDataInvalid(Exception):
 # --------------------------------------------------------------------------------------------------
 # Money: decimal strings from platforms -> integer minor units, never through float
 # --------------------------------------------------------------------------------------------------
+
 
 def to_minor_units(value, currency: str, *, round_half_up: bool = False) -> int:
     """'10.50' USD -> 1050 through the money module; a bad amount is the platform's data problem."""
@@ -180,9 +181,30 @@ class WebhookEnvelope:
     order_id: str = ""
 
 
+@dataclass(frozen=True)
+class PollResult:
+    """One store's poll: orders read, events stored, and how far the cursor may move (None: failed)."""
+
+    connection_id: int
+    orders_seen: int = 0
+    events_created: int = 0
+    error: str = ""
+    polled_until: datetime | None = None
+
+
+# What a polling adapter hands each order it turns into an event: store it (once per event id) and
+# say whether it was new. platforms.services.event_ingest behind it, like a webhook delivery.
+EventSink = Callable[["StoreConnection", WebhookEnvelope, str], bool]
+
+
 class PlatformAdapter(Protocol):
-    platform: str
+    @property
+    def platform(self) -> str:
+        """The Platform value this adapter speaks for (read-only: adapters set a class attribute)."""
+
     receives_webhooks: bool
+    # A platform without (usable) webhooks is polled instead: see PollingAdapter.
+    polls_orders: bool
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         """Verify the raw bytes came from the platform, then read the envelope.
@@ -194,6 +216,18 @@ class PlatformAdapter(Protocol):
 
     def refund_decision(self, state: OrderState, bag: Bag) -> RefundDecision:
         """This platform's rules: which refunds the state implies for the bag."""
+
+
+class PollingAdapter(PlatformAdapter, Protocol):
+    """An adapter with `polls_orders = True`: platforms.services.platform_orders_poll asks it, store
+    by store, for the orders changed since the connection's cursor."""
+
+    def connections_to_poll(self) -> Iterable[StoreConnection]:
+        """The store connections this platform polls."""
+
+    def connection_poll(self, connection: StoreConnection, *, now: datetime, ingest: EventSink) -> PollResult:
+        """Read the orders changed since `connection.last_polled_at`, hand those that are events to
+        `ingest`, and say up to when (`polled_until`) the window was read. Raises PlatformClientError."""
 
 
 def explicit_refunds_with_money(state: OrderState) -> tuple[tuple[PlatformRefund, ...], list[str]]:

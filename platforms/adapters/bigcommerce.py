@@ -167,6 +167,7 @@ def parse_refund(refund: Mapping, *, currency: str) -> PlatformRefund:
 class BigCommerceAdapter:
     platform = Platform.BIGCOMMERCE
     receives_webhooks = True
+    polls_orders = False
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         presented = _bearer_token(headers.get(SECRET_HEADER))

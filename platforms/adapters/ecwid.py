@@ -62,6 +62,7 @@ def _order_id_from_body(payload: Mapping) -> str:
 class EcwidAdapter:
     platform = Platform.ECWID
     receives_webhooks = True
+    polls_orders = False
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         payload = parse_json(body)

@@ -2,7 +2,8 @@
 
 Rules (seed 000, "Sales Force Commerce Cloud"):
 - Option 1 (Merchant.sfcc_refund_mode CANCEL_AS_REFUND): the merchant marks the order cancelled;
-  `platforms.services.platform_orders_poll` reads orders modified since the last poll, and an order with status
+  `platforms.services.platform_orders_poll` asks this adapter (`connection_poll`) to read the orders
+  modified since the last poll (platforms.clients.sfcc), and an order with status
   `cancelled` is a refund of everything still refundable on the bag, `cancel:<orderNo>`.
 - Option 2 (MANUAL_NOTICE): refunds come only from the merchant's notice; nothing automatic, ever.
 
@@ -14,12 +15,17 @@ Readings of ⚠️/❓ items: order fields `orderNo`, `status`, `currency`, `cre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 
+from platforms import selectors
 from platforms.adapters.base import (
+    EventSink,
     OrderLine,
     OrderState,
     PlatformDataInvalid,
+    PollResult,
     RefundDecision,
     SignatureInvalid,
     WebhookEnvelope,
@@ -28,11 +34,18 @@ from platforms.adapters.base import (
     parse_json,
     to_minor_units,
 )
-from platforms.models import Platform, SfccRefundMode
+from platforms.clients.sfcc import SfccClient
+from platforms.models import Platform, SfccRefundMode, StoreConnection
 from violet_refunds.money import AmountParts
 
 CANCELLED = "cancelled"
 POLL_TOPIC = "poll/order_cancelled"
+# Polling window: the first poll looks back this far; later polls overlap the previous window a
+# little (clock skew between us and SFCC; duplicates are deduplicated); one poll covers at most
+# MAX_POLL_WINDOW so the Orders API's 10,000-row paging window is never reached.
+FIRST_POLL_LOOKBACK = timedelta(days=1)
+POLL_OVERLAP = timedelta(minutes=5)
+MAX_POLL_WINDOW = timedelta(hours=6)
 
 
 def poll_event_id(connection, order_no: str) -> str:
@@ -43,9 +56,39 @@ def poll_event_id(connection, order_no: str) -> str:
 class SfccAdapter:
     platform = Platform.SFCC
     receives_webhooks = False
+    polls_orders = True
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         raise SignatureInvalid("Salesforce Commerce Cloud sends no webhooks; its orders are polled.")
+
+    def connections_to_poll(self) -> Iterable[StoreConnection]:
+        return selectors.sfcc_connections_to_poll()
+
+    def connection_poll(self, connection: StoreConnection, *, now: datetime, ingest: EventSink) -> PollResult:
+        """Cancelled orders modified since the cursor become events (only orders placed through the
+        network: the merchant's own orders are not ours). The caller moves the cursor on success."""
+        if connection.last_polled_at:
+            window_start = connection.last_polled_at - POLL_OVERLAP
+        else:
+            window_start = now - FIRST_POLL_LOOKBACK
+        window_end = min(now, window_start + MAX_POLL_WINDOW)
+        merchant = connection.merchant
+        seen = created = 0
+        client = SfccClient.from_connection(connection)
+        for order in client.iter_orders_modified(modified_from=window_start, modified_to=window_end):
+            seen += 1
+            order_no = str(order.get("orderNo") or "")
+            if str(order.get("status") or "").lower() != CANCELLED or not order_no:
+                continue
+            if selectors.bag_for_platform_order(merchant, [order_no]) is None:
+                continue
+            envelope = WebhookEnvelope(
+                event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no
+            )
+            created += int(ingest(connection, envelope, json.dumps(order, default=str, sort_keys=True)))
+        return PollResult(
+            connection_id=connection.pk, orders_seen=seen, events_created=created, polled_until=window_end
+        )
 
     def order_state(self, event) -> OrderState:
         return self.state_from_order(parse_json(event.body), topic=event.topic)

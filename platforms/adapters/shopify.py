@@ -140,6 +140,7 @@ def parse_refund(refund: Mapping, *, order_currency: str | None) -> PlatformRefu
 class ShopifyAdapter:
     platform = Platform.SHOPIFY
     receives_webhooks = True
+    polls_orders = False
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         signature = (headers.get(HMAC_HEADER) or "").strip()

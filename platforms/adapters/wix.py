@@ -78,6 +78,7 @@ def _price(value, currency: str) -> int:
 class WixAdapter:
     platform = Platform.WIX
     receives_webhooks = True
+    polls_orders = False
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         try:

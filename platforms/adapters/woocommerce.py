@@ -146,6 +146,7 @@ def parse_refund_detail(refund: Mapping, *, currency: str) -> PlatformRefund:
 class WooCommerceAdapter:
     platform = Platform.WOOCOMMERCE
     receives_webhooks = True
+    polls_orders = False
 
     def is_setup_ping(self, *, body: bytes, headers: Mapping[str, str]) -> bool:
         """WooCommerce's unsigned `webhook_id=<id>` test delivery, sent when a webhook is saved."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from refunds.amounts import Remaining
 from refunds.models import Bag, OrderSku, ReasonCode, RefundSource
-from refunds.services import RecordResult, RefundSkuLine, refund_record
+from refunds.services.record import RecordResult, RefundSkuLine, refund_record
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
 
 REFERENCE_MAX_LENGTH = 255

@@ -77,7 +77,7 @@ def crash_at(monkeypatch):
                 state["left"] -= 1
                 raise SimulatedCrash(point)
 
-        monkeypatch.setattr("refunds.services.crash_point", crash_point)
+        monkeypatch.setattr("refunds.services.steps.crash_point", crash_point)
         return state
 
     return install

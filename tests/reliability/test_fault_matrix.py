@@ -17,10 +17,16 @@ from django.utils import timezone
 
 from payments.gateway import StripeGateway, get_gateway
 from payments.models import PaymentTransaction, Recipient, ShopperRefund, Transfer, TransferReversal
-from refunds import services
 from refunds.errors import RefundErrorCode
 from refunds.models import Bag, FinancialStatus, Refund, RefundEvent, RefundStatus
-from refunds.services import refund_cancel, refund_mark_external, refund_process, refund_retry, refund_sweep_stuck
+from refunds.services import (
+    engine,
+    refund_cancel,
+    refund_mark_external,
+    refund_process,
+    refund_retry,
+    refund_sweep_stuck,
+)
 from refunds.tasks import process_refund
 from stripe_sandbox import ledger
 from stripe_sandbox.models import FaultKind, SandboxRefund
@@ -359,7 +365,7 @@ def test_fault_13_bad_api_key(bag, monkeypatch):
     appears in errors or events; with the right key another refund completes."""
     bad_key = "sk_live_51Hrotatedkey0000000000000000secretTAIL"
     bad_gateway = StripeGateway(sandbox_stripe_client(bad_key))
-    monkeypatch.setattr(services, "get_gateway", lambda: bad_gateway)
+    monkeypatch.setattr(engine, "get_gateway", lambda: bad_gateway)
     refund = record(bag, enqueue=False, external_id="r13").refund
 
     assert process(refund).status == RefundStatus.FAILED
@@ -371,7 +377,7 @@ def test_fault_13_bad_api_key(bag, monkeypatch):
     assert money_at_stripe(bag).refunds == []
     assert ledger.call_count(REFUNDS, method="POST") == 1  # tried once, not in a loop
 
-    monkeypatch.setattr(services, "get_gateway", get_gateway)
+    monkeypatch.setattr(engine, "get_gateway", get_gateway)
     other = record(funded_bag(), enqueue=False, external_id="r13-other").refund
     assert process(other).status == RefundStatus.COMPLETED
     assert_completed_once(other)
@@ -497,7 +503,7 @@ def test_fault_18_crash_mid_task_and_poison_cap(bag, crash_at, monkeypatch, sett
     def dies(*args, **kwargs):
         raise SimulatedCrash("worker killed")
 
-    monkeypatch.setattr(services, "get_gateway", dies)
+    monkeypatch.setattr(engine, "get_gateway", dies)
     deliveries = 0
     for _ in range(settings.REFUND_MAX_ATTEMPTS + 3):
         try:
@@ -521,11 +527,11 @@ def test_fault_19_countdowns_stay_below_visibility_timeout(settings):
     settings.REFUND_RETRY_BACKOFF_BASE_SECONDS = 2
     settings.REFUND_RETRY_BACKOFF_MAX_SECONDS = 600
     for attempt in range(1, 30):
-        assert 0 < services._backoff_seconds(attempt) < settings.CELERY_VISIBILITY_TIMEOUT
+        assert 0 < engine._backoff_seconds(attempt) < settings.CELERY_VISIBILITY_TIMEOUT
     for attempt in range(0, 30):
-        assert 0 < services._pending_recheck_seconds(attempt) < settings.CELERY_VISIBILITY_TIMEOUT
+        assert 0 < engine._pending_recheck_seconds(attempt) < settings.CELERY_VISIBILITY_TIMEOUT
     settings.CELERY_VISIBILITY_TIMEOUT = 3600
-    assert services._backoff_seconds(30) <= 600
+    assert engine._backoff_seconds(30) <= 600
 
 
 def _hold_refund_lock(refund_id: int):
@@ -705,7 +711,7 @@ def test_fault_26_db_connection_killed_after_stripe_ok(monkeypatch, settings, ea
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
-    monkeypatch.setattr("refunds.services.crash_point", kill_own_session)
+    monkeypatch.setattr("refunds.services.steps.crash_point", kill_own_session)
     with pytest.raises((OperationalError, InterfaceError)):
         process_refund.delay(refund.pk)
     connection.close()  # what the worker's next task does: a fresh session

@@ -19,7 +19,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from payments.services import order_charge_and_transfer
 from platforms.models import Merchant, MerchantMembership, StoreConnection
 from refunds import demo
 from refunds.models import App, AppMembership, Bag, BagStatus, Order, OrderSku, Refund, RefundSource
@@ -29,6 +28,7 @@ from refunds.services import (
     refund_mark_external,
     refund_record,
 )
+from refunds.services.checkout import order_charge_and_transfer
 from violet_refunds.celery import app as celery_app
 
 ORDER_COUNT = 60

@@ -1,9 +1,12 @@
-"""Checkout-side money movement: charge the shopper for an order and pay out each bag.
+"""Demo checkout: charge the shopper for an order and pay out each bag.
 
 The refund product does not take payments itself in production (checkout does); this service
-builds the same Stripe state for the demo world, the benchmarks and the tests, through the same
-gateway and with idempotency keys derived from our ids, so running it twice charges once.
+builds the same Stripe state for the demo world (`seed_demo`), the benchmarks and the tests, through
+the same gateway and with idempotency keys derived from our ids, so running it twice charges once.
+It lives in refunds, next to the orders it reads: payments knows nothing of orders and bags.
 """
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 

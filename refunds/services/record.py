@@ -1,0 +1,357 @@
+"""Recording refunds: the one way a refund comes into existence, whoever asks for it.
+
+Entry points (platform signals, merchant notices, the channel API, operators) call `refund_record`.
+Under the bag's row lock it reads what is still refundable, validates the request against it,
+works out the refund's parts (sub_total, shipping, tax), writes the refund with its SKU lines, and
+enqueues its processing after commit. Idempotent on (bag, external_id) and (bag, request_key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from refunds import announcements as notifications
+from refunds.amounts import Remaining, bag_refundable_remaining
+from refunds.models import (
+    Bag,
+    BagStatus,
+    OrderSku,
+    ReasonCode,
+    Refund,
+    RefundEvent,
+    RefundSku,
+    RefundSource,
+    RefundStatus,
+)
+from refunds.services.engine import enqueue_processing
+from refunds.services.events import event_record
+from refunds.services.parts import is_int, platform_amounts, resolve_parts, validate_sku_lines
+from violet_refunds.exceptions import ValidationFailed
+from violet_refunds.money import AmountParts
+
+# Spec section 2.2: the two doc generations agree a bag IN_PROGRESS or REFUNDED cannot be refunded
+# and disagree on CANCELED. The seeds make cancellation *the* refund signal on Ecwid, Wix (old
+# orders) and SFCC Option 1, so a CANCELED bag must stay refundable.
+REFUNDABLE_BAG_STATUSES = frozenset(
+    {
+        BagStatus.ACCEPTED,
+        BagStatus.SUBMITTED,
+        BagStatus.COMPLETED,
+        BagStatus.PARTIALLY_REFUNDED,
+        BagStatus.CANCELED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class RefundSkuLine:
+    order_sku_id: int
+    quantity: int
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    refund: Refund
+    created: bool
+
+
+@dataclass(frozen=True)
+class PlatformRefundRequest:
+    """What a platform says was refunded (or what its rules imply, e.g. a cancellation), in minor
+    units of the bag currency. `refund_record_platform` works out the refund's parts from it under the
+    bag lock.
+
+    - `amount`: money actually returned to the shopper; None with `parts` None = everything still
+      refundable on the bag.
+    - `parts`: how the platform split it, when it did (Shopify); `shipping_tax`: the tax on shipping.
+    - `skus`: the refunded lines the bag knows (platform line ids already matched to OrderSkus).
+    - `shipping_included`: shipping was part of it, the platform does not say how much (Wix).
+    """
+
+    external_id: str
+    source: str
+    currency: str | None = None
+    amount: int | None = None
+    parts: AmountParts | None = None
+    shipping_tax: int = 0
+    skus: tuple[RefundSkuLine, ...] = ()
+    shipping_included: bool = False
+    reason: str = ""
+    reason_code: str = ReasonCode.OTHER
+    restock: bool = False
+
+
+@dataclass(frozen=True)
+class PlatformRecordResult:
+    refund: Refund | None  # None: nothing is left to refund on the bag, so nothing was recorded
+    created: bool
+    notes: tuple[str, ...] = ()  # how the platform's figures were read, for the event's outcome
+
+
+def _existing_refund(bag: Bag, external_id: str | None, request_key: str | None) -> Refund | None:
+    if external_id:
+        found = Refund.objects.filter(bag=bag, external_id=external_id).first()
+        if found:
+            return found
+    if request_key:
+        return Refund.objects.filter(bag=bag, request_key=request_key).first()
+    return None
+
+
+def refund_record(
+    *,
+    bag: Bag,
+    source: str,
+    actor: str,
+    amount: int | None = None,
+    sub_total_amount: int | None = None,
+    shipping_amount: int | None = None,
+    tax_amount: int | None = None,
+    shipping_tax_amount: int = 0,
+    skus: Sequence[RefundSkuLine] = (),
+    external_id: str | None = None,
+    request_key: str | None = None,
+    currency: str | None = None,
+    reason: str = "",
+    reason_code: str = ReasonCode.OTHER,
+    restock_items: bool = False,
+    notify_customer: bool = False,
+    shipping_full_refund: bool = False,
+    inbound_event=None,
+    user=None,
+    enqueue: bool = True,
+) -> RecordResult:
+    """Record a refund of (part of) a bag and enqueue its processing. Idempotent on
+    (bag, external_id) and (bag, request_key): a repeat returns the first refund unchanged."""
+    external_id = (external_id or "").strip() or None
+    request_key = (request_key or "").strip() or None
+    existing = _existing_refund(bag, external_id, request_key)
+    if existing:
+        return RecordResult(refund=existing, created=False)
+    _check_labels(source, reason_code, reason)
+
+    def create(locked_bag: Bag) -> Refund:
+        return _create_refund(
+            bag=locked_bag,
+            remaining=bag_refundable_remaining(locked_bag),
+            source=source,
+            actor=actor,
+            amount=amount,
+            sub_total_amount=sub_total_amount,
+            shipping_amount=shipping_amount,
+            tax_amount=tax_amount,
+            shipping_tax_amount=shipping_tax_amount,
+            skus=skus,
+            external_id=external_id,
+            request_key=request_key,
+            currency=currency,
+            reason=reason or "",
+            reason_code=reason_code,
+            restock_items=restock_items,
+            notify_customer=notify_customer,
+            shipping_full_refund=shipping_full_refund,
+            inbound_event=inbound_event,
+            user=user,
+        )
+
+    refund, created = _record_under_bag_lock(
+        bag, external_id=external_id, request_key=request_key, enqueue=enqueue, create=create
+    )
+    assert refund is not None  # `create` always returns a refund (or raises)
+    return RecordResult(refund=refund, created=created)
+
+
+def refund_record_platform(
+    *, bag: Bag, request: PlatformRefundRequest, actor: str, inbound_event=None, enqueue: bool = True
+) -> PlatformRecordResult:
+    """Record what a platform says was refunded. The amounts are decided here, once, under the
+    bag's row lock, against what is left (refunds.services.parts.platform_amounts). Idempotent
+    on (bag, external_id); a bag with nothing left records nothing and says so in the notes."""
+    external_id = (request.external_id or "").strip() or None
+    existing = _existing_refund(bag, external_id, None)
+    if existing:
+        return PlatformRecordResult(refund=existing, created=False)
+    notes: list[str] = []
+
+    def create(locked_bag: Bag) -> Refund | None:
+        remaining = bag_refundable_remaining(locked_bag)
+        if remaining.total <= 0:
+            notes.append(f"bag {locked_bag.pk} is already fully refunded, so {request.external_id} records nothing")
+            return None
+        _check_labels(request.source, request.reason_code, request.reason)
+        amounts = {
+            "amount": None,
+            "sub_total_amount": None,
+            "shipping_amount": None,
+            "tax_amount": None,
+            "shipping_tax_amount": 0,
+            "skus": (),
+            **platform_amounts(locked_bag, request, remaining, notes),
+        }
+        return _create_refund(
+            bag=locked_bag,
+            remaining=remaining,
+            source=request.source,
+            actor=actor,
+            external_id=external_id,
+            request_key=None,
+            currency=request.currency,
+            reason=request.reason or "",
+            reason_code=request.reason_code,
+            restock_items=request.restock,
+            notify_customer=False,
+            shipping_full_refund=False,
+            inbound_event=inbound_event,
+            user=None,
+            **amounts,
+        )
+
+    refund, created = _record_under_bag_lock(
+        bag, external_id=external_id, request_key=None, enqueue=enqueue, create=create
+    )
+    return PlatformRecordResult(refund=refund, created=created, notes=tuple(notes))
+
+
+def _check_labels(source: str, reason_code: str, reason: str) -> None:
+    if source not in RefundSource.values:
+        raise ValidationFailed(f"Unknown refund source {source!r}.", field_errors={"source": ["invalid"]})
+    if reason_code not in ReasonCode.values:
+        raise ValidationFailed(
+            "Unknown reason code.",
+            field_errors={"reason_code": [f"Must be one of {', '.join(ReasonCode.values)}."]},
+        )
+    if len(reason or "") > 255:
+        raise ValidationFailed("Reason is too long.", field_errors={"reason": ["At most 255 characters."]})
+
+
+def _record_under_bag_lock(
+    bag: Bag,
+    *,
+    external_id: str | None,
+    request_key: str | None,
+    enqueue: bool,
+    create: Callable[[Bag], Refund | None],
+) -> tuple[Refund | None, bool]:
+    """(refund, created): `create(locked_bag)` under the bag's row lock, unless a refund with this
+    external id / request key exists (then that one, not created). `create` may record nothing (None)."""
+    try:
+        with transaction.atomic():
+            # Serialize every refund of this bag: "what is left" must not be read by two writers at once.
+            locked_bag = Bag.objects.select_for_update().get(pk=bag.pk)
+            existing = _existing_refund(locked_bag, external_id, request_key)
+            if existing:
+                return existing, False
+            refund = create(locked_bag)
+            if refund is None:
+                return None, False
+            notifications.refund_event_emit(refund)  # outbox: REFUND_PROCESSING, same transaction
+            if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
+                transaction.on_commit(lambda: enqueue_processing(refund.pk))
+    except IntegrityError:
+        # A concurrent writer recorded the same external id / request key first: return theirs.
+        existing = _existing_refund(bag, external_id, request_key)
+        if existing:
+            return existing, False
+        raise
+    return refund, True
+
+
+def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], **fields) -> Refund:
+    errors: dict[str, list[str]] = {}
+    if bag.status not in REFUNDABLE_BAG_STATUSES:
+        raise ValidationFailed(
+            f"Bag {bag.pk} is {bag.status} and cannot be refunded.",
+            field_errors={"bag": [f"Bag status {bag.status} is not refundable."]},
+        )
+    currency = (fields["currency"] or bag.currency).upper()
+    if currency != bag.currency:
+        errors["currency"] = [f"The bag is in {bag.currency}; a refund in {currency} is not possible."]
+
+    sku_rows = validate_sku_lines(bag, skus, remaining, errors)
+    for name in ("amount", "sub_total_amount", "shipping_amount", "tax_amount", "shipping_tax_amount"):
+        value = fields.get(name)
+        if value is not None and (not is_int(value) or value < 0):
+            errors[name] = ["Must be a non-negative integer amount in minor units."]
+    if errors:
+        raise ValidationFailed("The refund is invalid.", field_errors=errors)
+
+    parts = resolve_parts(
+        amount=fields["amount"],
+        sub_total=fields["sub_total_amount"],
+        shipping=fields["shipping_amount"],
+        tax=fields["tax_amount"],
+        sku_rows=sku_rows,
+        remaining=remaining,
+        errors=errors,
+    )
+    if errors:
+        raise ValidationFailed("The refund is invalid.", field_errors=errors)
+    if parts.total <= 0:
+        raise ValidationFailed(
+            "Nothing to refund.", field_errors={"amount": ["The refund amount must be greater than 0."]}
+        )
+    if fields["shipping_tax_amount"] > parts.tax:
+        raise ValidationFailed(
+            "Shipping tax exceeds the refunded tax.",
+            field_errors={"shipping_tax_amount": ["Cannot exceed tax_amount."]},
+        )
+
+    if (
+        not sku_rows
+        and not skus
+        and fields["amount"] is None
+        and not any(fields[n] is not None for n in ("sub_total_amount", "shipping_amount", "tax_amount"))
+    ):
+        # A full refund of what is left returns every remaining item.
+        sku_rows = [
+            (sku, qty, None) for sku in OrderSku.objects.filter(bag=bag) if (qty := remaining.skus.get(sku.pk, 0)) > 0
+        ]
+
+    refund = Refund.objects.create(
+        bag=bag,
+        external_id=fields["external_id"],
+        request_key=fields["request_key"],
+        status=RefundStatus.PROCESSING,
+        amount=parts.total,
+        sub_total_amount=parts.sub_total,
+        shipping_amount=parts.shipping,
+        shipping_tax_amount=fields["shipping_tax_amount"],
+        tax_amount=parts.tax,
+        shipping_full_refund=fields["shipping_full_refund"]
+        or (parts.shipping > 0 and parts.shipping == bag.shipping_total),
+        refund_currency=currency,
+        reason=fields["reason"],
+        reason_code=fields["reason_code"],
+        restock_items=fields["restock_items"],
+        notify_customer=fields["notify_customer"],
+        source=fields["source"],
+        inbound_event=fields["inbound_event"],
+        created_by=fields["user"],
+        next_attempt_at=timezone.now(),
+    )
+    for sku, quantity, line_amount in sku_rows:
+        RefundSku.objects.create(
+            refund=refund,
+            order_sku=sku,
+            quantity_refunded=quantity,
+            amount_refunded=line_amount,
+            external_id=sku.external_id,
+        )
+        # The CHECK (quantity_refunded <= quantity) backs this up in the database.
+        OrderSku.objects.filter(pk=sku.pk).update(quantity_refunded=F("quantity_refunded") + quantity)
+    event_record(
+        refund,
+        RefundEvent.Kind.RECORDED,
+        actor=fields["actor"],
+        user=fields["user"],
+        to_status=RefundStatus.PROCESSING,
+        message=f"Recorded from {refund.get_source_display()}.",
+        data={"amount": refund.amount, "currency": currency, "external_id": refund.external_id},
+    )
+    return refund
