@@ -42,30 +42,25 @@ test: install-dev browser
 browser:
 	bash scripts/ensure-chromium.sh
 
+## ruff, migrations in step with the models, mypy (typecheck) and the layering contracts (lint-imports).
 lint: install-dev
 	$(PY) -m ruff check .
 	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m mypy $(MYPY_PACKAGES)
+	$(VENV)/bin/lint-imports
 
-## mypy with django-stubs and djangorestframework-stubs (config and baseline in pyproject.toml). Apps
-## that do not exist (yet) are skipped. Not part of `lint` until the baseline is settled.
+## mypy with django-stubs and djangorestframework-stubs (config and baseline in pyproject.toml).
 MYPY_PACKAGES := violet_refunds platforms refunds payments notifications stripe_sandbox portal
 typecheck: install-dev
-	$(PY) -m mypy $(wildcard $(MYPY_PACKAGES))
+	$(PY) -m mypy $(MYPY_PACKAGES)
 
 ## Print the modules that still have mypy errors, as the baseline block for pyproject.toml.
 mypy-baseline: install-dev
-	@PY=$(PY) bash scripts/mypy-baseline.sh --toml $(wildcard $(MYPY_PACKAGES))
+	@PY=$(PY) bash scripts/mypy-baseline.sh --toml $(MYPY_PACKAGES)
 
-## The layering contracts (import-linter, [tool.importlinter] in pyproject.toml). Not part of `lint`
-## until the architecture refactor has landed. Until portal/ exists, it is left out of the check.
+## The layering contracts (import-linter, [tool.importlinter] in pyproject.toml).
 lint-imports: install-dev
-	@if [ -d portal ]; then \
-		$(VENV)/bin/lint-imports; \
-	else \
-		echo "portal/ does not exist yet: checking the contracts without it."; \
-		tmp=$$(mktemp -d); sed '/^    "portal",$$/d' pyproject.toml >"$$tmp/pyproject.toml"; \
-		$(VENV)/bin/lint-imports "$$tmp/pyproject.toml"; status=$$?; rm -rf "$$tmp"; exit $$status; \
-	fi
+	$(VENV)/bin/lint-imports
 
 worker: install
 	$(VENV)/bin/celery -A violet_refunds worker --loglevel=INFO

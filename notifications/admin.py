@@ -57,7 +57,8 @@ class WebhookEndpointForm(forms.ModelForm):
             raise forms.ValidationError(exc.field_errors.get("remote_endpoint") or exc.message) from None
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what ModelForm.clean returns (the stubs allow a subclass's None)
         app = cleaned.get("app") or (self.instance.app if self.instance.pk else None)
         url = cleaned.get("url")
         if app is not None and url:

@@ -89,7 +89,8 @@ class NoticeLineSerializer(serializers.Serializer):
 class RefundNoticeSerializer(serializers.Serializer):
     bag_id = StrictIntegerField(required=False, min_value=1, max_value=2**63 - 1)
     platform_order_id = serializers.CharField(required=False, max_length=255)
-    skus = NoticeLineSerializer(many=True, required=False, max_length=MAX_LINES)
+    # many=True hands max_length to the ListSerializer it makes; the stubs' __init__ does not list it.
+    skus = NoticeLineSerializer(many=True, required=False, max_length=MAX_LINES)  # type: ignore[call-arg]
     sub_total_amount = StrictIntegerField(required=False, min_value=0)
     shipping_amount = StrictIntegerField(required=False, min_value=0, default=0)
     tax_amount = StrictIntegerField(required=False, min_value=0, default=0)

@@ -211,7 +211,8 @@ class RefundNoticeForm(forms.Form):
         ]
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what Form.clean returns (the stubs allow a subclass's None)
         if any(name in self.errors for name in ("items_amount", "shipping_amount", "tax_amount")) or any(
             name in self.errors for _, _, name in self.sku_rows
         ):
@@ -279,8 +280,9 @@ class RefundNoticeForm(forms.Form):
             self.add_error(None, message)
 
 
-def _limit_to(field: forms.ModelChoiceField, merchants: QuerySet[Merchant]) -> None:
+def _limit_to(field: forms.Field, merchants: QuerySet[Merchant]) -> None:
     """Only the user's own merchants (a scoped queryset) can be chosen; one is chosen for them."""
+    assert isinstance(field, forms.ModelChoiceField)
     field.queryset = merchants
     only = list(merchants[:2])
     if len(only) == 1:
@@ -355,7 +357,8 @@ class ConnectWixForm(forms.Form):
         return clean_pasted_value(self.cleaned_data["site_id"]).lower()
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what Form.clean returns (the stubs allow a subclass's None)
         values = {name: cleaned.get(name) or "" for name in ("api_key", "account_id", "site_id")}
         # The Wix client's own format rules (UUIDs, a whole key), before any call to Wix; a field that
         # already has an error (empty, NUL) keeps just that one.

@@ -19,7 +19,7 @@ def money(amount: int | None, currency: str) -> str:
 
 
 # The refund statuses in the merchant's words.
-REFUND_STATUS_TEXT = {
+REFUND_STATUS_TEXT: dict[str, tuple[str, str]] = {
     RefundStatus.PROCESSING: (
         "Processing",
         "We are reversing the transfers and returning the money to the shopper. This usually takes less "

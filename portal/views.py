@@ -81,7 +81,7 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
-    next_page = reverse_lazy("portal:login")
+    next_page = "portal:login"  # a URL name: resolve_url reverses it
 
 
 class PasswordResetView(auth_views.PasswordResetView):

@@ -17,6 +17,7 @@ the body (only relations that have rows), then one INSERT of events and one of d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
@@ -30,7 +31,10 @@ from payments.models import TransferReversal
 from refunds import representation
 from refunds.models import Bag, BagStatus, Order, OrderSku, Refund, RefundError, RefundEvent, RefundSku, RefundStatus
 
-REFUND_EVENT_TYPES = {
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+REFUND_EVENT_TYPES: dict[str, str] = {
     RefundStatus.PROCESSING: EventType.REFUND_PROCESSING,
     RefundStatus.COMPLETED: EventType.REFUND_COMPLETED,
     RefundStatus.PARTIALLY_COMPLETED: EventType.REFUND_PARTIALLY_COMPLETED,
@@ -100,13 +104,23 @@ def _order_events_emit(bag_id: int, planned: Sequence[OutboxEvent]) -> list[Webh
     with transaction.atomic(savepoint=False):
         bag = notification_selectors.bag_lock_for_events(bag_id)
         order, state = notification_selectors.outbox_state_with(
-            Order.objects.filter(pk=bag.order_id), bag_id=bag.id, dedupe_keys=[item.dedupe_key for item in planned]
+            Order.objects.filter(pk=bag.order_id), bag_id=bag.id, dedupe_keys=_dedupe_keys(planned)
         )
         new = [item for item in planned if item.dedupe_key not in state.emitted]
         if not new:
             return []
         _order_payload_load(order)
         return outbox.events_write(bag, state, new, payload=representation.order_representation(order))
+
+
+def _dedupe_keys(planned: Sequence[OutboxEvent]) -> list[str]:
+    """The keys of planned order events: each names its change (None is only for a resent copy)."""
+    keys = []
+    for item in planned:
+        if item.dedupe_key is None:
+            raise ValueError(f"An order event needs a dedupe key: {item!r}")
+        keys.append(item.dedupe_key)
+    return keys
 
 
 # --- what the bodies read ------------------------------------------------------------------------
@@ -125,6 +139,14 @@ def _refund_retry_round(refund_id: int) -> Coalesce:
     return Coalesce(Subquery(retries), 0)
 
 
+class _PayloadFlags(TypedDict):
+    """What `_refund_for_payload` annotates the refund with."""
+
+    payload_has_skus: bool
+    payload_has_errors: bool
+    payload_has_transfer_reversals: bool
+
+
 def _refund_for_payload(refund_id: int) -> QuerySet[Refund]:
     """The refund with its bag, order and payment (one row). Whether it has SKUs, errors and
     transfer reversals is read along, so `_refund_payload_load` queries only those it has."""
@@ -139,7 +161,7 @@ def _refund_for_payload(refund_id: int) -> QuerySet[Refund]:
     )
 
 
-def _refund_payload_load(refund: Refund) -> None:
+def _refund_payload_load(refund: WithAnnotations[Refund, _PayloadFlags]) -> None:
     """Everything else the Order Refund object shows (as the refunds API loads it): one query per
     relation that has rows; an empty one is known empty without asking (`none()` never queries)."""
 

@@ -9,6 +9,7 @@ OpenAPI schema. Callers load the relations first (see `refund_representation`'s 
 
 from collections.abc import Iterable
 from datetime import UTC
+from typing import cast
 
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.types import OpenApiTypes
@@ -105,7 +106,9 @@ class RefundSerializer(serializers.Serializer):
     external_id = serializers.CharField(
         allow_null=True, help_text="ID of the refund on the external commerce platform."
     )
-    errors = RefundErrorSerializer(many=True)
+    # The spec's `errors` key. The serializer metaclass pops declared fields off the class, so this
+    # does not shadow Serializer.errors at runtime; the stubs see the class body only.
+    errors = RefundErrorSerializer(many=True)  # type: ignore[assignment]
     shipping = serializers.SerializerMethodField(help_text="Refunded shipping, or null when none.")
     tax_amount = serializers.SerializerMethodField(help_text="Tax refunded (> 0), or null when none.")
 
@@ -221,7 +224,8 @@ def refund_representation(refund: Refund) -> dict:
 
 
 def refunds_representation(refunds: Iterable[Refund]) -> list[dict]:
-    return RefundSerializer(refunds, many=True).data
+    # many=True makes a ListSerializer (its data a ReturnList); the stubs type the call as the serializer.
+    return cast("list[dict]", RefundSerializer(refunds, many=True).data)
 
 
 def order_representation(order: Order) -> dict:
@@ -231,4 +235,4 @@ def order_representation(order: Order) -> dict:
 
 def bags_representation(bags) -> list[dict]:
     """Bags as the Order shows them (each with its SKUs)."""
-    return BagPayloadSerializer(bags, many=True).data
+    return cast("list[dict]", BagPayloadSerializer(bags, many=True).data)  # a ReturnList, as above

@@ -1,5 +1,7 @@
 """Render sandbox rows as the JSON objects Stripe's API returns (the fields our code and the SDK read)."""
 
+from collections.abc import Sequence
+
 from .models import (
     SandboxAccount,
     SandboxBalance,
@@ -16,8 +18,8 @@ def _ts(value) -> int:
     return int(value.timestamp())
 
 
-def payment_intent(pi: SandboxPaymentIntent, expand: list[str] = ()) -> dict:
-    latest_charge = pi.charge_id
+def payment_intent(pi: SandboxPaymentIntent, expand: Sequence[str] = ()) -> dict:
+    latest_charge: str | dict | None = pi.charge_id
     if pi.charge_id and "latest_charge" in expand:
         latest_charge = charge(pi)
     succeeded = pi.status == "succeeded"

@@ -7,6 +7,7 @@ which callers turn into a clear operator-facing error instead of a 500.
 
 import json
 from functools import lru_cache
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -55,6 +56,10 @@ class EncryptedTextField(models.TextField):
 
 class EncryptedJSONField(models.TextField):
     """A JSON object stored as one Fernet token (so key names are not readable in a dump either)."""
+
+    # For django-stubs (annotations only, nothing at runtime): Python sees the decoded JSON value.
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
 
     def get_prep_value(self, value):
         if value is None:

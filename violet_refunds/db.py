@@ -19,7 +19,7 @@ def CurrencyField(verbose_name=None, **kwargs):  # noqa: N802
     return models.CharField(verbose_name, **kwargs)
 
 
-def non_negative(model_name: str, *fields: str) -> list[models.CheckConstraint]:
+def non_negative(model_name: str, *fields: str) -> list[models.BaseConstraint]:
     """One named CHECK (field >= 0) per money column, so a bad row fails in the database itself."""
     for field in fields:
         name = f"{model_name}_{field}_non_negative"

@@ -16,9 +16,9 @@ from rest_framework.views import exception_handler as drf_default_handler
 
 class ApplicationError(Exception):
     status_code = 400
-    error_code = "application_error"
+    error_code: str | int = "application_error"  # Violet's documented codes are a few numbers too
 
-    def __init__(self, message: str, *, error_code: str | None = None, field_errors=None, extra=None):
+    def __init__(self, message: str, *, error_code: str | int | None = None, field_errors=None, extra=None):
         super().__init__(message)
         self.message = message
         if error_code:

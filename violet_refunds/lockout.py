@@ -13,6 +13,7 @@ LOCKOUT_MESSAGE = "Too many failed login attempts. Try again later."
 def lockout_response(request, original_response=None, credentials=None):
     if request.path.startswith("/v1/"):
         return JsonResponse(error_body(429, LOCKOUT_MESSAGE, "too_many_attempts"), status=429)
+    body: str
     try:
         body = render_to_string("portal/lockout.html", {"message": LOCKOUT_MESSAGE}, request=request)
     except TemplateDoesNotExist:

@@ -95,14 +95,15 @@ def webhook_endpoint_register(
 ) -> RegisteredEndpoint:
     url = webhook_url_validate(url)
     types = event_types_validate(list(event_types))
-    if WebhookEndpoint.objects.filter(app=app).count() >= MAX_ENDPOINTS_PER_APP:
+    # By id: `app` is the channel's App duck-typed (ChannelApp), which the typed lookups do not accept.
+    if WebhookEndpoint.objects.filter(app_id=app.pk).count() >= MAX_ENDPOINTS_PER_APP:
         raise Conflict(f"An app can have at most {MAX_ENDPOINTS_PER_APP} webhooks.", error_code="too_many_webhooks")
-    if WebhookEndpoint.objects.filter(app=app, url=url).exists():
+    if WebhookEndpoint.objects.filter(app_id=app.pk, url=url).exists():
         raise Conflict("A webhook with this URL is already registered.", error_code="webhook_exists")
     secret = signing_secret_generate()
     try:
         with transaction.atomic():
-            endpoint = WebhookEndpoint.objects.create(app=app, url=url, event_types=types, signing_secret=secret)
+            endpoint = WebhookEndpoint.objects.create(app_id=app.pk, url=url, event_types=types, signing_secret=secret)
     except IntegrityError:  # the same URL registered concurrently
         raise Conflict("A webhook with this URL is already registered.", error_code="webhook_exists") from None
     logger.info("webhook %s registered for app %s by %s: %s %s", endpoint.pk, app.pk, actor, url, types or "all")

@@ -132,6 +132,7 @@ class PlatformHttpClient:
     def _rejection(self, response: requests.Response) -> PlatformRequestRejected:
         status = response.status_code
         message = f"{self.platform} answered {status}: {_reply_excerpt(response)}"
+        cls: type[PlatformRequestRejected]
         if status in (401, 403):
             cls = PlatformAuthenticationFailed
         elif status == 404:

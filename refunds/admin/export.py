@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from typing import TYPE_CHECKING, TypedDict
 
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
@@ -16,6 +17,9 @@ from django.utils import timezone
 from refunds.admin.triage import changelist_url
 from refunds.models import Refund, RefundError
 from violet_refunds.money import format_major
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -65,7 +69,14 @@ CSV_HEADER = (
 )
 
 
-def _csv_row(refund: Refund) -> tuple:
+class _LastError(TypedDict):
+    """What export_csv_view annotates each refund with: its latest error, if any."""
+
+    last_error_code: str | None
+    last_error_message: str | None
+
+
+def _csv_row(refund: WithAnnotations[Refund, _LastError]) -> tuple:
     bag, currency = refund.bag, refund.refund_currency
     merchant, app = bag.merchant, bag.order.app
     return (

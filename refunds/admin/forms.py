@@ -39,11 +39,13 @@ class ErrorSelectionForm(OperationNoteForm):
     def __init__(self, *args, open_errors=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.open_errors = {str(error.pk): error for error in open_errors}
-        self.fields["error_ids"].choices = [
+        field = self.fields["error_ids"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [
             (key, f"{error.error_code} {error.get_step_display() or ''}: {error.error_message[:160]}")
             for key, error in self.open_errors.items()
         ]
-        self.fields["error_ids"].initial = list(self.open_errors)
+        field.initial = list(self.open_errors)
 
     def selected_errors(self):
         return [self.open_errors[key] for key in self.cleaned_data["error_ids"]]
@@ -66,7 +68,9 @@ class NoticeLookupForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["merchant"].queryset = merchants_for_operator_notice()
+        field = self.fields["merchant"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = merchants_for_operator_notice()
 
 
 class _MinorUnitsField(forms.DecimalField):

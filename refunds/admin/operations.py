@@ -241,6 +241,11 @@ def _render_confirmation(request, model_admin, *, operation, refunds, form, hidd
     return TemplateResponse(request, "admin/refunds/refund/confirm_operation.html", context)
 
 
+def _note_form(operation: RefundOperation, data=None) -> OperationNoteForm:
+    """The operation's note form: bound to `data` when given (a POST), unbound otherwise."""
+    return OperationNoteForm(data, note_required=operation.note_required, note_help=operation.note_help)
+
+
 def refund_operation_action(model_admin, request, queryset: QuerySet[Refund], operation: RefundOperation):
     """The body of a changelist action: a confirmation page first (Django's intermediate-page
     pattern), the service calls once the operator confirms. Returns None to go back to the list."""
@@ -254,15 +259,14 @@ def refund_operation_action(model_admin, request, queryset: QuerySet[Refund], op
         )
         return None
     refunds = _refunds_for_confirmation(ids)
-    form_kwargs = {"note_required": operation.note_required, "note_help": operation.note_help}
     if request.POST.get("confirm") == "yes":
-        form = OperationNoteForm(request.POST, **form_kwargs)
+        form = _note_form(operation, request.POST)
         if form.is_valid():
             report = run_operation(operation, refunds, user=request.user, note=form.cleaned_data["note"])
             model_admin.message_user(request, report.message(), report.level)
             return None
     else:
-        form = OperationNoteForm(**form_kwargs)
+        form = _note_form(operation)
     return _render_confirmation(
         request,
         model_admin,
@@ -287,15 +291,14 @@ def refund_operation_view(model_admin, request, object_id, operation_name: str):
     operation = OPERATIONS[operation_name]
     refund = _get_refund_or_404(model_admin, request, object_id)
     change_url = reverse("admin:refunds_refund_change", args=[refund.pk], current_app=model_admin.admin_site.name)
-    form_kwargs = {"note_required": operation.note_required, "note_help": operation.note_help}
     if request.method == "POST":
-        form = OperationNoteForm(request.POST, **form_kwargs)
+        form = _note_form(operation, request.POST)
         if form.is_valid():
             report = run_operation(operation, [refund], user=request.user, note=form.cleaned_data["note"])
             model_admin.message_user(request, report.message(), report.level)
             return HttpResponseRedirect(change_url)
     else:
-        form = OperationNoteForm(**form_kwargs)
+        form = _note_form(operation)
     return _render_confirmation(
         request,
         model_admin,

@@ -145,7 +145,11 @@ class RefundAdmin(admin.ModelAdmin):
     )
     # Everything except `reason_code` and `reason`: money and status change only through services.
     readonly_fields = tuple(
-        name for _title, options in fieldsets for name in options["fields"] if name not in {"reason_code", "reason"}
+        name
+        for _title, options in fieldsets
+        for entry in options["fields"]
+        for name in ((entry,) if isinstance(entry, str) else entry)  # a field or a row of fields
+        if name not in {"reason_code", "reason"}
     )
     inlines = (
         RefundSkuInline,

@@ -6,7 +6,9 @@ offers and previews. Nothing here writes; the admin's writes all go through refu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q, QuerySet, Sum
@@ -287,7 +289,7 @@ def refund_split_preview(*, bag: Bag, parts: AmountParts) -> SplitPreview:
         transfer = transfers.get(recipient)
         if transfer is None:
             return None
-        before = reversed_before.get(transfer.pk, {})
+        before: Mapping[str, Any] = reversed_before.get(transfer.pk, {})
         return splits.TransferLeg(
             amount=transfer.amount,
             bag_amount=transfer.bag_amount,
@@ -296,10 +298,8 @@ def refund_split_preview(*, bag: Bag, parts: AmountParts) -> SplitPreview:
         )
 
     totals = bag_totals(bag)
-    currencies = {
-        "merchant_currency": transfers[Recipient.MERCHANT].currency if Recipient.MERCHANT in transfers else "",
-        "channel_currency": transfers[Recipient.DEVELOPER].currency if Recipient.DEVELOPER in transfers else "",
-    }
+    merchant_currency = transfers[Recipient.MERCHANT].currency if Recipient.MERCHANT in transfers else ""
+    channel_currency = transfers[Recipient.DEVELOPER].currency if Recipient.DEVELOPER in transfers else ""
     try:
         plan = splits.plan_reversals(
             bag=totals,
@@ -309,10 +309,17 @@ def refund_split_preview(*, bag: Bag, parts: AmountParts) -> SplitPreview:
             channel=leg(Recipient.DEVELOPER),
         )
     except (ValueError, TypeError) as exc:
-        return SplitPreview(merchant=None, channel=None, problem=str(exc), **currencies)
+        return SplitPreview(
+            merchant=None,
+            channel=None,
+            merchant_currency=merchant_currency,
+            channel_currency=channel_currency,
+            problem=str(exc),
+        )
     return SplitPreview(
         merchant=plan.merchant,
         channel=plan.channel,
+        merchant_currency=merchant_currency,
+        channel_currency=channel_currency,
         commission_at_checkout=splits.commission_amount(totals),
-        **currencies,
     )

@@ -10,7 +10,7 @@ from refunds.admin.selectors import StepOutcome, StepState, refund_step_outcomes
 from refunds.models import Refund, RefundStep
 from violet_refunds.money import format_amount
 
-STEP_SHORT_NAMES = {
+STEP_SHORT_NAMES: dict[str, str] = {
     RefundStep.MERCHANT_REVERSAL: "Merchant",
     RefundStep.CHANNEL_REVERSAL: "Channel",
     RefundStep.SHOPPER_REFUND: "Shopper",

@@ -256,10 +256,11 @@ class VioletAuthentication(BaseAuthentication):
         raw_app_id, secret = _header(request, APP_ID_HEADER), _header(request, APP_SECRET_HEADER)
         raw_token = _header(request, TOKEN_HEADER)
         app_id = _parse_id(raw_app_id) if raw_app_id else None
-        if app_id is None or not secret or not raw_token:
+        token_type = self.token_type
+        if app_id is None or not secret or not raw_token or token_type is None:
             return None
         try:
-            claims = token_decode(raw_token, expected_type=self.token_type)
+            claims = token_decode(raw_token, expected_type=token_type)
         except AuthenticationFailed:
             return None
         if claims["app_id"] != str(app_id):

@@ -4,10 +4,13 @@
 it, so every channel-facing view authenticates and answers the same way.
 """
 
+from typing import cast
+
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.views import APIView
 
-from refunds.api.auth import VioletAuthentication
+from refunds.api.auth import ApiCredentials, VioletAuthentication
+from refunds.models import App
 from violet_refunds.exceptions import ValidationFailed
 
 
@@ -43,8 +46,9 @@ class ChannelAPIView(JsonAPIView):
     authentication_classes = [VioletAuthentication]
 
     @property
-    def app(self):
-        return self.request.auth.app
+    def app(self) -> App:
+        # What VioletAuthentication returned as `auth`; the stubs know only DRF's own Token.
+        return cast(ApiCredentials, self.request.auth).app
 
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"

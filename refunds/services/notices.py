@@ -28,7 +28,7 @@ REASON_MAX_LENGTH = 255
 # as external id; a merchant reference must never be mistaken for one.
 RESERVED_REFERENCE_PREFIX = "cancel:"
 
-REASON_CODE_LABELS = {
+REASON_CODE_LABELS: dict[str, str] = {
     ReasonCode.CUSTOMER: "Customer request or return",
     ReasonCode.INVENTORY: "Out of stock",
     ReasonCode.FRAUD: "Suspected fraud",

@@ -66,7 +66,10 @@ def _unrecorded_stripe_object(refund: Refund) -> str | None:
             refund=refund, status=TransferReversal.Status.PENDING, attempts__gt=0
         ).select_related("transfer"):
             step = reversal_step(reversal.transfer.recipient)
-            for found in gateway.list_transfer_reversals(reversal.transfer.gateway_transfer_id):
+            transfer_id = reversal.transfer.gateway_transfer_id
+            if transfer_id is None:  # never made on Stripe (no reversal is sent for it): nothing there
+                continue
+            for found in gateway.list_transfer_reversals(transfer_id):
                 if is_step_object(found, refund, step):
                     return found.id
         shopper = (
