@@ -17,17 +17,17 @@ What it does, all on 127.0.0.1 and cleaning up after itself:
 The theoretical limit is concurrency / (Stripe calls per refund x latency): each worker slot spends
 at least that long waiting on Stripe per refund. The ratio says how close the pipeline gets; the gap
 is our own work (database, broker, Python) on this machine's 2 cores.
+
+This file is the entry point and the run; the rest lives beside it: bench/pipeline_world.py (database,
+queue keys, funded bags), bench/pipeline_workers.py (the Celery workers, and this file's --worker mode)
+and bench/pipeline_results.py (the numbers, the report section and the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import platform
-import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -36,11 +36,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "bench"
-REPORT = BENCH_DIR / "report.md"
-RESULTS = BENCH_DIR / "results" / "pipeline.json"
-SECTION_START = "<!-- bench:pipeline:start -->"
-SECTION_END = "<!-- bench:pipeline:end -->"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.pipeline_results import REPORT, RESULTS, measure, write_outputs  # noqa: E402 - the project root first
+from bench.pipeline_workers import run_worker, start_worker, stop_worker, wait_until_ready  # noqa: E402
+from bench.pipeline_world import build_bags, create_database, delete_queue_keys, drop_database  # noqa: E402
+
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -106,289 +108,7 @@ def log(message: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-# --- worker mode ----------------------------------------------------------------------------------
-
-
-def run_worker(args) -> None:
-    """The worker process: the project's Celery app on the bench's own queue (retries included)."""
-    sys.path.insert(0, str(ROOT))
-    from violet_refunds.celery import app
-
-    app.conf.task_default_queue = args.queue
-    app.worker_main(
-        [
-            "worker",
-            "-P",
-            args.pool,
-            "-c",
-            str(args.concurrency),
-            "-Q",
-            args.queue,
-            "-n",
-            f"{args.queue}-{args.node}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ]
-    )
-
-
-def start_worker(args, queue: str, database_url: str, log_path: Path, node: int = 0) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": args.redis_url,
-            "STRIPE_SANDBOX_LATENCY_MS": str(args.latency_ms),
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        "--queue",
-        queue,
-        "--pool",
-        args.pool,
-        "--concurrency",
-        str(args.concurrency),
-        "--node",
-        str(node),
-        "--postgres-url",
-        args.postgres_url,
-        "--redis-url",
-        args.redis_url,
-    ]
-    handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the worker
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def stop_worker(process: subprocess.Popen | None) -> None:
-    if process is None:
-        return
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
-# --- the world ------------------------------------------------------------------------------------
-
-
-def build_bags(count: int) -> list:
-    """`count` bags of $113.00 (2 x $50 + $5 shipping + $8 tax, 10% commission), each its own order,
-    charged and paid out in the sandbox."""
-    from decimal import Decimal
-
-    from django.utils import timezone
-
-    from platforms.models import Merchant, Platform
-    from refunds.models import App, Bag, Order, OrderSku
-    from refunds.services.checkout import order_charge_and_transfer
-    from stripe_sandbox import ledger
-
-    app = App.objects.create(
-        name="Bench channel", secret_hash="!", stripe_account_id="acct_benchchannel0001", commission_rate=Decimal(10)
-    )
-    merchant = Merchant.objects.create(
-        name="Bench merchant", platform=Platform.SHOPIFY, currency="USD", stripe_account_id="acct_benchmerchant001"
-    )
-    for account in (app.stripe_account_id, merchant.stripe_account_id):
-        ledger.create_account(account_id=account, balance=0, currency="usd")
-    bags = []
-    for index in range(count):
-        order = Order.objects.create(
-            app=app, currency="USD", sub_total=10000, shipping_total=500, tax_total=800, discount_total=0, total=11300
-        )
-        bag = Bag.objects.create(
-            order=order,
-            merchant=merchant,
-            external_id=f"bench-{index}",
-            currency="USD",
-            sub_total=10000,
-            shipping_total=500,
-            tax_total=800,
-            discount_total=0,
-            total=11300,
-            commission_rate=Decimal(10),
-            placed_at=timezone.now(),
-        )
-        OrderSku.objects.create(bag=bag, name="Bench item", quantity=2, price=5000, line_price=10000)
-        order_charge_and_transfer(order=order)
-        bags.append(bag)
-    return bags
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def measure(args, bag_ids: list[int], calls_before: int, wall_seconds: float, *, enqueued_at) -> dict:
-    from refunds.models import Refund, RefundStatus
-    from stripe_sandbox.models import SandboxRefund, SandboxRequest
-
-    rows = list(Refund.objects.filter(bag_id__in=bag_ids).values_list("status", "date_created", "date_completed"))
-    completed = [done for status, _created, done in rows if status == RefundStatus.COMPLETED and done]
-    # From the moment every refund was handed to the workers to each one's completion.
-    latencies = [(done - enqueued_at).total_seconds() for done in completed]
-    span = max(latencies) if latencies else 0.0
-    calls = SandboxRequest.objects.count() - calls_before
-    calls_per_refund = calls / len(completed) if completed else 0.0
-    throughput = len(completed) / span if span > 0 else 0.0
-    latency_s = args.latency_ms / 1000
-    slots = args.concurrency * args.processes
-    limit = slots / (calls_per_refund * latency_s) if calls_per_refund and latency_s else None
-    return {
-        "refunds": args.refunds,
-        "completed": len(completed),
-        "not_completed": len(rows) - len(completed),
-        "stripe_refunds_created": SandboxRefund.objects.count(),
-        "refunds_per_second": round(throughput, 2),
-        "span_seconds": round(span, 2),
-        "wall_seconds": round(wall_seconds, 2),
-        "latency_p50_seconds": round(statistics.median(latencies), 3) if latencies else None,
-        "latency_p99_seconds": round(percentile(latencies, 0.99), 3) if latencies else None,
-        "pool": args.pool,
-        "concurrency": args.concurrency,
-        "processes": args.processes,
-        "stripe_latency_ms": args.latency_ms,
-        "stripe_calls": calls,
-        "calls_per_refund": round(calls_per_refund, 2),
-        "theoretical_limit_per_second": round(limit, 2) if limit else None,
-        "ratio_to_limit": round(throughput / limit, 3) if limit else None,
-    }
-
-
-# --- output ---------------------------------------------------------------------------------------
-
-
-def render_section(results: dict, command: str) -> str:
-    r = results
-    limit = f"{r['theoretical_limit_per_second']}/s" if r["theoretical_limit_per_second"] else "n/a (no latency)"
-    ratio = f"{r['ratio_to_limit']:.0%}" if r["ratio_to_limit"] is not None else "n/a"
-    rows = [
-        (
-            "refunds/s (enqueued -> COMPLETED)",
-            f"{r['refunds_per_second']}",
-            f"{r['completed']} recorded refunds enqueued at once, the last COMPLETED after {r['span_seconds']} s",
-        ),
-        ("p50 enqueued -> completed", f"{r['latency_p50_seconds']} s", "includes queueing behind earlier refunds"),
-        ("p99 enqueued -> completed", f"{r['latency_p99_seconds']} s", ""),
-        (
-            "refund_record calls/s, one process",
-            r["record_per_second_one_process"],
-            "recording measured apart (production records in many processes)",
-        ),
-        (
-            "worker pool / concurrency",
-            f"{r['processes']} x {r['pool']} / {r['concurrency']}",
-            "worker processes x pool / slots each; acks_late, prefetch 1",
-        ),
-        ("Stripe latency (simulated)", f"{r['stripe_latency_ms']} ms per call", "sandbox sleeps before answering"),
-        ("Stripe calls per refund", f"{r['calls_per_refund']}", "merchant reversal, channel reversal, shopper refund"),
-        ("theoretical limit", limit, "processes x concurrency / (calls per refund x latency)"),
-        (
-            "ratio to the limit",
-            ratio,
-            "below 100% = CPU: engine and in-process Stripe emulator (~70 ms CPU per refund), PostgreSQL, Redis",
-        ),
-        ("not completed", f"{r['not_completed']}", "must be 0"),
-        ("Stripe refunds created", f"{r['stripe_refunds_created']}", "must equal the refunds: exactly once"),
-    ]
-    lines = [
-        SECTION_START,
-        "## Refund pipeline (bench/pipeline.py)",
-        "",
-        f"Run {r['finished_at']} on {r['machine']} (1-minute load average {r['load_average_at_start']} at the "
-        f"start; anything else running on the 2 cores lowers the numbers): `{command}`.",
-        "Real Celery worker on Redis and PostgreSQL (throw-away database), Stripe sandbox as the gateway.",
-        "",
-        "| metric | value | notes |",
-        "| --- | --- | --- |",
-        *[f"| {metric} | {value} | {notes} |" for metric, value, notes in rows],
-        "",
-        SECTION_END,
-    ]
-    return "\n".join(lines)
-
-
-def write_outputs(results: dict, command: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    section = render_section(results, command)
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n\nWritten by `make bench`.\n"
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    REPORT.write_text(text)
-
-
 # --- the run --------------------------------------------------------------------------------------
-
-
-def create_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def delete_queue_keys(redis_url: str, queue: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = [
-            key
-            for pattern in (f"{queue}*", f"_kombu.binding.{queue}*", f"_kombu.binding_permanent.{queue}*")
-            for key in client.scan_iter(match=pattern)
-        ]
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def wait_until_ready(celery_app, queue: str, workers, log_paths, timeout: float = 45) -> None:
-    """The clock starts once every worker answers a remote-control ping (they consume by then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for worker, log_path in zip(workers, log_paths, strict=True):
-            if worker.poll() is not None:
-                raise RuntimeError(f"a worker exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
-        replies = celery_app.control.ping(timeout=0.5)
-        if len({name for reply in replies for name in reply if queue in name}) >= len(workers):
-            return
-    raise RuntimeError(f"the workers did not answer within {timeout:.0f} s")
 
 
 def run(args) -> tuple[dict, str]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from bench import seed
 from bench.baseline_views import BASELINE_TABLES_SQL, EVENT_ID_HEADER, SIGNATURE_HEADER, body_signature
-from bench.run import build_world
+from bench.world import build_world
 from payments.models import ShopperRefund, Transfer, TransferReversal
 from refunds.models import Refund, RefundError, RefundSku, RefundStatus
 

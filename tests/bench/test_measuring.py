@@ -3,7 +3,7 @@
 import os
 
 from bench import report
-from bench.run import Plan
+from bench.measuring import Plan
 from bench.tools import LoadResult, PeakMemory, _redact, parse_wrk_output
 
 WRK_STDOUT = """Running 5s test @ http://127.0.0.1:8000/bench/plain

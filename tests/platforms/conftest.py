@@ -9,6 +9,7 @@ from django.urls import reverse
 from platforms.clients.base import PlatformHttpClient
 from platforms.models import Platform, SfccRefundMode
 from tests.factories import BagFactory, MerchantFactory, OrderSkuFactory, StoreConnectionFactory
+from tests.platforms.bigcommerce_store import ACCESS_TOKEN, MUG, STORE_HASH, TOWEL, WEBHOOK_SECRET
 from tests.platforms.delivery import (
     ECWID_CLIENT_SECRET,
     SHOPIFY_SECRET,
@@ -89,6 +90,17 @@ def ecwid_store(db):
         line_ids=("123456789", "123456790"),
         webhook_secret=ECWID_CLIENT_SECRET,
         credentials={"store_id": "1003", "access_token": "secret_ecwidtoken"},
+    )
+
+
+@pytest.fixture
+def bc_store(db):
+    return make_store(
+        Platform.BIGCOMMERCE,
+        order_id="250",
+        line_ids=(MUG, TOWEL),
+        webhook_secret=WEBHOOK_SECRET,
+        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
     )
 
 
