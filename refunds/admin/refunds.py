@@ -11,6 +11,7 @@ from functools import partial
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -35,6 +36,7 @@ from refunds.admin.operations import (
     refund_operation_view,
     refund_resolve_errors_view,
 )
+from refunds.admin.position import refund_money_position
 from refunds.admin.selectors import refund_step_outcomes
 from refunds.admin.steps import STEP_MARKS, STEP_STATE_WORDS, step_badges
 from refunds.admin.triage import (
@@ -49,6 +51,13 @@ from refunds.admin.triage import (
 from refunds.models import Refund, RefundError
 from violet_refunds.admin import admin_link, can_operate, money_display, status_badge
 from violet_refunds.money import format_amount
+
+
+def _shopper_failure_reason(refund: Refund) -> str:
+    try:
+        return refund.shopper_refund.failure_reason
+    except ObjectDoesNotExist:
+        return ""
 
 
 @admin.register(Refund)
@@ -387,6 +396,12 @@ class RefundAdmin(admin.ModelAdmin):
                 "open_errors": len(refund.open_errors_newest_first),
                 "latest_error": refund.open_errors_newest_first[0] if refund.open_errors_newest_first else None,
                 "bag_url": reverse("admin:refunds_bag_change", args=[refund.bag_id], current_app=self.admin_site.name),
+                "position": refund_money_position(
+                    refund,
+                    refund_step_outcomes(refund),
+                    errors_newest_first=refund.open_errors_newest_first,
+                    failure_reason=_shopper_failure_reason(refund),
+                ),
             }
             if self.has_operate_permission(request):
                 context["refund_operations"] = [
