@@ -1,4 +1,4 @@
-"""Outbound webhooks to channels (spec/violet-api.md section 5): where an app wants events sent, the
+"""Outbound webhooks to channels (docs/violet-api.md, Outbound webhooks): where an app wants events sent, the
 events themselves (a transactional outbox), and one delivery per event and endpoint.
 
 - `WebhookEndpoint`: a channel's URL, the event types it subscribed to (empty = all), its delivery

@@ -1,4 +1,4 @@
-"""The signature on every delivery, and the headers that travel with it (spec/violet-api.md section 5).
+"""The signature on every delivery, and the headers that travel with it (docs/violet-api.md, Outbound webhooks).
 
 `X-Violet-Hmac` is Base64(HMAC-SHA256(raw body, signing secret)). A channel recomputes it over the
 exact bytes it received (before parsing JSON) and compares in constant time; see `signature_matches`.

@@ -7,7 +7,7 @@ redelivered message, a second webhook) sends the same key and Stripe moves money
 Currencies: our code uses upper-case ISO codes (USD), Stripe lower-case (usd); the conversion
 happens here, both ways. Statuses keep Stripe's values ("succeeded", "pending", "failed").
 
-Errors: every stripe-python error becomes one of three classes (spec/reliability.md 1.2), keeping
+Errors: every stripe-python error becomes one of three classes (docs/reliability.md), keeping
 Stripe's code and message:
 - TransientGatewayError: connection errors, timeouts, 429, 5xx, 409 (idempotency_key_in_use). The
   outcome is unknown or not reached: retry with the SAME key. A stored 500 replays under that key,

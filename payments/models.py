@@ -1,6 +1,6 @@
 """Money that moved through Stripe: the shopper's charge, transfers out, and what a refund pulled back.
 
-Field names mirror the API's Transfer and Transfer Reversal objects (spec/violet-api.md section 6).
+Field names mirror the API's Transfer and Transfer Reversal objects (docs/violet-api.md, Money).
 """
 
 from django.db import models

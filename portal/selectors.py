@@ -3,7 +3,7 @@
 Every read a portal page or the refund-notice API makes goes through this module, and every function
 filters by the merchants of the logged-in user (or by the merchant of the API key) in the same query.
 An id that belongs to another merchant therefore behaves exactly like an id that does not exist:
-`Http404`, never a 403 that would confirm it exists (OWASP API1:2023, spec/reliability.md 4).
+`Http404`, never a 403 that would confirm it exists (OWASP API1:2023, docs/reliability.md).
 
 Staff and superusers get no special view here: operators use the Django admin, and a user without a
 merchant membership sees no merchant data at all.

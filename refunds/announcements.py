@@ -1,7 +1,7 @@
 """What the refund domain announces to channels: the webhook events of a refund change.
 
 The refund services call these functions inside the transaction that makes the change, so an event
-exists exactly when its change was committed (spec/violet-api.md section 5). Here is decided which
+exists exactly when its change was committed (docs/violet-api.md, Outbound webhooks). Here is decided which
 events a change makes and with what dedupe key (refund + status + retry round, bag + transition +
 refunded total), and their body is rendered (refunds.representation: the Order Refund object, or
 the full Order); the notifications outbox numbers them per bag under the bag's lock, stores them

@@ -1,7 +1,7 @@
 """The refund domain: channels (apps), orders split into bags, and refunds with their audit trail.
 
-Field names mirror the Violet API objects (spec/violet-api.md sections 1 and 4). Money is integer
-minor units plus an ISO currency code.
+Field names mirror the Violet API objects (docs/violet-api.md: the Order Refund object; bags and
+orders). Money is integer minor units plus an ISO currency code.
 """
 
 from django.conf import settings

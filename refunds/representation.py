@@ -1,5 +1,5 @@
 """How the refund domain shows itself to channels: the Order Refund object (seed 004 + spec
-section 1) and the Order with its bags and SKUs (spec/violet-api.md section 4).
+section 1) and the Order with its bags and SKUs (docs/violet-api.md, Bags and orders).
 
 One rendering for every reader: the channel API answers with `refund_representation`, and the
 webhook bodies (refunds.announcements) are these same dicts, so an event's body equals what the API

@@ -1,4 +1,4 @@
-"""Named crash points for the reliability tests (spec/reliability.md section 6).
+"""Named crash points for the reliability tests (docs/reliability.md, Injecting faults).
 
 A test starts a real worker with VIOLET_CRASH_POINT=<name> and VIOLET_CRASH_ONCE_FILE=<path>; the
 first time the worker reaches that point it creates the file and kills itself with SIGKILL, exactly

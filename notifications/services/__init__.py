@@ -1,5 +1,5 @@
-"""Outbound webhooks: every write lives in this package (spec/violet-api.md section 5,
-spec/reliability.md section 3).
+"""Outbound webhooks: every write lives in this package (docs/violet-api.md, Outbound webhooks,
+docs/reliability.md).
 
 - `endpoints`: registration (URL validation), update, resume, disable, delete.
 - `outbox`: events written in the transaction of the change (the refund domain, through

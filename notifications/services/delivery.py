@@ -1,4 +1,4 @@
-"""Delivery of outbound webhooks (spec/violet-api.md section 5, spec/reliability.md section 3).
+"""Delivery of outbound webhooks (docs/violet-api.md, Outbound webhooks, docs/reliability.md).
 
 After commit the new deliveries are handed to Celery; a beat task (`relay_webhook_deliveries`)
 hands over whatever is due and was not (lost message, broker down, retry time reached, pause over).

@@ -1,5 +1,5 @@
 """The outbox of outbound webhooks: events written in the transaction of the change that causes
-them (spec/violet-api.md section 5, spec/reliability.md section 3), and resends.
+them (docs/violet-api.md, Outbound webhooks, docs/reliability.md), and resends.
 
 Notifications know nothing of refunds. The refund domain (refunds.announcements) decides which
 events a change makes and renders their body; here they are numbered and stored with one delivery

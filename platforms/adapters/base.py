@@ -2,7 +2,7 @@
 
 An adapter turns whatever a platform sent (a signed webhook body, an API read, a poll result) into
 `OrderState`: the platform's current view of one order, with money in integer minor units. Its
-`refund_decision` then applies that platform's rules (seed 000 / 003, spec/platforms.md) and names
+`refund_decision` then applies that platform's rules (seed 000 / 003, docs/platforms.md) and names
 the refunds the state implies. `platforms.services.order_reconcile` records whatever is missing, so
 a duplicated, stale or out-of-order signal changes nothing ("reconcile, don't interpret deltas").
 """

@@ -1,5 +1,5 @@
 """BigCommerce: `store/order/refund/created` and `store/order/statusUpdated` webhooks; the order and
-its refunds are read from the API (spec/platforms.md section 5, violet-api.md section 8, seed 000).
+its refunds are read from the API (docs/platforms.md section 5, violet-api.md section 8, seed 000).
 
 Rules:
 - Violet's merchant guide: "Always refund/cancel in BC admin"; the refund is flagged `offline`

@@ -1,4 +1,4 @@
-"""Shopify: `refunds/create` and `orders/cancelled` webhooks (spec/platforms.md section 1, seed 000).
+"""Shopify: `refunds/create` and `orders/cancelled` webhooks (docs/platforms.md section 1, seed 000).
 
 Rules:
 - The signed `refunds/create` body is the refund: money = successful refund transactions; lines,

@@ -1,4 +1,4 @@
-"""WooCommerce: `order.updated` webhooks carrying the whole order (spec/platforms.md 6.1, seed 000).
+"""WooCommerce: `order.updated` webhooks carrying the whole order (docs/platforms.md 6.1, seed 000).
 
 Rules:
 - WooCommerce has no refund topic: a refund shows up as `order.updated` whose `refunds[]` lists it

@@ -1,4 +1,4 @@
-"""Shopify Admin GraphQL API (spec/platforms.md 1.7): read an order's cancellation and refunds.
+"""Shopify Admin GraphQL API (docs/platforms.md 1.7): read an order's cancellation and refunds.
 
 Refund processing trusts the signed `refunds/create` body and does not need this client; operators
 and reconciliation tools use it to read Shopify's current view of an order.

@@ -1,4 +1,4 @@
-"""Wix REST APIs with a merchant's API key (seed 003 "Violet Connect", spec/platforms.md 3.6-3.7).
+"""Wix REST APIs with a merchant's API key (seed 003 "Violet Connect", docs/platforms.md 3.6-3.7).
 
 A merchant gives three values: API Key, Account ID, Site ID. `validate_wix_credentials` proves they
 belong together with two cheap calls before the portal stores them:

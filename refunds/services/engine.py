@@ -111,7 +111,7 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
     reversals = list(
         TransferReversal.objects.filter(refund=refund).select_related("transfer").order_by("transfer__recipient")
     )
-    # Merchant first, then channel (design section 4), then the shopper.
+    # Merchant first, then channel (docs/architecture.md), then the shopper.
     reversals.sort(key=lambda r: 0 if r.transfer.recipient == Recipient.MERCHANT else 1)
     for reversal in reversals:
         if reversal.status == TransferReversal.Status.PENDING:
@@ -262,7 +262,7 @@ def _schedule_retry(refund: Refund, problems: list[str]) -> ProcessOutcome:
 
 
 def _finish(refund: Refund, failed_error: tuple[RefundErrorCode, str] | None = None) -> ProcessOutcome:
-    """Decide the refund's final status from its step rows (design section 4)."""
+    """Decide the refund's final status from its step rows (docs/architecture.md)."""
     with transaction.atomic():
         current = Refund.objects.select_for_update().get(pk=refund.pk)
         if current.status != RefundStatus.PROCESSING:

@@ -197,7 +197,7 @@ def test_each_refund_reverses_its_total_when_the_transfers_add_up_to_the_bag(bag
 
 
 def test_commission_matches_the_spec_worked_example():
-    # spec/violet-api.md 6: subtotal $90, ship $5, tax $5, rate 20% -> commission $18, merchant $82.
+    # docs/violet-api.md, Money: subtotal $90, ship $5, tax $5, rate 20% -> commission $18, merchant $82.
     bag = BagTotals(sub_total=9000, shipping_total=500, tax_total=500, discount_total=0, commission_rate=Decimal("20"))
     merchant, channel = checkout_transfers(bag)
 

@@ -16,11 +16,6 @@ class SimulatedCrash(BaseException):
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def _engine_settings(settings):
     # Enough attempts to see backoff at work, few enough that "retries exhausted" is quick.
     settings.REFUND_MAX_ATTEMPTS = 5

@@ -1,4 +1,4 @@
-"""Shared pieces of the fault & bad-input matrix of spec/reliability.md section 7, rows 1-28, run in-process.
+"""Shared pieces of the fault & bad-input matrix of docs/reliability.md, the test matrix, rows 1-28, run in-process.
 
 Tasks run eagerly (or the engine is called step by step where a test must look between attempts).
 Every test ends with the Stripe sandbox as the oracle: how many refunds and reversals exist, their

@@ -1,4 +1,4 @@
-"""Fault matrix rows 19b and 25-28 (spec/reliability.md section 7): a second task copy blocked by the claim,
+"""Fault matrix rows 19b and 25-28 (docs/reliability.md, the test matrix): a second task copy blocked by the claim,
 double submits, a killed database session, a refund locked elsewhere, concurrent writers on one bag.
 
 Most need PostgreSQL (advisory locks, separate sessions); see matrix.py for the whole map.

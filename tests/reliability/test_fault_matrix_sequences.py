@@ -41,7 +41,7 @@ def test_partial_refunds_end_in_exact_full_reversal(record_and_run):
 
 
 def test_cancel_refused_when_stripe_may_have_moved_money(bag, record_and_run, settings):
-    """CANCELED means 'an operator stopped it before money moved' (design section 4). Here the
+    """CANCELED means 'an operator stopped it before money moved' (docs/architecture.md). Here the
     reversals kept failing with 500s and the last merchant reversal's answer was lost after Stripe
     made it: the refund is FAILED with RETRIES_EXHAUSTED and no step is recorded as done, yet Stripe
     reversed the merchant's money. Cancelling would free the amount for a second refund (a second

@@ -1,4 +1,4 @@
-"""Fault matrix rows 8-15 (spec/reliability.md section 7): Stripe business refusals.
+"""Fault matrix rows 8-15 (docs/reliability.md, the test matrix): Stripe business refusals.
 
 See matrix.py for how the matrix runs and where its other rows are.
 """

@@ -1,4 +1,4 @@
-"""Fault matrix rows 1-7 (spec/reliability.md section 7): Stripe transport and idempotency.
+"""Fault matrix rows 1-7 (docs/reliability.md, the test matrix): Stripe transport and idempotency.
 
 See matrix.py for how the matrix runs and where its other rows are.
 """

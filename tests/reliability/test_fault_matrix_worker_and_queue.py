@@ -1,4 +1,4 @@
-"""Fault matrix rows 16-24 (spec/reliability.md section 7): worker crashes and redelivery, visibility timeouts,
+"""Fault matrix rows 16-24 (docs/reliability.md, the test matrix): worker crashes and redelivery, visibility timeouts,
 the broker down at enqueue, lost messages and the stuck-refund sweep, rollback after enqueue, retries exhausted.
 
 Row 19's claim (test_fault_19b) is in test_fault_matrix_concurrency.py; see matrix.py for the whole map.

@@ -1,5 +1,5 @@
 """Real Celery workers for the reliability suite: subprocesses on the test's PostgreSQL database and
-Redis, started and always stopped by the test that needs them (spec/reliability.md section 6).
+Redis, started and always stopped by the test that needs them (docs/reliability.md, Injecting faults).
 
 Every wait is bounded; every worker runs in its own process group, which is killed at the end.
 """
