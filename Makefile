@@ -76,3 +76,10 @@ bench: install-dev
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .grimp_cache
+
+## Chaos soak (issue #13, soak/README.md): 1,000 refunds through gunicorn, 2 worker nodes and beat with
+## Stripe faults, kill -9, a Redis kill and database backend terminations; the invariant table at the
+## end, exit 1 if one fails. Needs PostgreSQL on 127.0.0.1:5432 and redis-server. SHORT=1: 150 refunds.
+.PHONY: soak
+soak: install-dev
+	$(PY) soak/run.py $(if $(SHORT),--refunds 150) $(SOAK_ARGS)
