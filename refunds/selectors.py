@@ -110,14 +110,12 @@ def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
 
 def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
     """PROCESSING refunds nobody is working on: their next pass is overdue by
-    REFUND_STUCK_AFTER_SECONDS (the message was lost, or its worker died) and no pass began within
-    that window (one running now holds the refund; a pass never outlives the task time limit)."""
+    REFUND_STUCK_AFTER_SECONDS (the message was lost, or its worker died). A copy sent while a pass
+    is in fact running finds the refund locked and does nothing."""
     now = now or timezone.now()
     threshold = now - timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
-    return (
-        Refund.objects.filter(status=RefundStatus.PROCESSING)
-        .filter(Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold))
-        .exclude(processing_started_at__gte=threshold)
+    return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
+        Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
     )
 
 

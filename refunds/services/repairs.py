@@ -44,7 +44,7 @@ def refund_sweep_stuck(*, limit: int = 500) -> list[int]:
     requeued = []
     for refund_id in candidates:
         if not refunds_stuck_queryset(now).filter(pk=refund_id).update(next_attempt_at=now, date_last_modified=now):
-            continue  # another sweep took it, or its pass moved on meanwhile
+            continue  # another sweep run took it, or a pass moved it on meanwhile
         RefundEvent.objects.create(
             refund_id=refund_id, kind=RefundEvent.Kind.REQUEUED, actor="sweep", message="Re-enqueued stuck refund."
         )

@@ -115,19 +115,6 @@ def test_sweep_run_twice_enqueues_once(waiting_for_retry, monkeypatch, settings,
     assert refund.attempts == 2
 
 
-def test_sweep_skips_a_refund_whose_pass_is_running(waiting_for_retry, settings):
-    """A pass that began within the stuck window holds the refund: the sweep leaves it alone."""
-    settings.REFUND_STUCK_AFTER_SECONDS = 60
-    refund = waiting_for_retry
-    now = timezone.now()
-    Refund.objects.filter(pk=refund.pk).update(
-        next_attempt_at=now - timezone.timedelta(minutes=5), processing_started_at=now
-    )
-    assert refund_sweep_stuck() == []
-    Refund.objects.filter(pk=refund.pk).update(processing_started_at=now - timezone.timedelta(minutes=5))
-    assert refund_sweep_stuck() == [refund.pk]  # that pass died long ago
-
-
 def test_operator_retry_delivery_is_not_early(bag, django_capture_on_commit_callbacks, eager_propagates):
     """An operator retry schedules its own delivery (next_attempt_at now, carried by the message)."""
     ledger.inject_fault(FaultKind.HTTP_429, times=1000, path=REFUNDS, method="POST")
