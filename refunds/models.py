@@ -275,10 +275,21 @@ class Refund(TimeStampedModel):
     )
     # Channel API / portal double-submit protection: the client's Idempotency-Key, unique per bag.
     request_key = models.CharField(max_length=255, null=True, blank=True)
-    # Engine bookkeeping: processing attempts (poison-message cap) and when the current claim began.
+    # Engine bookkeeping (refunds.services.engine): Stripe attempts, i.e. passes that sent Stripe a
+    # call that could move money, plus passes that died before recording an outcome (the budget is
+    # REFUND_MAX_ATTEMPTS; look-ups never count), when the last one was charged, when the current
+    # pass began (cleared when a pass ends normally) and when the next one is due.
     attempts = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
     processing_started_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    outcome_unknown_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set while a money step was sent to Stripe without a definitive answer and no look-up "
+        "has settled it since: Stripe may have moved the money. The refund stays PROCESSING and is "
+        "looked up at Stripe until it answers.",
+    )
     date_completed = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -391,6 +402,7 @@ class RefundEvent(models.Model):
         STEP_SUCCEEDED = "STEP_SUCCEEDED"
         STEP_FAILED = "STEP_FAILED"
         RETRY_SCHEDULED = "RETRY_SCHEDULED"
+        LOOKUP_SCHEDULED = "LOOKUP_SCHEDULED"  # an outcome is unknown: looked up again later, nothing sent
         STATUS_CHANGED = "STATUS_CHANGED"
         RETRY_REQUESTED = "RETRY_REQUESTED"
         MARKED_EXTERNAL = "MARKED_EXTERNAL"

@@ -109,11 +109,21 @@ def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
 
 
 def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
-    """PROCESSING refunds nobody is working on: their message was lost, or their worker died."""
+    """PROCESSING refunds nobody is working on: their next pass is overdue by
+    REFUND_STUCK_AFTER_SECONDS (the message was lost, or its worker died). A copy sent while a pass
+    is in fact running finds the refund locked and does nothing."""
     now = now or timezone.now()
     threshold = now - timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
     return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
         Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
+    )
+
+
+def refunds_outcome_unknown_queryset() -> QuerySet[Refund]:
+    """PROCESSING refunds with a money step whose outcome is unknown (Stripe may hold it), oldest
+    first: the engine keeps looking them up; operators can see what waits on Stripe."""
+    return Refund.objects.filter(status=RefundStatus.PROCESSING, outcome_unknown_since__isnull=False).order_by(
+        "outcome_unknown_since"
     )
 
 

@@ -13,14 +13,17 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def process_refund(refund_id: int) -> str:
-    """Process one refund. Delivered at least once; refund_process makes repeats harmless."""
+def process_refund(refund_id: int, due: str | None = None) -> str:
+    """Process one refund. Delivered at least once; refund_process makes repeats harmless, and a
+    copy arriving before the refund's next_attempt_at (unless it is the one scheduled for that time,
+    `due`) does nothing at all."""
     from refunds.services import refund_process
 
-    outcome = refund_process(refund_id=refund_id)
+    outcome = refund_process(refund_id=refund_id, as_delivery=True, due=due)
     if outcome.retry_in is not None:
-        # Our own retry with the same (stable) idempotency keys; countdown < visibility timeout.
-        process_refund.apply_async((refund_id,), countdown=outcome.retry_in)
+        # Our own next pass with the same (stable) idempotency keys; countdown < visibility timeout.
+        scheduled = {"due": outcome.due.isoformat()} if outcome.due else {}
+        process_refund.apply_async((refund_id,), scheduled, countdown=outcome.retry_in)
     logger.info("refund %s: %s %s", refund_id, outcome.status, outcome.detail)
     return outcome.status
 

@@ -197,6 +197,9 @@ REFUND_STUCK_AFTER_SECONDS = env.int("REFUND_STUCK_AFTER_SECONDS", default=900)
 REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=8)
 REFUND_RETRY_BACKOFF_BASE_SECONDS = env.float("REFUND_RETRY_BACKOFF_BASE_SECONDS", default=2.0)
 REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", default=600)
+# Look-ups of a step whose outcome is unknown have no budget; they wait as long again as the outcome
+# has been unknown, up to this (and always below CELERY_VISIBILITY_TIMEOUT).
+REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS", default=900)
 
 # --- Outbound webhooks to channels ---
 # A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.

@@ -144,7 +144,9 @@ class RefundAdmin(admin.ModelAdmin):
                 "fields": (
                     "attempts",
                     "processing_started_at",
+                    "last_attempt_at",
                     "next_attempt_at",
+                    "outcome_unknown_since",
                     "date_completed",
                     "date_created",
                     "date_last_modified",

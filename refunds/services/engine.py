@@ -3,7 +3,21 @@
 The `process_refund` task calls `refund_process`, which holds the refund's advisory lock, plans the
 steps once (a reversal per transfer and the shopper refund, with frozen amounts and idempotency
 keys), runs them (refunds.services.steps) merchant first, then channel, then shopper, and either
-schedules a retry with backoff or decides the refund's final status from its step rows.
+schedules the next pass or decides the refund's final status from its step rows.
+
+The rules (docs/reliability.md, "Unknown outcomes and the attempt budget"):
+- An unknown outcome is never final. While a step's outcome is unknown (`steps.outcome_unknown`)
+  the refund stays PROCESSING: `_finish` refuses to decide, the out-of-retries path and the
+  poison-message guard schedule a look-up instead of failing. Look-ups have no budget; they back
+  off slowly (`_lookup_backoff_seconds`, capped by REFUND_LOOKUP_BACKOFF_MAX_SECONDS).
+- Attempts are Stripe attempts. `Refund.attempts` grows in one place, `_attempt_charge`: once per
+  pass that sends Stripe a call that could move money (charged before the first such call), and
+  once for a pass that died before recording any outcome without having been charged. Look-ups,
+  pending re-reads, early or locked deliveries never count. With REFUND_MAX_ATTEMPTS spent a pass
+  only looks up.
+- A delivery of the task before the refund's `next_attempt_at` is EARLY and does nothing, unless
+  it carries that very time as `due` (the message scheduled for it; in-process execution runs a
+  countdown at once).
 """
 
 from __future__ import annotations
@@ -11,7 +25,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -28,11 +42,21 @@ from refunds.errors import RefundErrorCode
 from refunds.models import Bag, Refund, RefundError, RefundEvent, RefundStatus, RefundStep
 from refunds.services.bags import bag_update_refund_state
 from refunds.services.events import WORKER, event_record
-from refunds.services.steps import reversal_step, run_reversal, run_shopper_refund, step_key
+from refunds.services.steps import (
+    StepProblem,
+    outcome_unknown,
+    reversal_step,
+    run_reversal,
+    run_shopper_refund,
+    step_key,
+)
 from violet_refunds.locks import try_exclusive
 from violet_refunds.money import AmountParts
 
 logger = logging.getLogger(__name__)
+
+
+EARLY = "EARLY"
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,7 @@ class ProcessOutcome:
     status: str
     retry_in: float | None = None  # seconds until the task should run again, if at all
     detail: str = ""
+    due: datetime | None = None  # the next_attempt_at written for that run (its message carries it)
 
 
 def _backoff_seconds(attempt: int) -> float:
@@ -64,16 +89,66 @@ def _pending_recheck_seconds(attempt: int) -> float:
     )
 
 
-def refund_process(*, refund_id: int) -> ProcessOutcome:
+def _lookup_backoff_seconds(waited: float) -> float:
+    """When to look up an unknown outcome again: as long again as it has been unknown (from the
+    retry base up to REFUND_LOOKUP_BACKOFF_MAX_SECONDS), with jitter, below the visibility timeout."""
+    cap = min(settings.REFUND_LOOKUP_BACKOFF_MAX_SECONDS, max(settings.CELERY_VISIBILITY_TIMEOUT - 60, 1))
+    target = min(cap, max(settings.REFUND_RETRY_BACKOFF_BASE_SECONDS, waited))
+    return max(0.5, random.uniform(target / 2, target))
+
+
+def refund_process(*, refund_id: int, as_delivery: bool = False, due: str | None = None) -> ProcessOutcome:
     """Move the money for one refund: reverse the merchant and channel transfers, then refund the
-    shopper. Safe to run any number of times, concurrently or after a crash at any point."""
+    shopper. Safe to run any number of times, concurrently or after a crash at any point.
+
+    `as_delivery` (every run of the process_refund task): a delivery before the refund's
+    `next_attempt_at` is EARLY and does nothing (no attempt, no event), unless `due` (ISO time) is
+    that very `next_attempt_at`: the message scheduled for it. A direct call runs a pass now."""
     with try_exclusive("refund", refund_id) as acquired:
         if not acquired:
             return ProcessOutcome(status="LOCKED", detail="another worker is processing this refund")
-        return _process_locked(refund_id)
+        return _process_locked(refund_id, as_delivery=as_delivery, due=due)
 
 
-def _process_locked(refund_id: int) -> ProcessOutcome:
+def _is_early(refund: Refund, due: str | None, now: datetime) -> bool:
+    if refund.next_attempt_at is None or refund.next_attempt_at <= now:
+        return False
+    try:
+        return due is None or datetime.fromisoformat(due) != refund.next_attempt_at
+    except ValueError:
+        return True
+
+
+def _attempt_charge(refund: Refund, when: datetime) -> dict:
+    """The one place `Refund.attempts` grows: the fields of the UPDATE that charges one attempt made
+    at `when`. A pass is charged when `last_attempt_at >= processing_started_at`, which tells the
+    next pass whether a pass that died had been charged."""
+    refund.attempts += 1
+    refund.last_attempt_at = when
+    return {"attempts": F("attempts") + 1, "last_attempt_at": when}
+
+
+class _Pass:
+    """One run of the steps. It may send calls that could move money while the budget lasts, and
+    is charged one attempt before the first of them."""
+
+    def __init__(self, refund: Refund):
+        self.refund = refund
+        self.calls = 0
+        self.may_call = refund.attempts < settings.REFUND_MAX_ATTEMPTS
+
+    @property
+    def before_call(self):
+        return self._before_call if self.may_call else None
+
+    def _before_call(self) -> None:
+        if self.calls == 0:
+            # Only the holder of the advisory lock writes `attempts`: the new value is known without a read.
+            Refund.objects.filter(pk=self.refund.pk).update(**_attempt_charge(self.refund, timezone.now()))
+        self.calls += 1
+
+
+def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> ProcessOutcome:
     refund = Refund.objects.select_related("bag", "bag__order", "bag__merchant").filter(pk=refund_id).first()
     if refund is None:
         return ProcessOutcome(status="MISSING")
@@ -81,60 +156,78 @@ def _process_locked(refund_id: int) -> ProcessOutcome:
         return ProcessOutcome(status=refund.status, detail="nothing to do")
 
     now = timezone.now()
-    Refund.objects.filter(pk=refund.pk).update(
-        attempts=F("attempts") + 1, processing_started_at=now, date_last_modified=now
-    )
-    # Only the holder of the advisory lock writes `attempts`, so the new value is known without a read.
-    refund.attempts += 1
+    if as_delivery and _is_early(refund, due, now):
+        return ProcessOutcome(status=EARLY, detail=f"not due before {refund.next_attempt_at}")
+
+    claim: dict = {"processing_started_at": now, "date_last_modified": now}
+    # A pass that ends normally clears processing_started_at; finding it set means the last pass died
+    # (worker killed, poison message) before recording an outcome. Charge it if it was not charged.
+    died_at = refund.processing_started_at
+    interrupted = died_at is not None and (refund.last_attempt_at is None or refund.last_attempt_at < died_at)
+    if interrupted and died_at is not None:
+        # Charged at the time of the pass that died, so this pass still counts as uncharged.
+        claim.update(_attempt_charge(refund, died_at))
+    Refund.objects.filter(pk=refund.pk).update(**claim)
     refund.processing_started_at = now
-    if refund.attempts == 1:
-        event_record(refund, RefundEvent.Kind.CLAIMED, actor=WORKER, message="Processing started.")
-    if refund.attempts > settings.REFUND_MAX_ATTEMPTS:
-        # Every attempt that ends normally records an outcome or schedules a retry within the cap, so
-        # getting here means earlier deliveries died mid-way (a poison message with
-        # task_reject_on_worker_lost requeues forever): stop and hand it to an operator.
-        return _finish(
+    if interrupted:
+        event_record(
             refund,
-            failed_error=(
-                RefundErrorCode.RETRIES_EXHAUSTED,
-                f"Processing was interrupted {refund.attempts - 1} times without recording an outcome. "
-                "Retrying looks each step up at Stripe before calling again.",
-            ),
+            RefundEvent.Kind.NOTE,
+            actor=WORKER,
+            message=f"The previous pass stopped without recording an outcome; counted as attempt {refund.attempts}.",
         )
 
     plan_error = _ensure_plan(refund)
     if plan_error:
         return _finish(refund, failed_error=plan_error)
 
-    gateway = get_gateway()
-    transient: list[str] = []
     reversals = list(
         TransferReversal.objects.filter(refund=refund).select_related("transfer").order_by("transfer__recipient")
     )
     # Merchant first, then channel (docs/architecture.md), then the shopper.
     reversals.sort(key=lambda r: 0 if r.transfer.recipient == Recipient.MERCHANT else 1)
+    shopper = ShopperRefund.objects.select_related("payment_transaction").get(refund=refund)
+    run = _Pass(refund)
+    if not run.may_call and not _needs_lookup(reversals, shopper):
+        # Poison-message guard and out-of-retries: the budget is spent and every step's outcome is
+        # known, so nothing more will be sent. Decided before touching Stripe (a message that kills
+        # its worker in the gateway stops here too).
+        return _finish(
+            refund,
+            failed_error=(
+                RefundErrorCode.RETRIES_EXHAUSTED,
+                f"The retry budget is spent ({refund.attempts} attempts, interrupted passes included) and "
+                "Stripe holds nothing for the steps left. Retrying looks each step up at Stripe before calling again.",
+            ),
+        )
+
+    gateway = get_gateway()
+    problems: list[StepProblem] = []
     for reversal in reversals:
         if reversal.status == TransferReversal.Status.PENDING:
-            problem = run_reversal(gateway, refund, reversal)
+            problem = run_reversal(gateway, refund, reversal, before_call=run.before_call)
             if problem:
-                transient.append(problem)
-    if transient:
-        return _schedule_retry(refund, transient)
+                problems.append(problem)
+    if problems:
+        return _after_problems(refund, problems, run)
 
-    shopper = ShopperRefund.objects.select_related("payment_transaction").get(refund=refund)
     if shopper.status == ShopperRefund.Status.PENDING:
-        problem = run_shopper_refund(gateway, refund, shopper)
+        problem = run_shopper_refund(gateway, refund, shopper, before_call=run.before_call)
         if problem:
-            return _schedule_retry(refund, [problem])
+            return _after_problems(refund, [problem], run)
         if shopper.status == ShopperRefund.Status.PENDING:
             # Stripe accepted the refund but it is not final (card refunds can still fail).
             countdown = _pending_recheck_seconds(refund.attempts)
-            Refund.objects.filter(pk=refund.pk).update(
-                next_attempt_at=timezone.now() + timedelta(seconds=countdown),
-                attempts=F("attempts") - 1,  # waiting on Stripe is not a failed attempt
-            )
-            return ProcessOutcome(status=RefundStatus.PROCESSING, retry_in=countdown, detail="pending at Stripe")
+            return _schedule(refund, countdown, detail="pending at Stripe", unknown=False)
     return _finish(refund)
+
+
+def _needs_lookup(reversals: list[TransferReversal], shopper: ShopperRefund) -> bool:
+    """Whether Stripe still has something to tell: a step whose outcome is unknown, or a shopper
+    refund pending at Stripe."""
+    if any(outcome_unknown(reversal) for reversal in reversals) or outcome_unknown(shopper):
+        return True
+    return shopper.status == ShopperRefund.Status.PENDING and bool(shopper.gateway_refund_id)
 
 
 def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
@@ -208,6 +301,7 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
             idempotency_key=step_key(refund, RefundStep.SHOPPER_REFUND),
         )
         _store_reversal_amounts(refund, plan, transfers)
+        event_record(refund, RefundEvent.Kind.CLAIMED, actor=WORKER, message="Processing started.")
     return None
 
 
@@ -239,75 +333,166 @@ def _store_reversal_amounts(refund: Refund, plan: splits.ReversalPlan, transfers
     Refund.objects.filter(pk=refund.pk).update(**values)
 
 
-def _schedule_retry(refund: Refund, problems: list[str]) -> ProcessOutcome:
-    if refund.attempts >= settings.REFUND_MAX_ATTEMPTS:
-        return _finish(
+def _after_problems(refund: Refund, problems: list[StepProblem], run: _Pass) -> ProcessOutcome:
+    """The next pass after a pass that left problems: a retry while the budget lasts, a look-up
+    while an outcome is unknown (never FAILED then), else FAILED for an operator."""
+    unknown = any(p.unknown for p in problems)
+    described = "; ".join(str(p) for p in problems)
+    if refund.attempts < settings.REFUND_MAX_ATTEMPTS and run.calls:
+        countdown = _backoff_seconds(refund.attempts)
+        return _schedule(
             refund,
-            failed_error=(
-                RefundErrorCode.RETRIES_EXHAUSTED,
-                f"Stripe kept failing after {refund.attempts} attempts: {'; '.join(problems)}. "
-                "Retrying looks each step up at Stripe before calling again.",
-            ),
+            countdown,
+            detail=described,
+            unknown=unknown,
+            kind=RefundEvent.Kind.RETRY_SCHEDULED,
+            message=f"Attempt {refund.attempts} hit a transient error; retrying in {countdown:.1f}s.",
+            problems=problems,
         )
-    countdown = _backoff_seconds(refund.attempts)
-    Refund.objects.filter(pk=refund.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=countdown))
-    event_record(
+    if unknown or refund.attempts < settings.REFUND_MAX_ATTEMPTS:
+        return _schedule_lookup(refund, problems)
+    return _finish(
         refund,
-        RefundEvent.Kind.RETRY_SCHEDULED,
-        actor=WORKER,
-        message=f"Attempt {refund.attempts} hit a transient error; retrying in {countdown:.1f}s.",
-        data={"problems": problems, "countdown": countdown},
+        failed_error=(
+            RefundErrorCode.RETRIES_EXHAUSTED,
+            f"Stripe kept failing after {refund.attempts} attempts: {described}. "
+            "Retrying looks each step up at Stripe before calling again.",
+        ),
     )
-    return ProcessOutcome(status=RefundStatus.PROCESSING, retry_in=countdown, detail="; ".join(problems))
+
+
+def _schedule_lookup(refund: Refund, problems: list[StepProblem]) -> ProcessOutcome:
+    """Look the unknown steps up again later, with the slow look-up backoff and no budget."""
+    now = timezone.now()
+    since = refund.outcome_unknown_since or now
+    countdown = _lookup_backoff_seconds((now - since).total_seconds())
+    unknown = [p for p in problems if p.unknown]
+    return _schedule(
+        refund,
+        countdown,
+        detail="; ".join(str(p) for p in problems),
+        unknown=bool(unknown),
+        kind=RefundEvent.Kind.LOOKUP_SCHEDULED,
+        message=(
+            f"Outcome unknown for {', '.join(p.step for p in unknown)} (Stripe may hold it): looking it up at "
+            f"Stripe again in {countdown:.1f}s; nothing is sent until Stripe answers."
+            if unknown
+            else f"Looking up at Stripe again in {countdown:.1f}s."
+        ),
+        problems=problems,
+    )
+
+
+def _schedule(
+    refund: Refund,
+    countdown: float,
+    *,
+    detail: str,
+    unknown: bool,
+    kind: str | None = None,
+    message: str = "",
+    problems: list[StepProblem] | None = None,
+) -> ProcessOutcome:
+    """End the pass with the refund still PROCESSING: its next pass at now + countdown (the
+    message carries that time as `due`), whether an outcome is unknown, and the audit event."""
+    now = timezone.now()
+    due = now + timedelta(seconds=countdown)
+    fields: dict = {"next_attempt_at": due, "processing_started_at": None, "date_last_modified": now}
+    if unknown and refund.outcome_unknown_since is None:
+        fields["outcome_unknown_since"] = refund.outcome_unknown_since = now
+    elif not unknown and refund.outcome_unknown_since is not None:
+        fields["outcome_unknown_since"] = refund.outcome_unknown_since = None
+    Refund.objects.filter(pk=refund.pk).update(**fields)
+    if kind:
+        event_record(
+            refund,
+            kind,
+            actor=WORKER,
+            message=message,
+            data={"problems": [str(p) for p in problems or []], "countdown": countdown, "unknown": unknown},
+        )
+    return ProcessOutcome(status=RefundStatus.PROCESSING, retry_in=countdown, detail=detail, due=due)
 
 
 def _finish(refund: Refund, failed_error: tuple[RefundErrorCode, str] | None = None) -> ProcessOutcome:
-    """Decide the refund's final status from its step rows (docs/architecture.md)."""
+    """Decide the refund's final status from its step rows (docs/architecture.md). Never while a step's
+    outcome is unknown: then the refund stays PROCESSING and the step is looked up again (so no
+    REFUND_FAILED, or any final event, is announced for money that may have moved)."""
     with transaction.atomic():
         current = Refund.objects.select_for_update().get(pk=refund.pk)
         if current.status != RefundStatus.PROCESSING:
             return ProcessOutcome(status=current.status, detail="already final")
-        if failed_error:
-            RefundError.objects.create(refund=current, error_code=failed_error[0], error_message=failed_error[1])
         shopper = ShopperRefund.objects.filter(refund=current).first()
-        reversal_states = set(TransferReversal.objects.filter(refund=current).values_list("status", flat=True))
-        if (
-            (failed_error and (shopper is None or shopper.status != ShopperRefund.Status.SUCCEEDED))
-            or shopper is None
-            or shopper.status == ShopperRefund.Status.FAILED
-        ):
-            new_status = RefundStatus.FAILED
-        elif TransferReversal.Status.FAILED in reversal_states or TransferReversal.Status.PENDING in reversal_states:
-            new_status = RefundStatus.PARTIALLY_COMPLETED
-        else:
-            new_status = RefundStatus.COMPLETED
-        current.status = new_status
-        current.processing_started_at = None
-        current.next_attempt_at = None
-        if new_status in (RefundStatus.COMPLETED, RefundStatus.PARTIALLY_COMPLETED):
-            current.date_completed = timezone.now()
-        current.save(
-            update_fields=["status", "processing_started_at", "next_attempt_at", "date_completed", "date_last_modified"]
-        )
-        event_record(
-            current,
-            RefundEvent.Kind.STATUS_CHANGED,
-            actor=WORKER,
-            from_status=RefundStatus.PROCESSING,
-            to_status=new_status,
-            message=failed_error[1] if failed_error else "",
-        )
-        notifications.refund_event_emit(current)
-        bag_update_refund_state(bag_id=current.bag_id)
+        reversals = list(TransferReversal.objects.filter(refund=current).select_related("transfer"))
+        unknown = [
+            StepProblem(reversal_step(r.transfer.recipient), "outcome unknown", unknown=True)
+            for r in reversals
+            if outcome_unknown(r)
+        ]
+        if shopper is not None and outcome_unknown(shopper):
+            unknown.append(StepProblem(RefundStep.SHOPPER_REFUND, "outcome unknown", unknown=True))
+        if not unknown:
+            return _finish_known(current, shopper, {r.status for r in reversals}, failed_error)
+    return _schedule_lookup(refund, unknown)
+
+
+def _finish_known(
+    current: Refund,
+    shopper: ShopperRefund | None,
+    reversal_states: set[str],
+    failed_error: tuple[RefundErrorCode, str] | None,
+) -> ProcessOutcome:
+    """`_finish` once every step's outcome is known (inside its transaction, the refund row locked)."""
+    if failed_error:
+        RefundError.objects.create(refund=current, error_code=failed_error[0], error_message=failed_error[1])
+    if (
+        (failed_error and (shopper is None or shopper.status != ShopperRefund.Status.SUCCEEDED))
+        or shopper is None
+        or shopper.status == ShopperRefund.Status.FAILED
+    ):
+        new_status = RefundStatus.FAILED
+    elif TransferReversal.Status.FAILED in reversal_states or TransferReversal.Status.PENDING in reversal_states:
+        new_status = RefundStatus.PARTIALLY_COMPLETED
+    else:
+        new_status = RefundStatus.COMPLETED
+    current.status = new_status
+    current.processing_started_at = None
+    current.next_attempt_at = None
+    current.outcome_unknown_since = None
+    if new_status in (RefundStatus.COMPLETED, RefundStatus.PARTIALLY_COMPLETED):
+        current.date_completed = timezone.now()
+    current.save(
+        update_fields=[
+            "status",
+            "processing_started_at",
+            "next_attempt_at",
+            "outcome_unknown_since",
+            "date_completed",
+            "date_last_modified",
+        ]
+    )
+    event_record(
+        current,
+        RefundEvent.Kind.STATUS_CHANGED,
+        actor=WORKER,
+        from_status=RefundStatus.PROCESSING,
+        to_status=new_status,
+        message=failed_error[1] if failed_error else "",
+    )
+    notifications.refund_event_emit(current)
+    bag_update_refund_state(bag_id=current.bag_id)
     return ProcessOutcome(status=new_status)
 
 
-def enqueue_processing(refund_id: int, countdown: float | None = None) -> None:
-    """Hand the refund to a worker (after commit, callers make sure); a broker outage loses nothing."""
+def enqueue_processing(refund_id: int, countdown: float | None = None, due: datetime | None = None) -> None:
+    """Hand the refund to a worker (after commit, callers make sure); a broker outage loses nothing.
+    `due`: the next_attempt_at the caller just wrote, so this message is not taken for an early
+    duplicate whatever the clocks of the machines involved."""
+    kwargs = {"due": due.isoformat()} if due else {}
     try:
         if countdown:
-            tasks.process_refund.apply_async((refund_id,), countdown=countdown)
+            tasks.process_refund.apply_async((refund_id,), kwargs, countdown=countdown)
         else:
-            tasks.process_refund.delay(refund_id)
+            tasks.process_refund.apply_async((refund_id,), kwargs)
     except Exception:  # broker down: the stuck-refund sweep will pick it up from the database
         logger.exception("Could not enqueue refund %s; the sweep will retry it", refund_id)

@@ -252,7 +252,7 @@ def _record_under_bag_lock(
                 return None, False
             notifications.refund_event_emit(refund)  # outbox: REFUND_PROCESSING, same transaction
             if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
-                transaction.on_commit(lambda: enqueue_processing(refund.pk))
+                transaction.on_commit(lambda: enqueue_processing(refund.pk, due=refund.next_attempt_at))
     except IntegrityError:
         # A concurrent writer recorded the same external id / request key first: return theirs.
         existing = _existing_refund(bag, external_id, request_key)

@@ -34,17 +34,23 @@ from violet_refunds.locks import try_exclusive
 
 
 def refund_sweep_stuck(*, limit: int = 500) -> list[int]:
-    """Re-enqueue stuck refunds (a lost message loses nothing). The advisory lock and the status
-    check make a duplicate harmless if the original is in fact still running."""
-    ids = list(refunds_stuck_queryset().order_by("date_created").values_list("pk", flat=True)[:limit])
+    """Re-enqueue stuck refunds (a lost message loses nothing): those whose next pass is overdue by
+    REFUND_STUCK_AFTER_SECONDS. Each is marked (next_attempt_at = now, a compare-and-set on "still
+    stuck") before its message goes out, so another sweep run before that delivery, even a
+    concurrent one, does not enqueue it again within the stuck window. A copy that arrives anyway is
+    a no-op: the advisory lock while a pass runs, the early check after it."""
     now = timezone.now()
-    for refund_id in ids:
-        Refund.objects.filter(pk=refund_id).update(next_attempt_at=now)
+    candidates = list(refunds_stuck_queryset(now).order_by("date_created").values_list("pk", flat=True)[:limit])
+    requeued = []
+    for refund_id in candidates:
+        if not refunds_stuck_queryset(now).filter(pk=refund_id).update(next_attempt_at=now, date_last_modified=now):
+            continue  # another sweep run took it, or a pass moved it on meanwhile
         RefundEvent.objects.create(
             refund_id=refund_id, kind=RefundEvent.Kind.REQUEUED, actor="sweep", message="Re-enqueued stuck refund."
         )
-        enqueue_processing(refund_id)
-    return ids
+        enqueue_processing(refund_id, due=now)
+        requeued.append(refund_id)
+    return requeued
 
 
 def _money_moved(refund: Refund) -> bool:
@@ -162,7 +168,7 @@ def refund_retry(*, refund: Refund, user=None, note: str = "") -> Refund:
             next_attempt_at=timezone.now(),
             date_completed=None,
         )
-        transaction.on_commit(lambda: enqueue_processing(current.pk))
+        transaction.on_commit(lambda: enqueue_processing(current.pk, due=current.next_attempt_at))
     return current
 
 

@@ -4,11 +4,21 @@ Every step sends an idempotency key derived from our own ids and metadata naming
 the step (`step_metadata`), so a Stripe object can always be traced back to the one step it was made
 for (`is_step_object`). Before a step is sent again after an unknown outcome, Stripe is searched
 for that object first; the reconciliation (`refunds.reconciliation`) uses the same matching.
+
+What a PENDING step row knows about Stripe is kept in its `error_code` (see `outcome_unknown`):
+- `unknown:<why>`: a call was sent and no definitive answer came back (`sent`: no answer yet, the
+  worker may have died mid-call; `network`: connection error or timeout, the SDK cannot tell whether
+  the request left; `5xx`: Stripe's server errors are indeterminate; `409`: a request with the same
+  key is still executing at Stripe). Stripe may hold the object: only a look-up settles it.
+- `absent:<why>`: a look-up since proved Stripe holds nothing for the step (`<why>` keeps the old
+  reason: after a `5xx`, which Stripe stores under the key, the next call uses a new key generation).
+- `not-executed:429`: Stripe rate-limited the call before executing it; nothing can exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -47,9 +57,51 @@ def step_metadata(refund: Refund, step: str) -> dict:
     return {"refund_id": str(refund.pk), "bag_id": str(refund.bag_id), "step": step}
 
 
-def run_reversal(gateway, refund: Refund, reversal: TransferReversal) -> str | None:
-    """One reversal call. Returns a description of a transient problem, or None when the row reached
-    a final state (COMPLETE or FAILED)."""
+UNKNOWN = "unknown:"
+ABSENT = "absent:"
+NOT_EXECUTED = "not-executed:"
+SENT = f"{UNKNOWN}sent"
+# HTTP statuses at which Stripe documents that the request was not executed (rate limiting runs
+# before the idempotency layer). Every other transient error leaves the outcome unknown.
+NOT_EXECUTED_STATUSES = frozenset({429})
+
+
+@dataclass(frozen=True)
+class StepProblem:
+    """Why a step is not final after this pass. `unknown`: Stripe may hold (or still make) the
+    step's object, so the refund must not end until a look-up settles it. `called`: the problem
+    came from a call that could move money, made in this pass."""
+
+    step: str
+    message: str
+    unknown: bool = False
+    called: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.step}: {self.message}"
+
+
+def outcome_unknown(row: TransferReversal | ShopperRefund) -> bool:
+    """A PENDING step sent to Stripe in its current key generation (attempts > 0) whose outcome no
+    definitive answer or look-up has settled. Anything not proven is unknown: a row left by a worker
+    killed mid-call, or written before these markers existed, counts as unknown."""
+    if row.status != row.Status.PENDING:
+        return False
+    if isinstance(row, ShopperRefund) and row.gateway_refund_id:
+        return False  # Stripe answered: the refund exists (pending at Stripe), re-read, never re-sent
+    return row.attempts > 0 and not row.error_code.startswith((ABSENT, NOT_EXECUTED))
+
+
+def _reason(error_code: str) -> str:
+    return error_code.split(":", 1)[1] if ":" in error_code else "sent"
+
+
+def run_reversal(
+    gateway, refund: Refund, reversal: TransferReversal, *, before_call: Callable[[], None] | None
+) -> StepProblem | None:
+    """One reversal step: a look-up first if its outcome is unknown, then (if `before_call` is given,
+    i.e. the retry budget allows) the call. Returns the problem left, or None when the row reached a
+    final state (COMPLETE or FAILED)."""
     step = reversal_step(reversal.transfer.recipient)
     transfer_id = reversal.transfer.gateway_transfer_id
     return _run_step(
@@ -62,17 +114,21 @@ def run_reversal(gateway, refund: Refund, reversal: TransferReversal) -> str | N
         ),
         on_success=lambda result, recovered: _complete_reversal(refund, reversal, result.id, step, recovered),
         on_permanent=lambda exc: _fail_step(refund, step, exc, reversal=reversal),
+        before_call=before_call,
     )
 
 
-def run_shopper_refund(gateway, refund: Refund, shopper: ShopperRefund) -> str | None:
+def run_shopper_refund(
+    gateway, refund: Refund, shopper: ShopperRefund, *, before_call: Callable[[], None] | None
+) -> StepProblem | None:
     step = RefundStep.SHOPPER_REFUND
     if shopper.gateway_refund_id:
-        # Stripe accepted it earlier and said "pending": only its final status is missing.
+        # Stripe accepted it earlier and said "pending": only its final status is missing. A failed
+        # re-read leaves a live refund at Stripe, so the refund must not end: unknown.
         try:
             result = gateway.retrieve_refund(shopper.gateway_refund_id)
         except TransientGatewayError as exc:
-            return f"{step}: {exc.message}"
+            return StepProblem(step, f"re-reading the pending refund failed: {exc.message}", unknown=True)
         _apply_shopper_result(refund, shopper, result)
         return None
     payment_intent_id = shopper.payment_transaction.gateway_transaction_id
@@ -95,17 +151,12 @@ def run_shopper_refund(gateway, refund: Refund, shopper: ShopperRefund) -> str |
         ),
         on_success=lambda result, recovered: _apply_shopper_result(refund, shopper, result, recovered),
         on_permanent=lambda exc: _fail_step(refund, step, exc, shopper=shopper),
+        before_call=before_call,
     )
 
 
 # Stripe refund statuses after which nothing was (or stays) refunded.
 REFUND_STATUSES_WITHOUT_MONEY = frozenset({"failed", "canceled"})
-
-# A transient error whose response Stripe stores under the idempotency key (a 500 from inside the
-# endpoint): the same key would replay it forever, so once a look-up proves nothing was created the
-# step moves on to a fresh key. Connection errors, timeouts, 429 and 409 are not stored: the same key
-# is kept (if the first request is still in flight at Stripe, reusing its key is what prevents a double).
-_STORED_TRANSIENT_PREFIX = "transient:5"
 
 
 def stripe_object_refund_id(obj: Any) -> int | None:
@@ -130,32 +181,46 @@ def step_objects(objects: Iterable[Any], refund: Refund, step: str) -> list[Any]
     return [obj for obj in objects if is_step_object(obj, refund, step)]
 
 
-def _run_step(refund, row, step: str, *, lookup, call, on_success, on_permanent) -> str | None:
+def _run_step(
+    refund, row, step: str, *, lookup, call, on_success, on_permanent, before_call: Callable[[], None] | None
+) -> StepProblem | None:
     model = type(row)
-    if row.attempts > 0:
-        # An earlier call may have succeeded with its response lost (or its key pruned): look first.
+    if outcome_unknown(row):
+        # An earlier call may have succeeded with its answer lost (or its key pruned): look first.
         try:
-            found = next(
-                (obj for obj in lookup() if is_step_object(obj, refund, step)),
-                None,
-            )
+            found = next((obj for obj in lookup() if is_step_object(obj, refund, step)), None)
         except TransientGatewayError as exc:
-            return f"{step}: {exc.message}"
+            return StepProblem(step, f"outcome unknown and the look-up failed: {exc.message}", unknown=True)
         if found is not None:
             on_success(found, True)
             return None
-        if row.error_code.startswith(_STORED_TRANSIENT_PREFIX):
-            row.idempotency_key = next_generation_key(refund, step, row.idempotency_key)
-            model.objects.filter(pk=row.pk).update(idempotency_key=row.idempotency_key)
-    model.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
+        # Proven absent: Stripe holds nothing for this step.
+        row.error_code = f"{ABSENT}{_reason(row.error_code)}"
+        if before_call is None:
+            model.objects.filter(pk=row.pk).update(error_code=row.error_code)
+    if before_call is None:
+        # The retry budget is spent: a look-up-only pass sends nothing that could move money.
+        return StepProblem(step, "the retry budget is spent; not sent again")
+    if row.error_code.startswith(f"{ABSENT}5"):
+        # Stripe stored the 5xx under the old key and would replay it forever; nothing was created.
+        row.idempotency_key = next_generation_key(refund, step, row.idempotency_key)
+    before_call()
+    # Marked unknown before the request leaves: a worker killed mid-call leaves it unknown, so the
+    # next pass looks it up before anything else.
+    row.attempts += 1
+    row.error_code = SENT
+    model.objects.filter(pk=row.pk).update(
+        attempts=F("attempts") + 1, error_code=SENT, error_message="", idempotency_key=row.idempotency_key
+    )
     try:
         result = call(row.idempotency_key)
     except TransientGatewayError as exc:
-        model.objects.filter(pk=row.pk).update(
-            error_code=f"transient:{exc.http_status or 'network'}", error_message=exc.message[:2000]
-        )
-        event_record(refund, RefundEvent.Kind.STEP_FAILED, actor=WORKER, message=f"{step}: {exc.message} (will retry)")
-        return f"{step}: {exc.message}"
+        unknown = exc.http_status not in NOT_EXECUTED_STATUSES
+        row.error_code = f"{UNKNOWN if unknown else NOT_EXECUTED}{exc.http_status or 'network'}"
+        model.objects.filter(pk=row.pk).update(error_code=row.error_code, error_message=exc.message[:2000])
+        then = "outcome unknown, will look it up at Stripe" if unknown else "not executed by Stripe, will retry"
+        event_record(refund, RefundEvent.Kind.STEP_FAILED, actor=WORKER, message=f"{step}: {exc.message} ({then})")
+        return StepProblem(step, exc.message, unknown=unknown, called=True)
     except PermanentGatewayError as exc:
         on_permanent(exc)
         return None

@@ -78,8 +78,10 @@ def test_merchant_reports_a_refund_and_sees_it_processing_then_completed(live_se
         page.reload()
         assert page.locator("#refund-status").get_attribute("data-status") == "PROCESSING"
 
-        # The scheduled retry runs and completes it.
-        assert process_refund.apply(args=[refund.pk]).get() == RefundStatus.COMPLETED
+        # The scheduled retry (its message carries the time it is due) runs and completes it.
+        refund.refresh_from_db()
+        due = refund.next_attempt_at.isoformat()
+        assert process_refund.apply(args=[refund.pk], kwargs={"due": due}).get() == RefundStatus.COMPLETED
 
     # No click: the PROCESSING page refreshes itself.
     page.wait_for_selector('#refund-status[data-status="COMPLETED"]', timeout=15_000)

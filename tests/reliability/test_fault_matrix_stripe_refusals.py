@@ -115,7 +115,7 @@ def test_fault_11_refund_fails_asynchronously(bag, settings):
     assert outcome.status == RefundStatus.PROCESSING and outcome.retry_in > 0
     shopper, _ = step_rows(refund)
     assert shopper.status == ShopperRefund.Status.PENDING and shopper.gateway_refund_id
-    assert refund.status == RefundStatus.PROCESSING and refund.attempts == 0  # waiting is no attempt
+    assert refund.status == RefundStatus.PROCESSING and refund.attempts == 1  # one pass sent calls; waiting adds none
 
     assert process(refund).status == RefundStatus.FAILED
     shopper.refresh_from_db()

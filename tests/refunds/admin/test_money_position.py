@@ -96,3 +96,15 @@ def test_nobody_is_short_when_the_refund_completed_or_is_still_moving(
         is None
     )
     assert _panel_text(operator_client, completed_refund) == ""
+
+
+def test_a_refund_whose_stripe_answer_is_unknown_says_so_and_that_it_is_being_looked_up(db, operator_client):
+    refund = processed(record(funded_bag()), fault="response_lost", path="/v1/refunds")
+    assert refund.status == RefundStatus.PROCESSING
+    assert refund.outcome_unknown_since is not None
+    assert _position(refund) is None  # nobody is known to be short while Stripe may hold the money
+
+    response = operator_client.get(reverse("admin:refunds_refund_change", args=[refund.pk]))
+    html = re.sub(r"\s+", " ", response.content.decode())
+    assert "Stripe's answer to a step is unknown since" in html
+    assert "nothing is sent twice" in html
