@@ -166,7 +166,7 @@ class InboundEvent(TimeStampedModel):
     # Automatic retries after transient errors (RETRYING only; cleared by any other outcome).
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the next automatic attempt is due.")
     retrying_since = models.DateTimeField(
-        null=True, blank=True, help_text="First transient failure of the current streak (the retry horizon starts here)."
+        null=True, blank=True, help_text="First transient failure in a row (the retry horizon starts here)."
     )
     retries = models.PositiveIntegerField(default=0, help_text="Transient failures in the current streak.")
     # When beat last re-enqueued the event (it re-enqueues one event at most once per requeue age).
