@@ -2,7 +2,8 @@
 
 Store credentials and webhook secrets are never shown: the connection page says which values are
 stored and offers write-only fields to replace them. Inbound events are read-only, with the raw
-payload pretty-printed, and can be replayed through the same processing service.
+payload pretty-printed, and can be replayed through the same processing service. The triage filter
+separates events that need an operator (FAILED) from those retried automatically (RETRYING).
 """
 
 import json
@@ -11,6 +12,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from platforms import services
@@ -187,16 +190,53 @@ def _pretty(text: str) -> str:
         return text
 
 
+class TriageFilter(admin.SimpleListFilter):
+    """Who acts next: an operator (FAILED: a permanent error, or transient errors past the retry
+    horizon), or nobody yet (RETRYING: retried automatically); an overdue retry means no worker or
+    no beat is taking them (see docs/operations.md)."""
+
+    title = "triage"
+    parameter_name = "triage"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("operator", "Needs an operator (failed)"),
+            ("retrying", "Retrying automatically"),
+            ("overdue", "Retry overdue (check workers and beat)"),
+        )
+
+    def queryset(self, request, queryset):
+        if self.value() == "operator":
+            return queryset.filter(status=InboundEvent.Status.FAILED)
+        if self.value() == "retrying":
+            return queryset.filter(status=InboundEvent.Status.RETRYING)
+        if self.value() == "overdue":
+            cutoff = timezone.now() - services.event_requeue_after()
+            return queryset.filter(status=InboundEvent.Status.RETRYING, next_attempt_at__lt=cutoff)
+        return queryset
+
+
 @admin.register(InboundEvent)
 class InboundEventAdmin(admin.ModelAdmin):
-    list_display = ("id", "platform", "topic", "event_id", "status", "merchant", "attempts", "date_created")
-    list_filter = ("status", "platform", "topic", "date_created")
+    list_display = (
+        "id",
+        "platform",
+        "topic",
+        "event_id",
+        "status",
+        "next_retry",
+        "merchant",
+        "attempts",
+        "date_created",
+    )
+    list_filter = (TriageFilter, "status", "platform", "topic", "date_created")
     search_fields = ("event_id",)
     list_select_related = ("connection__merchant",)
     date_hierarchy = "date_created"
     actions = ("replay_selected_events",)
     fieldsets = (
         (None, {"fields": ("platform", "connection", "event_id", "topic", "status", "attempts", "processed_at")}),
+        ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Outcome", {"fields": ("outcome", "linked_refunds", "error", "traceback")}),
         ("Delivery", {"fields": ("date_created", "remote_ip", "headers_pretty", "body_pretty", "decoded_payload")}),
     )
@@ -208,6 +248,10 @@ class InboundEventAdmin(admin.ModelAdmin):
         "status",
         "attempts",
         "processed_at",
+        "next_attempt_at",
+        "retrying_since",
+        "retries",
+        "requeued_at",
         "outcome",
         "linked_refunds",
         "error",
@@ -227,6 +271,14 @@ class InboundEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # the raw record of what a platform said is kept
+
+    @admin.display(description="Next retry", ordering="next_attempt_at")
+    def next_retry(self, event):
+        """RETRYING: when the next automatic attempt is due (and which failure in a row this is)."""
+        if event.status != InboundEvent.Status.RETRYING or event.next_attempt_at is None:
+            return "-"
+        due = date_format(timezone.localtime(event.next_attempt_at), "DATETIME_FORMAT")
+        return f"{due} (after {event.retries} failure(s))"
 
     @admin.display(description="Merchant", ordering="connection__merchant__name")
     def merchant(self, event):
@@ -258,15 +310,13 @@ class InboundEventAdmin(admin.ModelAdmin):
         return format_html_join(
             "",
             "<div>{} {} ({}, external id {})</div>",
-            (
-                (admin_link(r), format_amount(r.amount, r.refund_currency), r.status, r.external_id)
-                for r in refunds
-            ),
+            ((admin_link(r), format_amount(r.amount, r.refund_currency), r.status, r.external_id) for r in refunds),
         )
 
     @admin.action(description="Replay selected events", permissions=("change",))
     def replay_selected_events(self, request, queryset):
         counts = services.events_replay(queryset.order_by("date_created", "pk"))
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "nothing"
-        level = messages.WARNING if counts.get(InboundEvent.Status.FAILED) else messages.SUCCESS
+        unsettled = counts.get(InboundEvent.Status.FAILED) or counts.get(InboundEvent.Status.RETRYING)
+        level = messages.WARNING if unsettled else messages.SUCCESS
         self.message_user(request, f"Replayed {sum(counts.values())} event(s): {summary}.", level)

@@ -133,13 +133,20 @@ class StoreConnection(TimeStampedModel):
 
 
 class InboundEvent(TimeStampedModel):
-    """A raw platform webhook (or poll result), stored before anything trusts it (dj-stripe style)."""
+    """A raw platform webhook (or poll result), stored before anything trusts it (dj-stripe style).
+
+    RECEIVED -> PROCESSED | IGNORED | RETRYING | FAILED. RETRYING: processing hit a transient error
+    (database, broker, platform timeout/5xx/429); it is retried automatically at `next_attempt_at`
+    until INBOUND_EVENT_RETRY_HORIZON_SECONDS after `retrying_since`, then FAILED. FAILED needs an
+    operator (a permanent error, or the horizon passed): fix the cause, then replay.
+    """
 
     class Status(models.TextChoices):
         RECEIVED = "RECEIVED", "Received"
         PROCESSED = "PROCESSED", "Processed"
         IGNORED = "IGNORED", "Ignored"
-        FAILED = "FAILED", "Failed"
+        RETRYING = "RETRYING", "Retrying (transient error)"
+        FAILED = "FAILED", "Failed (needs an operator)"
 
     platform = models.CharField(max_length=16, choices=Platform.choices)
     connection = models.ForeignKey(
@@ -156,11 +163,22 @@ class InboundEvent(TimeStampedModel):
     traceback = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Automatic retries after transient errors (RETRYING only; cleared by any other outcome).
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the next automatic attempt is due.")
+    retrying_since = models.DateTimeField(
+        null=True, blank=True, help_text="First transient failure in a row (the retry horizon starts here)."
+    )
+    retries = models.PositiveIntegerField(default=0, help_text="Transient failures in the current streak.")
+    # When beat last re-enqueued the event (it re-enqueues one event at most once per requeue age).
+    requeued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-date_created"]
         constraints = [models.UniqueConstraint(fields=["platform", "event_id"], name="inbound_event_unique_id")]
-        indexes = [models.Index(fields=["status", "date_created"], name="inbound_status_date")]
+        indexes = [
+            models.Index(fields=["status", "date_created"], name="inbound_status_date"),
+            models.Index(fields=["status", "next_attempt_at"], name="inbound_status_next_attempt"),
+        ]
 
     def __str__(self):
         return f"{self.platform} {self.topic} {self.event_id}"

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode, StoreConnection
 from refunds.models import Bag, OrderSku, Refund
@@ -73,7 +73,8 @@ def inbound_event_for_processing(event_id: int) -> InboundEvent | None:
 
 
 def events_for_replay(*, failed: bool = False, ids: Sequence[int] = ()) -> QuerySet[InboundEvent]:
-    """FAILED events (oldest first), or the given ids. Exactly one of the two selects."""
+    """FAILED events (they wait for an operator; RETRYING ones retry on their own and are not
+    included), or the given ids whatever their status; oldest first. Exactly one of the two selects."""
     if failed == bool(ids):
         raise ValueError("Choose either failed=True or a list of ids.")
     queryset = InboundEvent.objects.select_related("connection__merchant").order_by("date_created", "pk")
@@ -82,9 +83,21 @@ def events_for_replay(*, failed: bool = False, ids: Sequence[int] = ()) -> Query
     return queryset.filter(pk__in=list(ids))
 
 
-def events_received_before(cutoff: datetime) -> QuerySet[InboundEvent]:
-    """Events stored but never processed (their processing message was lost)."""
-    return InboundEvent.objects.filter(status=InboundEvent.Status.RECEIVED, date_created__lt=cutoff)
+def events_to_requeue(*, cutoff: datetime) -> QuerySet[InboundEvent]:
+    """Events whose processing message was lost: RECEIVED since before `cutoff`, or RETRYING with a
+    next attempt due before `cutoff`; not re-enqueued since `cutoff` either. Oldest first."""
+    lost = Q(status=InboundEvent.Status.RECEIVED, date_created__lt=cutoff) | Q(
+        status=InboundEvent.Status.RETRYING, next_attempt_at__lt=cutoff
+    )
+    return (
+        InboundEvent.objects.filter(lost)
+        .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
+        .order_by("date_created", "pk")
+    )
+
+
+def events_retrying_count() -> int:
+    return InboundEvent.objects.filter(status=InboundEvent.Status.RETRYING).count()
 
 
 def sfcc_connections_to_poll() -> QuerySet[StoreConnection]:

@@ -3,7 +3,12 @@
 - `event_ingest`: store an authenticated delivery once per (platform, event id) and enqueue its
   processing after commit (a duplicate delivery stores nothing and enqueues nothing).
 - `event_process`: adapter -> `OrderState` -> the merchant's bag -> `order_reconcile`; the
-  event ends PROCESSED, IGNORED (with the reason) or FAILED (with error and traceback).
+  event ends PROCESSED, IGNORED (with the reason), RETRYING (a transient error: database, broker,
+  platform timeout/5xx/429; retried automatically with backoff until the retry horizon) or FAILED
+  (a permanent error, or the horizon passed: for an operator), with error and traceback.
+- `events_requeue`: beat's safety net (the database is the queue of record): events still RECEIVED,
+  or RETRYING past their next attempt, by more than INBOUND_EVENT_REQUEUE_AFTER_SECONDS lost their
+  message and are enqueued again.
 - `order_reconcile`: the platform's rules name the refunds the state implies; whichever do not yet
   exist on the bag are handed to `refunds.services.refund_record_platform` as what the platform
   says was refunded (idempotent on (bag, external_id)); refunds work out the amounts under the
@@ -16,16 +21,22 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import traceback
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+import kombu.exceptions
+import redis.exceptions
+import requests
+from django.conf import settings
+from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from payments.gateway import TransientGatewayError
 from platforms import selectors, tasks
 from platforms.adapters import get_adapter, polling_adapters
 from platforms.adapters.base import (
@@ -51,8 +62,11 @@ logger = logging.getLogger(__name__)
 
 # Events whose topic starts with this came from our own polling, not from a platform's webhook.
 POLL_TOPIC_PREFIX = "poll/"
-# A RECEIVED event older than this lost its processing message (broker down at enqueue).
-RECEIVED_EVENT_REQUEUE_AFTER = timedelta(minutes=10)
+# A task message may run this much before the event's next_attempt_at and still count as due (the
+# countdown is computed on one host, the check made on another: clocks differ a little).
+DUE_TOLERANCE = timedelta(seconds=2)
+# Beat re-enqueues at most this many events per run (the rest on the next run).
+REQUEUE_BATCH_SIZE = 500
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,15 +137,27 @@ def event_ingest(
 def _enqueue_processing(event_id: int) -> None:
     try:
         tasks.process_inbound_event.delay(event_id)
-    except Exception:  # broker down: events_requeue_received picks the event up from the database
+    except Exception:  # broker down: events_requeue picks the event up from the database
         logger.exception("Could not enqueue inbound event %s; it will be requeued", event_id)
 
 
-def events_requeue_received(*, older_than: timedelta = RECEIVED_EVENT_REQUEUE_AFTER) -> list[int]:
-    """Re-enqueue events stored but never processed (a lost message must lose nothing)."""
-    ids = list(selectors.events_received_before(timezone.now() - older_than).values_list("pk", flat=True)[:500])
-    for event_id in ids:
-        _enqueue_processing(event_id)
+def event_requeue_after() -> timedelta:
+    return timedelta(seconds=settings.INBOUND_EVENT_REQUEUE_AFTER_SECONDS)
+
+
+def events_requeue(*, now: datetime | None = None) -> list[int]:
+    """Beat: re-enqueue events whose message was lost (a lost message must lose nothing): RECEIVED
+    for longer than the requeue age (broker down at enqueue, queue flushed, worker killed), and
+    RETRYING whose next attempt is overdue by as much (the task's own retry message died with its
+    worker or with Redis). An event is re-enqueued at most once per requeue age, so a backlog in the
+    queue does not get a copy per beat run; a copy that finds the event settled does nothing."""
+    now = now or timezone.now()
+    cutoff = now - event_requeue_after()
+    ids = list(selectors.events_to_requeue(cutoff=cutoff).values_list("pk", flat=True)[:REQUEUE_BATCH_SIZE])
+    if ids:
+        InboundEvent.objects.filter(pk__in=ids).update(requeued_at=now)
+        for event_id in ids:
+            _enqueue_processing(event_id)
     return ids
 
 
@@ -245,16 +271,29 @@ def _refund_request(
 @dataclass(frozen=True)
 class ProcessingResult:
     event: InboundEvent
-    # A transient platform error (timeout, 5xx): the caller may try again later.
-    retryable: bool = False
+    # Why nothing was done, when nothing was: a task copy for an event already settled, or early.
+    skipped: str = ""
+
+    @property
+    def retrying(self) -> bool:
+        """A transient error: processing runs again at `event.next_attempt_at`."""
+        return self.event.status == InboundEvent.Status.RETRYING
 
 
-def event_process(event_id: int) -> ProcessingResult | None:
-    """Process one stored event (again, if it was processed before: everything downstream is idempotent)."""
+def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResult | None:
+    """Process one stored event (again, if it was processed before: everything downstream is idempotent).
+
+    `only_if_due` (the task): do nothing for an event already PROCESSED, IGNORED or FAILED (a
+    duplicate or stale message; FAILED waits for an operator), nor for a RETRYING event before its
+    next attempt (a copy arriving early). Without it (a replay) the event is processed now."""
     event = selectors.inbound_event_for_processing(event_id)
     if event is None:
         logger.warning("Inbound event %s no longer exists", event_id)
         return None
+    if only_if_due:
+        reason = _not_due_reason(event, timezone.now())
+        if reason:
+            return ProcessingResult(event, skipped=reason)
     InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
@@ -262,22 +301,160 @@ def event_process(event_id: int) -> ProcessingResult | None:
     except EventIgnored as exc:
         return ProcessingResult(_finish(event, InboundEvent.Status.IGNORED, outcome=exc.reason))
     except Exception as exc:
+        if processing_error_is_transient(exc):
+            logger.warning("Inbound event %s: transient error, will retry: %s", event.pk, exc, exc_info=True)
+            if _is_database_error(exc):
+                database_connections_reset()
+            return ProcessingResult(_retry_later(event, exc, traceback_text=traceback.format_exc()))
         logger.warning("Inbound event %s failed: %s", event.pk, exc, exc_info=True)
         return ProcessingResult(
             _finish(
                 event,
                 InboundEvent.Status.FAILED,
-                outcome="Processing failed; replay the event once the cause is fixed.",
+                outcome="Processing failed on a permanent error; replay the event once the cause is fixed.",
                 error=_describe_error(exc),
                 traceback_text=traceback.format_exc(),
-            ),
-            retryable=bool(getattr(exc, "transient", False)),
+            )
         )
     # PROCESSED when this event's refunds exist (recorded now, or by an earlier run of the same
     # event), so a replay or a concurrent duplicate run never downgrades the outcome.
     own = result.recorded or any(r.inbound_event_id == event.pk for r in result.already_recorded)
     status = InboundEvent.Status.PROCESSED if own else InboundEvent.Status.IGNORED
     return ProcessingResult(_finish(event, status, outcome=result.outcome))
+
+
+def _not_due_reason(event: InboundEvent, now: datetime) -> str:
+    if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
+        return f"already {event.status}"
+    if event.status == InboundEvent.Status.FAILED:
+        return "FAILED: waits for an operator's replay"
+    if (
+        event.status == InboundEvent.Status.RETRYING
+        and event.next_attempt_at is not None
+        and event.next_attempt_at > now + DUE_TOLERANCE
+    ):
+        return f"not due before {event.next_attempt_at.isoformat()}"
+    return ""
+
+
+# --- transient or permanent ---------------------------------------------------------------------
+
+# Worth trying again unchanged: the database or the broker was unreachable or dropped us (a server
+# restart terminates every backend: "terminating connection due to administrator command"), a
+# network call timed out, or a platform/Stripe error said so (`transient = True`: timeouts, 5xx, 429).
+# Anything else (bad data, a bug, a 4xx from a platform) is permanent: retrying changes nothing.
+_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,  # django.db: connection lost, server restarting, deadlock, statement timeout
+    InterfaceError,  # django.db: the connection is already closed
+    kombu.exceptions.OperationalError,  # the broker, when enqueueing the refund's processing
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    requests.ConnectionError,
+    requests.Timeout,
+    ConnectionError,
+    TimeoutError,
+    TransientGatewayError,
+)
+
+
+def processing_error_is_transient(exc: BaseException) -> bool:
+    """True when the error (or an error it was raised from) is worth an automatic retry."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _TRANSIENT_ERRORS) or getattr(current, "transient", False) is True:
+            return True
+        current = current.__cause__
+    return False
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, (OperationalError, InterfaceError)) or isinstance(
+        exc.__cause__, (OperationalError, InterfaceError)
+    )
+
+
+def database_connections_reset() -> None:
+    """Close this thread's database connections after a database error, so the next query opens a
+    fresh one: after a server restart or a terminated backend the old connection is dead, and Django
+    checks health only when a task starts (CONN_HEALTH_CHECKS), not between queries of one task.
+    A connection inside a transaction someone else holds (a test's) is left alone: closing it there
+    would only mark that transaction for rollback."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def event_retry_delay(retries: int) -> timedelta:
+    """The wait after the n-th transient failure of a streak: INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS
+    x 2^(n-1), capped at INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS and always below the broker's
+    visibility timeout (a longer countdown would make Redis deliver the retry twice), with jitter
+    (50-100 %) so events failed by one outage do not all come back at once."""
+    cap = max(
+        1,
+        min(settings.INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS, settings.CELERY_VISIBILITY_TIMEOUT - 60),
+    )
+    delay = min(settings.INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS * 2 ** max(retries - 1, 0), cap)
+    return timedelta(seconds=delay * random.uniform(0.5, 1.0))
+
+
+def event_retry_horizon() -> timedelta:
+    return timedelta(seconds=settings.INBOUND_EVENT_RETRY_HORIZON_SECONDS)
+
+
+def _retry_later(event: InboundEvent, exc: Exception, *, traceback_text: str) -> InboundEvent:
+    """RETRYING at a backed-off time, or FAILED (for an operator) once the streak is past the horizon."""
+    now = timezone.now()
+    streaking = event.status == InboundEvent.Status.RETRYING and event.retrying_since is not None
+    since = event.retrying_since if streaking and event.retrying_since else now
+    retries = (event.retries if streaking else 0) + 1
+    error = _describe_error(exc)
+    if now - since >= event_retry_horizon():
+        return _finish(
+            event,
+            InboundEvent.Status.FAILED,
+            outcome=f"Transient errors for {_duration(now - since)} ({retries} failures in a row since "
+            f"{since:%Y-%m-%d %H:%M:%S} UTC): automatic retries stopped at the retry horizon. Replay the event "
+            "once the cause is fixed.",
+            error=error,
+            traceback_text=traceback_text,
+        )
+    next_attempt_at = now + event_retry_delay(retries)
+    event.status = InboundEvent.Status.RETRYING
+    event.outcome = (
+        f"Transient error (failure {retries} in a row): retrying automatically at "
+        f"{next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, until {since + event_retry_horizon():%Y-%m-%d %H:%M:%S} UTC."
+    )
+    event.error = error
+    event.traceback = traceback_text
+    event.processed_at = now
+    event.next_attempt_at = next_attempt_at
+    event.retrying_since = since
+    event.retries = retries
+    event.save(
+        update_fields=[
+            "status",
+            "outcome",
+            "error",
+            "traceback",
+            "processed_at",
+            "next_attempt_at",
+            "retrying_since",
+            "retries",
+            "date_last_modified",
+        ]
+    )
+    return event
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
@@ -302,17 +479,35 @@ def _describe_error(exc: Exception) -> str:
 
 
 def _finish(event: InboundEvent, status: str, *, outcome: str = "", error: str = "", traceback_text: str = ""):
+    """A settled outcome (PROCESSED, IGNORED, FAILED): no automatic retry is pending any more."""
     event.status = status
     event.outcome = outcome
     event.error = error
     event.traceback = traceback_text
     event.processed_at = timezone.now()
-    event.save(update_fields=["status", "outcome", "error", "traceback", "processed_at", "date_last_modified"])
+    event.next_attempt_at = None
+    event.retrying_since = None
+    event.retries = 0
+    event.save(
+        update_fields=[
+            "status",
+            "outcome",
+            "error",
+            "traceback",
+            "processed_at",
+            "next_attempt_at",
+            "retrying_since",
+            "retries",
+            "date_last_modified",
+        ]
+    )
     return event
 
 
 def events_replay(events: Iterable[InboundEvent]) -> Counter:
-    """Process the given events again, now, through the same service; counts by resulting status."""
+    """Process the given events again, now, through the same service; counts by resulting status.
+    A RETRYING event is tried now instead of at its next attempt; a FAILED one that meets a transient
+    error again goes back to automatic retries (a new streak, a new horizon)."""
     counts: Counter = Counter()
     for event in events:
         result = event_process(event.pk)

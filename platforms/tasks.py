@@ -3,37 +3,53 @@
 Each task imports the service inside itself (platforms.services imports this module to enqueue)."""
 
 import logging
-import random
 
 from celery import shared_task
-from django.conf import settings
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-PROCESS_MAX_RETRIES = 8
-PROCESS_BACKOFF_BASE_SECONDS = 30
-PROCESS_BACKOFF_MAX_SECONDS = 1800
+# When not even the outcome could be written (the database is unreachable), the task retries on its
+# own this many times; after that the event keeps its state and beat's requeue job finds it.
+UNRECORDED_MAX_RETRIES = 10
+# Without a broker (development, tests) Celery runs a retry at once, ignoring its countdown; the
+# retry then processes the event at once too, at most this many times (there is no beat either).
+EAGER_MAX_RETRIES = 3
 
 
-def retry_countdown(retries: int) -> float:
-    """Exponential backoff with jitter, always below the broker's visibility timeout (a longer
-    countdown would make Redis redeliver the message while it still waits)."""
-    ceiling = min(PROCESS_BACKOFF_MAX_SECONDS, settings.CELERY_VISIBILITY_TIMEOUT * 0.8)
-    delay = min(PROCESS_BACKOFF_BASE_SECONDS * (2**retries), ceiling)
-    return delay * random.uniform(0.5, 1.0)
-
-
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=PROCESS_MAX_RETRIES)
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def process_inbound_event(self, event_id: int) -> str:
-    """Turn one stored platform event into refunds. Transient platform errors (timeout, 5xx) retry
-    with backoff; the event shows FAILED with the error meanwhile, and PROCESSED once a retry works."""
+    """Turn one stored platform event into refunds.
+
+    A transient error (database, broker, platform timeout/5xx/429) leaves the event RETRYING with
+    its `next_attempt_at`; this task schedules itself for that time (a countdown always below the
+    broker's visibility timeout). The event's retry horizon, not a retry count, ends the retries
+    (the event then ends FAILED), so `max_retries` is unlimited here. If this retry message is lost
+    (worker killed, Redis down), beat's requeue job sends another. A copy arriving early, or for an
+    event already settled, does nothing."""
     from platforms import services
 
-    result = services.event_process(event_id)
+    eager = bool(self.request.is_eager)
+    retries = self.request.retries
+    try:
+        result = services.event_process(event_id, only_if_due=not (eager and retries))
+    except Exception as exc:
+        # Not even the outcome could be recorded: the event keeps its state (RECEIVED or RETRYING),
+        # which the requeue job also finds. Start the next try on a fresh connection.
+        if not services.processing_error_is_transient(exc) or retries >= UNRECORDED_MAX_RETRIES:
+            raise
+        services.database_connections_reset()
+        countdown = services.event_retry_delay(retries + 1).total_seconds()
+        logger.warning("Inbound event %s: outcome not recorded (%s); retrying in %.0f s", event_id, exc, countdown)
+        raise self.retry(countdown=countdown, exc=exc) from exc
     if result is None:
         return "MISSING"
-    if result.retryable and self.request.retries < self.max_retries:
-        raise self.retry(countdown=retry_countdown(self.request.retries))
+    if result.skipped:
+        logger.info("Inbound event %s: nothing to do (%s)", event_id, result.skipped)
+        return "SKIPPED"
+    if result.retrying and result.event.next_attempt_at is not None and not (eager and retries >= EAGER_MAX_RETRIES):
+        countdown = max(0.0, (result.event.next_attempt_at - timezone.now()).total_seconds())
+        raise self.retry(countdown=countdown)
     return result.event.status
 
 
@@ -48,7 +64,7 @@ def poll_platform_orders() -> int:
 
 @shared_task(ignore_result=True)
 def requeue_received_events() -> int:
-    """Beat: re-enqueue events stored but never processed (their message was lost)."""
+    """Beat: re-enqueue events whose message was lost (never processed, or a retry overdue)."""
     from platforms import services
 
-    return len(services.events_requeue_received())
+    return len(services.events_requeue())

@@ -167,21 +167,44 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# --- Settling: how soon lost work is found again (see docs/reliability.md, "Acknowledged means processed") ---
+# An inbound event still RECEIVED this long after it was stored, or RETRYING this long past its next
+# attempt, lost its message (broker down at enqueue, worker killed, Redis flushed): beat re-enqueues it.
+INBOUND_EVENT_REQUEUE_AFTER_SECONDS = env.int("INBOUND_EVENT_REQUEUE_AFTER_SECONDS", default=60)
+INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS = env.int("INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS", default=30)
+# Transient processing failures (database, broker, platform 5xx/timeouts/429) retry automatically:
+# waits from the base, doubling, jittered, capped (and always below CELERY_VISIBILITY_TIMEOUT - 60 s),
+# until this horizon after the first failure of the streak; then the event is FAILED for an operator.
+INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS", default=10)
+INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS", default=900)
+INBOUND_EVENT_RETRY_HORIZON_SECONDS = env.int("INBOUND_EVENT_RETRY_HORIZON_SECONDS", default=24 * 3600)
+WEBHOOK_RELAY_INTERVAL_SECONDS = env.int("WEBHOOK_RELAY_INTERVAL_SECONDS", default=15)
+# An outbound delivery IN_PROGRESS this long lost its worker mid-attempt: the relay makes it due again
+# (its bag's later events wait meanwhile). An attempt takes at most the channel timeout plus recording.
+WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS = env.int("WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS", default=60)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",
         "schedule": env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60),
     },
-    # Inbound events whose processing message was lost are re-enqueued from the database.
+    # Inbound events whose processing message was lost (never processed, or a retry overdue) are
+    # re-enqueued from the database. Every half requeue age: an event with a lost message settles
+    # within INBOUND_EVENT_REQUEUE_AFTER_SECONDS + this interval. `expires`: a copy queued while no
+    # worker ran is dropped instead of piling up (the next run finds the same events anyway).
     "requeue-received-inbound-events": {
         "task": "platforms.tasks.requeue_received_events",
-        "schedule": env.int("INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS", default=300),
+        "schedule": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS,
+        "options": {"expires": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS},
     },
-    # Outbound webhooks: hand due deliveries (new, retries, after a pause) to workers; the database
-    # is the queue of record, so a lost message costs one interval.
+    # Outbound webhooks: hand due deliveries (new, retries, after a pause) to workers and recover
+    # attempts whose worker died; the database is the queue of record, so a lost message costs one
+    # interval. `expires` as above.
     "relay-webhook-deliveries": {
         "task": "notifications.tasks.relay_webhook_deliveries",
-        "schedule": env.int("WEBHOOK_RELAY_INTERVAL_SECONDS", default=15),
+        "schedule": WEBHOOK_RELAY_INTERVAL_SECONDS,
+        "options": {"expires": WEBHOOK_RELAY_INTERVAL_SECONDS},
     },
     # SFCC Option 1: Commerce Cloud cannot report refunds, so cancelled orders are found by polling.
     "poll-platform-orders": {
@@ -204,6 +227,53 @@ REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS",
 # --- Outbound webhooks to channels ---
 # A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.
 NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+
+# Seconds an attempt may take beyond the channel's timeout (connect, reading the reply's start,
+# recording the outcome, a database hiccup) before it may be taken for interrupted.
+WEBHOOK_DELIVERY_STUCK_MARGIN_SECONDS = 15
+
+
+def _check_settling(values: dict[str, float]) -> None:
+    """Refuse to start with settling settings that cannot work (clear message, at import of settings,
+    so web, workers and beat all refuse)."""
+    for name in (
+        "INBOUND_EVENT_REQUEUE_AFTER_SECONDS",
+        "INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS",
+        "INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS",
+        "INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS",
+        "INBOUND_EVENT_RETRY_HORIZON_SECONDS",
+        "WEBHOOK_RELAY_INTERVAL_SECONDS",
+        "WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS",
+    ):
+        if values[name] <= 0:
+            raise ImproperlyConfigured(f"{name} must be a positive number of seconds, got {values[name]}.")
+    minimum = values["NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS"] + WEBHOOK_DELIVERY_STUCK_MARGIN_SECONDS
+    if values["WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS"] <= minimum:
+        raise ImproperlyConfigured(
+            f"WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS ({values['WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS']}) must be "
+            f"greater than NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS ({values['NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS']:g}) "
+            f"+ {WEBHOOK_DELIVERY_STUCK_MARGIN_SECONDS} s: an attempt still waiting for the channel would be "
+            f"taken for interrupted and sent twice. Use more than {minimum:g}."
+        )
+    if values["INBOUND_EVENT_RETRY_HORIZON_SECONDS"] < values["INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS"]:
+        raise ImproperlyConfigured(
+            "INBOUND_EVENT_RETRY_HORIZON_SECONDS must be at least INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS: "
+            "otherwise a transient failure is never retried."
+        )
+
+
+_check_settling(
+    {
+        "INBOUND_EVENT_REQUEUE_AFTER_SECONDS": INBOUND_EVENT_REQUEUE_AFTER_SECONDS,
+        "INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS,
+        "INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS": INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS,
+        "INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS": INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS,
+        "INBOUND_EVENT_RETRY_HORIZON_SECONDS": INBOUND_EVENT_RETRY_HORIZON_SECONDS,
+        "WEBHOOK_RELAY_INTERVAL_SECONDS": WEBHOOK_RELAY_INTERVAL_SECONDS,
+        "WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS": WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS,
+        "NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS": NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS,
+    }
+)
 
 # --- Stripe ---
 # Empty: the stateful sandbox (stripe_sandbox) is the SDK's transport. Set: the real Stripe API.

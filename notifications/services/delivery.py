@@ -6,7 +6,10 @@ hands over whatever is due and was not (lost message, broker down, retry time re
 transaction, and records the outcome: 2xx = SUCCEEDED; otherwise another attempt is scheduled in
 `next_attempt_at` (exponential backoff with jitter, 10 attempts over about 24 h; never a long Celery
 countdown, which Redis would redeliver after its visibility timeout), then FAILED. A delivery waits
-while an earlier event of its bag is unfinished for the same endpoint. An endpoint with more than
+while an earlier event of its bag is unfinished for the same endpoint. An attempt whose worker died
+(or whose outcome could not be recorded, after a few retries on a fresh database connection) stays
+IN_PROGRESS until the relay makes it due again, WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS after its claim:
+the bag's later events wait that long at most. An endpoint with more than
 50 failed attempts in 30 minutes pauses for 1 h, then 3 h, then 24 h; tripping once more disables it.
 
 The tasks (notifications.tasks) are imported here at module level; they import this module inside
@@ -17,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -62,12 +66,25 @@ PAUSE_DURATIONS = (timedelta(hours=1), timedelta(hours=3), timedelta(hours=24))
 RELAY_BATCH_SIZE = 500
 # A delivery the relay handed to the broker is handed over again only after this long (lost message).
 RELAY_REPUBLISH_AFTER = timedelta(seconds=60)
-# IN_PROGRESS longer than this: the worker died mid-attempt (an attempt takes at most the timeout).
-STUCK_AFTER = timedelta(minutes=5)
+# IN_PROGRESS longer than this: the worker died mid-attempt, or the outcome could not be recorded (an
+# attempt takes at most the timeout plus recording). The default of
+# settings.WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS, which governs (see `delivery_stuck_after`); the bag's
+# later events wait this long at most behind an interrupted attempt (plus one relay interval).
+STUCK_AFTER = timedelta(seconds=60)
+# Recording an attempt's outcome after the POST: a database error (connection terminated, server
+# restarting) is retried on a fresh connection after these waits, so the outcome is kept instead of
+# the channel getting the event again after the stuck wait. Their sum stays well inside the margin
+# that settings.WEBHOOK_DELIVERY_STUCK_MARGIN_SECONDS leaves above the channel timeout.
+RECORD_RETRY_WAITS_SECONDS = (0.5, 1.0, 2.0)
 
 
 def delivery_timeout_seconds() -> float:
     return float(getattr(settings, "NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", DELIVERY_TIMEOUT_SECONDS))
+
+
+def delivery_stuck_after() -> timedelta:
+    seconds = getattr(settings, "WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS", None)
+    return timedelta(seconds=seconds) if seconds else STUCK_AFTER
 
 
 def endpoint_disable_locked(endpoint: WebhookEndpoint, *, reason: str, now: datetime) -> None:
@@ -131,7 +148,7 @@ def deliveries_relay(*, now: datetime | None = None, limit: int = RELAY_BATCH_SI
 
 def _deliveries_recover_stuck(now: datetime) -> int:
     recovered = 0
-    for delivery in selectors.deliveries_stuck(claimed_before=now - STUCK_AFTER):
+    for delivery in selectors.deliveries_stuck(claimed_before=now - delivery_stuck_after()):
         final = delivery.attempts >= MAX_ATTEMPTS
         recovered += WebhookDelivery.objects.filter(
             pk=delivery.pk, status=DeliveryStatus.IN_PROGRESS, claimed_at=delivery.claimed_at
@@ -140,7 +157,8 @@ def _deliveries_recover_stuck(now: datetime) -> int:
             claimed_at=None,
             next_attempt_at=None if final else now,
             date_finished=now if final else None,
-            last_error="The attempt was interrupted (worker stopped) before its outcome was recorded.",
+            last_error="The attempt was interrupted (worker stopped, or the database unreachable) before its "
+            "outcome was recorded.",
             date_last_modified=now,
         )
     return recovered
@@ -206,7 +224,34 @@ def delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
         result = AttemptResult(None, "The signing secret cannot be decrypted with FIELD_ENCRYPTION_KEY.", 0)
     else:
         result = post_webhook(url=delivery.endpoint.url, body=body, headers=headers, timeout=delivery_timeout_seconds())
-    return _delivery_attempt_record(delivery.pk, claimed_at=now, result=result)
+    return _delivery_attempt_record_retrying(delivery.pk, claimed_at=now, result=result)
+
+
+def _delivery_attempt_record_retrying(
+    delivery_id: int, *, claimed_at: datetime, result: AttemptResult
+) -> AttemptOutcome:
+    """Record the outcome, retrying a database error (connection lost, server restarting) a few times
+    on a fresh connection. If it still fails the error propagates: the delivery stays IN_PROGRESS and
+    the relay makes it due again after WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS (sent once more: channels
+    dedupe on X-Violet-Event-Id). Never lost either way."""
+    for wait in (*RECORD_RETRY_WAITS_SECONDS, None):
+        try:
+            return _delivery_attempt_record(delivery_id, claimed_at=claimed_at, result=result)
+        except (OperationalError, InterfaceError) as exc:
+            if wait is None:
+                raise
+            logger.warning("webhook delivery %s: outcome not recorded (%s); retrying in %s s", delivery_id, exc, wait)
+            _database_connection_reset()
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _database_connection_reset() -> None:
+    """After a database error the connection may be dead (backend terminated, server restarted):
+    close it so the next query opens a fresh one. Not inside a transaction someone else holds."""
+    for db in connections.all(initialized_only=True):
+        if not db.in_atomic_block:
+            db.close()
 
 
 def _delivery_attempt_record(delivery_id: int, *, claimed_at: datetime, result: AttemptResult) -> AttemptOutcome:

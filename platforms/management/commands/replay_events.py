@@ -6,11 +6,20 @@ from platforms import selectors, services
 
 
 class Command(BaseCommand):
-    help = "Process inbound platform events again: every FAILED event (--failed) or the given ids (--ids)."
+    help = (
+        "Process inbound platform events again: every FAILED event (--failed: a permanent error, or "
+        "transient errors past the retry horizon; RETRYING events are left to their automatic retries) "
+        "or the given ids (--ids, any status: a RETRYING event is tried now)."
+    )
 
     def add_arguments(self, parser):
         which = parser.add_mutually_exclusive_group(required=True)
-        which.add_argument("--failed", action="store_true", help="Replay every event whose status is FAILED.")
+        which.add_argument(
+            "--failed",
+            action="store_true",
+            help="Replay every FAILED event (they need an operator). RETRYING events are left out: they "
+            "are retried automatically.",
+        )
         which.add_argument("--ids", nargs="+", type=int, metavar="ID", help="Replay these InboundEvent ids.")
 
     def handle(self, *args, failed=False, ids=None, **options):
@@ -26,3 +35,10 @@ class Command(BaseCommand):
             self.stdout.write(f"#{event.pk} {event.platform} {event.topic} -> {event.status}: {first_line}")
         summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "nothing to replay"
         self.stdout.write(self.style.SUCCESS(f"Replayed {len(events)} event(s): {summary}."))
+        if failed:
+            retrying_count = selectors.events_retrying_count()
+            if retrying_count:
+                self.stdout.write(
+                    f"{retrying_count} event(s) are RETRYING after transient errors and were left alone: they "
+                    "are retried automatically (`--ids` processes given ones now)."
+                )
