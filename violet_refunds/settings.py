@@ -198,6 +198,12 @@ REFUND_MAX_ATTEMPTS = env.int("REFUND_MAX_ATTEMPTS", default=8)
 REFUND_RETRY_BACKOFF_BASE_SECONDS = env.float("REFUND_RETRY_BACKOFF_BASE_SECONDS", default=2.0)
 REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", default=600)
 
+# --- Outbound HTTP on a user's behalf (channel webhooks, platform APIs, Wix connect) ---
+# Only public addresses are contacted (violet_refunds.outbound). CIDRs listed here are allowed
+# although private, e.g. "127.0.0.1/32" for a local test receiver in development. Empty by default,
+# DEBUG or not.
+OUTBOUND_ALLOWED_PRIVATE_NETWORKS = env.list("OUTBOUND_ALLOWED_PRIVATE_NETWORKS", default=[])
+
 # --- Outbound webhooks to channels ---
 # A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.
 NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
