@@ -96,6 +96,9 @@ class LoginView(JsonAPIView):
             400: _ERROR,
             **_AUTH_ERRORS,
             403: OpenApiResponse(_ERROR, description="The user is not the app's owner."),
+            429: OpenApiResponse(
+                _ERROR, description="Too many login attempts from this address or for this username (Retry-After)."
+            ),
         },
         tags=["auth"],
     )
