@@ -250,8 +250,10 @@ PLATFORM_CURRENCY = env.str("PLATFORM_CURRENCY", default="USD")
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Deny by default: no authenticator and a permission that needs one; every view opts in to how it
+    # authenticates, and a public view says so (AllowAny).
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["violet_refunds.permissions.IsAuthenticatedRequest"],
     "DEFAULT_THROTTLE_CLASSES": ["violet_refunds.throttling.CredentialRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "violet_refunds.exceptions.api_exception_handler",

@@ -7,6 +7,7 @@ or refund raises DoesNotExist and becomes the same 404 as an id that never exist
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http_status
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from refunds import representation, selectors
@@ -287,6 +288,7 @@ class UnknownEndpointView(JsonAPIView):
     """Anything else under /v1/: the API's JSON 404, never Django's HTML page."""
 
     authentication_classes = []
+    permission_classes = [AllowAny]  # public: its only answer is the JSON 404
     schema = None
 
     def initial(self, request, *args, **kwargs):
