@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (nonce per response) for the admin, the portal and the API docs.
+    "violet_refunds.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,6 +106,10 @@ LOGIN_RATE_PER_USERNAME = env.str("LOGIN_RATE_PER_USERNAME", default="10/m")
 # Per credential, after authentication: a channel app on /v1/, a merchant API key on the notice API.
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="6000/m")
 NOTICE_API_RATE_LIMIT = env.str("NOTICE_API_RATE_LIMIT", default="600/m")
+# Content-Security-Policy (violet_refunds.csp): on whenever DEBUG is off.
+CSP_ENABLED = env.bool("CSP_ENABLED", default=not DEBUG)
+CSP_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
+CSP_REPORT_URI = env.str("CSP_REPORT_URI", default="")
 # Django 6 makes https the default scheme of URLField forms; opt in now (silences its warning).
 FORMS_URLFIELD_ASSUME_HTTPS = True
 
