@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
@@ -125,7 +126,9 @@ class LoginThrottleBackend:
         return None
 
     def get_user(self, user_id):
-        return None
+        # Sessions name the backend that logged the user in; `force_login` and the like pick the
+        # first configured one (this): the user is ModelBackend's, read the same way.
+        return ModelBackend().get_user(user_id)
 
 
 def login_throttled_wait(request) -> float | None:
