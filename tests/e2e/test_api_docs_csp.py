@@ -18,7 +18,8 @@ def test_swagger_ui_renders_under_the_policy(live_server, page, screenshot, sett
     response = page.goto(f"{live_server.url}/v1/docs/")
 
     assert "script-src 'self' 'nonce-" in response.headers["content-security-policy"]
-    page.wait_for_selector(".opblock-summary-path[data-path=\"/v1/login\"]")  # the operations come from /v1/schema/, rendered by the UI
+    # The operations come from /v1/schema/, rendered by the UI.
+    page.wait_for_selector(".opblock-summary-path[data-path=\"/v1/login\"]")
     assert page.locator(".swagger-ui .info .title").inner_text().startswith("violet-refunds channel API")
     screenshot("api-docs-under-csp")
     assert violations == []
