@@ -235,6 +235,7 @@ class DeliveryOfEventInline(ReadOnlyTabularInline):
         "next_attempt_at",
         "last_status_code",
         "last_error",
+        "last_reply_excerpt",
         "last_duration_ms",
         "date_finished",
     )
@@ -314,6 +315,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "last_attempt_at",
         "last_status_code",
         "last_error",
+        "last_reply_excerpt",
         "last_duration_ms",
         "date_finished",
         "date_created",
@@ -340,7 +342,11 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Last error")
     def short_error(self, delivery):
-        return Truncator(delivery.last_error).chars(80)
+        # Operators see the start of the failing reply too (the channel sees only the status code).
+        text = delivery.last_error
+        if delivery.last_reply_excerpt:
+            text = f"{text}: {delivery.last_reply_excerpt}"
+        return Truncator(text).chars(80)
 
     @admin.action(description="Resend selected", permissions=("operate",))
     def resend_deliveries(self, request, queryset):

@@ -132,7 +132,11 @@ class WebhookDelivery(TimeStampedModel):
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # What the channel sees of the last attempt: the status code or why nothing answered, never the body.
     last_error = models.TextField(blank=True)
+    # The start of the last failing reply's body, for operators only (admin): the reply may come from
+    # a service the channel could not otherwise read.
+    last_reply_excerpt = models.TextField(blank=True, verbose_name="last reply (excerpt)")
     last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     date_finished = models.DateTimeField(null=True, blank=True)
 

@@ -1,4 +1,13 @@
-"""One HTTP POST of a webhook body. No database here: the caller records what happened."""
+"""One HTTP POST of a webhook body. No database here: the caller records what happened.
+
+The POST goes through violet_refunds.outbound: the endpoint's name is resolved at send time, on
+every attempt, and anything that is not a public address (unless explicitly allowed by
+OUTBOUND_ALLOWED_PRIVATE_NETWORKS) is refused before a socket is opened.
+
+What the channel may see of an attempt (`error`) is the status code or why nothing was answered;
+the start of the reply body (`reply_excerpt`) is kept apart, for operators only: a reply may come
+from a service the channel could not otherwise read.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,10 @@ from dataclasses import dataclass
 
 import requests
 
+from violet_refunds.outbound import OutboundAddressRefused, hardened_session
+
 CONNECT_TIMEOUT_SECONDS = 3.05
-# What we keep of a failing endpoint's reply, for the operator and the channel.
+# What we keep of a failing endpoint's reply, for operators only.
 REPLY_EXCERPT_BYTES = 500
 
 
@@ -17,6 +28,7 @@ class AttemptResult:
     status_code: int | None
     error: str
     duration_ms: int
+    reply_excerpt: str = ""  # operators only: never shown to the channel
 
     @property
     def succeeded(self) -> bool:
@@ -25,22 +37,29 @@ class AttemptResult:
 
 def post_webhook(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> AttemptResult:
     """POST the exact bytes. 2xx is success; redirects are not followed (the registered URL is the
-    one that must answer); a slow or unreachable endpoint is a failed attempt, never an exception."""
+    one that must answer); a slow, unreachable or refused endpoint is a failed attempt, never an
+    exception."""
     started = time.monotonic()
     status_code: int | None = None
+    excerpt = ""
     try:
-        with requests.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
-            allow_redirects=False,
-            stream=True,  # read only the start of the reply: a channel's error page can be huge
-        ) as response:
+        with (
+            hardened_session() as session,
+            session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, timeout), timeout),
+                stream=True,  # read only the start of the reply: a channel's error page can be huge
+            ) as response,
+        ):
             status_code = response.status_code
             error = ""
             if not 200 <= status_code < 300:
-                error = f"HTTP {status_code}" + _reply_excerpt(response)
+                error = f"HTTP {status_code}"
+                excerpt = _reply_excerpt(response)
+    except OutboundAddressRefused as exc:
+        error = str(exc)
     except requests.Timeout:
         error = f"No answer within {timeout:g} s."
     except requests.ConnectionError as exc:
@@ -48,7 +67,7 @@ def post_webhook(*, url: str, body: bytes, headers: dict[str, str], timeout: flo
     except requests.RequestException as exc:
         error = f"Request failed: {_short(exc)}"
     duration_ms = int((time.monotonic() - started) * 1000)
-    return AttemptResult(status_code=status_code, error=error, duration_ms=duration_ms)
+    return AttemptResult(status_code=status_code, error=error, duration_ms=duration_ms, reply_excerpt=excerpt)
 
 
 def _reply_excerpt(response: requests.Response) -> str:
@@ -56,8 +75,7 @@ def _reply_excerpt(response: requests.Response) -> str:
         excerpt = response.raw.read(REPLY_EXCERPT_BYTES, decode_content=True) or b""
     except Exception:  # a reply that stalls or breaks mid-body: the status code says enough
         return ""
-    text = excerpt.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return f": {text}" if text else ""
+    return excerpt.decode("utf-8", errors="replace").strip().replace("\n", " ")
 
 
 def _short(exc: Exception, limit: int = 300) -> str:

@@ -118,9 +118,20 @@ class WebhookDeliverySerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
     next_attempt_at = ApiDateTimeField(allow_null=True)
     last_attempt_at = ApiDateTimeField(allow_null=True)
-    last_status_code = serializers.IntegerField(allow_null=True)
-    last_error = serializers.CharField()
+    last_status_code = serializers.IntegerField(allow_null=True, help_text="HTTP status of the last attempt's answer.")
+    last_duration_ms = serializers.IntegerField(allow_null=True, help_text="How long the last attempt took.")
+    last_error = serializers.SerializerMethodField(
+        help_text="Why the last attempt failed: `HTTP <status>`, a timeout or a connection failure. "
+        "Never the reply's body."
+    )
     date_finished = ApiDateTimeField(allow_null=True)
+
+    def get_last_error(self, delivery) -> str:
+        # The status code and why nothing answered, never the reply body: the reply may come from a
+        # service the channel could not otherwise read. Operators see an excerpt in the admin.
+        if delivery.last_status_code is not None and delivery.last_error.startswith("HTTP "):
+            return f"HTTP {delivery.last_status_code}"
+        return delivery.last_error
 
 
 class WebhookEventSerializer(serializers.Serializer):

@@ -40,6 +40,19 @@ def _fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits(settings):
+    # Rate-limit counters live in the cache: each test gets its own empty local-memory cache (never
+    # the Redis of REDIS_URL, which the Celery tests use as their broker), so counts never leak from
+    # one test into another. Tests of the limits set small rates themselves.
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_webhook_connection_cache():
     # Connections are cached per process for the webhook receiver; each test starts empty.
     from platforms.selectors import webhook_connection_cache_clear

@@ -78,3 +78,38 @@ class EncryptedJSONField(models.TextField):
 
     def value_to_string(self, obj):
         return json.dumps(self.value_from_object(obj))
+
+
+# --- key rotation ----------------------------------------------------------------------------------
+
+
+def encrypted_fields() -> list[tuple[type[models.Model], models.Field]]:
+    """Every encrypted column of every installed model (found by field type, so a new encrypted
+    field is rotated without anyone remembering to list it)."""
+    from django.apps import apps
+
+    return [
+        (model, field)
+        for model in apps.get_models()
+        for field in model._meta.concrete_fields
+        if isinstance(field, EncryptedTextField | EncryptedJSONField)
+    ]
+
+
+def token_is_current(token: str) -> bool:
+    """Encrypted with the newest key (the first of FIELD_ENCRYPTION_KEY)?"""
+    newest = settings.FIELD_ENCRYPTION_KEYS[0]
+    try:
+        Fernet(newest.encode() if isinstance(newest, str) else newest).decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def token_rotate(token: str) -> str:
+    """The same plaintext (and timestamp) encrypted with the newest key; CredentialsUnreadable if
+    no configured key decrypts it."""
+    try:
+        return get_fernet().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise CredentialsUnreadable("No configured FIELD_ENCRYPTION_KEY decrypts this value.") from exc

@@ -66,17 +66,23 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (nonce per response) for the admin, the portal and the API docs.
+    "violet_refunds.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A login refused by the login rate limits answers 429 with Retry-After (portal and admin).
+    "violet_refunds.throttling.LoginThrottleMiddleware",
     # Last, as django-axes requires: locks out repeated failed logins (portal and admin).
     "axes.middleware.AxesMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
+    # First: every login (API, portal, admin) counts against the per-IP and per-username rates.
+    "violet_refunds.throttling.LoginThrottleBackend",
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -87,6 +93,23 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
 AXES_LOCKOUT_CALLABLE = "violet_refunds.lockout.lockout_response"
+# The client's address for axes and the rate limits: REMOTE_ADDR, unless TRUSTED_PROXY_COUNT (the
+# number of our own proxies in front, each appending to X-Forwarded-For) says to read that header.
+# 0 by default: X-Forwarded-For is written by anyone and is not trusted.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "violet_refunds.throttling.client_ip"
+
+# --- Rate limits (violet_refunds.throttling), "<count>/<s|m|h|d>"; "0" switches one off ---
+# Every login attempt (channel API, portal, admin), per client IP and per username.
+LOGIN_RATE_PER_IP = env.str("LOGIN_RATE_PER_IP", default="20/m")
+LOGIN_RATE_PER_USERNAME = env.str("LOGIN_RATE_PER_USERNAME", default="10/m")
+# Per credential, after authentication: a channel app on /v1/, a merchant API key on the notice API.
+API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="6000/m")
+NOTICE_API_RATE_LIMIT = env.str("NOTICE_API_RATE_LIMIT", default="600/m")
+# Content-Security-Policy (violet_refunds.csp): on whenever DEBUG is off.
+CSP_ENABLED = env.bool("CSP_ENABLED", default=not DEBUG)
+CSP_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
+CSP_REPORT_URI = env.str("CSP_REPORT_URI", default="")
 # Django 6 makes https the default scheme of URLField forms; opt in now (silences its warning).
 FORMS_URLFIELD_ASSUME_HTTPS = True
 
@@ -143,6 +166,19 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Cache: shared by every process (rate limits) when Redis is there, local memory otherwise ---
+CACHE_URL = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
+if CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "violet",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "violet"}}
 
 # --- Celery ---
 # No REDIS_URL: tasks run in-process (eagerly) so the portal works with nothing but Python.
@@ -224,6 +260,12 @@ REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", d
 # has been unknown, up to this (and always below CELERY_VISIBILITY_TIMEOUT).
 REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS", default=900)
 
+# --- Outbound HTTP on a user's behalf (channel webhooks, platform APIs, Wix connect) ---
+# Only public addresses are contacted (violet_refunds.outbound). CIDRs listed here are allowed
+# although private, e.g. "127.0.0.1/32" for a local test receiver in development. Empty by default,
+# DEBUG or not.
+OUTBOUND_ALLOWED_PRIVATE_NETWORKS = env.list("OUTBOUND_ALLOWED_PRIVATE_NETWORKS", default=[])
+
 # --- Outbound webhooks to channels ---
 # A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.
 NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
@@ -287,8 +329,11 @@ PLATFORM_CURRENCY = env.str("PLATFORM_CURRENCY", default="USD")
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Deny by default: no authenticator and a permission that needs one; every view opts in to how it
+    # authenticates, and a public view says so (AllowAny).
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["violet_refunds.permissions.IsAuthenticatedRequest"],
+    "DEFAULT_THROTTLE_CLASSES": ["violet_refunds.throttling.CredentialRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "violet_refunds.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -264,6 +264,7 @@ def _delivery_attempt_record(delivery_id: int, *, claimed_at: datetime, result: 
         delivery.claimed_at = None
         delivery.last_status_code = result.status_code
         delivery.last_error = result.error[:2000]
+        delivery.last_reply_excerpt = result.reply_excerpt[:2000]
         delivery.last_duration_ms = result.duration_ms
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
         if result.succeeded:

@@ -24,6 +24,7 @@ from notifications.selectors import ChannelApp
 from notifications.services.delivery import deliveries_relay_kick, endpoint_disable_locked
 from notifications.signing import signing_secret_generate
 from violet_refunds.exceptions import Conflict, ValidationFailed
+from violet_refunds.outbound import address_is_allowed, host_addresses_check
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,11 @@ def _url_error(message: str) -> ValidationFailed:
 
 
 def webhook_url_validate(url) -> str:
-    """HTTPS, to a public host; with DEBUG on, http and local addresses are allowed (development)."""
+    """HTTPS, to a public host; with DEBUG on, http and local addresses are allowed (development).
+
+    With DEBUG off the name is resolved now and refused if any of its addresses is not public (nor
+    in OUTBOUND_ALLOWED_PRIVATE_NETWORKS). A name that does not resolve yet is accepted: the
+    sender resolves and checks again on every attempt, which is the check that protects."""
     if not isinstance(url, str) or not url.strip():
         raise _url_error("A URL is required.")
     url = url.strip()
@@ -60,8 +65,12 @@ def webhook_url_validate(url) -> str:
     parts = urlsplit(url)
     if parts.username or parts.password:
         raise _url_error("Credentials in the URL are not allowed; the signature authenticates us.")
-    if not debug and _is_local_host(parts.hostname or ""):
-        raise _url_error("Must be a public host, not a local or private address.")
+    if not debug:
+        host = parts.hostname or ""
+        if _is_local_host(host):
+            raise _url_error("Must be a public host, not a local or private address.")
+        if host_addresses_check(host, parts.port) is not None:
+            raise _url_error(f"{host} resolves to a local or private address; webhooks go to public hosts only.")
     return url
 
 
@@ -72,8 +81,8 @@ def _is_local_host(host: str) -> bool:
     try:
         address = ip_address(host)
     except ValueError:
-        return False  # a name: resolving it here would only check what it resolves to today
-    return not address.is_global
+        return False  # a name: resolved by host_addresses_check
+    return not address_is_allowed(address)
 
 
 def event_types_validate(event_types) -> list[str]:

@@ -4,6 +4,10 @@ Retried here (a few quick attempts): connection errors, timeouts, 429 and 5xx. A
 the platform saying no and is raised at once. Callers (the processing task) add their own slower
 backoff on top for the transient errors, which carry `transient = True`.
 Error messages never include credentials; they quote at most a short piece of the platform's reply.
+
+Requests go through violet_refunds.outbound (a store URL is the merchant's to choose): public
+addresses only, checked at connect time on every attempt; redirects are not followed (a 3xx is a
+rejection) and proxy environment variables are ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from decimal import Decimal
 import requests
 
 from violet_refunds.exceptions import ApplicationError
+from violet_refunds.outbound import OutboundAddressRefused, hardened_session
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ class PlatformHttpClient:
     retry_statuses = frozenset({429, 500, 502, 503, 504})
 
     def __init__(self, *, session: requests.Session | None = None):
-        self.session = session or requests.Session()
+        self.session = session or hardened_session()
 
     def _sleep_before_retry(self, attempt: int, retry_after: str | None = None) -> None:
         delay = self.backoff_seconds * (2 ** (attempt - 1))
@@ -102,6 +107,9 @@ class PlatformHttpClient:
                 response = self.session.request(
                     method, url, timeout=(self.connect_timeout, self.read_timeout), **kwargs
                 )
+            except OutboundAddressRefused as exc:
+                # Not transient, and never worth a retry: the address is not one we send to.
+                raise PlatformRequestRejected(f"{self.platform}: {exc}", platform=self.platform) from None
             except requests.Timeout as exc:
                 last_error = PlatformUnavailable(
                     f"{self.platform}: no answer within the timeout ({type(exc).__name__}).",
@@ -119,7 +127,7 @@ class PlatformHttpClient:
                         platform=self.platform,
                         http_status=response.status_code,
                     )
-                elif response.status_code >= 400:
+                elif response.status_code >= 300:
                     raise self._rejection(response)
                 else:
                     return self._decode(response)
@@ -132,6 +140,8 @@ class PlatformHttpClient:
     def _rejection(self, response: requests.Response) -> PlatformRequestRejected:
         status = response.status_code
         message = f"{self.platform} answered {status}: {_reply_excerpt(response)}"
+        if 300 <= status < 400:
+            message = f"{self.platform} answered {status} (a redirect, not followed)."
         cls: type[PlatformRequestRejected]
         if status in (401, 403):
             cls = PlatformAuthenticationFailed

@@ -21,10 +21,12 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.utils.crypto import salted_hmac
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import Throttled
 
 from refunds import selectors
 from refunds.models import App, AppMembership
 from violet_refunds.exceptions import ApplicationError, AuthenticationFailed
+from violet_refunds.throttling import login_throttled_wait
 
 APP_ID_HEADER = "X-Violet-App-Id"
 APP_SECRET_HEADER = "X-Violet-App-Secret"
@@ -201,6 +203,10 @@ def login_owner(*, request, app: App, username: str, password: str):
     same answer. A developer of the app (not its owner) gets a 403: only owners mint tokens.
     """
     user = django_authenticate(request, username=username, password=password)
+    wait = login_throttled_wait(request)
+    if wait is not None:
+        # Over the per-IP or per-username login rate (violet_refunds.throttling): 429, Retry-After.
+        raise Throttled(wait=wait, detail="Too many login attempts; try again later.")
     if user is None:
         raise AuthenticationFailed(LOGIN_FAILED_MESSAGE, error_code=AuthErrorCode.LOGIN_FAILED)
     role = selectors.app_membership_role(app=app, user=user)

@@ -7,6 +7,7 @@ or refund raises DoesNotExist and becomes the same 404 as an id that never exist
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http_status
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from refunds import representation, selectors
@@ -96,6 +97,9 @@ class LoginView(JsonAPIView):
             400: _ERROR,
             **_AUTH_ERRORS,
             403: OpenApiResponse(_ERROR, description="The user is not the app's owner."),
+            429: OpenApiResponse(
+                _ERROR, description="Too many login attempts from this address or for this username (Retry-After)."
+            ),
         },
         tags=["auth"],
     )
@@ -284,6 +288,7 @@ class UnknownEndpointView(JsonAPIView):
     """Anything else under /v1/: the API's JSON 404, never Django's HTML page."""
 
     authentication_classes = []
+    permission_classes = [AllowAny]  # public: its only answer is the JSON 404
     schema = None
 
     def initial(self, request, *args, **kwargs):

@@ -26,9 +26,12 @@ from tests.world import funded_bag
 
 @pytest.fixture(autouse=True)
 def _webhook_settings(settings):
-    # DEBUG allows http://127.0.0.1 endpoints (the local receiver); tests of the production rules
-    # switch it off. A short timeout keeps the "endpoint too slow" tests quick.
+    # DEBUG allows registering http:// endpoints (the local receiver); tests of the production rules
+    # switch it off. Sending to a loopback address is refused unless explicitly allowed, whatever
+    # DEBUG says: the local receiver's address is allowed here. A short timeout keeps the
+    # "endpoint too slow" tests quick.
     settings.DEBUG = True
+    settings.OUTBOUND_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.1/32"]
     settings.NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = 1.0
 
 

@@ -92,6 +92,7 @@ def test_violets_single_event_form_and_an_empty_list_mean_one_type_and_all_types
 )
 def test_registration_rejects_bad_input_in_production(api_client, channel, settings, body, field):
     settings.DEBUG = False
+    settings.OUTBOUND_ALLOWED_PRIVATE_NETWORKS = []  # production: no private network is allowed
     response = post(api_client, channel, WEBHOOKS, body)
 
     assert response.status_code == 400

@@ -54,6 +54,8 @@ def worker_environment(redis_url: str, **overrides) -> dict:
             "CONN_MAX_AGE": "0",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # The local webhook receiver listens on 127.0.0.1: outbound requests may go there.
+            "OUTBOUND_ALLOWED_PRIVATE_NETWORKS": "127.0.0.1/32",
         }
     )
     env.update({key: str(value) for key, value in overrides.items()})
