@@ -33,6 +33,9 @@ SCALED_SETTINGS = {
     "REFUND_STUCK_AFTER_SECONDS": "30",
     "WEBHOOK_RELAY_INTERVAL_SECONDS": "5",
     "INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS": "10",
+    "INBOUND_EVENT_REQUEUE_AFTER_SECONDS": "30",
+    "WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS": "30",
+    "REFUND_LOOKUP_BACKOFF_MAX_SECONDS": "30",
     "PLATFORM_POLL_INTERVAL_SECONDS": "60",
     "REFUND_RETRY_BACKOFF_MAX_SECONDS": "30",
     "CELERY_VISIBILITY_TIMEOUT": "120",
@@ -81,6 +84,14 @@ def environment(database_url: str, redis_url: str) -> dict:
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(PROJECT_DIR),
+            # The channel's webhook receiver runs on loopback: allowed explicitly, as production never is.
+            "OUTBOUND_ALLOWED_PRIVATE_NETWORKS": "127.0.0.1/32",
+            # One app, one merchant key and one client address drive all the load: the rate limits would
+            # measure the harness, not the product.
+            "API_RATE_LIMIT": "0",
+            "NOTICE_API_RATE_LIMIT": "0",
+            "LOGIN_RATE_PER_IP": "0",
+            "LOGIN_RATE_PER_USERNAME": "0",
             **SCALED_SETTINGS,
         }
     )
