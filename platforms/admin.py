@@ -3,7 +3,8 @@
 Store credentials and webhook secrets are never shown: the connection page says which values are
 stored and offers write-only fields to replace them. Inbound events are read-only, with the raw
 payload pretty-printed, and can be replayed through the same processing service. The triage filter
-separates events that need an operator (FAILED) from those retried automatically (RETRYING).
+separates events that need an operator (FAILED) from those retried automatically (RETRYING) and
+those awaiting their order (AWAITING_ORDER: processed again once the bag exists).
 """
 
 import json
@@ -201,6 +202,7 @@ class TriageFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return (
             ("operator", "Needs an operator (failed)"),
+            ("awaiting", "Awaiting their order (not yet a bag)"),
             ("retrying", "Retrying automatically"),
             ("overdue", "Retry overdue (check workers and beat)"),
         )
@@ -208,6 +210,8 @@ class TriageFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() == "operator":
             return queryset.filter(status=InboundEvent.Status.FAILED)
+        if self.value() == "awaiting":
+            return queryset.filter(status=InboundEvent.Status.AWAITING_ORDER)
         if self.value() == "retrying":
             return queryset.filter(status=InboundEvent.Status.RETRYING)
         if self.value() == "overdue":
@@ -230,13 +234,14 @@ class InboundEventAdmin(admin.ModelAdmin):
         "date_created",
     )
     list_filter = (TriageFilter, "status", "platform", "topic", "date_created")
-    search_fields = ("event_id",)
+    search_fields = ("event_id", "order_id")
     list_select_related = ("connection__merchant",)
     date_hierarchy = "date_created"
     actions = ("replay_selected_events",)
     fieldsets = (
         (None, {"fields": ("platform", "connection", "event_id", "topic", "status", "attempts", "processed_at")}),
         ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
+        ("Awaiting its order", {"fields": ("order_id", "awaiting_since")}),
         ("Outcome", {"fields": ("outcome", "linked_refunds", "error", "traceback")}),
         ("Delivery", {"fields": ("date_created", "remote_ip", "headers_pretty", "body_pretty", "decoded_payload")}),
     )
@@ -252,6 +257,8 @@ class InboundEventAdmin(admin.ModelAdmin):
         "retrying_since",
         "retries",
         "requeued_at",
+        "order_id",
+        "awaiting_since",
         "outcome",
         "linked_refunds",
         "error",

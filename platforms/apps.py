@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class PlatformsConfig(AppConfig):
     name = "platforms"
     verbose_name = "Merchants and platforms"
+
+    def ready(self):
+        from platforms import signals  # noqa: F401 - connects the bag post_save receiver

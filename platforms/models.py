@@ -135,16 +135,21 @@ class StoreConnection(TimeStampedModel):
 class InboundEvent(TimeStampedModel):
     """A raw platform webhook (or poll result), stored before anything trusts it (dj-stripe style).
 
-    RECEIVED -> PROCESSED | IGNORED | RETRYING | FAILED. RETRYING: processing hit a transient error
-    (database, broker, platform timeout/5xx/429); it is retried automatically at `next_attempt_at`
-    until INBOUND_EVENT_RETRY_HORIZON_SECONDS after `retrying_since`, then FAILED. FAILED needs an
-    operator (a permanent error, or the horizon passed): fix the cause, then replay.
+    RECEIVED -> PROCESSED | IGNORED | AWAITING_ORDER | RETRYING | FAILED. RETRYING: processing hit a
+    transient error (database, broker, platform timeout/5xx/429); it is retried automatically at
+    `next_attempt_at` until INBOUND_EVENT_RETRY_HORIZON_SECONDS after `retrying_since`, then FAILED.
+    AWAITING_ORDER: the event names an order (`order_id`) that is not (yet) a bag of the merchant; it
+    is processed again as soon as such a bag appears (on the bag's creation, and by beat's sweep), and
+    ends FAILED INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS after `awaiting_since` if none does.
+    IGNORED stays for events that imply no refund at all. FAILED needs an operator (a permanent
+    error, the retry horizon passed, or no order appeared): fix the cause, then replay.
     """
 
     class Status(models.TextChoices):
         RECEIVED = "RECEIVED", "Received"
         PROCESSED = "PROCESSED", "Processed"
         IGNORED = "IGNORED", "Ignored"
+        AWAITING_ORDER = "AWAITING_ORDER", "Awaiting its order (not yet a bag)"
         RETRYING = "RETRYING", "Retrying (transient error)"
         FAILED = "FAILED", "Failed (needs an operator)"
 
@@ -157,7 +162,7 @@ class InboundEvent(TimeStampedModel):
     headers = models.JSONField(default=dict, blank=True)
     body = models.TextField(blank=True, help_text="Raw body exactly as received.")
     remote_ip = models.GenericIPAddressField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     outcome = models.TextField(blank=True, help_text="What processing decided, in words.")
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
@@ -169,6 +174,13 @@ class InboundEvent(TimeStampedModel):
         null=True, blank=True, help_text="First transient failure in a row (the retry horizon starts here)."
     )
     retries = models.PositiveIntegerField(default=0, help_text="Transient failures in the current streak.")
+    # AWAITING_ORDER: the platform order the event names, matched to bags by (merchant, external_id).
+    order_id = models.CharField(
+        max_length=255, blank=True, help_text="The platform order id the event names, when it awaits its order."
+    )
+    awaiting_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the event first found no bag for its order (expiry starts here)."
+    )
     # When beat last re-enqueued the event (it re-enqueues one event at most once per requeue age).
     requeued_at = models.DateTimeField(null=True, blank=True)
 
@@ -178,6 +190,7 @@ class InboundEvent(TimeStampedModel):
         indexes = [
             models.Index(fields=["status", "date_created"], name="inbound_status_date"),
             models.Index(fields=["status", "next_attempt_at"], name="inbound_status_next_attempt"),
+            models.Index(fields=["status", "order_id"], name="inbound_status_order"),
         ]
 
     def __str__(self):

@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode, StoreConnection
-from refunds.models import Bag, OrderSku, Refund
+from refunds.models import Bag, BagStatus, OrderSku, Refund
 
 # Webhook deliveries for one store arrive in bursts; reading (and decrypting) its connection for each
 # one was a third of the receiver's time (bench/README.md). A short per-process cache is safe because
@@ -73,13 +73,14 @@ def inbound_event_for_processing(event_id: int) -> InboundEvent | None:
 
 
 def events_for_replay(*, failed: bool = False, ids: Sequence[int] = ()) -> QuerySet[InboundEvent]:
-    """FAILED events (they wait for an operator; RETRYING ones retry on their own and are not
-    included), or the given ids whatever their status; oldest first. Exactly one of the two selects."""
+    """FAILED and AWAITING_ORDER events (they wait for an operator or for their order; RETRYING ones
+    retry on their own and are not included), or the given ids whatever their status; oldest first.
+    Exactly one of the two selects."""
     if failed == bool(ids):
         raise ValueError("Choose either failed=True or a list of ids.")
     queryset = InboundEvent.objects.select_related("connection__merchant").order_by("date_created", "pk")
     if failed:
-        return queryset.filter(status=InboundEvent.Status.FAILED)
+        return queryset.filter(status__in=(InboundEvent.Status.FAILED, InboundEvent.Status.AWAITING_ORDER))
     return queryset.filter(pk__in=list(ids))
 
 
@@ -94,6 +95,48 @@ def events_to_requeue(*, cutoff: datetime) -> QuerySet[InboundEvent]:
         .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
         .order_by("date_created", "pk")
     )
+
+
+def _bag_of_awaited_order():
+    return Bag.objects.filter(merchant_id=OuterRef("connection__merchant_id"), external_id=OuterRef("order_id"))
+
+
+def events_awaiting_with_bag(*, requeued_before: datetime) -> QuerySet[InboundEvent]:
+    """AWAITING_ORDER events whose order is now a bag of their merchant, not re-enqueued since
+    `requeued_before`; oldest first."""
+    return (
+        InboundEvent.objects.filter(status=InboundEvent.Status.AWAITING_ORDER)
+        .filter(Exists(_bag_of_awaited_order()))
+        .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=requeued_before))
+        .order_by("date_created", "pk")
+    )
+
+
+def events_awaiting_expired(*, cutoff: datetime) -> QuerySet[InboundEvent]:
+    """AWAITING_ORDER since before `cutoff` and still without a bag; oldest first."""
+    return (
+        InboundEvent.objects.filter(status=InboundEvent.Status.AWAITING_ORDER, awaiting_since__lt=cutoff)
+        .exclude(Exists(_bag_of_awaited_order()))
+        .order_by("awaiting_since", "pk")
+    )
+
+
+def events_awaiting_order(*, merchant_id: int, order_id: str) -> QuerySet[InboundEvent]:
+    return (
+        InboundEvent.objects.select_related("connection__merchant")
+        .filter(status=InboundEvent.Status.AWAITING_ORDER, connection__merchant_id=merchant_id, order_id=order_id)
+        .order_by("date_created", "pk")
+    )
+
+
+def events_awaiting_order_exist(*, merchant_id: int, order_id: str) -> bool:
+    return InboundEvent.objects.filter(
+        status=InboundEvent.Status.AWAITING_ORDER, connection__merchant_id=merchant_id, order_id=order_id
+    ).exists()
+
+
+def events_awaiting_count() -> int:
+    return InboundEvent.objects.filter(status=InboundEvent.Status.AWAITING_ORDER).count()
 
 
 def events_retrying_count() -> int:

@@ -42,10 +42,12 @@ from platforms.adapters import get_adapter, polling_adapters
 from platforms.adapters.base import (
     EventIgnored,
     OrderState,
+    OrderUnknown,
     PayloadMalformed,
     PlatformRefund,
     PollResult,
     WebhookEnvelope,
+    state_signals_refund,
 )
 from platforms.clients.base import PlatformClientError
 from platforms.models import InboundEvent, StoreConnection
@@ -298,6 +300,8 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
         result = _reconcile_event(event, source)
+    except OrderUnknown as exc:
+        return ProcessingResult(_await_order(event, exc))
     except EventIgnored as exc:
         return ProcessingResult(_finish(event, InboundEvent.Status.IGNORED, outcome=exc.reason))
     except Exception as exc:
@@ -467,7 +471,11 @@ def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
     merchant = event.connection.merchant
     bag = selectors.bag_for_platform_order(merchant, state.order_ids)
     if bag is None:
-        raise EventIgnored(f"Order {state.order_id} is not a known order of {merchant} (no bag with that id).")
+        if not state_signals_refund(state):
+            raise EventIgnored(
+                f"Order {state.order_id} is not a known order of {merchant} and the event carries no refund signal."
+            )
+        raise OrderUnknown(f"Order {state.order_id} is not (yet) a bag of {merchant}.", order_ids=state.order_ids)
     return order_reconcile(bag, state, event, source=source)
 
 
@@ -478,8 +486,17 @@ def _describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _finish(event: InboundEvent, status: str, *, outcome: str = "", error: str = "", traceback_text: str = ""):
-    """A settled outcome (PROCESSED, IGNORED, FAILED): no automatic retry is pending any more."""
+def _finish(
+    event: InboundEvent,
+    status: str,
+    *,
+    outcome: str = "",
+    error: str = "",
+    traceback_text: str = "",
+    extra_fields: tuple[str, ...] = (),
+):
+    """A settled outcome (PROCESSED, IGNORED, AWAITING_ORDER, FAILED): no automatic retry is pending
+    any more. `extra_fields`: other fields the caller set on the event, saved with it."""
     event.status = status
     event.outcome = outcome
     event.error = error
@@ -499,9 +516,106 @@ def _finish(event: InboundEvent, status: str, *, outcome: str = "", error: str =
             "retrying_since",
             "retries",
             "date_last_modified",
+            *extra_fields,
         ]
     )
     return event
+
+
+# --------------------------------------------------------------------------------------------------
+# Events awaiting their order
+# --------------------------------------------------------------------------------------------------
+
+
+def event_awaiting_order_expiry() -> timedelta:
+    return timedelta(seconds=settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS)
+
+
+def _await_order(event: InboundEvent, exc: OrderUnknown) -> InboundEvent:
+    """AWAITING_ORDER until a bag with the order id appears, or FAILED once the wait is past the
+    expiry (counted from the first time the event found no bag, not from this attempt)."""
+    now = timezone.now()
+    # The wait keeps running through automatic retries; an operator's replay of a FAILED event
+    # starts a new one.
+    since = event.awaiting_since if event.awaiting_since and event.status != InboundEvent.Status.FAILED else now
+    order_id = (exc.order_ids[0] if exc.order_ids else "")[:255]
+    event.order_id = order_id
+    event.awaiting_since = since
+    awaiting_fields = ("order_id", "awaiting_since")
+    if now - since >= event_awaiting_order_expiry():
+        return _finish(
+            event,
+            InboundEvent.Status.FAILED,
+            outcome=_awaiting_expired_outcome(event, now),
+            extra_fields=awaiting_fields,
+        )
+    expires_at = since + event_awaiting_order_expiry()
+    return _finish(
+        event,
+        InboundEvent.Status.AWAITING_ORDER,
+        extra_fields=awaiting_fields,
+        outcome=f"{exc.reason.rstrip('.')}: awaiting its order. Processed again automatically as soon as a bag "
+        f"with platform order id {order_id} exists for this merchant; FAILED if none does by "
+        f"{expires_at:%Y-%m-%d %H:%M:%S} UTC.",
+    )
+
+
+def _awaiting_expired_outcome(event: InboundEvent, now: datetime) -> str:
+    since = event.awaiting_since or event.date_created
+    return (
+        f"No bag with platform order id {event.order_id} appeared for this merchant within "
+        f"{_duration(now - since)} (awaiting since {since:%Y-%m-%d %H:%M:%S} UTC; expiry "
+        "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS). Either the order was not placed through the network "
+        "(nothing to do) or it was never recorded here: record the order, then replay the event."
+    )
+
+
+@dataclass(frozen=True)
+class AwaitingSweepResult:
+    enqueued: tuple[int, ...] = ()
+    expired: tuple[int, ...] = ()
+
+
+def events_awaiting_order_sweep(*, now: datetime | None = None) -> AwaitingSweepResult:
+    """Beat: events AWAITING_ORDER whose bag now exists are processed again (enqueued; a bag created
+    through the ORM is caught at once by the post_save hook, this catches every other way: bulk
+    inserts, raw SQL, a lost message); those still without a bag past the expiry end FAILED."""
+    now = now or timezone.now()
+    requeue_cutoff = now - event_requeue_after()
+    enqueued = list(
+        selectors.events_awaiting_with_bag(requeued_before=requeue_cutoff).values_list("pk", flat=True)[
+            :REQUEUE_BATCH_SIZE
+        ]
+    )
+    if enqueued:
+        InboundEvent.objects.filter(pk__in=enqueued).update(requeued_at=now)
+        for event_id in enqueued:
+            _enqueue_processing(event_id)
+    expired = []
+    for event in selectors.events_awaiting_expired(cutoff=now - event_awaiting_order_expiry())[:REQUEUE_BATCH_SIZE]:
+        _finish(event, InboundEvent.Status.FAILED, outcome=_awaiting_expired_outcome(event, now))
+        expired.append(event.pk)
+    return AwaitingSweepResult(enqueued=tuple(enqueued), expired=tuple(expired))
+
+
+def bag_appeared(*, bag_id: int, merchant_id: int, external_id: str | None) -> None:
+    """A bag was saved with a platform order id (called on commit by platforms.signals): if events
+    await that order, process them now instead of at the next sweep. One indexed query otherwise."""
+    if not external_id or not selectors.events_awaiting_order_exist(merchant_id=merchant_id, order_id=external_id):
+        return
+    try:
+        tasks.process_events_awaiting_bag.delay(bag_id)
+    except Exception:  # broker down: the beat sweep matches them
+        logger.exception("Could not enqueue the events awaiting bag %s; the sweep will match them", bag_id)
+
+
+def events_awaiting_bag_process(bag_id: int) -> Counter:
+    """Process the events AWAITING_ORDER that name this bag's platform order; counts by status."""
+    bag = Bag.objects.filter(pk=bag_id).only("pk", "merchant_id", "external_id").first()
+    if bag is None or not bag.external_id:
+        return Counter()
+    events = selectors.events_awaiting_order(merchant_id=bag.merchant_id, order_id=bag.external_id)
+    return events_replay(events)
 
 
 def events_replay(events: Iterable[InboundEvent]) -> Counter:

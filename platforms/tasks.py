@@ -68,3 +68,29 @@ def requeue_received_events() -> int:
     from platforms import services
 
     return len(services.events_requeue())
+
+
+@shared_task(ignore_result=True)
+def process_events_awaiting_bag(bag_id: int) -> int:
+    """A bag appeared with a platform order id: process the events that were awaiting it."""
+    from platforms import services
+
+    return sum(services.events_awaiting_bag_process(bag_id).values())
+
+
+@shared_task(ignore_result=True)
+def sweep_events_awaiting_order() -> int:
+    """Beat: events awaiting an order that is now a bag are processed; those past the expiry FAIL."""
+    from platforms import services
+
+    result = services.events_awaiting_order_sweep()
+    return len(result.enqueued) + len(result.expired)
+
+
+@shared_task(ignore_result=True)
+def check_platform_parity() -> int:
+    """Beat: read the platform's state of bags (recent ones often, every open one slowly) and record
+    what their webhooks or polls never told us. Returns refunds found."""
+    from platforms import parity
+
+    return parity.bags_parity_check().refunds_found

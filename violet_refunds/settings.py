@@ -215,6 +215,14 @@ INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS = env.int("INBOUND_EVENT_REQUEUE_INTERVAL
 INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS", default=10)
 INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS", default=900)
 INBOUND_EVENT_RETRY_HORIZON_SECONDS = env.int("INBOUND_EVENT_RETRY_HORIZON_SECONDS", default=24 * 3600)
+# An event naming an order that is not (yet) a bag waits AWAITING_ORDER: processed again when the bag
+# appears (at once on its creation, and by the sweep every interval), FAILED after this long without one.
+INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = env.int(
+    "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS", default=7 * 24 * 3600
+)
+INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS = env.int(
+    "INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS", default=300
+)
 WEBHOOK_RELAY_INTERVAL_SECONDS = env.int("WEBHOOK_RELAY_INTERVAL_SECONDS", default=15)
 # An outbound delivery IN_PROGRESS this long lost its worker mid-attempt: the relay makes it due again
 # (its bag's later events wait meanwhile). An attempt takes at most the channel timeout plus recording.

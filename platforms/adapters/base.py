@@ -52,6 +52,18 @@ class EventIgnored(Exception):
         self.reason = reason
 
 
+class OrderUnknown(EventIgnored):
+    """The event names an order that is not (yet) a bag of the merchant. Processing keeps the event
+    AWAITING_ORDER and tries again when a bag with one of `order_ids` appears (or until it expires).
+
+    A subclass of EventIgnored so code that only knows "this event implies nothing now" still works;
+    `platforms.services.event_process` tells the two apart."""
+
+    def __init__(self, reason: str, *, order_ids: tuple[str, ...] = ()):
+        super().__init__(reason)
+        self.order_ids = tuple(order_id for order_id in order_ids if order_id)
+
+
 class PlatformDataInvalid(Exception):
     """The platform's data cannot be turned into an order state (bad amount, missing id...)."""
 
@@ -240,6 +252,22 @@ def explicit_refunds_with_money(state: OrderState) -> tuple[tuple[PlatformRefund
         else:
             kept.append(refund)
     return tuple(kept), notes
+
+
+# Order or payment statuses (lower-cased) that speak of a refund or a cancellation on some platform.
+_REFUND_STATUS_WORDS = frozenset({"refunded", "partially_refunded", "cancelled", "canceled"})
+
+
+def state_signals_refund(state: OrderState) -> bool:
+    """Whether a state could imply a refund for some bag: a refund that returned money (or gives no
+    amount), a cancellation, or a refunded/cancelled status. Used when the order is not (yet) a bag:
+    such an event awaits its order; anything else (an order update of a store's own order) is
+    ignored at once."""
+    if state.cancelled:
+        return True
+    if any(refund.amount is None or refund.amount > 0 for refund in state.refunds):
+        return True
+    return bool({state.status.lower(), state.payment_status.lower()} & _REFUND_STATUS_WORDS)
 
 
 def cancellation_refund(bag: Bag, *, reason: str, reason_code: str = "OTHER") -> PlatformRefund:

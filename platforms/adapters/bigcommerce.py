@@ -43,8 +43,10 @@ from email.utils import parsedate_to_datetime
 
 from platforms import selectors
 from platforms.adapters.base import (
+    PARITY_TOPIC,
     EventIgnored,
     OrderState,
+    OrderUnknown,
     PayloadMalformed,
     PlatformDataInvalid,
     PlatformRefund,
@@ -200,7 +202,7 @@ class BigCommerceAdapter:
         merchant = event.connection.merchant
         # Checked before any API call: the store's own orders fire the same webhooks.
         if selectors.bag_for_platform_order(merchant, [order_id]) is None:
-            raise EventIgnored(f"Order {order_id} is not a known order of {merchant} (no bag with that id).")
+            raise OrderUnknown(f"Order {order_id} is not (yet) a bag of {merchant}.", order_ids=(order_id,))
         client = BigCommerceClient.from_connection(event.connection)
         producer = str(payload.get("producer") or "")
         if producer and producer != f"stores/{client.store_hash}":

@@ -47,6 +47,7 @@ from platforms.adapters.base import (
     EventIgnored,
     OrderLine,
     OrderState,
+    OrderUnknown,
     PayloadMalformed,
     PlatformDataInvalid,
     PlatformRefund,
@@ -190,7 +191,7 @@ class WooCommerceAdapter:
             # Checked before any API call: the store's own orders fire the same webhooks.
             bag = selectors.bag_for_platform_order(merchant, [order_id])
             if bag is None:
-                raise EventIgnored(f"Order {order_id} is not a known order of {merchant} (no bag with that id).")
+                raise OrderUnknown(f"Order {order_id} is not (yet) a bag of {merchant}.", order_ids=(order_id,))
             unrecorded = [rid for rid in refund_ids if selectors.refund_by_external_id(bag, rid) is None]
             if unrecorded:
                 details = self._read_refunds(event.connection, order_id, unrecorded)

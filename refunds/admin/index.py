@@ -14,7 +14,7 @@ from django.utils import timezone
 from platforms.models import InboundEvent
 from refunds.admin.selectors import DayOfRefunds, refunds_per_day, triage_counts
 from refunds.admin.triage import TRIAGE_FAILED, TRIAGE_PARAMETER, TRIAGE_STUCK, changelist_url
-from refunds.models import RefundStatus
+from refunds.models import RefundSource, RefundStatus
 from violet_refunds.admin import can_operate
 
 # Stacking order (bottom up) and colours of the chart; the same colours as the status badges.
@@ -128,6 +128,31 @@ def index_triage_context(model_admin, request) -> dict:
                 "help": "Platform webhooks or polls that could not be processed; replay them once fixed.",
             }
         )
+        cards.append(
+            {
+                "label": "Inbound events awaiting their order",
+                "count": counts.inbound_awaiting_order,
+                "href": reverse("admin:platforms_inboundevent_changelist", current_app=model_admin.admin_site.name)
+                + "?"
+                + urlencode({"status__exact": InboundEvent.Status.AWAITING_ORDER}),
+                "tone": "events",
+                "help": "Events for an order that is not (yet) a bag: processed when it appears, "
+                "FAILED if it never does.",
+            }
+        )
+    cards.append(
+        {
+            "label": "Found by parity check (7 days)",
+            "count": counts.found_by_parity_last_7d,
+            "href": changelist_url(
+                model_admin,
+                source__exact=RefundSource.PARITY_CHECK,
+                date_created__gte=(now - dt.timedelta(days=7)).isoformat(timespec="seconds"),
+            ),
+            "tone": "events",
+            "help": "Refunds no webhook or poll reported, found by reading the platform: check the stores' webhooks.",
+        }
+    )
     return {
         "triage": {
             "cards": cards,

@@ -19,7 +19,7 @@ from payments import splits
 from payments.models import Recipient, ShopperRefund, Transfer, TransferReversal
 from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode
 from refunds.amounts import NOT_COUNTING_STATUSES, bag_refundable_remaining, bag_refunded_parts, bag_totals
-from refunds.models import Bag, OrderSku, Refund, RefundStatus, RefundStep
+from refunds.models import Bag, OrderSku, Refund, RefundSource, RefundStatus, RefundStep
 from refunds.services import refunds_stuck_queryset
 from violet_refunds.money import AmountParts
 
@@ -49,6 +49,8 @@ class TriageCounts:
     partially_completed: int
     stuck: int
     inbound_failed_last_24h: int
+    inbound_awaiting_order: int = 0
+    found_by_parity_last_7d: int = 0
 
     @property
     def needing_attention(self) -> int:
@@ -65,6 +67,11 @@ def triage_counts(*, now=None) -> TriageCounts:
         stuck=refunds_stuck_queryset(now).count(),
         inbound_failed_last_24h=InboundEvent.objects.filter(
             status=InboundEvent.Status.FAILED, date_created__gte=now - dt.timedelta(hours=24)
+        ).count(),
+        inbound_awaiting_order=InboundEvent.objects.filter(status=InboundEvent.Status.AWAITING_ORDER).count(),
+        # Refunds no webhook or poll reported, found by reading the platform (platforms.parity).
+        found_by_parity_last_7d=Refund.objects.filter(
+            source=RefundSource.PARITY_CHECK, date_created__gte=now - dt.timedelta(days=7)
         ).count(),
     )
 

@@ -164,11 +164,14 @@ def test_other_scopes_are_ignored_without_calling_the_api(bc_store, scope):
 
 
 @responses.activate
-def test_order_that_is_not_ours_is_ignored_without_calling_the_api(bc_store):
+def test_order_that_is_not_ours_awaits_its_order_without_calling_the_api(bc_store):
     deliver(bc_store, REFUND_CREATED, changes={"data.id": 999})
 
     assert len(responses.calls) == 0
-    assert "Order 999 is not a known order" in InboundEvent.objects.get().outcome
+    event = InboundEvent.objects.get()
+    # Not (yet) a bag: BigCommerce cannot tell a network order from the store's own, so it waits.
+    assert (event.status, event.order_id) == (InboundEvent.Status.AWAITING_ORDER, "999")
+    assert "Order 999 is not (yet) a bag" in event.outcome
 
 
 @responses.activate

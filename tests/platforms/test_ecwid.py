@@ -109,14 +109,16 @@ def test_order_unknown_to_ecwid_is_ignored(ecwid_store):
 
 
 @responses.activate
-def test_order_that_is_not_ours_is_ignored(ecwid_store):
+def test_order_that_is_not_ours_awaits_its_order(ecwid_store):
     other_url = ecwid_order_url("1003", "ZZZZZ")
     order = _order("CANCELLED") | {"id": "ZZZZZ", "internalId": 1, "orderNumber": 1}
     responses.get(other_url, json=order)
     deliver(ecwid_store, CANCELLED, changes={"data.orderId": "ZZZZZ"})
 
     assert not Refund.objects.exists()
-    assert "ZZZZZ is not a known order" in InboundEvent.objects.get().outcome
+    event = InboundEvent.objects.get()
+    assert (event.status, event.order_id) == (InboundEvent.Status.AWAITING_ORDER, "ZZZZZ")
+    assert "ZZZZZ is not (yet) a bag" in event.outcome
 
 
 @responses.activate

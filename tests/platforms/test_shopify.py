@@ -124,13 +124,13 @@ def test_stale_retry_of_an_old_refund_under_a_new_delivery_id_records_nothing_ne
     assert retry.event.status == InboundEvent.Status.IGNORED
 
 
-def test_refund_for_an_order_we_do_not_know_is_ignored(shopify_store):
+def test_refund_for_an_order_we_do_not_know_awaits_its_order(shopify_store):
     deliver(shopify_store, "refunds_create", changes={"order_id": 999999}, event_id="x")
 
     assert not Refund.objects.exists()
     event = InboundEvent.objects.get()
-    assert event.status == InboundEvent.Status.IGNORED
-    assert "999999 is not a known order" in event.outcome
+    assert (event.status, event.order_id) == (InboundEvent.Status.AWAITING_ORDER, "999999")
+    assert "999999 is not (yet) a bag" in event.outcome
 
 
 def test_refund_without_a_successful_transaction_records_nothing(shopify_store):

@@ -205,12 +205,12 @@ def test_order_without_refunds_in_another_status_is_ignored(wc_store):
 
 
 @responses.activate
-def test_order_that_is_not_ours_is_ignored_without_calling_the_api(wc_store):
+def test_order_that_is_not_ours_awaits_its_order_without_calling_the_api(wc_store):
     deliver(wc_store, PARTIAL_REFUND, changes={"id": 9999})
 
     event = InboundEvent.objects.get()
-    assert event.status == InboundEvent.Status.IGNORED
-    assert "Order 9999 is not a known order" in event.outcome
+    assert (event.status, event.order_id) == (InboundEvent.Status.AWAITING_ORDER, "9999")
+    assert "Order 9999 is not (yet) a bag" in event.outcome
     assert len(responses.calls) == 0
 
 

@@ -7,9 +7,10 @@ from platforms import selectors, services
 
 class Command(BaseCommand):
     help = (
-        "Process inbound platform events again: every FAILED event (--failed: a permanent error, or "
-        "transient errors past the retry horizon; RETRYING events are left to their automatic retries) "
-        "or the given ids (--ids, any status: a RETRYING event is tried now)."
+        "Process inbound platform events again: every FAILED and AWAITING_ORDER event (--failed: a "
+        "permanent error, transient errors past the retry horizon, or an order not (yet) known; RETRYING "
+        "events are left to their automatic retries) or the given ids (--ids, any status: a RETRYING "
+        "event is tried now)."
     )
 
     def add_arguments(self, parser):
@@ -17,8 +18,8 @@ class Command(BaseCommand):
         which.add_argument(
             "--failed",
             action="store_true",
-            help="Replay every FAILED event (they need an operator). RETRYING events are left out: they "
-            "are retried automatically.",
+            help="Replay every FAILED event (they need an operator) and every AWAITING_ORDER event (their "
+            "order may exist by now). RETRYING events are left out: they are retried automatically.",
         )
         which.add_argument("--ids", nargs="+", type=int, metavar="ID", help="Replay these InboundEvent ids.")
 

@@ -174,6 +174,8 @@ def test_index_shows_the_triage_counts_linking_to_their_lists(operator_client, t
         "Partially completed": 1,
         "Stuck in processing": 1,
         "Inbound events failed (24 h)": 1,
+        "Inbound events awaiting their order": 0,
+        "Found by parity check (7 days)": 0,
     }
     assert triage["needing_attention"] == 4
     body = response.content.decode()
