@@ -636,7 +636,8 @@ def events_replay(events: Iterable[InboundEvent]) -> Counter:
 
 def platform_orders_poll(*, now=None) -> list[PollResult]:
     """Ask every adapter that polls to poll each of its stores; one store's failure does not stop
-    the others. A store's cursor moves only when its poll succeeded."""
+    the others. A store's cursor moves only as far as its poll read successfully (a poll reads
+    window after window up to now: a new store or one behind after an outage catches up at once)."""
     results = []
     for adapter in polling_adapters():
         for connection in adapter.connections_to_poll():
@@ -647,7 +648,11 @@ def platform_orders_poll(*, now=None) -> list[PollResult]:
                 StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
                 results.append(PollResult(connection_id=connection.pk, error=exc.message))
                 continue
-            StoreConnection.objects.filter(pk=connection.pk).update(last_polled_at=result.polled_until, last_error="")
+            if result.error:  # some windows read, then a failure: keep their progress and the error
+                logger.warning("Polling %s stopped at %s: %s", connection, result.polled_until, result.error)
+            StoreConnection.objects.filter(pk=connection.pk).update(
+                last_polled_at=result.polled_until, last_error=result.error[:2000]
+            )
             connection.last_polled_at = result.polled_until
             results.append(result)
     return results

@@ -228,6 +228,38 @@ WEBHOOK_RELAY_INTERVAL_SECONDS = env.int("WEBHOOK_RELAY_INTERVAL_SECONDS", defau
 # (its bag's later events wait meanwhile). An attempt takes at most the channel timeout plus recording.
 WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS = env.int("WEBHOOK_DELIVERY_STUCK_AFTER_SECONDS", default=60)
 
+# --- Platform polling (SFCC Option 1) and the parity check ---
+PLATFORM_POLL_INTERVAL_SECONDS = env.int("PLATFORM_POLL_INTERVAL_SECONDS", default=300)
+# A store's first poll looks back this far; every poll reads windows of at most 6 h in a row until it
+# reaches now (catch-up for new stores and after outages), at most this many windows per run.
+SFCC_POLL_FIRST_LOOKBACK_SECONDS = env.int("SFCC_POLL_FIRST_LOOKBACK_SECONDS", default=24 * 3600)
+SFCC_POLL_MAX_WINDOWS_PER_RUN = env.int("SFCC_POLL_MAX_WINDOWS_PER_RUN", default=8)
+# Parity check: beat reads the platform's state of bags and records what no webhook or poll told us.
+# Bags created or changed within PARITY_CHECK_RECENT_SECONDS are read again once they were last read
+# PARITY_CHECK_RECENT_EVERY_SECONDS ago; every other open bag once per PARITY_CHECK_SLOW_ROUND_SECONDS.
+PARITY_CHECK_INTERVAL_SECONDS = env.int("PARITY_CHECK_INTERVAL_SECONDS", default=300)
+PARITY_CHECK_RECENT_SECONDS = env.int("PARITY_CHECK_RECENT_SECONDS", default=14 * 24 * 3600)
+PARITY_CHECK_RECENT_EVERY_SECONDS = env.int("PARITY_CHECK_RECENT_EVERY_SECONDS", default=3600)
+PARITY_CHECK_SLOW_ROUND_SECONDS = env.int("PARITY_CHECK_SLOW_ROUND_SECONDS", default=7 * 24 * 3600)
+# Platform refunds younger than this are left to their webhook, which is probably on its way.
+PARITY_CHECK_GRACE_SECONDS = env.int("PARITY_CHECK_GRACE_SECONDS", default=900)
+PARITY_CHECK_BATCH_SIZE = env.int("PARITY_CHECK_BATCH_SIZE", default=200)
+# A run stops reading (the rest waits for the next run) after this long: below the task time limits.
+PARITY_CHECK_MAX_RUN_SECONDS = env.int("PARITY_CHECK_MAX_RUN_SECONDS", default=120)
+# API calls per minute the parity check makes to each platform (all stores together), well under
+# each platform's documented limits; calls are spaced evenly. 0 turns the check off for a platform.
+PARITY_CHECK_CALLS_PER_MINUTE = {
+    platform: env.int(f"PARITY_CHECK_CALLS_PER_MINUTE_{platform}", default=default)
+    for platform, default in (
+        ("SHOPIFY", 60),  # REST: 2 requests/s per store (leaky bucket of 40)
+        ("ECWID", 300),  # 600 requests/min per token
+        ("WIX", 100),  # ~200 requests/min per site
+        ("SFCC", 60),  # SCAPI admin APIs: per-tenant quotas
+        ("BIGCOMMERCE", 150),  # 150 requests/30 s per store on the smallest plans
+        ("WOOCOMMERCE", 30),  # the merchant's own WordPress server: be gentle
+    )
+}
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",

@@ -19,6 +19,8 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
+from django.conf import settings
+
 from platforms import selectors
 from platforms.adapters.base import (
     EventSink,
@@ -34,18 +36,38 @@ from platforms.adapters.base import (
     parse_json,
     to_minor_units,
 )
+from platforms.clients.base import PlatformClientError
 from platforms.clients.sfcc import SfccClient
 from platforms.models import Platform, SfccRefundMode, StoreConnection
 from violet_refunds.money import AmountParts
 
 CANCELLED = "cancelled"
 POLL_TOPIC = "poll/order_cancelled"
-# Polling window: the first poll looks back this far; later polls overlap the previous window a
-# little (clock skew between us and SFCC; duplicates are deduplicated); one poll covers at most
-# MAX_POLL_WINDOW so the Orders API's 10,000-row paging window is never reached.
-FIRST_POLL_LOOKBACK = timedelta(days=1)
+# Polling windows: a store's first poll looks back SFCC_POLL_FIRST_LOOKBACK_SECONDS; later polls
+# overlap the previous one a little (clock skew between us and SFCC; duplicates are deduplicated).
+# One window covers at most MAX_POLL_WINDOW so the Orders API's 10,000-row paging window is never
+# reached; a poll reads windows one after the other until it reaches now (a new store, or catching up
+# after an outage), at most SFCC_POLL_MAX_WINDOWS_PER_RUN of them; the next run goes on from there.
 POLL_OVERLAP = timedelta(minutes=5)
 MAX_POLL_WINDOW = timedelta(hours=6)
+
+
+def first_poll_lookback() -> timedelta:
+    return timedelta(seconds=settings.SFCC_POLL_FIRST_LOOKBACK_SECONDS)
+
+
+def poll_windows(cursor: datetime | None, now: datetime, *, max_windows: int) -> list[tuple[datetime, datetime]]:
+    """The windows one poll reads: from the cursor (minus the overlap; now minus the first lookback
+    for a new store) up to now, each at most MAX_POLL_WINDOW, at most `max_windows`."""
+    start = cursor - POLL_OVERLAP if cursor else now - first_poll_lookback()
+    windows: list[tuple[datetime, datetime]] = []
+    while len(windows) < max(max_windows, 1):
+        end = min(now, start + MAX_POLL_WINDOW)
+        windows.append((start, end))
+        if end >= now:
+            break
+        start = end
+    return windows
 
 
 def poll_event_id(connection, order_no: str) -> str:
@@ -66,28 +88,41 @@ class SfccAdapter:
 
     def connection_poll(self, connection: StoreConnection, *, now: datetime, ingest: EventSink) -> PollResult:
         """Cancelled orders modified since the cursor become events (only orders placed through the
-        network: the merchant's own orders are not ours). The caller moves the cursor on success."""
-        if connection.last_polled_at:
-            window_start = connection.last_polled_at - POLL_OVERLAP
-        else:
-            window_start = now - FIRST_POLL_LOOKBACK
-        window_end = min(now, window_start + MAX_POLL_WINDOW)
+        network: the merchant's own orders are not ours), window after window up to now. A failure
+        after some windows were read keeps their progress (`polled_until` with `error`); a failure
+        in the first window raises. The caller moves the cursor."""
         merchant = connection.merchant
         seen = created = 0
+        polled_until: datetime | None = None
         client = SfccClient.from_connection(connection)
-        for order in client.iter_orders_modified(modified_from=window_start, modified_to=window_end):
-            seen += 1
-            order_no = str(order.get("orderNo") or "")
-            if str(order.get("status") or "").lower() != CANCELLED or not order_no:
-                continue
-            if selectors.bag_for_platform_order(merchant, [order_no]) is None:
-                continue
-            envelope = WebhookEnvelope(
-                event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no
-            )
-            created += int(ingest(connection, envelope, json.dumps(order, default=str, sort_keys=True)))
+        windows = poll_windows(connection.last_polled_at, now, max_windows=settings.SFCC_POLL_MAX_WINDOWS_PER_RUN)
+        for window_start, window_end in windows:
+            try:
+                orders = list(client.iter_orders_modified(modified_from=window_start, modified_to=window_end))
+            except PlatformClientError as exc:
+                if polled_until is None:
+                    raise
+                return PollResult(
+                    connection_id=connection.pk,
+                    orders_seen=seen,
+                    events_created=created,
+                    polled_until=polled_until,
+                    error=exc.message,
+                )
+            for order in orders:
+                seen += 1
+                order_no = str(order.get("orderNo") or "")
+                if str(order.get("status") or "").lower() != CANCELLED or not order_no:
+                    continue
+                if selectors.bag_for_platform_order(merchant, [order_no]) is None:
+                    continue
+                envelope = WebhookEnvelope(
+                    event_id=poll_event_id(connection, order_no), topic=POLL_TOPIC, order_id=order_no
+                )
+                created += int(ingest(connection, envelope, json.dumps(order, default=str, sort_keys=True)))
+            polled_until = window_end
         return PollResult(
-            connection_id=connection.pk, orders_seen=seen, events_created=created, polled_until=window_end
+            connection_id=connection.pk, orders_seen=seen, events_created=created, polled_until=polled_until
         )
 
     def order_state(self, event) -> OrderState:

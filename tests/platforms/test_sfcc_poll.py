@@ -92,17 +92,22 @@ def test_cursor_advances_after_success_and_the_next_poll_starts_there(
     with django_capture_on_commit_callbacks(execute=True):
         tasks.poll_platform_orders.delay()
     store.connection.refresh_from_db()
-    # The first poll looks one day back, in a window of at most 6 hours.
-    assert store.connection.last_polled_at == dt.datetime(2026, 3, 2, 20, 0, tzinfo=dt.UTC)
-    query = parse_qs(urlparse(search.calls[0].request.url).query)
-    assert query["lastModifiedDateFrom"] == ["2026-03-02T14:00:00.000Z"]
-    assert query["lastModifiedDateTo"] == ["2026-03-02T20:00:00.000Z"]
-    assert query["siteId"] == ["RefArch"]
+    # The first poll looks one day back, in windows of at most 6 hours, one after the other up to now.
+    assert store.connection.last_polled_at == NOW
+    windows = [parse_qs(urlparse(call.request.url).query) for call in search.calls]
+    assert [(w["lastModifiedDateFrom"][0], w["lastModifiedDateTo"][0]) for w in windows] == [
+        ("2026-03-02T14:00:00.000Z", "2026-03-02T20:00:00.000Z"),
+        ("2026-03-02T20:00:00.000Z", "2026-03-03T02:00:00.000Z"),
+        ("2026-03-03T02:00:00.000Z", "2026-03-03T08:00:00.000Z"),
+        ("2026-03-03T08:00:00.000Z", "2026-03-03T14:00:00.000Z"),
+    ]
+    assert windows[0]["siteId"] == ["RefArch"]
+    first_run_calls = len(search.calls)
 
     StoreConnection.objects.filter(pk=store.connection.pk).update(last_polled_at=NOW - dt.timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
         tasks.poll_platform_orders.delay()
-    query = parse_qs(urlparse(search.calls[1].request.url).query)
+    query = parse_qs(urlparse(search.calls[first_run_calls].request.url).query)
     assert query["lastModifiedDateFrom"] == ["2026-03-03T13:50:00.000Z"]  # the cursor minus the overlap
     assert query["lastModifiedDateTo"] == ["2026-03-03T14:00:00.000Z"]  # up to now
     store.connection.refresh_from_db()
@@ -173,7 +178,13 @@ def test_long_outage_is_caught_up_in_bounded_windows(db, freeze_now, django_capt
     query = parse_qs(urlparse(search.calls[0].request.url).query)
     assert query["lastModifiedDateFrom"] == ["2026-03-01T13:55:00.000Z"]
     assert query["lastModifiedDateTo"] == ["2026-03-01T19:55:00.000Z"]
-    assert store.connection.last_polled_at == dt.datetime(2026, 3, 1, 19, 55, tzinfo=dt.UTC)
+    # At most SFCC_POLL_MAX_WINDOWS_PER_RUN (8) windows of 6 h in one run; the next run reaches now.
+    assert search.call_count == 8
+    assert store.connection.last_polled_at == dt.datetime(2026, 3, 3, 13, 55, tzinfo=dt.UTC)
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.poll_platform_orders.delay()
+    store.connection.refresh_from_db()
+    assert store.connection.last_polled_at == NOW
 
 
 @responses.activate
