@@ -143,6 +143,45 @@ def events_retrying_count() -> int:
     return InboundEvent.objects.filter(status=InboundEvent.Status.RETRYING).count()
 
 
+def bags_for_parity_check(
+    *,
+    platforms: Sequence[str],
+    recent_since: datetime,
+    recent_checked_before: datetime,
+    slow_checked_before: datetime,
+    limit: int,
+) -> list[Bag]:
+    """Bags whose platform order the parity check reads now: recently created or changed ones whose
+    last check is older than `recent_checked_before`, then open ones not checked since
+    `slow_checked_before`; never checked first, then the longest unchecked. Only bags with a
+    platform order id, of a CONNECTED store of one of `platforms`, never SFCC Option 2."""
+    base = (
+        Bag.objects.select_related("merchant__connection")
+        .filter(
+            external_id__isnull=False,
+            merchant__platform__in=list(platforms),
+            merchant__connection__status=StoreConnection.Status.CONNECTED,
+        )
+        .exclude(external_id="")
+        .exclude(merchant__sfcc_refund_mode=SfccRefundMode.MANUAL_NOTICE)
+        .exclude(status__in=(BagStatus.REFUNDED, BagStatus.REJECTED))
+        .order_by(F("date_last_consolidated").asc(nulls_first=True), "pk")
+    )
+    recent = list(
+        base.filter(Q(date_created__gte=recent_since) | Q(date_last_modified__gte=recent_since)).filter(
+            Q(date_last_consolidated__isnull=True) | Q(date_last_consolidated__lt=recent_checked_before)
+        )[:limit]
+    )
+    if len(recent) >= limit:
+        return recent
+    slow = (
+        base.exclude(status=BagStatus.CANCELED)
+        .exclude(pk__in=[bag.pk for bag in recent])
+        .filter(Q(date_last_consolidated__isnull=True) | Q(date_last_consolidated__lt=slow_checked_before))
+    )
+    return recent + list(slow[: limit - len(recent)])
+
+
 def sfcc_connections_to_poll() -> QuerySet[StoreConnection]:
     """SFCC Option 1 merchants only: Option 2 (manual notice) stores are never polled."""
     return StoreConnection.objects.select_related("merchant").filter(

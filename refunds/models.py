@@ -155,6 +155,10 @@ class Bag(TimeStampedModel):
         help_text="Percent of sub_total kept by the channel, fixed when the bag was placed.",
     )
     placed_at = models.DateTimeField(help_text="When the order was placed on the platform (Wix rules depend on it).")
+    # Violet's name: when the platform's state of this order was last read and reconciled (parity check).
+    date_last_consolidated = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When the parity check last read the platform's order."
+    )
 
     class Meta:
         ordering = ["-date_created"]
@@ -222,6 +226,8 @@ class ReasonCode(models.TextChoices):
 class RefundSource(models.TextChoices):
     PLATFORM_WEBHOOK = "PLATFORM_WEBHOOK", "Platform webhook"
     PLATFORM_POLL = "PLATFORM_POLL", "Platform poll"
+    # Found by reading the platform's order (the parity check): its webhook or poll never told us.
+    PARITY_CHECK = "PARITY_CHECK", "Parity check"
     MERCHANT_NOTICE = "MERCHANT_NOTICE", "Merchant notice"
     CHANNEL_API = "CHANNEL_API", "Channel API"
     OPERATOR = "OPERATOR", "Operator"

@@ -285,7 +285,20 @@ CELERY_BEAT_SCHEDULE = {
     # SFCC Option 1: Commerce Cloud cannot report refunds, so cancelled orders are found by polling.
     "poll-platform-orders": {
         "task": "platforms.tasks.poll_platform_orders",
-        "schedule": env.int("PLATFORM_POLL_INTERVAL_SECONDS", default=300),
+        "schedule": PLATFORM_POLL_INTERVAL_SECONDS,
+        "options": {"expires": PLATFORM_POLL_INTERVAL_SECONDS},
+    },
+    # Events awaiting their order: processed once the bag exists, FAILED past the expiry.
+    "sweep-events-awaiting-order": {
+        "task": "platforms.tasks.sweep_events_awaiting_order",
+        "schedule": INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS},
+    },
+    # Parity check: missed webhooks become refunds (source PARITY_CHECK, counted in the admin triage).
+    "check-platform-parity": {
+        "task": "platforms.tasks.check_platform_parity",
+        "schedule": PARITY_CHECK_INTERVAL_SECONDS,
+        "options": {"expires": PARITY_CHECK_INTERVAL_SECONDS},
     },
 }
 

@@ -204,6 +204,10 @@ class PollResult:
     polled_until: datetime | None = None
 
 
+# The topic of the order states the parity check reads (`read_order_state`): no event, an API read.
+PARITY_TOPIC = "parity/order"
+
+
 # What a polling adapter hands each order it turns into an event: store it (once per event id) and
 # say whether it was new. platforms.services.event_ingest behind it, like a webhook delivery.
 EventSink = Callable[["StoreConnection", WebhookEnvelope, str], bool]
@@ -228,6 +232,11 @@ class PlatformAdapter(Protocol):
 
     def refund_decision(self, state: OrderState, bag: Bag) -> RefundDecision:
         """This platform's rules: which refunds the state implies for the bag."""
+
+    def read_order_state(self, connection: StoreConnection, order_id: str) -> OrderState:
+        """The platform's current state of one order, read through its API client (the parity
+        check: what a lost webhook would have told us). Raises PlatformClientError (PlatformNotFound
+        when the platform has no such order), PlatformDataInvalid or EventIgnored."""
 
 
 class PollingAdapter(PlatformAdapter, Protocol):

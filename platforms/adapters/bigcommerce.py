@@ -216,6 +216,13 @@ class BigCommerceAdapter:
             raise EventIgnored(f"BigCommerce has no order {order_id} in store {client.store_hash}.") from exc
         return self.state_from_api(order, refunds, fallback_currency=merchant.currency, topic=scope)
 
+    def read_order_state(self, connection, order_id: str) -> OrderState:
+        """Parity check: the order and its refunds as the API shows them now (what a webhook reads)."""
+        client = BigCommerceClient.from_connection(connection)
+        order = client.get_order(order_id)
+        refunds = client.get_order_refunds(order_id)
+        return self.state_from_api(order, refunds, fallback_currency=connection.merchant.currency, topic=PARITY_TOPIC)
+
     def state_from_api(
         self, order: Mapping, refunds: list[Mapping], *, fallback_currency: str, topic: str = ""
     ) -> OrderState:

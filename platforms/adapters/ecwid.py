@@ -26,6 +26,7 @@ import hmac
 from collections.abc import Mapping
 
 from platforms.adapters.base import (
+    PARITY_TOPIC,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -100,6 +101,13 @@ class EcwidAdapter:
             raise EventIgnored(f"Ecwid has no order {order_id} in store {client.store_id}.") from exc
         return self.state_from_order(
             order, fallback_currency=event.connection.merchant.currency, topic=event_type, body_order_id=order_id
+        )
+
+    def read_order_state(self, connection, order_id: str) -> OrderState:
+        """Parity check: the order as the Ecwid API shows it now (what an `order.updated` reads)."""
+        order = EcwidClient.from_connection(connection).get_order(order_id)
+        return self.state_from_order(
+            order, fallback_currency=connection.merchant.currency, topic=PARITY_TOPIC, body_order_id=order_id
         )
 
     def state_from_order(

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    PARITY_TOPIC,
     EventSink,
     OrderLine,
     OrderState,
@@ -124,6 +125,11 @@ class SfccAdapter:
         return PollResult(
             connection_id=connection.pk, orders_seen=seen, events_created=created, polled_until=polled_until
         )
+
+    def read_order_state(self, connection: StoreConnection, order_id: str) -> OrderState:
+        """Parity check: the order as the Orders API shows it now (a cancellation the poll missed)."""
+        order = SfccClient.from_connection(connection).get_order(order_id)
+        return self.state_from_order(order, topic=PARITY_TOPIC)
 
     def order_state(self, event) -> OrderState:
         return self.state_from_order(parse_json(event.body), topic=event.topic)

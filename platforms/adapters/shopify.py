@@ -27,6 +27,7 @@ from dataclasses import replace
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from platforms.adapters.base import (
+    PARITY_TOPIC,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -42,6 +43,7 @@ from platforms.adapters.base import (
     parse_json,
     to_minor_units,
 )
+from platforms.clients.shopify import ShopifyClient
 from platforms.models import Platform
 from violet_refunds.money import AmountParts
 
@@ -233,6 +235,11 @@ class ShopifyAdapter:
         else:
             reason = "No refund in this payload."
         return RefundDecision(ignored_reason="; ".join([reason, *notes]))
+
+    def read_order_state(self, connection, order_id: str) -> OrderState:
+        """Parity check: the REST order with its refunds, read like an `orders/updated` body."""
+        order = ShopifyClient.from_connection(connection).get_order(order_id)
+        return self._order_payload_state(order, PARITY_TOPIC)
 
 
 def _refund_currency(refund: Mapping) -> str | None:

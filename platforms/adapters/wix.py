@@ -23,11 +23,13 @@ Readings of ⚠️/❓ items, kept here:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import jwt
 
 from platforms.adapters.base import (
+    PARITY_TOPIC,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -44,6 +46,7 @@ from platforms.adapters.base import (
     parse_datetime,
     to_minor_units,
 )
+from platforms.clients.wix import WixClient
 from platforms.models import Platform
 from violet_refunds.money import AmountParts
 
@@ -73,6 +76,27 @@ def _topic(event: Mapping) -> str:
 def _price(value, currency: str) -> int:
     amount = value.get("amount") if isinstance(value, Mapping) else value
     return to_minor_units(amount, currency, round_half_up=True)
+
+
+def parse_refund(refund: Mapping, *, currency: str) -> PlatformRefund:
+    """One Wix refund (`refund_completed`'s `refund`, or an entry of the order transactions' `refunds[]`):
+    only SUCCEEDED transactions count as money."""
+    transactions = [t for t in refund.get("transactions") or [] if isinstance(t, Mapping)]
+    succeeded = [t for t in transactions if t.get("refundStatus") == "SUCCEEDED"]
+    details = refund.get("details") or {}
+    lines = tuple(
+        RefundLine(str(item["lineItemId"]), int(item.get("quantity") or 0))
+        for item in details.get("items") or []
+        if isinstance(item, Mapping) and item.get("lineItemId") and int(item.get("quantity") or 0) > 0
+    )
+    return PlatformRefund(
+        external_id=str(refund["id"]),
+        amount=sum(to_minor_units((t.get("amount") or {}).get("amount"), currency) for t in succeeded),
+        lines=lines,
+        shipping_included=bool(details.get("shippingIncluded")),
+        reason=str(details.get("reason") or "")[:255],
+        created_at=parse_datetime(refund.get("createdDate")),
+    )
 
 
 class WixAdapter:
@@ -158,24 +182,23 @@ class WixAdapter:
         refund = body.get("refund")
         if not order_id or not isinstance(refund, Mapping) or not refund.get("id"):
             raise PlatformDataInvalid("refund_completed without orderId or refund id")
-        currency = fallback_currency.upper()
-        transactions = [t for t in refund.get("transactions") or [] if isinstance(t, Mapping)]
-        succeeded = [t for t in transactions if t.get("refundStatus") == "SUCCEEDED"]
-        details = refund.get("details") or {}
-        lines = tuple(
-            RefundLine(str(item["lineItemId"]), int(item.get("quantity") or 0))
-            for item in details.get("items") or []
-            if isinstance(item, Mapping) and item.get("lineItemId") and int(item.get("quantity") or 0) > 0
-        )
-        platform_refund = PlatformRefund(
-            external_id=str(refund["id"]),
-            amount=sum(to_minor_units((t.get("amount") or {}).get("amount"), currency) for t in succeeded),
-            lines=lines,
-            shipping_included=bool(details.get("shippingIncluded")),
-            reason=str(details.get("reason") or "")[:255],
-            created_at=parse_datetime(refund.get("createdDate")),
-        )
+        platform_refund = parse_refund(refund, currency=fallback_currency.upper())
         return OrderState(platform=self.platform, order_id=order_id, topic=topic, refunds=(platform_refund,))
+
+    def read_order_state(self, connection, order_id: str) -> OrderState:
+        """Parity check: the order (status, placed date) and its refunds from the order transactions,
+        each read as a `refund_completed` would carry it."""
+        client = WixClient.from_connection(connection)
+        state = self.state_from_order(
+            client.get_order(order_id), fallback_currency=connection.merchant.currency, topic=PARITY_TOPIC
+        )
+        transactions = client.get_order_transactions(order_id)
+        refunds = tuple(
+            parse_refund(refund, currency=state.currency or connection.merchant.currency)
+            for refund in transactions.get("refunds") or []
+            if isinstance(refund, Mapping) and refund.get("id")
+        )
+        return replace(state, refunds=refunds)
 
     def refund_decision(self, state: OrderState, bag) -> RefundDecision:
         refunds, notes = explicit_refunds_with_money(state)

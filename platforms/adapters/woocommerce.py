@@ -44,6 +44,7 @@ from collections.abc import Mapping
 
 from platforms import selectors
 from platforms.adapters.base import (
+    PARITY_TOPIC,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -197,6 +198,20 @@ class WooCommerceAdapter:
                 details = self._read_refunds(event.connection, order_id, unrecorded)
         return self.state_from_order(
             order, fallback_currency=event.connection.merchant.currency, topic=event.topic, refund_details=details
+        )
+
+    def read_order_state(self, connection, order_id: str) -> OrderState:
+        """Parity check: `GET orders/{id}` (the same order an `order.updated` body carries), and the
+        detail of each listed refund the bag does not have yet."""
+        order = WooCommerceClient.from_connection(connection).get_order(order_id)
+        refund_ids = [
+            str(entry["id"]) for entry in _mappings(order.get("refunds")) if entry.get("id") not in (None, "")
+        ]
+        bag = selectors.bag_for_platform_order(connection.merchant, [order_id])
+        unrecorded = [rid for rid in refund_ids if bag is None or selectors.refund_by_external_id(bag, rid) is None]
+        details = self._read_refunds(connection, order_id, unrecorded) if unrecorded else {}
+        return self.state_from_order(
+            order, fallback_currency=connection.merchant.currency, topic=PARITY_TOPIC, refund_details=details
         )
 
     def _read_refunds(self, connection, order_id: str, refund_ids: list[str]) -> dict[str, Mapping | None]:

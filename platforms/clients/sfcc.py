@@ -118,3 +118,12 @@ class SfccClient(PlatformHttpClient):
             total = page.get("total")
             if not orders or (isinstance(total, int) and offset >= total):
                 return
+
+    def get_order(self, order_no: str) -> dict:
+        """One order by its number (the parity check): `GET .../orders/{orderNo}?siteId=...`."""
+        return self.request_json(
+            "GET",
+            f"{self.orders_url}/{quote(str(order_no), safe='')}",
+            headers={"Authorization": f"Bearer {self.access_token()}", "Accept": "application/json"},
+            params={"siteId": self.site_id},
+        )

@@ -7,6 +7,8 @@ Credentials on the store connection: `shop_domain` (example.myshopify.com), `acc
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, required_credentials
 
 ORDER_REFUNDS_QUERY = """
@@ -57,6 +59,16 @@ class ShopifyClient(PlatformHttpClient):
             messages = "; ".join(str(e.get("message", e)) for e in body["errors"] if isinstance(e, dict))
             raise PlatformRequestRejected(f"Shopify GraphQL error: {messages[:300]}", platform=self.platform)
         return body.get("data") or {}
+
+    def get_order(self, order_id: str) -> dict:
+        """The REST Order resource with its `refunds[]` (the same shape as the `orders/*` webhook
+        bodies, so the adapter reads it with the same code): the parity check."""
+        body = self.request_json(
+            "GET",
+            f"https://{self.shop_domain}/admin/api/{self.api_version}/orders/{quote(str(order_id), safe='')}.json",
+            headers={"X-Shopify-Access-Token": self._access_token, "Accept": "application/json"},
+        )
+        return body.get("order") or {}
 
     def get_order_refunds(self, order_id: str) -> dict:
         data = self.graphql(ORDER_REFUNDS_QUERY, {"id": f"gid://shopify/Order/{order_id}"})

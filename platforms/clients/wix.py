@@ -124,6 +124,14 @@ class WixClient(PlatformHttpClient):
         )
         return body.get("order") or {}
 
+    def get_order_transactions(self, order_id: str) -> dict:
+        """An order's payments and refunds ("List Transactions For Single Order",
+        `GET /ecom/v1/payments/orders/{orderId}`): `{orderId, payments[], refunds[]}` (the parity check)."""
+        body = self.request_json(
+            "GET", f"{self.base_url}/ecom/v1/payments/orders/{quote(order_id, safe='')}", headers=self._site_headers()
+        )
+        return body.get("orderTransactions") or {}
+
 
 def validate_wix_credentials(*, api_key: str, account_id: str, site_id: str, session=None) -> WixSite:
     """Clean, format-check and prove the credentials with real calls to Wix.
