@@ -266,6 +266,16 @@ REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS",
 # DEBUG or not.
 OUTBOUND_ALLOWED_PRIVATE_NETWORKS = env.list("OUTBOUND_ALLOWED_PRIVATE_NETWORKS", default=[])
 
+# --- Platform API hosts (staging, sandboxes, test servers; issue #15 item 6) ---
+# Defaults are the platforms' production hosts. Patterns take the placeholders shown. WooCommerce has
+# none: each store's own URL is its API host.
+SHOPIFY_ADMIN_API_URL = env.str("SHOPIFY_ADMIN_API_URL", default="https://{shop_domain}/admin/api/{api_version}")
+ECWID_API_BASE_URL = env.str("ECWID_API_BASE_URL", default="https://app.ecwid.com/api/v3")
+WIX_API_BASE_URL = env.str("WIX_API_BASE_URL", default="https://www.wixapis.com")
+BIGCOMMERCE_API_BASE_URL = env.str("BIGCOMMERCE_API_BASE_URL", default="https://api.bigcommerce.com/stores")
+SFCC_API_URL = env.str("SFCC_API_URL", default="https://{short_code}.api.commercecloud.salesforce.com")
+SFCC_TOKEN_URL = env.str("SFCC_TOKEN_URL", default="https://account.demandware.com/dwsso/oauth2/access_token")
+
 # --- Outbound webhooks to channels ---
 # A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.
 NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)

@@ -7,7 +7,7 @@ Credentials on the store connection: `shop_domain` (example.myshopify.com), `acc
 
 from __future__ import annotations
 
-from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, required_credentials
+from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, SettingUrl, required_credentials
 
 ORDER_REFUNDS_QUERY = """
 query OrderRefunds($id: ID!) {
@@ -30,6 +30,8 @@ query OrderRefunds($id: ID!) {
 class ShopifyClient(PlatformHttpClient):
     platform = "Shopify"
     api_version = "2025-01"
+    # SHOPIFY_ADMIN_API_URL: "https://{shop_domain}/admin/api/{api_version}" by default.
+    admin_api_url = SettingUrl("SHOPIFY_ADMIN_API_URL")
 
     def __init__(self, *, shop_domain: str, access_token: str, session=None):
         super().__init__(session=session)
@@ -43,7 +45,8 @@ class ShopifyClient(PlatformHttpClient):
 
     @property
     def graphql_url(self) -> str:
-        return f"https://{self.shop_domain}/admin/api/{self.api_version}/graphql.json"
+        base = self.admin_api_url.format(shop_domain=self.shop_domain, api_version=self.api_version)
+        return f"{base}/graphql.json"
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = self.request_json(

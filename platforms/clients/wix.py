@@ -21,6 +21,7 @@ from platforms.clients.base import (
     PlatformClientError,
     PlatformHttpClient,
     PlatformNotFound,
+    SettingUrl,
     required_credentials,
 )
 
@@ -77,7 +78,7 @@ def clean_wix_credentials(*, api_key: str, account_id: str, site_id: str) -> Wix
 
 class WixClient(PlatformHttpClient):
     platform = "Wix"
-    base_url = "https://www.wixapis.com"
+    base_url = SettingUrl("WIX_API_BASE_URL")
 
     def __init__(self, *, api_key: str, account_id: str = "", site_id: str = "", session=None):
         super().__init__(session=session)
