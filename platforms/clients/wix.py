@@ -25,7 +25,7 @@ from platforms.clients.base import (
     required_credentials,
 )
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+GUID_PATTERN = _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Wix API keys are long opaque tokens ("IST.eyJ…"); anything short or with spaces is a copy/paste slip.
 _API_KEY = re.compile(r"^\S{20,4096}$")
 # Query Sites lists at most 1,000 sites per account (spec 3.7); pages of 50.
