@@ -4,6 +4,12 @@ platform with real calls, then store them encrypted on the merchant's StoreConne
 Nothing is written unless the platform accepted the credentials, so a typo never replaces working
 credentials. The credentials themselves never reach a log line, an exception message or an event:
 only the merchant id and the site's display name do.
+
+Wix app instance id (issue #15 item 1): Wix names the site of a webhook delivery only by the app's
+`instanceId`. The API-key connect flow cannot read it (Wix's App Instance API needs the app's own
+OAuth identity, not a merchant API key), so the form takes it as an optional field; left empty, a
+reconnect keeps the instance id already stored. It is saved in the credentials (`instance_id`) and
+copied to StoreConnection.external_store_id, which `/webhooks/wix/` routes by.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from platforms.clients.wix import WixCredentialsInvalid, validate_wix_credentials
+from platforms import selectors
+from platforms.clients.wix import GUID_PATTERN, WixCredentialsInvalid, validate_wix_credentials
 from platforms.models import Merchant, Platform, StoreConnection
 from violet_refunds.exceptions import ValidationFailed
 
 logger = logging.getLogger(__name__)
 
 WIX_CREDENTIAL_FIELDS = ("api_key", "account_id", "site_id")
+# Optional: the app instance id of the site (routes app-level Wix webhooks).
+WIX_INSTANCE_FIELD = "instance_id"
 
 # Characters a copy from a web page or a PDF brings along: zero-width spaces and joiners, word
 # joiner, byte-order mark, soft hyphen. Whitespace (including no-break spaces) is handled by split().
@@ -48,9 +57,31 @@ class ConnectResult:
 @sensitive_variables("credentials", "cleaned", "api_key", "account_id", "site_id")
 def _connect_wix(*, merchant: Merchant, credentials: Mapping[str, str], session=None) -> tuple[dict, str]:
     cleaned = {name: clean_pasted_value(credentials.get(name, "")) for name in WIX_CREDENTIAL_FIELDS}
+    instance_id = _wix_instance_id(merchant, credentials.get(WIX_INSTANCE_FIELD, ""))
     # Formats are checked first (a malformed value costs no call to Wix), then two real calls.
     site = validate_wix_credentials(**cleaned, session=session)
+    if instance_id:
+        cleaned[WIX_INSTANCE_FIELD] = instance_id
     return cleaned, site.display_name
+
+
+def _wix_instance_id(merchant: Merchant, value: str) -> str:
+    """The app instance id given (format-checked, not another connection's), else the one stored."""
+    instance_id = clean_pasted_value(value).lower()
+    if not instance_id:
+        stored = StoreConnection.objects.filter(merchant=merchant).values_list("external_store_id", flat=True).first()
+        return stored or ""
+    if not GUID_PATTERN.match(instance_id):
+        raise WixCredentialsInvalid(
+            "The app instance ID is not in the expected format.",
+            field_errors={WIX_INSTANCE_FIELD: ["The app instance ID looks like 1b5ec6a4-8b3e-4d4a-9c6e-2f0a7c1e9d11."]},
+        )
+    if any(c.merchant_id != merchant.pk for c in selectors.connections_for_platform_store(Platform.WIX, instance_id)):
+        raise WixCredentialsInvalid(
+            "Another store is connected with this app instance ID.",
+            field_errors={WIX_INSTANCE_FIELD: ["This app instance ID belongs to another connected store."]},
+        )
+    return instance_id
 
 
 _CONNECTORS: dict[str, Callable[..., tuple[dict, str]]] = {Platform.WIX: _connect_wix}

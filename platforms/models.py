@@ -106,6 +106,21 @@ def _webhook_secret():
     return secrets.token_urlsafe(32)
 
 
+# Platforms whose app-level webhooks name the store in the body, and the credential holding that
+# name: Ecwid `storeId` (the store id the API client uses), Wix `instanceId` (the app instance on
+# the site, given at connect time). StoreConnection.external_store_id copies it, unencrypted and
+# indexed, so /webhooks/<platform>/ can route a delivery without decrypting every connection.
+ROUTING_CREDENTIALS: dict[str, str] = {Platform.ECWID: "store_id", Platform.WIX: "instance_id"}
+
+
+def external_store_id_from(platform: str, credentials) -> str:
+    """The store's own id for app-level routing ("" when the platform routes by URL or none is set)."""
+    name = ROUTING_CREDENTIALS.get(platform)
+    if not name or not isinstance(credentials, dict):
+        return ""
+    return str(credentials.get(name) or "").strip().lower()[:255]
+
+
 class StoreConnection(TimeStampedModel):
     """How we reach a merchant's store, and how its webhooks reach us."""
 
@@ -127,9 +142,29 @@ class StoreConnection(TimeStampedModel):
     # Polling cursor (SFCC Option 1): orders modified after this instant are read on the next poll.
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # The platform's own id of the store (Ecwid store id, Wix app instance id), copied from the
+    # credentials on save: how app-level webhooks (/webhooks/ecwid/, /webhooks/wix/) find the connection.
+    external_store_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        db_index=True,
+        editable=False,
+        help_text="Ecwid store id / Wix app instance id, from the credentials: routes app-level webhooks.",
+    )
 
     def __str__(self):
         return f"Connection of {self.merchant}"
+
+    def save(self, *args, **kwargs):
+        # Keep the routing id in step with the credentials whenever they are written (loaded, not deferred).
+        update_fields = kwargs.get("update_fields")
+        writes_credentials = update_fields is None or "credentials" in update_fields
+        if writes_credentials and "credentials" not in self.get_deferred_fields():
+            self.external_store_id = external_store_id_from(self.merchant.platform, self.credentials)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "external_store_id"}
+        super().save(*args, **kwargs)
 
 
 class InboundEvent(TimeStampedModel):

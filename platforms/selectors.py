@@ -51,6 +51,21 @@ def webhook_connection_cache_clear() -> None:
     _webhook_connections.clear()
 
 
+def connections_for_platform_store(platform: str, store_id: str) -> list[StoreConnection]:
+    """App-level webhooks (/webhooks/ecwid/, /webhooks/wix/): the connections of `platform` whose
+    platform store id (Ecwid store id, Wix app instance id) is `store_id`. One is a route; none or
+    two (a store connected twice) are not, and the caller says which. At most 2 are read."""
+    store_id = str(store_id or "").strip().lower()
+    if not store_id:
+        return []
+    return list(
+        StoreConnection.objects.select_related("merchant")
+        .defer("credentials")
+        .filter(external_store_id=store_id, merchant__platform=platform)
+        .order_by("pk")[:2]
+    )
+
+
 def bag_for_platform_order(merchant: Merchant, order_ids: Iterable[str]) -> Bag | None:
     """The merchant's bag whose platform order id is one of `order_ids` (first spelling wins)."""
     ids = [str(order_id) for order_id in order_ids if order_id]

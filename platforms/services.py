@@ -105,16 +105,21 @@ class IngestResult:
 
 def event_ingest(
     *,
-    connection: StoreConnection,
+    connection: StoreConnection | None,
     envelope: WebhookEnvelope,
     body: str,
     headers: dict,
     remote_ip: str | None = None,
+    platform: str = "",
 ) -> IngestResult:
-    """Store the raw event exactly once per (platform, event id); enqueue processing on commit."""
+    """Store the raw event exactly once per (platform, event id); enqueue processing on commit.
+    `connection=None` (with `platform`): an app-level delivery for a store no connection names yet;
+    processing routes it then (see "App-level deliveries" below)."""
     if not envelope.event_id or len(envelope.event_id) > 255:
         raise PayloadMalformed("The event id is missing or longer than 255 characters.")
-    platform = connection.merchant.platform
+    platform = connection.merchant.platform if connection is not None else platform
+    if not platform:
+        raise ValueError("event_ingest needs a connection or a platform.")
     try:
         # A savepoint of its own: on PostgreSQL a failed INSERT must not poison an outer transaction.
         with transaction.atomic():
@@ -466,7 +471,7 @@ def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
     if adapter is None:
         raise EventIgnored(f"No adapter for platform {event.platform}.")
     if event.connection is None:
-        raise EventIgnored("The event has no store connection.")
+        event.connection = _connection_for_app_level_event(event, adapter)
     state = adapter.order_state(event)
     merchant = event.connection.merchant
     bag = selectors.bag_for_platform_order(merchant, state.order_ids)
@@ -627,6 +632,37 @@ def events_replay(events: Iterable[InboundEvent]) -> Counter:
         result = event_process(event.pk)
         counts[result.event.status if result else "MISSING"] += 1
     return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# App-level deliveries (/webhooks/ecwid/, /webhooks/wix/; issue #15 item 1, the app-level webhooks
+# branch): an event stored without a connection is routed when processed, by the store id in its body.
+# --------------------------------------------------------------------------------------------------
+
+
+def _connection_for_app_level_event(event: InboundEvent, adapter) -> StoreConnection:
+    """The one connection naming the event's store (attached to the event), or EventIgnored saying
+    why there is none. A store connected after the delivery is found on replay."""
+    store_id_of_event = getattr(adapter, "store_id_of_event", None)
+    if store_id_of_event is None:
+        raise EventIgnored("The event has no store connection.")
+    label = getattr(adapter, "store_label", f"{event.platform} store")
+    store_id = store_id_of_event(event)
+    if not store_id:
+        raise EventIgnored(f"No connection: the delivery names no {label}.")
+    connections = selectors.connections_for_platform_store(event.platform, store_id)
+    if not connections:
+        raise EventIgnored(
+            f"No connection for {label} {store_id}: no store connection names it. "
+            "Connect the store, then replay the event."
+        )
+    if len(connections) > 1:
+        raise EventIgnored(
+            f"No connection for {label} {store_id}: several store connections name it "
+            f"({', '.join(str(c.merchant) for c in connections)}). Keep one, then replay the event."
+        )
+    InboundEvent.objects.filter(pk=event.pk, connection__isnull=True).update(connection=connections[0])
+    return connections[0]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -340,12 +340,26 @@ class ConnectWixForm(forms.Form):
         "/dashboard/ and /home, like 83799f16-12a9-4803-963e-ed6fed6c7e4d.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}),
     )
+    # Optional (issue #15): Wix names a webhook's site only by the app instance id, which the API-key
+    # flow cannot read from Wix; without it the store's webhooks go to its own URL.
+    instance_id = forms.CharField(
+        label="App instance ID (optional)",
+        required=False,
+        max_length=200,
+        strip=False,
+        help_text="Only if your channel gave you one: the instance ID of its app on your site. "
+        "Leave empty to keep the one already stored.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}),
+    )
     app_id = forms.CharField(required=False, widget=forms.HiddenInput)
     redirect_uri = forms.CharField(required=False, max_length=2048, widget=forms.HiddenInput)
 
     def __init__(self, *args, merchants: QuerySet[Merchant], **kwargs):
         super().__init__(*args, **kwargs)
         _limit_to(self.fields["merchant"], merchants)
+
+    def clean_instance_id(self):
+        return clean_pasted_value(self.cleaned_data.get("instance_id") or "").lower()
 
     def clean_api_key(self):
         return clean_pasted_value(self.cleaned_data["api_key"])
@@ -369,7 +383,7 @@ class ConnectWixForm(forms.Form):
         return cleaned
 
     def credentials(self) -> dict[str, str]:
-        return {name: self.cleaned_data[name] for name in ("api_key", "account_id", "site_id")}
+        return {name: self.cleaned_data.get(name) or "" for name in ("api_key", "account_id", "site_id", "instance_id")}
 
     def add_wix_errors(self, field_errors: dict) -> None:
         for name, messages in (field_errors or {}).items():

@@ -319,6 +319,24 @@ REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS",
 # DEBUG or not.
 OUTBOUND_ALLOWED_PRIVATE_NETWORKS = env.list("OUTBOUND_ALLOWED_PRIVATE_NETWORKS", default=[])
 
+# --- Platform API hosts (staging, sandboxes, test servers; issue #15 item 6) ---
+# Defaults are the platforms' production hosts. Patterns take the placeholders shown. WooCommerce has
+# none: each store's own URL is its API host.
+SHOPIFY_ADMIN_API_URL = env.str("SHOPIFY_ADMIN_API_URL", default="https://{shop_domain}/admin/api/{api_version}")
+ECWID_API_BASE_URL = env.str("ECWID_API_BASE_URL", default="https://app.ecwid.com/api/v3")
+WIX_API_BASE_URL = env.str("WIX_API_BASE_URL", default="https://www.wixapis.com")
+BIGCOMMERCE_API_BASE_URL = env.str("BIGCOMMERCE_API_BASE_URL", default="https://api.bigcommerce.com/stores")
+SFCC_API_URL = env.str("SFCC_API_URL", default="https://{short_code}.api.commercecloud.salesforce.com")
+SFCC_TOKEN_URL = env.str("SFCC_TOKEN_URL", default="https://account.demandware.com/dwsso/oauth2/access_token")
+
+# --- App-level platform webhooks (/webhooks/ecwid/, /webhooks/wix/; issue #15 item 1) ---
+# Ecwid and Wix send every store's (site's) webhooks to the app's one URL, signed with the app's own
+# secret, never a per-store one. One entry per app of the network; empty = that endpoint is a 404.
+# Ecwid: the app's client_secret. Wix: the app's webhook public key (PEM; "\n" may stand for the line
+# breaks in an environment variable).
+ECWID_CLIENT_SECRETS = env.list("ECWID_CLIENT_SECRETS", default=[])
+WIX_APP_PUBLIC_KEYS = [key.replace("\\n", "\n") for key in env.list("WIX_APP_PUBLIC_KEYS", default=[])]
+
 # --- Outbound webhooks to channels ---
 # A channel must answer within this many seconds (spec: ~10 s); slower is a failed attempt.
 NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS", default=10.0)

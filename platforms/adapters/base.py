@@ -191,6 +191,9 @@ class WebhookEnvelope:
     event_id: str
     topic: str
     order_id: str = ""
+    # The platform's own id of the store the delivery is for, when the body names it (Ecwid
+    # `storeId`, Wix `instanceId`): app-level endpoints route by it (StoreConnection.external_store_id).
+    store_id: str = ""
 
 
 @dataclass(frozen=True)

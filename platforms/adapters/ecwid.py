@@ -16,6 +16,12 @@ Readings of ⚠️/❓ items, kept here:
 - The order id: `data.orderId` (current docs), with `entityId` (internal number) as a fallback; the
   bag may be stored under the API order's `id`, `internalId` or `orderNumber`, all are tried.
 - The order has no currency field in the documented responses: the merchant's currency is used.
+
+App-level endpoint (issue #15 item 1): Ecwid sends every installed store's webhooks to the app's
+one Webhook URL, signed with the app's client secret. `/webhooks/ecwid/` checks the signature with
+the ECWID_CLIENT_SECRETS setting (one per Ecwid app of the network) and routes by the body's
+`storeId` to the connection whose credentials name that `store_id`. The per-connection URL
+`/webhooks/ecwid/<public id>/` keeps using the connection's stored secret and ignores other stores.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+
+from django.conf import settings
 
 from platforms.adapters.base import (
     PARITY_TOPIC,
@@ -55,6 +63,10 @@ def ecwid_signature(secret: str, event_created, event_id: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
+def _store_id_from_body(payload: Mapping) -> str:
+    return str(payload.get("storeId") or "").strip()
+
+
 def _order_id_from_body(payload: Mapping) -> str:
     data = payload.get("data") if isinstance(payload.get("data"), Mapping) else {}
     return str(data.get("orderId") or payload.get("entityId") or "")
@@ -64,6 +76,16 @@ class EcwidAdapter:
     platform = Platform.ECWID
     receives_webhooks = True
     polls_orders = False
+    # How an app-level outcome names the store ("No connection for Ecwid store 2004").
+    store_label = "Ecwid store"
+
+    def app_webhook_secrets(self) -> tuple[str, ...]:
+        """The client secrets of the network's Ecwid apps: what /webhooks/ecwid/ verifies with."""
+        return tuple(secret for secret in getattr(settings, "ECWID_CLIENT_SECRETS", ()) if secret)
+
+    def store_id_of_event(self, event) -> str:
+        """The store a stored delivery is for (routing a delivery stored without a connection)."""
+        return _store_id_from_body(parse_json(event.body))
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         payload = parse_json(body)
@@ -78,7 +100,10 @@ class EcwidAdapter:
         if not expected or not hmac.compare_digest(expected.encode(), signature.encode()):
             raise SignatureInvalid("The signature does not match eventCreated.eventId.")
         return WebhookEnvelope(
-            event_id=event_id, topic=str(payload.get("eventType") or ""), order_id=_order_id_from_body(payload)
+            event_id=event_id,
+            topic=str(payload.get("eventType") or ""),
+            order_id=_order_id_from_body(payload),
+            store_id=_store_id_from_body(payload),
         )
 
     def order_state(self, event) -> OrderState:
@@ -90,10 +115,12 @@ class EcwidAdapter:
         if not order_id:
             raise EventIgnored("The Ecwid event names no order.")
         client = EcwidClient.from_connection(event.connection)
-        body_store = str(payload.get("storeId") or "")
+        body_store = _store_id_from_body(payload)
         if body_store and body_store != client.store_id:
             raise EventIgnored(
-                f"The event is for Ecwid store {body_store}, but this connection is store {client.store_id}."
+                f"The event is for Ecwid store {body_store}, but this connection is store {client.store_id}. "
+                "Ecwid sends every store's events to the app's one webhook URL: configure /webhooks/ecwid/, "
+                "which routes them by store."
             )
         try:
             order = client.get_order(order_id)

@@ -14,6 +14,8 @@ Readings of ⚠️/❓ items, kept here:
 - `order_adjustments[].amount` has a different sign in different examples: we take absolute values.
 - `refund_shipping_lines[]` element shape is unknown: we read `subtotal_amount_set`/`amount_set`
   (or plain `amount`/`subtotal`) and `tax_amount_set`/`total_tax_set`, whichever is present.
+- Several `refund_line_items[]` for one `line_item_id` (one per restock location) are one refunded
+  line: quantities, subtotals and taxes are summed before the refund is validated.
 """
 
 from __future__ import annotations
@@ -101,7 +103,11 @@ def parse_refund(refund: Mapping, *, order_currency: str | None) -> PlatformRefu
         raise PlatformDataInvalid(f"Shopify refund {refund.get('id')}: no currency in transactions or order")
     money = sum(to_minor_units(t.get("amount"), currency) for t in successful)
 
-    lines, sub_total, tax = [], 0, 0
+    # One order line may appear in several refund lines (restocked at two locations, one
+    # `refund_line_items[]` entry per location): quantities and amounts are added up per line item,
+    # so the refund names each order line once (first appearance keeps its place).
+    per_line: dict[str, tuple[int, int]] = {}
+    sub_total, tax = 0, 0
     for item in refund.get("refund_line_items") or []:
         line_subtotal = abs(_money(item, "subtotal", currency))
         sub_total += line_subtotal
@@ -109,7 +115,9 @@ def parse_refund(refund: Mapping, *, order_currency: str | None) -> PlatformRefu
         line_item_id = item.get("line_item_id") or (item.get("line_item") or {}).get("id")
         quantity = int(item.get("quantity") or 0)
         if line_item_id is not None and quantity > 0:
-            lines.append(RefundLine(str(line_item_id), quantity, line_subtotal))
+            seen_quantity, seen_amount = per_line.get(str(line_item_id), (0, 0))
+            per_line[str(line_item_id)] = (seen_quantity + quantity, seen_amount + line_subtotal)
+    lines = [RefundLine(line_id, quantity, amount) for line_id, (quantity, amount) in per_line.items()]
 
     shipping, shipping_tax = 0, 0
     for line in refund.get("refund_shipping_lines") or []:

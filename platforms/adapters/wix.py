@@ -18,6 +18,13 @@ Readings of ⚠️/❓ items, kept here:
 - The dates in the seed carry no time zone: the cutoff is read as midnight UTC.
 - JWT expiry is not enforced: Wix retries for ~47 h and may resend the original token; replays are
   caught by the unique inner event id, as for Shopify (which signs no timestamp at all).
+
+The site (issue #15 item 1): the middle layer's `instanceId` is the app instance on the site. It is
+stored on the connection at connect time (credential `instance_id`, copied to
+StoreConnection.external_store_id). `/webhooks/wix/` verifies with the app's public key (the
+WIX_APP_PUBLIC_KEYS setting, one per Wix app) and routes by `instanceId`. On a per-connection URL
+a delivery for another instance is ignored with that reason: the connection's own instance when it
+has one, otherwise an instance another connection claims.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import jwt
+from django.conf import settings
 
+from platforms import selectors
 from platforms.adapters.base import (
     PARITY_TOPIC,
     EventIgnored,
@@ -60,13 +69,14 @@ REFUND_COMPLETED = f"{TRANSACTIONS_FQDN}/refund_completed"
 _JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
 
 
-def _decode_layers(claims: Mapping) -> dict:
-    """JWT claims -> `data` (JSON string) -> envelope whose `data` (JSON string) is the event."""
+def _decode_layers(claims: Mapping) -> tuple[dict, str]:
+    """JWT claims -> `data` (JSON string) -> envelope whose `data` (JSON string) is the event.
+    Returns the event and the envelope's `instanceId` (the app instance on the site, "" if absent)."""
     envelope = json_object(claims.get("data"))
     event = json_object(envelope.get("data"))
     if not event.get("id"):
         raise PayloadMalformed("The Wix event has no id.")
-    return event
+    return event, str(envelope.get("instanceId") or "").strip()
 
 
 def _topic(event: Mapping) -> str:
@@ -103,6 +113,16 @@ class WixAdapter:
     platform = Platform.WIX
     receives_webhooks = True
     polls_orders = False
+    # How an app-level outcome names the site ("No connection for Wix site instance 1b5e…").
+    store_label = "Wix site instance"
+
+    def app_webhook_secrets(self) -> tuple[str, ...]:
+        """The public keys of the network's Wix apps (PEM): what /webhooks/wix/ verifies with."""
+        return tuple(key for key in getattr(settings, "WIX_APP_PUBLIC_KEYS", ()) if key)
+
+    def store_id_of_event(self, event) -> str:
+        """The app instance a stored delivery is for (routing a delivery stored without a connection)."""
+        return self._decoded(event.body)[1]
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         try:
@@ -112,21 +132,46 @@ class WixAdapter:
             raise SignatureInvalid(
                 f"The body is not a JWT signed by the configured Wix key ({type(exc).__name__})."
             ) from exc
-        event = _decode_layers(claims)
+        event, instance_id = _decode_layers(claims)
         return WebhookEnvelope(
-            event_id=str(event["id"]), topic=_topic(event), order_id=str(event.get("entityId") or "")
+            event_id=str(event["id"]),
+            topic=_topic(event),
+            order_id=str(event.get("entityId") or ""),
+            store_id=instance_id,
         )
 
-    def decoded_event(self, body: str) -> dict:
-        """The inner event of a stored body. Its signature was verified when it was received."""
+    def _decoded(self, body: str) -> tuple[dict, str]:
         try:
             claims = jwt.decode(body.strip(), options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise PlatformDataInvalid(f"Stored Wix body is not a JWT: {exc}") from exc
         return _decode_layers(claims)
 
+    def decoded_event(self, body: str) -> dict:
+        """The inner event of a stored body. Its signature was verified when it was received."""
+        return self._decoded(body)[0]
+
+    def _check_instance(self, connection, instance_id: str) -> None:
+        """A delivery for another site's app instance is not this connection's (EventIgnored)."""
+        sent = instance_id.lower()
+        own = str(getattr(connection, "external_store_id", "") or "")
+        if not sent or sent == own:
+            return
+        if own:
+            raise EventIgnored(
+                f"The event is for Wix site instance {instance_id}, but this connection is instance {own}. "
+                "Configure the app-level URL /webhooks/wix/, which routes deliveries by instance."
+            )
+        claimed = [c for c in selectors.connections_for_platform_store(Platform.WIX, sent) if c.pk != connection.pk]
+        if claimed:
+            raise EventIgnored(
+                f"The event is for Wix site instance {instance_id}, which is the site of {claimed[0].merchant}, "
+                "not of this connection (which has no instance id). Configure the app-level URL /webhooks/wix/."
+            )
+
     def order_state(self, event) -> OrderState:
-        wix_event = self.decoded_event(event.body)
+        wix_event, instance_id = self._decoded(event.body)
+        self._check_instance(event.connection, instance_id)
         topic = _topic(wix_event)
         fallback_currency = event.connection.merchant.currency
         action_body = (wix_event.get("actionEvent") or {}).get("body") or {}

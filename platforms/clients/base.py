@@ -18,6 +18,7 @@ import time
 from decimal import Decimal
 
 import requests
+from django.conf import settings
 
 from violet_refunds.exceptions import ApplicationError
 from violet_refunds.outbound import OutboundAddressRefused, hardened_session
@@ -71,6 +72,19 @@ class ConnectionMisconfigured(PlatformClientError):
     """The store connection lacks a credential this client needs."""
 
     error_code = "connection_misconfigured"
+
+
+class SettingUrl:
+    """A client's base URL (or URL pattern) read from a setting at every access, on the class or an
+    instance, so staging, a sandbox or a test server needs only a setting (issue #15 item 6). The
+    defaults (violet_refunds/settings.py) are the platforms' production hosts. A trailing slash is
+    dropped: callers join paths with one."""
+
+    def __init__(self, setting_name: str):
+        self.setting_name = setting_name
+
+    def __get__(self, instance, owner=None) -> str:
+        return str(getattr(settings, self.setting_name)).rstrip("/")
 
 
 def _reply_excerpt(response: requests.Response, limit: int = 300) -> str:

@@ -1,7 +1,8 @@
 """BigCommerce REST API: read an order (V2) and its refunds (V3 payment actions).
 
 Spec/platforms.md 5.6: header `X-Auth-Token: <access token>`, base URL
-https://api.bigcommerce.com/stores/{store_hash}/; orders are read from `/v2/orders/{id}`, refunds
+https://api.bigcommerce.com/stores/{store_hash}/ (the part before `{store_hash}` is the
+BIGCOMMERCE_API_BASE_URL setting); orders are read from `/v2/orders/{id}`, refunds
 from `/v3/orders/{id}/payment_actions/refunds` (spec 5.2).
 Credentials on the store connection: `store_hash` (the id in `stores/{store_hash}`), `access_token`
 (a store API-account token with Orders read-only scope, or the app's OAuth token).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from platforms.clients.base import PlatformHttpClient, PlatformResponseInvalid, required_credentials
+from platforms.clients.base import PlatformHttpClient, PlatformResponseInvalid, SettingUrl, required_credentials
 
 # Refunds of one order fit one page; the bound only stops a misbehaving paginator.
 REFUNDS_PAGE_SIZE = 250
@@ -20,7 +21,7 @@ REFUNDS_MAX_PAGES = 20
 
 class BigCommerceClient(PlatformHttpClient):
     platform = "BigCommerce"
-    base_url = "https://api.bigcommerce.com/stores"
+    base_url = SettingUrl("BIGCOMMERCE_API_BASE_URL")
 
     def __init__(self, *, store_hash: str, access_token: str, session=None):
         super().__init__(session=session)

@@ -1,6 +1,7 @@
 """Ecwid REST API v3: read one order (the webhook body is unsigned, so the order is read from here).
 
-Spec/platforms.md 2.7: `Authorization: Bearer <token>`, base URL https://app.ecwid.com/api/v3/{storeId}/.
+Spec/platforms.md 2.7: `Authorization: Bearer <token>`, base URL https://app.ecwid.com/api/v3/{storeId}/
+(the part before `{storeId}` is the ECWID_API_BASE_URL setting).
 Credentials on the store connection: `store_id`, `access_token` (a `secret_…` token or an OAuth token).
 """
 
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from platforms.clients.base import PlatformHttpClient, required_credentials
+from platforms.clients.base import PlatformHttpClient, SettingUrl, required_credentials
 
 
 class EcwidClient(PlatformHttpClient):
     platform = "Ecwid"
-    base_url = "https://app.ecwid.com/api/v3"
+    base_url = SettingUrl("ECWID_API_BASE_URL")
 
     def __init__(self, *, store_id: str, access_token: str, session=None):
         super().__init__(session=session)

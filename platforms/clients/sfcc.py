@@ -1,8 +1,8 @@
 """Salesforce B2C Commerce API (SCAPI) Orders, for polling cancellations (SFCC Option 1, seed 000).
 
 Spec/platforms.md 4.3-4.4: a client-credentials token from Account Manager, then the admin Orders
-search. Credentials on the store connection: `short_code`, `organization_id` (f_ecom_<tenant>),
-`site_id`, `client_id`, `client_secret`.
+search (hosts: the SFCC_API_URL and SFCC_TOKEN_URL settings). Credentials on the store connection:
+`short_code`, `organization_id` (f_ecom_<tenant>), `site_id`, `client_id`, `client_secret`.
 
 ⚠️ Query-parameter names `lastModifiedDateFrom`/`lastModifiedDateTo`, page size 200 and the
 offset + limit <= 10,000 window come from one third-party note (spec 4.3 and open item 4); the
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from platforms.clients.base import PlatformHttpClient, PlatformResponseInvalid, required_credentials
+from platforms.clients.base import PlatformHttpClient, PlatformResponseInvalid, SettingUrl, required_credentials
 
 SEARCH_PAGE_SIZE = 200
 SEARCH_WINDOW_LIMIT = 10_000
@@ -28,7 +28,9 @@ def scapi_datetime(value: datetime) -> str:
 
 class SfccClient(PlatformHttpClient):
     platform = "SFCC"
-    token_url = "https://account.demandware.com/dwsso/oauth2/access_token"
+    token_url = SettingUrl("SFCC_TOKEN_URL")
+    # SFCC_API_URL: "https://{short_code}.api.commercecloud.salesforce.com" by default.
+    api_url = SettingUrl("SFCC_API_URL")
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class SfccClient(PlatformHttpClient):
     @property
     def orders_url(self) -> str:
         return (
-            f"https://{self.short_code}.api.commercecloud.salesforce.com/checkout/orders/v1/"
+            f"{self.api_url.format(short_code=self.short_code)}/checkout/orders/v1/"
             f"organizations/{quote(self.organization_id, safe='')}/orders"
         )
 

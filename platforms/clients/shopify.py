@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, required_credentials
+from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, SettingUrl, required_credentials
 
 ORDER_REFUNDS_QUERY = """
 query OrderRefunds($id: ID!) {
@@ -32,6 +32,8 @@ query OrderRefunds($id: ID!) {
 class ShopifyClient(PlatformHttpClient):
     platform = "Shopify"
     api_version = "2025-01"
+    # SHOPIFY_ADMIN_API_URL: "https://{shop_domain}/admin/api/{api_version}" by default.
+    admin_api_url = SettingUrl("SHOPIFY_ADMIN_API_URL")
 
     def __init__(self, *, shop_domain: str, access_token: str, session=None):
         super().__init__(session=session)
@@ -44,8 +46,12 @@ class ShopifyClient(PlatformHttpClient):
         return cls(shop_domain=creds["shop_domain"], access_token=creds["access_token"])
 
     @property
+    def admin_base_url(self) -> str:
+        return self.admin_api_url.format(shop_domain=self.shop_domain, api_version=self.api_version)
+
+    @property
     def graphql_url(self) -> str:
-        return f"https://{self.shop_domain}/admin/api/{self.api_version}/graphql.json"
+        return f"{self.admin_base_url}/graphql.json"
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         body = self.request_json(
@@ -65,7 +71,7 @@ class ShopifyClient(PlatformHttpClient):
         bodies, so the adapter reads it with the same code): the parity check."""
         body = self.request_json(
             "GET",
-            f"https://{self.shop_domain}/admin/api/{self.api_version}/orders/{quote(str(order_id), safe='')}.json",
+            f"{self.admin_base_url}/orders/{quote(str(order_id), safe='')}.json",
             headers={"X-Shopify-Access-Token": self._access_token, "Accept": "application/json"},
         )
         return body.get("order") or {}

@@ -21,10 +21,11 @@ from platforms.clients.base import (
     PlatformClientError,
     PlatformHttpClient,
     PlatformNotFound,
+    SettingUrl,
     required_credentials,
 )
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+GUID_PATTERN = _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Wix API keys are long opaque tokens ("IST.eyJ…"); anything short or with spaces is a copy/paste slip.
 _API_KEY = re.compile(r"^\S{20,4096}$")
 # Query Sites lists at most 1,000 sites per account (spec 3.7); pages of 50.
@@ -77,7 +78,7 @@ def clean_wix_credentials(*, api_key: str, account_id: str, site_id: str) -> Wix
 
 class WixClient(PlatformHttpClient):
     platform = "Wix"
-    base_url = "https://www.wixapis.com"
+    base_url = SettingUrl("WIX_API_BASE_URL")
 
     def __init__(self, *, api_key: str, account_id: str = "", site_id: str = "", session=None):
         super().__init__(session=session)
