@@ -20,6 +20,10 @@ from django.core.checks import Error, Tags, Warning, register
 from violet_refunds import deployment
 
 
+def _database_engine() -> str:
+    return settings.DATABASES["default"]["ENGINE"]
+
+
 @register(Tags.security, deploy=True)
 def check_production_guardrails(app_configs, **kwargs):
     problems = deployment.production_problems(
@@ -28,7 +32,7 @@ def check_production_guardrails(app_configs, **kwargs):
         stripe_api_key=settings.STRIPE_API_KEY,
         stripe_sandbox_allowed=settings.STRIPE_SANDBOX_ALLOWED,
         redis_url=settings.REDIS_URL,
-        database_engine=settings.DATABASES["default"]["ENGINE"],
+        database_engine=_database_engine(),
     )
     return [Error(problem.message, hint=problem.hint, id=problem.id) for problem in problems]
 
