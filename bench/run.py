@@ -175,6 +175,8 @@ def main(argv=None) -> int:
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "STRIPE_SANDBOX_ALLOWED": "true",  # DEBUG off on the sandbox: allowed explicitly (issue #16)
+            "SECURE_SSL_REDIRECT": "false",  # wrk speaks plain HTTP to gunicorn on loopback
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "LOG_LEVEL": "WARNING",
             # One app makes every channel API request: its rate limit is counted, never reached.

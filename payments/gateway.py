@@ -14,17 +14,32 @@ Stripe's code and message:
   so after bounded retries look the object up before trying a new key.
 - PermanentGatewayError: invalid request (balance_insufficient, charge_already_refunded,
   amount_too_large, ...), card, authentication, permission. Retrying cannot help.
-- IdempotencyConflictError (a PermanentGatewayError): the key was first used with other parameters.
+- IdempotencyConflictError (a TransientGatewayError, HTTP 400 `idempotency_error`): the key was first
+  used with other parameters. Stripe executed nothing for this request, but the key's first use may
+  have made an object, so the outcome of the step is unknown, never the shopper's failure: the engine
+  looks the step up by metadata before anything is sent again, and resends only under the same key
+  (which Stripe keeps refusing), so money cannot move twice. Logged as an error: with the
+  per-deployment prefix below it means a bug (or two deployments sharing a prefix) and needs a human.
+
+Keys and versions (issue #16, item 3):
+- Every idempotency key is sent as "<STRIPE_IDEMPOTENCY_PREFIX>:<key>". Callers keep deriving and
+  storing their own keys (`refund-12-shopper-refund`); the prefix is applied here only, so what we
+  store stays ours, readable and independent of the deployment, and the look-ups (by metadata) do not
+  depend on it.
+- Every call carries the Stripe-Version header of settings.STRIPE_API_VERSION (a client option).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
 
 import stripe
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,16 +115,27 @@ class PermanentGatewayError(GatewayError):
     """Stripe refused the request; the same request will keep failing."""
 
 
-class IdempotencyConflictError(PermanentGatewayError):
-    """The idempotency key was already used with different parameters."""
+class IdempotencyConflictError(TransientGatewayError):
+    """The idempotency key was already used with different parameters (Stripe's 400 `idempotency_error`).
+
+    Not executed, yet not a definitive answer about the step: the key's first use may hold an object.
+    Transient so that the engine treats the outcome as unknown (look up, never FAILED on this alone)."""
+
+
+def sent_idempotency_key(idempotency_key: str) -> str:
+    """The key as Stripe sees it: ours, in this deployment's namespace."""
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise ValueError("A non-empty idempotency_key is required for every Stripe call that moves money.")
+    sent = f"{settings.STRIPE_IDEMPOTENCY_PREFIX}:{idempotency_key}"
+    if len(sent) > 255:
+        raise ValueError(
+            f"Stripe idempotency keys are at most 255 characters ({sent!r} with STRIPE_IDEMPOTENCY_PREFIX)."
+        )
+    return sent
 
 
 def _require_key(idempotency_key: str) -> str:
-    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
-        raise ValueError("A non-empty idempotency_key is required for every Stripe call that moves money.")
-    if len(idempotency_key) > 255:
-        raise ValueError("Stripe idempotency keys are at most 255 characters.")
-    return idempotency_key
+    return sent_idempotency_key(idempotency_key)
 
 
 def _require_amount(amount: int) -> int:
@@ -181,7 +207,19 @@ class StripeGateway:
         try:
             return method(*args, **kwargs)
         except stripe.StripeError as exc:
-            raise _translate(exc) from exc
+            error = _translate(exc)
+            if isinstance(error, IdempotencyConflictError):
+                sent_key = (kwargs.get("options") or {}).get("idempotency_key", "")
+                logger.error(
+                    "Stripe idempotency conflict: key %r was first used with other parameters (request %s: %s). "
+                    "Stripe executed nothing; the step stays unknown and is looked up before anything is "
+                    "sent again. A bug or two deployments sharing STRIPE_IDEMPOTENCY_PREFIX on one Stripe "
+                    "account: investigate.",
+                    sent_key,
+                    error.request_id,
+                    error.message,
+                )
+            raise error from exc
 
     # --- payment intents ---
 
@@ -352,30 +390,32 @@ def _refund_result(refund) -> RefundResult:
     )
 
 
-_gateways: dict[tuple[int, str], StripeGateway] = {}
+_gateways: dict[tuple[int, str, str], StripeGateway] = {}
 _gateways_lock = threading.Lock()
 
 
-def _new_client(api_key: str) -> stripe.StripeClient:
+def _new_client(api_key: str, api_version: str) -> stripe.StripeClient:
     # No SDK retries: its automatic idempotency keys would live for one call only; the refund
-    # engine retries with its own stable keys instead.
+    # engine retries with its own stable keys instead. The API version is pinned by our settings,
+    # sent as Stripe-Version on every call.
     if api_key:
-        return stripe.StripeClient(api_key, max_network_retries=0)
+        return stripe.StripeClient(api_key, stripe_version=api_version, max_network_retries=0)
     from stripe_sandbox.transport import sandbox_stripe_client
 
-    return sandbox_stripe_client()
+    return sandbox_stripe_client(stripe_version=api_version)
 
 
 def get_gateway() -> StripeGateway:
-    """Real Stripe when settings.STRIPE_API_KEY is set, else the sandbox. One per process and key
-    (a forked Celery child builds its own, never sharing the parent's HTTP connections)."""
+    """Real Stripe when settings.STRIPE_API_KEY is set, else the sandbox. One per process, key and API
+    version (a forked Celery child builds its own, never sharing the parent's HTTP connections)."""
     api_key = settings.STRIPE_API_KEY or ""
-    cache_key = (os.getpid(), api_key)
+    api_version = settings.STRIPE_API_VERSION
+    cache_key = (os.getpid(), api_key, api_version)
     gateway = _gateways.get(cache_key)
     if gateway is None:
         with _gateways_lock:
             gateway = _gateways.get(cache_key)
             if gateway is None:
-                gateway = StripeGateway(_new_client(api_key))
+                gateway = StripeGateway(_new_client(api_key, api_version))
                 _gateways[cache_key] = gateway
     return gateway

@@ -80,6 +80,8 @@ def environment(database_url: str, redis_url: str) -> dict:
             "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
+            "STRIPE_SANDBOX_ALLOWED": "true",  # DEBUG off on the sandbox: allowed explicitly (issue #16)
+            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback, no TLS proxy in front
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",

@@ -1,9 +1,15 @@
-"""Read-only admin pages so operators (and developers running the demo) can inspect the sandbox world."""
+"""Read-only admin pages so operators (and developers running the demo) can inspect the sandbox world.
+
+Registered only while the sandbox is in use (no STRIPE_API_KEY, see stripe_sandbox.apps): a deployment
+on real Stripe shows no sandbox pages. The app itself stays installed either way (its migrations and
+tables are part of the schema history; removing the app would break `migrate`).
+"""
 
 from django.contrib import admin
 
 from violet_refunds.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline
 
+from .apps import sandbox_in_use
 from .models import (
     SandboxAccount,
     SandboxBalance,
@@ -28,21 +34,18 @@ class BalanceInline(ReadOnlyTabularInline):
     show_change_link = False  # balances have no admin page of their own
 
 
-@admin.register(SandboxAccount)
 class SandboxAccountAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "is_platform", "default_currency", "created")
     search_fields = ("stripe_id",)
     inlines = [BalanceInline]
 
 
-@admin.register(SandboxPaymentIntent)
 class SandboxPaymentIntentAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "charge_id", "amount", "amount_refunded", "currency", "status", "disputed", "created")
     list_filter = ("status", "disputed", "currency")
     search_fields = ("stripe_id", "charge_id")
 
 
-@admin.register(SandboxTransfer)
 class SandboxTransferAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "destination", "amount", "amount_reversed", "currency", "transfer_group", "created")
     list_filter = ("currency",)
@@ -50,14 +53,12 @@ class SandboxTransferAdmin(ReadOnlyAdmin):
     list_select_related = ("destination",)
 
 
-@admin.register(SandboxTransferReversal)
 class SandboxTransferReversalAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "transfer", "amount", "currency", "created")
     search_fields = ("stripe_id", "transfer__stripe_id")
     list_select_related = ("transfer",)
 
 
-@admin.register(SandboxRefund)
 class SandboxRefundAdmin(ReadOnlyAdmin):
     list_display = ("stripe_id", "payment_intent", "amount", "currency", "status", "failure_reason", "created")
     list_filter = ("status",)
@@ -65,21 +66,44 @@ class SandboxRefundAdmin(ReadOnlyAdmin):
     list_select_related = ("payment_intent",)
 
 
-@admin.register(SandboxIdempotencyKey)
 class SandboxIdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ("key", "account_scope", "method", "path", "state", "response_status", "created")
     list_filter = ("state", "response_status")
     search_fields = ("key", "path")
 
 
-@admin.register(SandboxFault)
 class SandboxFaultAdmin(ReadOnlyAdmin):
     list_display = ("kind", "remaining", "path_pattern", "method", "created")
     list_filter = ("kind",)
 
 
-@admin.register(SandboxRequest)
 class SandboxRequestAdmin(ReadOnlyAdmin):
-    list_display = ("created", "method", "path", "status_code", "fault", "replayed", "idempotency_key", "request_id")
+    list_display = (
+        "created",
+        "method",
+        "path",
+        "status_code",
+        "fault",
+        "replayed",
+        "idempotency_key",
+        "stripe_version",
+        "request_id",
+    )
     list_filter = ("method", "status_code", "fault", "replayed")
     search_fields = ("path", "idempotency_key", "request_id")
+
+
+SANDBOX_ADMINS = {
+    SandboxAccount: SandboxAccountAdmin,
+    SandboxPaymentIntent: SandboxPaymentIntentAdmin,
+    SandboxTransfer: SandboxTransferAdmin,
+    SandboxTransferReversal: SandboxTransferReversalAdmin,
+    SandboxRefund: SandboxRefundAdmin,
+    SandboxIdempotencyKey: SandboxIdempotencyKeyAdmin,
+    SandboxFault: SandboxFaultAdmin,
+    SandboxRequest: SandboxRequestAdmin,
+}
+
+if sandbox_in_use():
+    for model, model_admin in SANDBOX_ADMINS.items():
+        admin.site.register(model, model_admin)

@@ -195,6 +195,7 @@ class SandboxRequest(models.Model):
     path = models.CharField(max_length=255, db_index=True)
     account = models.CharField(max_length=64, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
+    stripe_version = models.CharField(max_length=40, blank=True, help_text="The request's Stripe-Version header.")
     status_code = models.PositiveSmallIntegerField(default=0)
     fault = models.CharField(max_length=40, blank=True)
     replayed = models.BooleanField(default=False)

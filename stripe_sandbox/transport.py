@@ -59,6 +59,7 @@ class _Log:
     account: str = ""
     idempotency_key: str = ""
     fault: str = ""
+    stripe_version: str = ""
 
 
 class SandboxHTTPClient(stripe.HTTPClient):
@@ -90,6 +91,7 @@ def handle(method: str, url: str, headers, post_data) -> tuple[bytes, int, CaseI
         path=path,
         account=headers.get("Stripe-Account", ""),
         idempotency_key=headers.get("Idempotency-Key", "") if method == "POST" else "",
+        stripe_version=headers.get("Stripe-Version", ""),
     )
     try:
         outcome = _dispatch(method, path, parts.query, post_data, headers, request_id, log)
@@ -257,6 +259,7 @@ def _record(log: _Log, request_id: str, *, status: int, replayed: bool = False) 
         path=log.path[:255],
         account=log.account[:64],
         idempotency_key=log.idempotency_key[:255],
+        stripe_version=log.stripe_version[:40],
         status_code=status,
         fault=log.fault,
         replayed=replayed,
@@ -268,6 +271,11 @@ def _json(body: dict) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def sandbox_stripe_client(api_key: str = "sk_test_sandbox") -> stripe.StripeClient:
-    """A real StripeClient whose wire is the sandbox; no SDK retries (callers retry with stable keys)."""
-    return stripe.StripeClient(api_key, http_client=SandboxHTTPClient(), max_network_retries=0)
+def sandbox_stripe_client(
+    api_key: str = "sk_test_sandbox", *, stripe_version: str | None = None
+) -> stripe.StripeClient:
+    """A real StripeClient whose wire is the sandbox; no SDK retries (callers retry with stable keys).
+    `stripe_version`: the Stripe-Version every request carries (the SDK's own when None)."""
+    return stripe.StripeClient(
+        api_key, http_client=SandboxHTTPClient(), max_network_retries=0, stripe_version=stripe_version
+    )

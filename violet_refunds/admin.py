@@ -8,16 +8,20 @@ change pages, status badges, and who may operate (repair refunds, resend webhook
 `VioletAdminSite` is installed as the default site by violet_refunds.apps.VioletAdminConfig (in
 INSTALLED_APPS instead of "django.contrib.admin"). Its index adds what registered model admins offer
 through `index_context(request)`: the refunds admin leads the page with its triage counts and chart.
+Every page's header carries a SANDBOX / TEST / LIVE badge: which money the admin moves, from the
+prefix of STRIPE_API_KEY (templates/admin/base_site.html).
 """
 
 from __future__ import annotations
 
 from functools import reduce
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from violet_refunds import deployment
 from violet_refunds.money import format_amount
 
 # Until refunds.models grows finer permissions, acting on refunds (and on what operators repair
@@ -90,8 +94,23 @@ class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
         return queryset
 
 
+STRIPE_MODE_TITLES = {
+    deployment.SANDBOX: "No Stripe key: the built-in Stripe sandbox answers, no money moves.",
+    deployment.TEST: "Stripe test mode (test key): test money only.",
+    deployment.LIVE: "Stripe live mode (live key): real money moves.",
+    deployment.UNKNOWN: "STRIPE_API_KEY has no known prefix (sk_test_, rk_test_, sk_live_, rk_live_).",
+}
+
+
 class VioletAdminSite(admin.AdminSite):
-    """Django's admin site; its index also carries what registered model admins put there."""
+    """Django's admin site; its index also carries what registered model admins put there, and every
+    page says which money it moves (the Stripe mode badge)."""
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        mode = deployment.stripe_mode(settings.STRIPE_API_KEY)
+        context.update(stripe_mode=mode, stripe_mode_title=STRIPE_MODE_TITLES[mode])
+        return context
 
     def index(self, request, extra_context=None):
         context: dict = {}

@@ -10,6 +10,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from violet_refunds import deployment
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -19,7 +21,7 @@ if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
 DEBUG = env.bool("DEBUG", default=True)
 
 # A development key is only acceptable while DEBUG is on; production must bring its own.
-_DEV_SECRET_KEY = "dev-insecure-violet-refunds-secret-key-do-not-use-in-production"
+_DEV_SECRET_KEY = deployment.DEV_SECRET_KEY
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
@@ -31,7 +33,7 @@ if not SECRET_KEY:
 
 # Fernet keys (urlsafe base64, 32 bytes) for credentials at rest; comma-separated, newest first,
 # so a key can be rotated without losing what the older one encrypted.
-_DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktdmlvbGV0LXJlZnVuZHMta2V5LTMyYiE="
+_DEV_FIELD_ENCRYPTION_KEY = deployment.DEV_FIELD_ENCRYPTION_KEY
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEY", default=[])
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
@@ -162,10 +164,25 @@ LOGOUT_REDIRECT_URL = "/portal/login/"
 
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
-    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# --- HTTPS: on by default with DEBUG off, each switch read from the environment, so production passes
+# `manage.py check --deploy --fail-level WARNING` (CI runs it, see .ci/run). Off with DEBUG on (make run).
+# Redirect plain-HTTP requests to HTTPS; SECURE_REDIRECT_EXEMPT (regexes on the path without its leading
+# slash) lets a load balancer's health check reach /healthz over HTTP.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$"])
+# Strict-Transport-Security on HTTPS responses: one year, subdomains, preload consent (submitting the
+# domain to the browsers' preload list stays a separate, manual step).
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# Behind a TLS-terminating proxy that sets (and overwrites) X-Forwarded-Proto: trust it to say the
+# request came over HTTPS. Turn off when clients reach Django directly: they could send the header.
+USE_X_FORWARDED_PROTO = env.bool("USE_X_FORWARDED_PROTO", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if USE_X_FORWARDED_PROTO else None
+# System checks an operator has decided to live with, e.g. "security.W021" (no HSTS preload).
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 # --- Cache: shared by every process (rate limits) when Redis is there, local memory otherwise ---
 CACHE_URL = env.str("CACHE_URL", default="") or env.str("REDIS_URL", default="")
@@ -389,12 +406,50 @@ _check_settling(
 )
 
 # --- Stripe ---
-# Empty: the stateful sandbox (stripe_sandbox) is the SDK's transport. Set: the real Stripe API.
+# Empty: the stateful sandbox (stripe_sandbox) is the SDK's transport. Set: the real Stripe API
+# (sk_test_/rk_test_: test mode, sk_live_/rk_live_: real money; the admin header says which).
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+# With DEBUG off an empty STRIPE_API_KEY refuses to start unless this says the sandbox is meant
+# (a staging deployment, the soak harness, the benchmarks).
+STRIPE_SANDBOX_ALLOWED = env.bool("STRIPE_SANDBOX_ALLOWED", default=False)
+# The Stripe API version sent on every call (Stripe-Version header), pinned here rather than through
+# the SDK: the version stripe-python 16.1.0 is built for (stripe/_api_version.py). Change it on purpose,
+# together with the SDK; `manage.py check` warns while the two differ.
+STRIPE_API_VERSION = env.str("STRIPE_API_VERSION", default="2026-10-28.endive")
+# Every idempotency key sent to Stripe is "<prefix>:<our key>" (payments.gateway), so deployments that
+# share one Stripe account (staging, CI, laptops on one test account) never collide. Default: the
+# DEPLOYMENT_ID, else the database name. Our stored keys stay unprefixed. Changing it while refunds
+# are PROCESSING is safe for money (a step whose outcome is unknown is looked up by metadata before
+# anything is sent again) but should be done with no refund in flight.
+DEPLOYMENT_ID = env.str("DEPLOYMENT_ID", default="")
+STRIPE_IDEMPOTENCY_PREFIX = env.str("STRIPE_IDEMPOTENCY_PREFIX", default="") or deployment.default_idempotency_prefix(
+    DATABASES["default"], DEPLOYMENT_ID
+)
+for _problem in (
+    deployment.api_version_problem(STRIPE_API_VERSION),
+    deployment.idempotency_prefix_problem(STRIPE_IDEMPOTENCY_PREFIX),
+):
+    if _problem:
+        raise ImproperlyConfigured(_problem)
 # Simulated per-call latency of the sandbox, in milliseconds (benchmarks).
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
 # The network's own Stripe account currency ("platform currency" in the API's refund object).
 PLATFORM_CURRENCY = env.str("PLATFORM_CURRENCY", default="USD")
+
+# --- Production guardrails (violet_refunds.deployment): with DEBUG off, refuse to start on the Stripe
+# sandbox (unless STRIPE_SANDBOX_ALLOWED), without a broker, on SQLite, or with the development keys.
+# `manage.py check --deploy` reports the same problems (violet.E001-E005, violet_refunds.checks).
+if not DEBUG:
+    _production_problems = deployment.production_problems(
+        secret_key=SECRET_KEY,
+        field_encryption_keys=FIELD_ENCRYPTION_KEYS,
+        stripe_api_key=STRIPE_API_KEY,
+        stripe_sandbox_allowed=STRIPE_SANDBOX_ALLOWED,
+        redis_url=REDIS_URL,
+        database_engine=DATABASES["default"]["ENGINE"],
+    )
+    if _production_problems:
+        raise ImproperlyConfigured(deployment.refusal_message(_production_problems))
 
 # --- API ---
 REST_FRAMEWORK = {

@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from payments.gateway import sent_idempotency_key
 from payments.models import Recipient, ShopperRefund, Transfer, TransferReversal
 from refunds.errors import RefundErrorCode
 from refunds.models import Refund, RefundEvent, RefundStatus
@@ -53,7 +54,7 @@ def test_fault_16_crash_after_stripe_said_yes(bag, crash_at):
     assert process(refund).status == RefundStatus.COMPLETED
     stripe = assert_completed_once(refund)
     assert (len(stripe.merchant_reversals), len(stripe.channel_reversals), len(stripe.refunds)) == (1, 1, 1)
-    merchant_key = f"refund-{refund.pk}-merchant-reversal"
+    merchant_key = sent_idempotency_key(f"refund-{refund.pk}-merchant-reversal")
     assert [
         c.status_code for c in ledger.calls("/v1/transfers/", method="POST") if c.idempotency_key == merchant_key
     ] == [200]
