@@ -26,14 +26,13 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from platforms.models import MerchantApiKey
 from portal import keys
 from portal.selectors import bag_get_for_merchant, bag_skus, merchant_accepts_refund_notices
 
 # The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
-from refunds.api.base import JsonOnlyNegotiation, idempotency_key_from_request
+from refunds.api.base import JsonAPIView, idempotency_key_from_request
 from refunds.models import ReasonCode, Refund
 from refunds.services.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
@@ -151,10 +150,11 @@ def refund_notice_body(refund: Refund, request) -> dict:
     }
 
 
-class RefundNoticeApi(APIView):
+class RefundNoticeApi(JsonAPIView):
+    """JSON only, bodies read like the channel API's (refunds.api.base.JsonAPIView)."""
+
     authentication_classes = [MerchantApiKeyAuthentication]
     permission_classes = [HasMerchantApiKey]
-    content_negotiation_class = JsonOnlyNegotiation
     schema = None  # merchant API, not part of the channel API's OpenAPI document
 
     def post(self, request):

@@ -285,6 +285,7 @@ class UnknownEndpointView(JsonAPIView):
 
     authentication_classes = []
     schema = None
+    json_body_methods = frozenset()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
