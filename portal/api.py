@@ -32,8 +32,9 @@ from portal import keys
 from portal.selectors import bag_get_for_merchant, bag_skus, merchant_accepts_refund_notices
 
 # The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
-from refunds.api.base import JsonAPIView, idempotency_key_from_request
+from refunds.api.base import IDEMPOTENCY_KEY_HEADER, JsonAPIView, idempotency_key_from_request
 from refunds.models import ReasonCode, Refund
+from refunds.services import RequestMismatch
 from refunds.services.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
 
@@ -176,7 +177,23 @@ class RefundNoticeApi(JsonAPIView):
                     "currency": [f"The order is in {bag.currency}; a refund in {data['currency']} is not possible."]
                 },
             )
-        refund_result = refund_notice_record(
+        try:
+            refund_result = self._record(api_key, bag, data, request_key)
+        except RequestMismatch as exc:
+            raise RequestMismatch(
+                exc.message,
+                field_errors={
+                    IDEMPOTENCY_KEY_HEADER if f == "request_key" else f: v for f, v in exc.field_errors.items()
+                },
+            ) from None
+        return Response(
+            refund_notice_body(refund_result.refund, request),
+            status=http_status.HTTP_201_CREATED if refund_result.created else http_status.HTTP_200_OK,
+        )
+
+    @staticmethod
+    def _record(api_key: MerchantApiKey, bag, data: dict, request_key: str | None):
+        return refund_notice_record(
             bag=bag,
             actor=f"merchant-api-key:{api_key.prefix}",
             user=None,
@@ -189,8 +206,4 @@ class RefundNoticeApi(JsonAPIView):
             reason=data["reason"],
             reference=data["reference"],
             request_key=request_key,
-        )
-        return Response(
-            refund_notice_body(refund_result.refund, request),
-            status=http_status.HTTP_201_CREATED if refund_result.created else http_status.HTTP_200_OK,
         )

@@ -37,6 +37,7 @@ _SERVICE_FIELD_TO_REQUEST_FIELD = {
     "shipping_tax_amount": "shipping",
     "tax_amount": "shipping",
     "sub_total_amount": "skus",
+    "request_key": IDEMPOTENCY_KEY_HEADER,
 }
 
 
@@ -168,8 +169,6 @@ class OrderRefundsView(ChannelAPIView):
         return Response(representation.refunds_representation(refunds))
 
 
-
-
 def _refund_record_arguments(data: dict) -> dict:
     """The request's fields as refund_record's keyword arguments (omitted = not given)."""
     arguments = {
@@ -269,8 +268,8 @@ class BagRefundsView(ChannelAPIView):
                 user=request.user,
                 **_refund_record_arguments(serializer.validated_data),
             )
-        except ValidationFailed as exc:
-            raise ValidationFailed(
+        except ValidationFailed as exc:  # and RequestMismatch (422), which keeps its status
+            raise type(exc)(
                 exc.message, error_code=exc.error_code, field_errors=_request_field_errors(exc.field_errors)
             ) from exc
         refund = selectors.refund_get_for_app(app, order_id, result.refund.pk)
