@@ -158,7 +158,9 @@ class WebhookEventPageSerializer(serializers.Serializer):
     empty = serializers.BooleanField()
 
 
-class EventListQuerySerializer(serializers.Serializer):
+class EventListQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """The query of GET /events: an unknown parameter is an error (400), like an unknown body field."""
+
     type = serializers.ChoiceField(choices=EventType.choices, required=False)
     order_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
     bag_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)

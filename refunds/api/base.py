@@ -9,6 +9,7 @@ import json
 from typing import cast
 
 from django.conf import settings
+from drf_spectacular.openapi import AutoSchema
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
@@ -109,6 +110,17 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
+class JsonBodySchema(AutoSchema):
+    """The schema says what json_object_required enforces: a body is required (a JSON object, `{}`
+    when no field is needed), even where every field is optional."""
+
+    def _get_request_body(self, *args, **kwargs):
+        body = super()._get_request_body(*args, **kwargs)
+        if body is not None and self.method in BODY_METHODS:
+            body["required"] = True
+        return body
+
+
 # No docstrings on these views: drf-spectacular would show a base class's docstring as the
 # description of every operation built on it.
 
@@ -117,6 +129,7 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
 class JsonAPIView(APIView):
     content_negotiation_class = JsonOnlyNegotiation
     parser_classes = [JsonObjectParser]
+    schema = JsonBodySchema()
     # Methods whose body must be a JSON object (json_object_required).
     json_body_methods: frozenset[str] = BODY_METHODS
 
