@@ -12,7 +12,7 @@ import uuid
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiCallback, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http_status
 from rest_framework.response import Response
 
@@ -37,6 +37,28 @@ _CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="Conflicts with t
 _ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
 _WEBHOOK_ID = OpenApiParameter("webhook_id", _ID, OpenApiParameter.PATH, description="ID of the Webhook")
 _EVENT_ID = OpenApiParameter("event_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="ID of the Event")
+
+
+_DELIVERY_HEADERS = (
+    "Headers: Content-Type: application/json; X-Violet-Hmac (Base64 HMAC-SHA256 of the raw body with the "
+    "webhook's signing_secret); X-Violet-Event-Id (dedupe on it); X-Violet-Webhook-Id; X-Violet-Topic (the "
+    "event type); X-Violet-Order-Id; X-Violet-Bag-Id; X-Violet-Entity-Length (body bytes); "
+    "X-Violet-Event-Id-Source (resends only). Answer 2xx within 10 s; anything else is retried."
+)
+# What each event type POSTs to remote_endpoint: one callback, and one body schema, per type.
+_WEBHOOK_CALLBACKS = [
+    OpenApiCallback(
+        event_type,
+        "{$request.body#/remote_endpoint}",
+        extend_schema(
+            summary=f"{event_type}: {label}",
+            description=_DELIVERY_HEADERS,
+            request=api.WEBHOOK_BODY_SERIALIZERS[event_type],
+            responses={200: OpenApiResponse(description="Any 2xx acknowledges the event.")},
+        ),
+    )
+    for event_type, label in EventType.choices
+]
 
 
 def _actor(view) -> str:
@@ -76,6 +98,7 @@ class WebhooksView(_WebhookView):
         ),
         request=api.WebhookCreateRequestSerializer,
         responses={201: api.WebhookCreatedSerializer, **_BODY, **_AUTH_ERRORS, **_CONFLICT},
+        callbacks=_WEBHOOK_CALLBACKS,
         tags=["webhooks"],
     )
     def post(self, request):

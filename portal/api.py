@@ -117,7 +117,7 @@ class RefundNoticeSerializer(serializers.Serializer):
     shipping_amount = StrictIntegerField(required=False, min_value=0, default=0)
     tax_amount = StrictIntegerField(required=False, min_value=0, default=0)
     currency = serializers.CharField(required=False, min_length=3, max_length=3)
-    reason_code = serializers.ChoiceField(choices=ReasonCode.values, required=False, default=ReasonCode.OTHER)
+    reason_code = serializers.ChoiceField(choices=ReasonCode.choices, required=False, default=ReasonCode.OTHER)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX_LENGTH, default="")
     reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH)
 

@@ -131,3 +131,35 @@ def test_schemathesis_all_checks_positive_and_negative_on_both_apis(wsgi_app, se
     distinct = sorted(set(failures))
     assert not distinct, "\n\n".join(distinct[:20]) + f"\n\n({len(distinct)} distinct failures)"
     assert "POST /portal/api/refund-notices" in seen and 201 in seen["POST /v1/orders/{order_id}/bags/{bag_id}/refunds"]
+
+
+def test_every_webhook_event_type_has_its_body_schema_in_the_document(api_client):
+    from notifications.models import ORDER_EVENT_TYPES, EventType
+
+    openapi = api_client.get(SCHEMA_URL).json()
+    callbacks = openapi["paths"]["/v1/events/webhooks"]["post"]["callbacks"]
+    components = openapi["components"]["schemas"]
+
+    assert set(callbacks) == set(EventType.values)
+    for event_type, callback in callbacks.items():
+        body = callback["{$request.body#/remote_endpoint}"]["post"]["requestBody"]["content"]["application/json"]
+        name = body["schema"]["$ref"].rsplit("/", 1)[1]
+        assert name == "".join(w.capitalize() for w in event_type.split("_")) + "WebhookBody"
+        if event_type in ORDER_EVENT_TYPES:  # the full Order
+            assert {"id", "app_id", "bags", "total"} <= set(components[name]["properties"])
+        else:  # the Order Refund object, exactly as GET .../refunds/{refund_id} returns it
+            assert components[name]["properties"] == components["Refund"]["properties"]
+
+
+def test_the_notice_api_and_the_server_enforced_minimums_are_stated(api_client):
+    openapi = api_client.get(SCHEMA_URL).json()
+    notice = openapi["paths"]["/portal/api/refund-notices"]["post"]
+    refund_bag = openapi["paths"]["/v1/orders/{order_id}/bags/{bag_id}/refunds"]["post"]
+    events = {p["name"]: p["schema"] for p in openapi["paths"]["/v1/events"]["get"]["parameters"]}
+
+    assert {"200", "201", "400", "401", "403", "404", "413", "415", "422"} <= set(notice["responses"])
+    assert {"200", "201", "400", "401", "404", "413", "415", "422"} <= set(refund_bag["responses"])
+    assert refund_bag["requestBody"]["required"] is True
+    assert all(p["schema"]["minimum"] == 1 for p in refund_bag["parameters"] if p["in"] == "path")
+    assert (events["page"]["minimum"], events["size"]["minimum"], events["size"]["maximum"]) == (1, 1, 100)
+    assert events["order_id"]["minimum"] == events["bag_id"]["minimum"] == 1
