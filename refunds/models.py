@@ -277,11 +277,11 @@ class Refund(TimeStampedModel):
     # sender (`request_scope`: "app:<id>" for a channel, "merchant:<id>" for a merchant's notice), so
     # a channel's key never answers a merchant's notice.
     request_key = models.CharField(max_length=255, null=True, blank=True)
-    request_scope = models.CharField(max_length=40, blank=True, default="")
+    request_scope = models.CharField(max_length=40, blank=True, default="", db_default="")
     # sha256 of the validated request (refunds.services.record.request_fingerprint) that recorded this
     # refund under an Idempotency-Key or a merchant reference: a repeat must match it. Empty for
     # platform signals and for refunds recorded before fingerprints existed.
-    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="")
     # Engine bookkeeping: processing attempts (poison-message cap) and when the current claim began.
     attempts = models.PositiveIntegerField(default=0)
     processing_started_at = models.DateTimeField(null=True, blank=True)

@@ -32,12 +32,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="refund",
             name="request_fingerprint",
-            field=models.CharField(blank=True, default="", max_length=64),
+            field=models.CharField(blank=True, db_default="", default="", max_length=64),
         ),
         migrations.AddField(
             model_name="refund",
             name="request_scope",
-            field=models.CharField(blank=True, default="", max_length=40),
+            field=models.CharField(blank=True, db_default="", default="", max_length=40),
         ),
         migrations.RunPython(scope_existing_keys, migrations.RunPython.noop),
         migrations.AddConstraint(
