@@ -12,7 +12,7 @@ import uuid
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiCallback, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http_status
 from rest_framework.response import Response
 
@@ -26,10 +26,39 @@ from violet_refunds.exceptions import NotFound
 _AUTH_ERRORS = {401: OpenApiResponse(ErrorSerializer, description="Missing, wrong or expired credentials.")}
 _NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such id for this app.")}
 _INVALID = {400: OpenApiResponse(ErrorSerializer, description="Invalid request (field errors in `errors`).")}
+# Every endpoint that reads a body: a JSON object (refunds.api.base.json_object_required).
+_BODY = {
+    **_INVALID,
+    413: OpenApiResponse(ErrorSerializer, description="Body larger than the limit (payload_too_large)."),
+    415: OpenApiResponse(ErrorSerializer, description="Body not sent as application/json."),
+}
 _CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="Conflicts with the app's webhooks or their state.")}
 
-_WEBHOOK_ID = OpenApiParameter("webhook_id", OpenApiTypes.INT64, OpenApiParameter.PATH, description="ID of the Webhook")
+_ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
+_WEBHOOK_ID = OpenApiParameter("webhook_id", _ID, OpenApiParameter.PATH, description="ID of the Webhook")
 _EVENT_ID = OpenApiParameter("event_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="ID of the Event")
+
+
+_DELIVERY_HEADERS = (
+    "Headers: Content-Type: application/json; X-Violet-Hmac (Base64 HMAC-SHA256 of the raw body with the "
+    "webhook's signing_secret); X-Violet-Event-Id (dedupe on it); X-Violet-Webhook-Id; X-Violet-Topic (the "
+    "event type); X-Violet-Order-Id; X-Violet-Bag-Id; X-Violet-Entity-Length (body bytes); "
+    "X-Violet-Event-Id-Source (resends only). Answer 2xx within 10 s; anything else is retried."
+)
+# What each event type POSTs to remote_endpoint: one callback, and one body schema, per type.
+_WEBHOOK_CALLBACKS = [
+    OpenApiCallback(
+        event_type,
+        "{$request.body#/remote_endpoint}",
+        extend_schema(
+            summary=f"{event_type}: {label}",
+            description=_DELIVERY_HEADERS,
+            request=api.WEBHOOK_BODY_SERIALIZERS[event_type],
+            responses={200: OpenApiResponse(description="Any 2xx acknowledges the event.")},
+        ),
+    )
+    for event_type, label in EventType.choices
+]
 
 
 def _actor(view) -> str:
@@ -68,7 +97,8 @@ class WebhooksView(_WebhookView):
             "body, signing_secret)). The signing_secret is in this response only: store it."
         ),
         request=api.WebhookCreateRequestSerializer,
-        responses={201: api.WebhookCreatedSerializer, **_INVALID, **_AUTH_ERRORS, **_CONFLICT},
+        responses={201: api.WebhookCreatedSerializer, **_BODY, **_AUTH_ERRORS, **_CONFLICT},
+        callbacks=_WEBHOOK_CALLBACKS,
         tags=["webhooks"],
     )
     def post(self, request):
@@ -98,7 +128,7 @@ class WebhookDetailView(_WebhookView):
         summary="Change a webhook's URL or events; resume (ACTIVE) or disable (DISABLED) it",
         parameters=[_WEBHOOK_ID],
         request=api.WebhookUpdateRequestSerializer,
-        responses={200: api.WebhookSerializer, **_INVALID, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT},
+        responses={200: api.WebhookSerializer, **_BODY, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT},
         tags=["webhooks"],
     )
     def patch(self, request, webhook_id: int):
@@ -133,10 +163,18 @@ class EventsView(ChannelAPIView):
         summary="List the app's events, newest first",
         parameters=[
             OpenApiParameter("type", str, enum=EventType.values, description="Only events of this type."),
-            OpenApiParameter("order_id", OpenApiTypes.INT64, description="Only events of this order."),
-            OpenApiParameter("bag_id", OpenApiTypes.INT64, description="Only events of this bag."),
-            OpenApiParameter("page", int, description="Page number, from 1 (default 1)."),
-            OpenApiParameter("size", int, description="Events per page, 1 to 100 (default 20)."),
+            OpenApiParameter("order_id", _ID, description="Only events of this order."),
+            OpenApiParameter("bag_id", _ID, description="Only events of this bag."),
+            OpenApiParameter(
+                "page",
+                {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1},
+                description="Page number, from 1 (default 1).",
+            ),
+            OpenApiParameter(
+                "size",
+                {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                description="Events per page, 1 to 100 (default 20).",
+            ),
         ],
         responses={200: api.WebhookEventPageSerializer, **_INVALID, **_AUTH_ERRORS},
         tags=["webhooks"],
@@ -181,7 +219,7 @@ class EventResendView(ChannelAPIView):
         ),
         parameters=[_EVENT_ID],
         request=api.EventResendRequestSerializer,
-        responses={202: api.WebhookEventSerializer, **_INVALID, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT},
+        responses={202: api.WebhookEventSerializer, **_BODY, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT},
         tags=["webhooks"],
     )
     def post(self, request, event_id: str):

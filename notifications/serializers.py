@@ -8,14 +8,16 @@ the body it was given. Serializers only translate.
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from notifications.models import DeliveryStatus, EventType, WebhookEndpoint
+from notifications.models import ORDER_EVENT_TYPES, DeliveryStatus, EventType, WebhookEndpoint
 from refunds.api.serializers import (
     ApiDateTimeField,
+    RefundSerializer,
     RejectUnknownFieldsMixin,
     StrictCharField,
     StrictChoiceField,
     StrictIntegerField,
 )
+from refunds.representation import OrderPayloadSerializer
 
 # --- channel API: webhooks -----------------------------------------------------------------------
 
@@ -169,7 +171,9 @@ class WebhookEventPageSerializer(serializers.Serializer):
     empty = serializers.BooleanField()
 
 
-class EventListQuerySerializer(serializers.Serializer):
+class EventListQuerySerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """The query of GET /events: an unknown parameter is an error (400), like an unknown body field."""
+
     type = serializers.ChoiceField(choices=EventType.choices, required=False)
     order_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
     bag_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
@@ -181,3 +185,24 @@ class EventResendRequestSerializer(RejectUnknownFieldsMixin, serializers.Seriali
     """Optional: resend to one webhook only (default: every webhook subscribed to the event type)."""
 
     webhook_id = StrictIntegerField(min_value=1, required=False)
+
+
+# --- the bodies sent to webhooks: one schema per event type (OpenAPI callbacks of create_webhook) ----
+
+
+def _payload_serializer(event_type: str) -> type[serializers.Serializer]:
+    """A serializer named for the event type (so the schema has one component per type), shaped as
+    the body that type carries: the Order Refund object, or the full Order."""
+    base = OrderPayloadSerializer if event_type in ORDER_EVENT_TYPES else RefundSerializer
+    camel = "".join(word.capitalize() for word in event_type.split("_"))
+    what = "the full Order, its bags and SKUs" if base is OrderPayloadSerializer else "the Order Refund object"
+    return type(
+        f"{camel}WebhookBodySerializer",
+        (base,),
+        {"__doc__": f"The body of a {event_type} event: {what}.", "__module__": __name__},
+    )
+
+
+WEBHOOK_BODY_SERIALIZERS: dict[str, type[serializers.Serializer]] = {
+    event_type: _payload_serializer(event_type) for event_type in EventType.values
+}

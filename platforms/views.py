@@ -17,6 +17,7 @@ Two kinds of URL:
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -25,7 +26,7 @@ from platforms import selectors, services
 from platforms.adapters import webhook_adapter_for_slug
 from platforms.adapters.base import PayloadMalformed, SignatureInvalid
 from violet_refunds.crypto import CredentialsUnreadable
-from violet_refunds.exceptions import error_body
+from violet_refunds.exceptions import error_body, request_body_error
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,13 @@ def receive_webhook(request, platform: str, public_id: str):
     except (SignatureInvalid, PayloadMalformed) as exc:
         logger.info("Rejected %s webhook for connection %s: %s", platform, public_id, exc.message)
         return _error(exc.status_code, exc.message, exc.error_code)
+    except (RecursionError, RequestDataTooBig) as exc:
+        # A signed body nested deeper than the JSON parser goes, or too large: the API's one
+        # translation of unreadable bodies (400 invalid_body / 413 payload_too_large), nothing stored.
+        error = request_body_error(exc)
+        assert error is not None
+        logger.info("Rejected %s webhook for connection %s: %s", platform, public_id, error.message)
+        return _error(error.status_code, error.message, str(error.error_code))
     return JsonResponse(
         {"status": "received" if result.created else "duplicate", "event_id": envelope.event_id}, status=200
     )

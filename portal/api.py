@@ -20,21 +20,29 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.urls import reverse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework import status as http_status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from platforms.models import MerchantApiKey
 from portal import keys
 from portal.selectors import bag_get_for_merchant, bag_skus, merchant_accepts_refund_notices
 
 # The channel API's Idempotency-Key rules, shared so both APIs read the header the same way.
-from refunds.api.base import JsonOnlyNegotiation, idempotency_key_from_request
+from refunds.api.base import (
+    IDEMPOTENCY_KEY_HEADER,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    JsonAPIView,
+    idempotency_key_from_request,
+)
+from refunds.api.serializers import ErrorSerializer
 from refunds.models import ReasonCode, Refund
+from refunds.services import RequestMismatch
 from refunds.services.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
 from violet_refunds.exceptions import NotFound, ValidationFailed
 
@@ -56,6 +64,20 @@ class MerchantApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="refund-notices"'
+
+
+class MerchantApiKeyScheme(OpenApiAuthenticationExtension):
+    """The notice API in the OpenAPI document: a bearer key, not the channel's three headers."""
+
+    target_class = MerchantApiKeyAuthentication
+    name = "MerchantApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A merchant API key (vrk_...), created on the portal's API keys page.",
+        }
 
 
 class HasMerchantApiKey(BasePermission):
@@ -95,7 +117,7 @@ class RefundNoticeSerializer(serializers.Serializer):
     shipping_amount = StrictIntegerField(required=False, min_value=0, default=0)
     tax_amount = StrictIntegerField(required=False, min_value=0, default=0)
     currency = serializers.CharField(required=False, min_length=3, max_length=3)
-    reason_code = serializers.ChoiceField(choices=ReasonCode.values, required=False, default=ReasonCode.OTHER)
+    reason_code = serializers.ChoiceField(choices=ReasonCode.choices, required=False, default=ReasonCode.OTHER)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX_LENGTH, default="")
     reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH)
 
@@ -103,6 +125,34 @@ class RefundNoticeSerializer(serializers.Serializer):
         if ("bag_id" in attrs) == ("platform_order_id" in attrs):
             raise serializers.ValidationError({"bag_id": ["Give exactly one of bag_id or platform_order_id."]})
         return attrs
+
+
+class RefundNoticeLineResponseSerializer(serializers.Serializer):
+    order_sku_id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    quantity = serializers.IntegerField()
+
+
+class RefundNoticeResponseSerializer(serializers.Serializer):
+    """The refund a notice recorded (refund_notice_body)."""
+
+    id = serializers.IntegerField()
+    bag_id = serializers.IntegerField()
+    platform_order_id = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    amount = serializers.IntegerField()
+    sub_total_amount = serializers.IntegerField()
+    shipping_amount = serializers.IntegerField()
+    tax_amount = serializers.IntegerField()
+    currency = serializers.CharField()
+    reason_code = serializers.CharField()
+    reference = serializers.CharField(allow_null=True)
+    skus = RefundNoticeLineResponseSerializer(many=True)
+    date_created = serializers.CharField()
+    status_url = serializers.CharField()
+
+
+_NOTICE_ERROR = ErrorSerializer
 
 
 def _lines(bag, items: list[dict]) -> list[NoticeLine]:
@@ -151,12 +201,42 @@ def refund_notice_body(refund: Refund, request) -> dict:
     }
 
 
-class RefundNoticeApi(APIView):
+class RefundNoticeApi(JsonAPIView):
+    """JSON only, bodies read like the channel API's (refunds.api.base.JsonAPIView)."""
+
     authentication_classes = [MerchantApiKeyAuthentication]
     permission_classes = [HasMerchantApiKey]
-    content_negotiation_class = JsonOnlyNegotiation
-    schema = None  # merchant API, not part of the channel API's OpenAPI document
 
+    @extend_schema(
+        operation_id="create_refund_notice",
+        summary="Notify a refund made in your store (Salesforce Commerce Cloud, Option 2)",
+        description=(
+            "Merchant API (Authorization: Bearer <merchant API key>), not a channel endpoint. Amounts in minor "
+            "units. The same reference (or Idempotency-Key) with the same notice answers 200 with the first "
+            "refund; with a different notice, 422 idempotency_key_reused naming it."
+        ),
+        request=RefundNoticeSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+                OpenApiParameter.HEADER,
+                required=False,
+            )
+        ],
+        responses={
+            201: OpenApiResponse(RefundNoticeResponseSerializer, description="Refund recorded."),
+            200: OpenApiResponse(RefundNoticeResponseSerializer, description="The same notice again: its refund."),
+            400: OpenApiResponse(_NOTICE_ERROR, description="Invalid body or notice (`errors` by field)."),
+            401: OpenApiResponse(_NOTICE_ERROR, description="Missing, unknown or revoked API key."),
+            403: OpenApiResponse(_NOTICE_ERROR, description="This merchant's refunds are read from its platform."),
+            404: OpenApiResponse(_NOTICE_ERROR, description="No such order for this merchant."),
+            413: OpenApiResponse(_NOTICE_ERROR, description="Body larger than the limit."),
+            415: OpenApiResponse(_NOTICE_ERROR, description="Body not sent as application/json."),
+            422: OpenApiResponse(_NOTICE_ERROR, description="Reference or key already used for another notice."),
+        },
+        tags=["merchant notices"],
+    )
     def post(self, request):
         api_key: MerchantApiKey = request.auth
         request_key = idempotency_key_from_request(request)
@@ -176,7 +256,23 @@ class RefundNoticeApi(APIView):
                     "currency": [f"The order is in {bag.currency}; a refund in {data['currency']} is not possible."]
                 },
             )
-        refund_result = refund_notice_record(
+        try:
+            refund_result = self._record(api_key, bag, data, request_key)
+        except RequestMismatch as exc:
+            raise RequestMismatch(
+                exc.message,
+                field_errors={
+                    IDEMPOTENCY_KEY_HEADER if f == "request_key" else f: v for f, v in exc.field_errors.items()
+                },
+            ) from None
+        return Response(
+            refund_notice_body(refund_result.refund, request),
+            status=http_status.HTTP_201_CREATED if refund_result.created else http_status.HTTP_200_OK,
+        )
+
+    @staticmethod
+    def _record(api_key: MerchantApiKey, bag, data: dict, request_key: str | None):
+        return refund_notice_record(
             bag=bag,
             actor=f"merchant-api-key:{api_key.prefix}",
             user=None,
@@ -189,8 +285,4 @@ class RefundNoticeApi(APIView):
             reason=data["reason"],
             reference=data["reference"],
             request_key=request_key,
-        )
-        return Response(
-            refund_notice_body(refund_result.refund, request),
-            status=http_status.HTTP_201_CREATED if refund_result.created else http_status.HTTP_200_OK,
         )

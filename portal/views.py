@@ -40,7 +40,12 @@ from portal.keys import api_key_create, api_key_revoke
 from portal.redirects import channel_redirect_app, channel_redirect_url
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import RefundStatus
-from refunds.services.notices import REASON_CODE_LABELS, RefundNoticesNotEnabled, refund_notice_record
+from refunds.services.notices import (
+    REASON_CODE_LABELS,
+    RefundNoticesNotEnabled,
+    refund_notice_record,
+    remaining_before,
+)
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 from violet_refunds.money import currency_exponent, format_major
 
@@ -223,17 +228,17 @@ def refund_report(request, bag_id: int):
             },
             status=403 if request.method == "POST" else 200,
         )
+    skus = scoped.bag_skus(bag)
+    remaining = bag_refundable_remaining(bag)
     if request.method == "POST":
-        # A second post of the same form (double click, reload) or the same reference: the refund it
-        # recorded, not a validation error against what is now left.
+        # A second post of the same form (double click, reload) or the same reference: checked against
+        # what was left before the refund it recorded; the notice service then answers with that refund
+        # (the same notice) or refuses it (another notice under the same reference, named in the error).
         existing = scoped.refund_for_notice(
             bag, reference=request.POST.get("reference", ""), request_key=request.POST.get("form_token", "")
         )
         if existing is not None:
-            messages.info(request, "This refund was already reported; here is its status.")
-            return redirect("portal:refund_detail", refund_id=existing.pk)
-    skus = scoped.bag_skus(bag)
-    remaining = bag_refundable_remaining(bag)
+            remaining = remaining_before(remaining, existing)
     form = RefundNoticeForm(
         request.POST if request.method == "POST" else None,
         bag=bag,
@@ -258,7 +263,7 @@ def refund_report(request, bag_id: int):
             if result.created:
                 messages.success(request, "Refund reported. We are processing it now.")
             else:
-                messages.info(request, "A refund with this reference was already reported for this order.")
+                messages.info(request, "This refund was already reported; here is its status.")
             return redirect("portal:refund_detail", refund_id=result.refund.pk)
     currency = bag.currency
     return render(

@@ -279,8 +279,15 @@ class Refund(TimeStampedModel):
         blank=True,
         related_name="+",
     )
-    # Channel API / portal double-submit protection: the client's Idempotency-Key, unique per bag.
+    # Channel API / portal double-submit protection: the client's Idempotency-Key, unique per bag and
+    # sender (`request_scope`: "app:<id>" for a channel, "merchant:<id>" for a merchant's notice), so
+    # a channel's key never answers a merchant's notice.
     request_key = models.CharField(max_length=255, null=True, blank=True)
+    request_scope = models.CharField(max_length=40, blank=True, default="", db_default="")
+    # sha256 of the validated request (refunds.services.record.request_fingerprint) that recorded this
+    # refund under an Idempotency-Key or a merchant reference: a repeat must match it. Empty for
+    # platform signals and for refunds recorded before fingerprints existed.
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="", db_default="")
     # Engine bookkeeping (refunds.services.engine): Stripe attempts, i.e. passes that sent Stripe a
     # call that could move money, plus passes that died before recording an outcome (the budget is
     # REFUND_MAX_ATTEMPTS; look-ups never count), when the last one was charged, when the current
@@ -337,9 +344,9 @@ class Refund(TimeStampedModel):
                 name="refund_unique_external_id_per_bag",
             ),
             models.UniqueConstraint(
-                fields=["bag", "request_key"],
+                fields=["bag", "request_scope", "request_key"],
                 condition=Q(request_key__isnull=False),
-                name="refund_unique_request_key_per_bag",
+                name="refund_unique_request_key_per_sender",
             ),
         ]
         indexes = [

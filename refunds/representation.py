@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import cast
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -88,10 +89,19 @@ class RefundSerializer(serializers.Serializer):
     payment_transaction_id = serializers.SerializerMethodField()
     gateway_transaction_id = serializers.SerializerMethodField(help_text="ID of the Transaction in the Payment Gateway")
     amount = serializers.IntegerField(help_text="Amount being refunded, minor units of refund_currency.")
-    merchant_transfer_reversal_amount_usd = serializers.IntegerField(allow_null=True)
-    developer_transfer_reversal_amount_usd = serializers.IntegerField(allow_null=True)
-    merchant_transfer_reversal_amount_platform_currency = serializers.IntegerField(allow_null=True)
-    developer_transfer_reversal_amount_platform_currency = serializers.IntegerField(allow_null=True)
+    # Seed 004 types these as integers: 0 until the reversal is known (never null).
+    merchant_transfer_reversal_amount_usd = serializers.SerializerMethodField(
+        help_text="Taken back from the merchant's transfer, cents; 0 until known."
+    )
+    developer_transfer_reversal_amount_usd = serializers.SerializerMethodField(
+        help_text="Taken back from the channel's transfer, cents; 0 until known."
+    )
+    merchant_transfer_reversal_amount_platform_currency = serializers.SerializerMethodField(
+        help_text="The same in the platform account's currency; 0 until known."
+    )
+    developer_transfer_reversal_amount_platform_currency = serializers.SerializerMethodField(
+        help_text="The same in the platform account's currency; 0 until known."
+    )
     reason = serializers.CharField()
     reason_code = serializers.ChoiceField(choices=ReasonCode.choices)
     refund_currency = serializers.CharField()
@@ -103,8 +113,9 @@ class RefundSerializer(serializers.Serializer):
     skus = RefundSkuSerializer(many=True)
     date_created = ApiDateTimeField()
     date_last_modified = ApiDateTimeField()
-    external_id = serializers.CharField(
-        allow_null=True, help_text="ID of the refund on the external commerce platform."
+    external_id = serializers.SerializerMethodField(
+        help_text="ID of the refund on the external commerce platform (or the merchant's reference); "
+        "empty when it has none."
     )
     # The spec's `errors` key. The serializer metaclass pops declared fields off the class, so this
     # does not shadow Serializer.errors at runtime; the stubs see the class body only.
@@ -133,9 +144,30 @@ class RefundSerializer(serializers.Serializer):
         payment = self._payment_transaction(refund)
         return payment.gateway_transaction_id if payment else None
 
-    @extend_schema_field({"type": "string", "nullable": True})
-    def get_platform_currency(self, refund) -> str | None:
-        return refund.platform_currency or None
+    @extend_schema_field({"type": "string", "minLength": 3, "maxLength": 3})
+    def get_platform_currency(self, refund) -> str:
+        # Before processing fixes it on the refund: the network account's currency, which it will be.
+        return refund.platform_currency or settings.PLATFORM_CURRENCY
+
+    @extend_schema_field({"type": "string"})
+    def get_external_id(self, refund) -> str:
+        return refund.external_id or ""
+
+    @extend_schema_field({"type": "integer", "format": "int64", "minimum": 0})
+    def get_merchant_transfer_reversal_amount_usd(self, refund) -> int:
+        return refund.merchant_transfer_reversal_amount_usd or 0
+
+    @extend_schema_field({"type": "integer", "format": "int64", "minimum": 0})
+    def get_developer_transfer_reversal_amount_usd(self, refund) -> int:
+        return refund.developer_transfer_reversal_amount_usd or 0
+
+    @extend_schema_field({"type": "integer", "format": "int64", "minimum": 0})
+    def get_merchant_transfer_reversal_amount_platform_currency(self, refund) -> int:
+        return refund.merchant_transfer_reversal_amount_platform_currency or 0
+
+    @extend_schema_field({"type": "integer", "format": "int64", "minimum": 0})
+    def get_developer_transfer_reversal_amount_platform_currency(self, refund) -> int:
+        return refund.developer_transfer_reversal_amount_platform_currency or 0
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_transfer_reversals(self, refund) -> list[str]:

@@ -223,11 +223,11 @@ DUPLICATES = [
         _copy_from_first(_pair_of(RefundFactory, lambda first: RefundFactory(bag=first.bag)), "external_id"),
     ),
     Case(
-        "refund_unique_request_key_per_bag",
+        "refund_unique_request_key_per_sender",
         _copy_from_first(
             _pair_of(
-                lambda: RefundFactory(request_key="idem-key-1"),
-                lambda first: RefundFactory(bag=first.bag, request_key="idem-key-2"),
+                lambda: RefundFactory(request_key="idem-key-1", request_scope="app:1"),
+                lambda first: RefundFactory(bag=first.bag, request_key="idem-key-2", request_scope="app:1"),
             ),
             "request_key",
         ),

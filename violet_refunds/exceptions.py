@@ -7,7 +7,7 @@ handler turns them (and DRF's own exceptions) into
 
 import time
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -54,6 +54,44 @@ class AuthenticationFailed(ApplicationError):
     error_code = "authentication_failed"
 
 
+class BodyInvalid(ApplicationError):
+    """The request body is not what the endpoint reads: a JSON object (empty, malformed, not an
+    object, nested too deeply)."""
+
+    status_code = 400
+    error_code = "invalid_body"
+
+
+class PayloadTooLarge(ApplicationError):
+    status_code = 413
+    error_code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApplicationError):
+    status_code = 415
+    error_code = "unsupported_media_type"
+
+
+def request_body_error(exc: BaseException) -> ApplicationError | None:
+    """The one translation of a body that could not be read into the API's errors, or None.
+
+    Parse errors (DRF's ParseError, a JSON decoder error), RecursionError (JSON nested deeper than
+    Python's parser goes), Django's RequestDataTooBig and an unsupported content type: used by the
+    API handler below (channel API, merchant notice API) and by the platform webhook receivers.
+    """
+    if isinstance(exc, BodyInvalid | PayloadTooLarge | UnsupportedMediaType):
+        return exc
+    if isinstance(exc, RecursionError):
+        return BodyInvalid("The body is nested too deeply.")
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("The body is too large.")
+    if isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        return UnsupportedMediaType("Send the body as JSON (Content-Type: application/json).")
+    if isinstance(exc, drf_exceptions.ParseError):
+        return BodyInvalid(str(exc.detail))
+    return None
+
+
 def error_body(status: int, message: str, error_code, field_errors=None) -> dict:
     body = {
         "status": status,
@@ -76,6 +114,10 @@ def _flatten_drf_detail(detail):
 
 def api_exception_handler(exc, context):
     """DRF exception handler: every error under /v1/ is JSON with the same keys."""
+    if not isinstance(exc, ApplicationError | drf_exceptions.APIException) or isinstance(
+        exc, drf_exceptions.ParseError | drf_exceptions.UnsupportedMediaType
+    ):
+        exc = request_body_error(exc) or exc
     if isinstance(exc, ApplicationError):
         body = error_body(exc.status_code, exc.message, exc.error_code, exc.field_errors)
         body.update(exc.extra)
@@ -91,9 +133,7 @@ def api_exception_handler(exc, context):
         fields = _flatten_drf_detail(exc.detail)
         if not isinstance(fields, dict):
             fields = {"non_field_errors": fields}
-        response.data = error_body(
-            response.status_code, "The request is invalid.", "validation_failed", fields
-        )
+        response.data = error_body(response.status_code, "The request is invalid.", "validation_failed", fields)
     else:
         code = getattr(exc, "default_code", "error")
         detail = exc.detail if hasattr(exc, "detail") else str(exc)

@@ -4,7 +4,6 @@ Every lookup goes through a selector scoped to the authenticated app, so another
 or refund raises DoesNotExist and becomes the same 404 as an id that never existed.
 """
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http_status
 from rest_framework.permissions import AllowAny
@@ -28,6 +27,12 @@ _ERROR = api.ErrorSerializer
 _AUTH_ERRORS = {
     401: OpenApiResponse(_ERROR, description="Missing, wrong or expired credentials."),
 }
+# Every endpoint that reads a body (refunds.api.base.json_object_required).
+BODY_ERRORS = {
+    400: OpenApiResponse(_ERROR, description="Invalid body or fields (`errors` by field)."),
+    413: OpenApiResponse(_ERROR, description="Body larger than the limit (payload_too_large)."),
+    415: OpenApiResponse(_ERROR, description="Body not sent as application/json (unsupported_media_type)."),
+}
 _READ_ERRORS = {**_AUTH_ERRORS, 404: OpenApiResponse(_ERROR, description="No such id for this app.")}
 
 # The service names the parts of a refund; the request names what the channel sent. An error on
@@ -38,6 +43,7 @@ _SERVICE_FIELD_TO_REQUEST_FIELD = {
     "shipping_tax_amount": "shipping",
     "tax_amount": "shipping",
     "sub_total_amount": "skus",
+    "request_key": IDEMPOTENCY_KEY_HEADER,
 }
 
 
@@ -48,9 +54,14 @@ _PATH_ID_DESCRIPTIONS = {
 }
 
 
+# Ids are positive 64-bit integers: the schema states the range the server serves (0 or a negative
+# id is never found).
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
+
+
 def _path_ids(*names: str) -> list[OpenApiParameter]:
     return [
-        OpenApiParameter(name, OpenApiTypes.INT64, OpenApiParameter.PATH, description=_PATH_ID_DESCRIPTIONS[name])
+        OpenApiParameter(name, ID_SCHEMA, OpenApiParameter.PATH, description=_PATH_ID_DESCRIPTIONS[name])
         for name in names
     ]
 
@@ -94,7 +105,7 @@ class LoginView(JsonAPIView):
         request=api.LoginRequestSerializer,
         responses={
             200: api.LoginUserSerializer,
-            400: _ERROR,
+            **BODY_ERRORS,
             **_AUTH_ERRORS,
             403: OpenApiResponse(_ERROR, description="The user is not the app's owner."),
             429: OpenApiResponse(
@@ -172,8 +183,6 @@ class OrderRefundsView(ChannelAPIView):
         return Response(representation.refunds_representation(refunds))
 
 
-
-
 def _refund_record_arguments(data: dict) -> dict:
     """The request's fields as refund_record's keyword arguments (omitted = not given)."""
     arguments = {
@@ -233,8 +242,10 @@ class BagRefundsView(ChannelAPIView):
         summary="Refund a bag (all of it, an amount, or some SKUs)",
         description=(
             "Omit amount_refunded and skus to refund everything still refundable on the bag. "
-            "Send an Idempotency-Key header to make retries safe: repeating a key returns the "
-            "refund the first request created (200) and creates nothing."
+            "Send {} for that: the body is always a JSON object. "
+            "Send an Idempotency-Key header to make retries safe: repeating a key with the same request "
+            "returns the refund the first request created (200) and creates nothing; the same key with a "
+            "different request is a 422."
         ),
         request=api.RefundBagRequestSerializer,
         parameters=[
@@ -250,8 +261,13 @@ class BagRefundsView(ChannelAPIView):
         responses={
             201: OpenApiResponse(api.RefundSerializer, description="Refund recorded (PROCESSING)."),
             200: OpenApiResponse(api.RefundSerializer, description="Repeated Idempotency-Key: the first refund."),
-            400: _ERROR,
+            **BODY_ERRORS,
             **_READ_ERRORS,
+            422: OpenApiResponse(
+                _ERROR,
+                description="The Idempotency-Key was already used for a different request "
+                "(idempotency_key_reused; the message names the first refund).",
+            ),
         },
         tags=["refunds"],
     )
@@ -273,8 +289,8 @@ class BagRefundsView(ChannelAPIView):
                 user=request.user,
                 **_refund_record_arguments(serializer.validated_data),
             )
-        except ValidationFailed as exc:
-            raise ValidationFailed(
+        except ValidationFailed as exc:  # and RequestMismatch (422), which keeps its status
+            raise type(exc)(
                 exc.message, error_code=exc.error_code, field_errors=_request_field_errors(exc.field_errors)
             ) from exc
         refund = selectors.refund_get_for_app(app, order_id, result.refund.pk)
@@ -289,7 +305,8 @@ class UnknownEndpointView(JsonAPIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]  # public: its only answer is the JSON 404
-    schema = None
+    schema = None  # type: ignore[assignment]  # not in the OpenAPI document
+    json_body_methods = frozenset()
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

@@ -26,6 +26,7 @@ from refunds.services.record import (
     PlatformRefundRequest,
     RecordResult,
     RefundSkuLine,
+    RequestMismatch,
     refund_record,
     refund_record_platform,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "RecordResult",
     "RefundNoticesNotEnabled",
     "RefundSkuLine",
+    "RequestMismatch",
     "bag_mark_canceled",
     "bag_refunded_parts",
     "bag_update_refund_state",

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from refunds.amounts import Remaining
-from refunds.models import Bag, OrderSku, ReasonCode, RefundSource
-from refunds.services.record import RecordResult, RefundSkuLine, refund_record
+from refunds.amounts import NOT_COUNTING_STATUSES, Remaining
+from refunds.models import Bag, OrderSku, ReasonCode, Refund, RefundSource
+from refunds.services.record import RecordResult, RefundSkuLine, RequestMismatch, refund_record
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
+from violet_refunds.money import AmountParts
 
 REFERENCE_MAX_LENGTH = 255
 REASON_MAX_LENGTH = 255
@@ -94,6 +95,21 @@ def notice_totals(
     return NoticeTotals(items=items, shipping=shipping, tax=tax)
 
 
+def remaining_before(remaining: Remaining, refund: Refund) -> Remaining:
+    """What was left on the bag before `refund`: a second post of the notice that recorded it is
+    validated against this (not against what the first post left), so the service can answer it
+    with the first refund (the same notice) or refuse it (another notice under the same reference)."""
+    if refund.status in NOT_COUNTING_STATUSES:
+        return remaining
+    skus = dict(remaining.skus)
+    for line in refund.skus.all():
+        skus[line.order_sku_id] = skus.get(line.order_sku_id, 0) + line.quantity_refunded
+    parts = remaining.parts + AmountParts(
+        sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount
+    )
+    return Remaining(parts=parts, skus=skus)
+
+
 def refund_notice_record(
     *,
     bag: Bag,
@@ -112,7 +128,9 @@ def refund_notice_record(
     enqueue: bool = True,
 ) -> RecordResult:
     """Record the refund a merchant notified us of (`source` OPERATOR when an operator records it on
-    the merchant's behalf). Idempotent on (bag, reference) and on (bag, request_key). Raises
+    the merchant's behalf). Idempotent on (bag, reference) and on (bag, merchant, request_key): the
+    same notice again returns the first refund; another notice under the same reference or key
+    raises RequestMismatch (422, field `reference` or `request_key`). Raises
     RefundNoticesNotEnabled (when `notices_enabled` is false: the caller's answer to "may this bag's
     merchant send notices?") or ValidationFailed (field_errors keyed by the service's names: skus,
     sub_total_amount, shipping_amount, tax_amount, amount, bag, reference, reason, reason_code).
@@ -135,18 +153,25 @@ def refund_notice_record(
                 "The items amount exceeds the items refunded.",
                 field_errors={"sub_total_amount": [f"At most {most} for these quantities (price × quantity)."]},
             )
-    return refund_record(
-        bag=bag,
-        source=source,
-        actor=actor,
-        skus=[RefundSkuLine(order_sku_id=line.order_sku_id, quantity=line.quantity) for line in lines],
-        sub_total_amount=items_amount if items_amount is not None else (None if lines else 0),
-        shipping_amount=shipping_amount,
-        tax_amount=tax_amount,
-        external_id=reference,
-        request_key=request_key,
-        reason_code=reason_code,
-        reason=(reason or "").strip(),
-        user=user,
-        enqueue=enqueue,
-    )
+    try:
+        return refund_record(
+            bag=bag,
+            source=source,
+            actor=actor,
+            skus=[RefundSkuLine(order_sku_id=line.order_sku_id, quantity=line.quantity) for line in lines],
+            sub_total_amount=items_amount if items_amount is not None else (None if lines else 0),
+            shipping_amount=shipping_amount,
+            tax_amount=tax_amount,
+            external_id=reference,
+            request_key=request_key,
+            reason_code=reason_code,
+            reason=(reason or "").strip(),
+            user=user,
+            enqueue=enqueue,
+        )
+    except RequestMismatch as exc:
+        # A notice names its key `reference` (the service's external_id).
+        raise RequestMismatch(
+            exc.message,
+            field_errors={"reference" if f == "external_id" else f: v for f, v in exc.field_errors.items()},
+        ) from None

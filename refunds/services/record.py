@@ -3,11 +3,20 @@
 Entry points (platform signals, merchant notices, the channel API, operators) call `refund_record`.
 Under the bag's row lock it reads what is still refundable, validates the request against it,
 works out the refund's parts (sub_total, shipping, tax), writes the refund with its SKU lines, and
-enqueues its processing after commit. Idempotent on (bag, external_id) and (bag, request_key).
+enqueues its processing after commit. Idempotent on (bag, external_id) and (bag, sender, request_key).
+
+Request fingerprints (issue 19): a refund recorded under a client's key (an Idempotency-Key, a
+portal form token, a merchant's reference) stores the fingerprint of the request that recorded it,
+a sha256 of the normalized request (`request_fingerprint`). A repeat under the same key with the same
+fingerprint returns the first refund; with another, it is refused (`RequestMismatch`, 422) naming
+the first refund, as Stripe refuses a reused idempotency key. Keys are scoped by their sender: a
+channel's Idempotency-Key belongs to its app, a notice's key to the bag's merchant.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +55,14 @@ REFUNDABLE_BAG_STATUSES = frozenset(
         BagStatus.CANCELED,
     }
 )
+
+
+class RequestMismatch(ValidationFailed):
+    """The key (Idempotency-Key, form token or merchant reference) already recorded a refund for a
+    different request. `field_errors` names the key's field (`request_key` or `external_id`)."""
+
+    status_code = 422
+    error_code = "idempotency_key_reused"
 
 
 @dataclass(frozen=True)
@@ -94,14 +111,94 @@ class PlatformRecordResult:
     notes: tuple[str, ...] = ()  # how the platform's figures were read, for the event's outcome
 
 
-def _existing_refund(bag: Bag, external_id: str | None, request_key: str | None) -> Refund | None:
-    if external_id:
-        found = Refund.objects.filter(bag=bag, external_id=external_id).first()
-        if found:
-            return found
-    if request_key:
-        return Refund.objects.filter(bag=bag, request_key=request_key).first()
-    return None
+def request_scope_for(bag: Bag, source: str) -> str:
+    """Who a request key belongs to: the channel's app for the channel API, otherwise the bag's
+    merchant (its portal form, its notice API, an operator recording its notice)."""
+    if source == RefundSource.CHANNEL_API:
+        app_id = Bag.objects.filter(pk=bag.pk).values_list("order__app_id", flat=True).first()
+        return f"app:{app_id}"
+    return f"merchant:{bag.merchant_id}"
+
+
+def request_fingerprint(
+    *,
+    external_id: str | None,
+    amount: int | None,
+    sub_total_amount: int | None,
+    shipping_amount: int | None,
+    tax_amount: int | None,
+    shipping_tax_amount: int,
+    skus: Sequence[RefundSkuLine],
+    currency: str | None,
+    reason: str,
+    reason_code: str,
+    restock_items: bool,
+    notify_customer: bool,
+    shipping_full_refund: bool,
+) -> str:
+    """A stable hash of a validated refund request (the merchant's reference included, not the
+    Idempotency-Key), normalized: SKU lines sorted, the currency upper-cased, the reason stripped.
+    Two requests asking for the same refund have the same fingerprint however their JSON was written
+    (key order, spacing, line order)."""
+    normalized = {
+        "external_id": external_id,
+        "amount": amount,
+        "sub_total_amount": sub_total_amount,
+        "shipping_amount": shipping_amount,
+        "tax_amount": tax_amount,
+        "shipping_tax_amount": shipping_tax_amount or 0,
+        "skus": sorted([line.order_sku_id, line.quantity, line.amount] for line in skus),
+        "currency": (currency or "").upper() or None,
+        "reason": (reason or "").strip(),
+        "reason_code": reason_code,
+        "restock_items": bool(restock_items),
+        "notify_customer": bool(notify_customer),
+        "shipping_full_refund": bool(shipping_full_refund),
+    }
+    text = json.dumps(normalized, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"refund-request-v1:{text}".encode()).hexdigest()
+
+
+# A platform signal repeated with other figures is the same refund (reconcile, don't interpret
+# deltas): only requests a client sends (a channel, a merchant, an operator) are fingerprinted.
+PLATFORM_SOURCES = frozenset({RefundSource.PLATFORM_WEBHOOK, RefundSource.PLATFORM_POLL})
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """What identifies a request: the merchant's reference (external_id), the sender's key, and the
+    request's fingerprint (empty: not compared, e.g. a platform signal)."""
+
+    external_id: str | None
+    request_key: str | None
+    request_scope: str = ""
+    fingerprint: str = ""
+
+
+def _existing_refund(bag: Bag, keys: _Keys) -> Refund | None:
+    """The refund already recorded under one of these keys, after checking it was recorded for the
+    same request (RequestMismatch otherwise)."""
+    found, field = None, ""
+    if keys.external_id:
+        found, field = Refund.objects.filter(bag=bag, external_id=keys.external_id).first(), "external_id"
+    if found is None and keys.request_key:
+        found, field = (
+            Refund.objects.filter(bag=bag, request_scope=keys.request_scope, request_key=keys.request_key).first(),
+            "request_key",
+        )
+    if (
+        found is not None
+        and keys.fingerprint
+        and found.request_fingerprint
+        and found.request_fingerprint != keys.fingerprint
+    ):
+        what = "reference" if field == "external_id" else "key"
+        raise RequestMismatch(
+            f"This {what} was already used for refund {found.pk} with a different request; "
+            f"send a new {what} for a new refund, or repeat the first request exactly.",
+            field_errors={field: [f"Already used for refund {found.pk} with a different request."]},
+        )
+    return found
 
 
 def refund_record(
@@ -128,10 +225,33 @@ def refund_record(
     enqueue: bool = True,
 ) -> RecordResult:
     """Record a refund of (part of) a bag and enqueue its processing. Idempotent on
-    (bag, external_id) and (bag, request_key): a repeat returns the first refund unchanged."""
+    (bag, external_id) and (bag, sender, request_key): a repeat of the same request returns the first
+    refund unchanged; another request under the same key raises RequestMismatch (422)."""
     external_id = (external_id or "").strip() or None
     request_key = (request_key or "").strip() or None
-    existing = _existing_refund(bag, external_id, request_key)
+    keys = _Keys(external_id=external_id, request_key=request_key)
+    if (external_id or request_key) and source not in PLATFORM_SOURCES:
+        keys = _Keys(
+            external_id=external_id,
+            request_key=request_key,
+            request_scope=request_scope_for(bag, source) if request_key else "",
+            fingerprint=request_fingerprint(
+                external_id=external_id,
+                amount=amount,
+                sub_total_amount=sub_total_amount,
+                shipping_amount=shipping_amount,
+                tax_amount=tax_amount,
+                shipping_tax_amount=shipping_tax_amount,
+                skus=skus,
+                currency=currency,
+                reason=reason,
+                reason_code=reason_code,
+                restock_items=restock_items,
+                notify_customer=notify_customer,
+                shipping_full_refund=shipping_full_refund,
+            ),
+        )
+    existing = _existing_refund(bag, keys)
     if existing:
         return RecordResult(refund=existing, created=False)
     _check_labels(source, reason_code, reason)
@@ -148,8 +268,7 @@ def refund_record(
             tax_amount=tax_amount,
             shipping_tax_amount=shipping_tax_amount,
             skus=skus,
-            external_id=external_id,
-            request_key=request_key,
+            keys=keys,
             currency=currency,
             reason=reason or "",
             reason_code=reason_code,
@@ -160,9 +279,7 @@ def refund_record(
             user=user,
         )
 
-    refund, created = _record_under_bag_lock(
-        bag, external_id=external_id, request_key=request_key, enqueue=enqueue, create=create
-    )
+    refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue, create=create)
     assert refund is not None  # `create` always returns a refund (or raises)
     return RecordResult(refund=refund, created=created)
 
@@ -174,7 +291,8 @@ def refund_record_platform(
     bag's row lock, against what is left (refunds.services.parts.platform_amounts). Idempotent
     on (bag, external_id); a bag with nothing left records nothing and says so in the notes."""
     external_id = (request.external_id or "").strip() or None
-    existing = _existing_refund(bag, external_id, None)
+    keys = _Keys(external_id=external_id, request_key=None)
+    existing = _existing_refund(bag, keys)
     if existing:
         return PlatformRecordResult(refund=existing, created=False)
     notes: list[str] = []
@@ -199,8 +317,7 @@ def refund_record_platform(
             remaining=remaining,
             source=request.source,
             actor=actor,
-            external_id=external_id,
-            request_key=None,
+            keys=keys,
             currency=request.currency,
             reason=request.reason or "",
             reason_code=request.reason_code,
@@ -212,9 +329,7 @@ def refund_record_platform(
             **amounts,
         )
 
-    refund, created = _record_under_bag_lock(
-        bag, external_id=external_id, request_key=None, enqueue=enqueue, create=create
-    )
+    refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue, create=create)
     return PlatformRecordResult(refund=refund, created=created, notes=tuple(notes))
 
 
@@ -233,18 +348,18 @@ def _check_labels(source: str, reason_code: str, reason: str) -> None:
 def _record_under_bag_lock(
     bag: Bag,
     *,
-    external_id: str | None,
-    request_key: str | None,
+    keys: _Keys,
     enqueue: bool,
     create: Callable[[Bag], Refund | None],
 ) -> tuple[Refund | None, bool]:
     """(refund, created): `create(locked_bag)` under the bag's row lock, unless a refund with this
-    external id / request key exists (then that one, not created). `create` may record nothing (None)."""
+    external id / sender's request key exists (then that one, not created, if recorded for the same
+    request: RequestMismatch otherwise). `create` may record nothing (None)."""
     try:
         with transaction.atomic():
             # Serialize every refund of this bag: "what is left" must not be read by two writers at once.
             locked_bag = Bag.objects.select_for_update().get(pk=bag.pk)
-            existing = _existing_refund(locked_bag, external_id, request_key)
+            existing = _existing_refund(locked_bag, keys)
             if existing:
                 return existing, False
             refund = create(locked_bag)
@@ -255,14 +370,14 @@ def _record_under_bag_lock(
                 transaction.on_commit(lambda: enqueue_processing(refund.pk, due=refund.next_attempt_at))
     except IntegrityError:
         # A concurrent writer recorded the same external id / request key first: return theirs.
-        existing = _existing_refund(bag, external_id, request_key)
+        existing = _existing_refund(bag, keys)
         if existing:
             return existing, False
         raise
     return refund, True
 
 
-def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], **fields) -> Refund:
+def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], keys: _Keys, **fields) -> Refund:
     errors: dict[str, list[str]] = {}
     if bag.status not in REFUNDABLE_BAG_STATUSES:
         raise ValidationFailed(
@@ -315,8 +430,10 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
 
     refund = Refund.objects.create(
         bag=bag,
-        external_id=fields["external_id"],
-        request_key=fields["request_key"],
+        external_id=keys.external_id,
+        request_key=keys.request_key,
+        request_scope=keys.request_scope,
+        request_fingerprint=keys.fingerprint,
         status=RefundStatus.PROCESSING,
         amount=parts.total,
         sub_total_amount=parts.sub_total,

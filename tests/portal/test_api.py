@@ -91,16 +91,24 @@ def test_a_notice_is_recorded_and_answered_201(bag, key, django_capture_on_commi
 
 def test_the_same_reference_answers_200_with_the_same_refund(bag, key):
     first = post(notice(bag), key)
-    second = post(notice(bag, skus=[{"order_sku_id": bag.skus.order_by("pk")[1].pk, "quantity": 1}]), key)
+    second = post(notice(bag), key)
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"]
+    # The same reference for another notice: refused, naming the first refund (issue 19).
+    other = post(notice(bag, skus=[{"order_sku_id": bag.skus.order_by("pk")[1].pk, "quantity": 1}]), key)
+    body = assert_error_shape(other, 422, "idempotency_key_reused")
+    assert str(first.json()["id"]) in body["message"] and "reference" in body["errors"]
     assert Refund.objects.filter(bag=bag).count() == 1
 
 
 def test_the_idempotency_key_header_is_the_request_key(bag, key):
     first = post(notice(bag), key, HTTP_IDEMPOTENCY_KEY="retry-1")
-    second = post(notice(bag, reference="RF-API-2"), key, HTTP_IDEMPOTENCY_KEY="retry-1")
+    second = post(notice(bag), key, HTTP_IDEMPOTENCY_KEY="retry-1")
     assert (first.status_code, second.status_code) == (201, 200)
+    other = post(notice(bag, reference="RF-API-2"), key, HTTP_IDEMPOTENCY_KEY="retry-1")
+    assert assert_error_shape(other, 422, "idempotency_key_reused")["errors"] == {
+        "Idempotency-Key": [f"Already used for refund {first.json()['id']} with a different request."]
+    }
     assert Refund.objects.get(bag=bag).request_key == "retry-1"
 
 
@@ -259,7 +267,8 @@ def test_too_many_of_a_sku_is_400(bag, key):
     assert "exceeds the 2 left" in str(body["errors"]["skus"])
 
 
-@pytest.mark.parametrize("payload", ["{not json", "[]", '"text"', ""])
+# An empty body (sent without a content type by the test client: 415) is in tests/refunds/api/test_bodies.py.
+@pytest.mark.parametrize("payload", ["{not json", "[]", '"text"'])
 def test_malformed_bodies_are_400(bag, key, payload):
     response = post(payload, key)
     assert response.status_code == 400

@@ -197,7 +197,7 @@ def test_get_refund_matches_the_seed_contract_field_by_field(api_client, channel
     assert set(body["shipping"]) == SHIPPING_FIELDS
 
 
-def test_a_plain_refund_has_null_shipping_and_tax_and_empty_lists(api_client, channel):
+def test_a_plain_refund_has_null_shipping_and_tax_zero_amounts_and_empty_lists(api_client, channel):
     placed = place_order(channel.app)
     refund = RefundFactory(bag=placed.bag, external_id=None, platform_currency="")
     transfer = TransferFactory(bag=placed.bag, payment_transaction=placed.payment)
@@ -207,12 +207,14 @@ def test_a_plain_refund_has_null_shipping_and_tax_and_empty_lists(api_client, ch
 
     assert body["shipping"] is None
     assert body["tax_amount"] is None
-    assert body["external_id"] is None
-    assert body["platform_currency"] is None
+    # Seed 004 types these as a string and integers: never null (issue 19, item 5).
+    assert body["external_id"] == ""
+    assert body["platform_currency"] == "USD"
     assert body["transfer_reversals"] == []
     assert body["errors"] == []
     assert body["skus"] == []
-    assert body["merchant_transfer_reversal_amount_usd"] is None
+    assert body["merchant_transfer_reversal_amount_usd"] == 0
+    assert body["developer_transfer_reversal_amount_platform_currency"] == 0
     assert body["amount"] == 5000
     assert body["status"] == "PROCESSING"
 
