@@ -149,7 +149,7 @@ def check_stripe_vs_records(refunds) -> list[Check]:
                 f"refund {i}: FAILED here, but Stripe holds a live object for one of its steps"
                 for i in sorted(money_moved_but_failed)
             ],
-            note="the channel was told REFUND_FAILED for money that moved (issue #13 V1)",
+            note="any would mean the channel was told REFUND_FAILED for money that moved (issue #13 V1)",
         ),
         Check("step rows that disagree with Stripe (amount/state)", len(mismatched), "0", not mismatched, mismatched),
         Check(
@@ -457,7 +457,7 @@ def check_inbound(receiver_unused=None) -> list[Check]:
             "none RECEIVED or FAILED",
             not bad,
             bad,
-            note="a FAILED event is never retried by itself today (issue #13 V3)",
+            note="RECEIVED or FAILED after settling would be an acknowledged event left behind (issue #13 V3)",
         )
     ]
 
