@@ -430,31 +430,20 @@ def _retry_later(event: InboundEvent, exc: Exception, *, traceback_text: str) ->
             traceback_text=traceback_text,
         )
     next_attempt_at = now + event_retry_delay(retries)
-    event.status = InboundEvent.Status.RETRYING
-    event.outcome = (
-        f"Transient error (failure {retries} in a row): retrying automatically at "
-        f"{next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, until {since + event_retry_horizon():%Y-%m-%d %H:%M:%S} UTC."
+    return _save_outcome(
+        event,
+        InboundEvent.Status.RETRYING,
+        outcome=(
+            f"Transient error (failure {retries} in a row): retrying automatically at "
+            f"{next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, until {since + event_retry_horizon():%Y-%m-%d %H:%M:%S} UTC."
+        ),
+        error=error,
+        traceback_text=traceback_text,
+        processed_at=now,
+        next_attempt_at=next_attempt_at,
+        retrying_since=since,
+        retries=retries,
     )
-    event.error = error
-    event.traceback = traceback_text
-    event.processed_at = now
-    event.next_attempt_at = next_attempt_at
-    event.retrying_since = since
-    event.retries = retries
-    event.save(
-        update_fields=[
-            "status",
-            "outcome",
-            "error",
-            "traceback",
-            "processed_at",
-            "next_attempt_at",
-            "retrying_since",
-            "retries",
-            "date_last_modified",
-        ]
-    )
-    return event
 
 
 def _duration(delta: timedelta) -> str:
@@ -502,14 +491,33 @@ def _finish(
 ):
     """A settled outcome (PROCESSED, IGNORED, AWAITING_ORDER, FAILED): no automatic retry is pending
     any more. `extra_fields`: other fields the caller set on the event, saved with it."""
+    return _save_outcome(
+        event, status, outcome=outcome, error=error, traceback_text=traceback_text, extra_fields=extra_fields
+    )
+
+
+def _save_outcome(
+    event: InboundEvent,
+    status: str,
+    *,
+    outcome: str,
+    error: str,
+    traceback_text: str,
+    processed_at=None,
+    next_attempt_at=None,
+    retrying_since=None,
+    retries: int = 0,
+    extra_fields: tuple[str, ...] = (),
+):
+    """The one write of an event's outcome; the retry fields are cleared unless a retry is pending."""
     event.status = status
     event.outcome = outcome
     event.error = error
     event.traceback = traceback_text
-    event.processed_at = timezone.now()
-    event.next_attempt_at = None
-    event.retrying_since = None
-    event.retries = 0
+    event.processed_at = processed_at or timezone.now()
+    event.next_attempt_at = next_attempt_at
+    event.retrying_since = retrying_since
+    event.retries = retries
     event.save(
         update_fields=[
             "status",
