@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 from platforms import selectors, services
 from platforms.adapters.base import Delivery, PayloadMalformed, PlatformDataInvalid
 from platforms.adapters.wix import WixAdapter
-from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection, WebhookSubscription
+from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection
 from platforms.subscriptions import services as subscription_services
 from violet_refunds.admin import admin_link
 from violet_refunds.crypto import CredentialsUnreadable
@@ -99,20 +99,6 @@ class StoreConnectionForm(forms.ModelForm):
         return value
 
 
-class WebhookSubscriptionInline(admin.TabularInline):
-    """What the store is subscribed to at its platform, as the last sync found it (issue #24)."""
-
-    model = WebhookSubscription
-    extra = 0
-    can_delete = False
-    fields = ("topic", "state", "platform_id", "address", "last_verified_at", "last_error")
-    readonly_fields = fields
-    verbose_name_plural = "Webhook subscriptions (written by the subscription sync)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 # The admin index links here (refunds/admin/index.py): ?health=attention.
 HEALTH_PARAMETER = "health"
 HEALTH_ATTENTION = "attention"
@@ -173,13 +159,13 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         "has_error",
     )
     list_filter = (HealthFilter, "status", "merchant__platform")
-    inlines = (WebhookSubscriptionInline,)
     actions = ("sync_subscriptions",)
     search_fields = ("merchant__name", "public_id")
     list_select_related = ("merchant",)
     readonly_fields = (
         "public_id",
         "webhook_url",
+        "webhook_subscriptions",
         "stored_credentials",
         "stored_webhook_secret",
         "last_verified_at",
@@ -192,6 +178,7 @@ class StoreConnectionAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("merchant", "status", "public_id", "webhook_url")}),
+        ("Webhook subscriptions (issue #24; kept by the subscription sync)", {"fields": ("webhook_subscriptions",)}),
         (
             "Secrets (never shown; stored encrypted)",
             {
@@ -244,6 +231,34 @@ class StoreConnectionAdmin(admin.ModelAdmin):
             return subscription_services.webhook_address(connection) or subscription_services.webhook_path(connection)
         except NoReverseMatch:
             return "-"
+
+    @admin.display(description="Subscriptions at the platform")
+    def webhook_subscriptions(self, connection):
+        """Each declared topic as the last sync found it (read-only: only the sync writes them)."""
+        rows = list(connection.subscriptions.all()) if connection.pk else []
+        if not rows:
+            return "None recorded yet (use the action \"Sync webhook subscriptions\")."
+        return format_html(
+            "<table><tr><th>Topic</th><th>State</th><th>Platform id</th><th>Address</th><th>Last verified</th>"
+            "<th>Last error</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        row.topic,
+                        row.get_state_display(),
+                        row.platform_id or "-",
+                        row.address or "-",
+                        date_format(timezone.localtime(row.last_verified_at), "DATETIME_FORMAT")
+                        if row.last_verified_at
+                        else "-",
+                        row.last_error or "-",
+                    )
+                    for row in rows
+                ),
+            ),
+        )
 
     @admin.display(description="Stored credentials")
     def stored_credentials(self, connection):
