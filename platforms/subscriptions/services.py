@@ -38,7 +38,7 @@ from django.utils import timezone
 from platforms import tasks
 from platforms.adapters import ADAPTERS, get_adapter
 from platforms.adapters.base import NO_WEBHOOKS, Delivery, SubscriptionPlan
-from platforms.clients.base import PlatformAuthenticationFailed, PlatformClientError
+from platforms.clients.base import PlatformAuthenticationFailed, PlatformClientError, PlatformUnavailable
 from platforms.models import Platform, StoreConnection, WebhookSubscription
 from platforms.subscriptions.base import Registrar, RemoteSubscription
 from platforms.subscriptions.bigcommerce import BigCommerceSubscriptions
@@ -68,6 +68,8 @@ class SyncResult:
     errors: dict[str, str] = field(default_factory=dict)
     skipped: str = ""
     authentication_failed: bool = False
+    # The platform could not be reached: the store is left due for beat's next run.
+    retry_soon: bool = False
 
     @property
     def writes(self) -> int:
@@ -141,8 +143,9 @@ def subscriptions_sync(connection: StoreConnection, *, now: datetime | None = No
                 result.skipped = "Another sync of this store is running."
                 return result
             _sync_per_connection(connection, plan, result, now)
-    StoreConnection.objects.filter(pk=connection.pk).update(subscriptions_synced_at=now)
-    connection.subscriptions_synced_at = now
+    if not result.retry_soon:
+        StoreConnection.objects.filter(pk=connection.pk).update(subscriptions_synced_at=now)
+        connection.subscriptions_synced_at = now
     if result.writes or result.errors:
         logger.info("Subscriptions of connection %s: %s", connection.pk, result.summary())
     return result
@@ -167,8 +170,17 @@ def _sync_per_connection(connection: StoreConnection, plan: SubscriptionPlan, re
         result.authentication_failed = True
         _record_errors(connection, plan.topics, exc.message, result, now)
         store_connection_invalidate(connection, reason=f"Webhook subscriptions: {exc.message}", now=now)
+    except PlatformUnavailable as exc:
+        # Timeout, 5xx, 429 while listing: nothing is known to be wrong with the subscriptions, so
+        # their state stays; the store stays due and beat's next run tries again.
+        result.retry_soon = True
+        for topic in plan.topics:
+            result.errors[topic] = exc.message
+        WebhookSubscription.objects.filter(connection=connection, topic__in=plan.topics).update(
+            last_error=f"Last sync could not reach the platform: {exc.message}"[:2000]
+        )
     except PlatformClientError as exc:
-        # Could not list (timeout, 5xx, bad credentials shape): nothing decided, tried again next run.
+        # The platform refused the listing or answered nonsense, or a credential is missing.
         _record_errors(connection, plan.topics, exc.message, result, now)
 
 

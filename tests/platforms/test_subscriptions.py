@@ -396,3 +396,20 @@ def test_a_delivery_records_when_the_store_was_last_heard_from(shopify_store):
     deliver(shopify_store, "refunds_create", event_id="another-delivery")
     shopify_store.connection.refresh_from_db()
     assert shopify_store.connection.last_event_at == first
+
+
+def test_a_platform_outage_changes_no_state_and_leaves_the_store_due(db):
+    connection = connection_for(Platform.BIGCOMMERCE)
+    fake = FakeBigCommerce()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake.install(mock)
+        subscriptions_sync(connection)
+        fake.fail_status = 503
+        result = subscriptions_sync(connection)
+    assert result.retry_soon and not result.authentication_failed
+    connection.refresh_from_db()
+    assert connection.status == StoreConnection.Status.CONNECTED
+    assert {row.state for row in rows(connection).values()} == {State.ACTIVE}
+    assert all("could not reach the platform" in row.last_error for row in rows(connection).values())
+    assert connection.subscriptions_synced_at is not None  # from the first sync: not moved by the outage
+    assert not selectors.connections_broken().filter(pk=connection.pk).exists()
