@@ -413,3 +413,34 @@ def test_a_platform_outage_changes_no_state_and_leaves_the_store_due(db):
     assert all("could not reach the platform" in row.last_error for row in rows(connection).values())
     assert connection.subscriptions_synced_at is not None  # from the first sync: not moved by the outage
     assert not selectors.connections_broken().filter(pk=connection.pk).exists()
+
+
+def test_connecting_a_wix_store_in_the_portal_records_its_app_level_topics(db, django_capture_on_commit_callbacks):
+    from tests.portal.conftest import (
+        WIX_ACCOUNT_ID,
+        WIX_API_KEY,
+        WIX_PROPERTIES_URL,
+        WIX_SITE_ID,
+        WIX_SITES_URL,
+        logged_in,
+        portal_user,
+        wix_properties_body,
+        wix_sites_body,
+    )
+
+    merchant = MerchantFactory(platform=Platform.WIX)
+    client = logged_in(portal_user(merchant))
+    data = {"merchant": merchant.pk, "api_key": WIX_API_KEY, "account_id": WIX_ACCOUNT_ID, "site_id": WIX_SITE_ID}
+    with responses.RequestsMock() as mock, django_capture_on_commit_callbacks(execute=True):
+        mock.post(WIX_SITES_URL, json=wix_sites_body())
+        mock.get(WIX_PROPERTIES_URL, json=wix_properties_body())
+        assert client.post(reverse("portal:connect_wix"), data).status_code == 302
+    connection = StoreConnection.objects.get(merchant=merchant)
+    # Wix subscribes per app, not per site: recorded for the operator, no call to Wix for it.
+    assert {topic: row.state for topic, row in rows(connection).items()} == {
+        "wix.ecom.v1.order/canceled": State.APP_LEVEL,
+        "wix.ecom.v1.order/updated": State.APP_LEVEL,
+        "wix.ecom.v1.order_transactions/refund_completed": State.APP_LEVEL,
+        "app/removed": State.APP_LEVEL,
+    }
+    assert connection.subscriptions_synced_at is not None
