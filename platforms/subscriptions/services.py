@@ -221,6 +221,8 @@ def _reconcile(
             raise
         except PlatformClientError as exc:
             result.errors[topic] = exc.message
+            # A transient failure (timeout, 5xx, 429) keeps the store due: beat's next run tries again.
+            result.retry_soon = result.retry_soon or isinstance(exc, PlatformUnavailable)
             _record(connection, topic, state=State.ERROR, last_error=exc.message, now=now)
             continue
         note = ""
