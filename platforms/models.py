@@ -152,6 +152,11 @@ class StoreConnection(TimeStampedModel):
         editable=False,
         help_text="Ecwid store id / Wix app instance id, from the credentials: routes app-level webhooks.",
     )
+    # When the last webhook delivery for this store arrived (set at ingest, at most about once a
+    # minute): a store that stops sending looks like a quiet one otherwise (issue #24).
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="When its last webhook arrived.")
+    # When platforms.subscriptions last compared the store's webhook subscriptions with what we need.
+    subscriptions_synced_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"Connection of {self.merchant}"
@@ -165,6 +170,38 @@ class StoreConnection(TimeStampedModel):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "external_store_id"}
         super().save(*args, **kwargs)
+
+
+class WebhookSubscription(TimeStampedModel):
+    """One webhook subscription the product needs at a store's platform (issue #24): what the adapter
+    declares (topic, address), what the platform holds (its id), and how the last check went.
+    Written only by platforms.subscriptions.services.subscriptions_sync."""
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE", "Active (verified at the platform)"
+        ERROR = "ERROR", "Error (see last error)"
+        APP_LEVEL = "APP_LEVEL", "App-level (set once in the app's configuration; not verifiable per store)"
+
+    connection = models.ForeignKey(StoreConnection, on_delete=models.CASCADE, related_name="subscriptions")
+    topic = models.CharField(max_length=255)
+    platform_id = models.CharField(max_length=255, blank=True, help_text="The platform's id of the subscription.")
+    address = models.URLField(max_length=500, blank=True, help_text="Where the platform delivers.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ERROR)
+    # sha256 of the secret last registered with the subscription (never the secret itself): a
+    # rotated secret is re-registered even though platforms do not show a secret back.
+    secret_fingerprint = models.CharField(max_length=64, blank=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["connection", "topic"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "topic"], name="webhook_subscription_unique_topic")
+        ]
+        indexes = [models.Index(fields=["state"], name="webhook_subscription_state")]
+
+    def __str__(self):
+        return f"{self.topic} of {self.connection}"
 
 
 class InboundEvent(TimeStampedModel):

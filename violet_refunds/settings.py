@@ -277,6 +277,22 @@ PARITY_CHECK_CALLS_PER_MINUTE = {
     )
 }
 
+# --- Webhook subscriptions at the platforms (platforms.subscriptions; issue #24) ---
+# The public https origin of this service as platforms reach it (e.g. https://refunds.example.com):
+# subscriptions are registered to <this>/webhooks/<platform>/<connection public id>/. Empty = no
+# subscription can be registered (each sync records that error).
+PLATFORM_WEBHOOK_BASE_URL = env.str("PLATFORM_WEBHOOK_BASE_URL", default="")
+# Beat compares every connected store's subscriptions with what it needs once per this interval
+# (repairing what a platform disabled or removed), at most SUBSCRIPTIONS_SYNC_BATCH_SIZE stores per
+# run, every SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS (the runs spread the stores over the day).
+SUBSCRIPTIONS_SYNC_EVERY_SECONDS = env.int("SUBSCRIPTIONS_SYNC_EVERY_SECONDS", default=24 * 3600)
+SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS = env.int("SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS", default=3600)
+SUBSCRIPTIONS_SYNC_BATCH_SIZE = env.int("SUBSCRIPTIONS_SYNC_BATCH_SIZE", default=100)
+# A store is "silent" when no webhook arrived for this long although the network placed at least
+# STORE_SILENT_MIN_BAGS bags with it in that time (admin triage; the parity check reads it first).
+STORE_SILENT_AFTER_SECONDS = env.int("STORE_SILENT_AFTER_SECONDS", default=7 * 24 * 3600)
+STORE_SILENT_MIN_BAGS = env.int("STORE_SILENT_MIN_BAGS", default=10)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",
@@ -311,6 +327,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS,
         "options": {"expires": INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS},
     },
+    # Webhook subscriptions at the platforms: created, corrected, re-activated (issue #24).
+    "sync-store-subscriptions": {
+        "task": "platforms.tasks.sync_due_store_subscriptions",
+        "schedule": SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS,
+        "options": {"expires": SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS},
+    },
     # Parity check: missed webhooks become refunds (source PARITY_CHECK, counted in the admin triage).
     "check-platform-parity": {
         "task": "platforms.tasks.check_platform_parity",
@@ -340,6 +362,8 @@ OUTBOUND_ALLOWED_PRIVATE_NETWORKS = env.list("OUTBOUND_ALLOWED_PRIVATE_NETWORKS"
 # Defaults are the platforms' production hosts. Patterns take the placeholders shown. WooCommerce has
 # none: each store's own URL is its API host.
 SHOPIFY_ADMIN_API_URL = env.str("SHOPIFY_ADMIN_API_URL", default="https://{shop_domain}/admin/api/{api_version}")
+# The Shopify Admin API version of every call (REST, GraphQL, webhook subscriptions; issue #24).
+SHOPIFY_API_VERSION = env.str("SHOPIFY_API_VERSION", default="2025-01")
 ECWID_API_BASE_URL = env.str("ECWID_API_BASE_URL", default="https://app.ecwid.com/api/v3")
 WIX_API_BASE_URL = env.str("WIX_API_BASE_URL", default="https://www.wixapis.com")
 BIGCOMMERCE_API_BASE_URL = env.str("BIGCOMMERCE_API_BASE_URL", default="https://api.bigcommerce.com/stores")

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    NO_WEBHOOKS,
     PARITY_TOPIC,
     EventSink,
     OrderLine,
@@ -80,6 +81,8 @@ class SfccAdapter:
     platform = Platform.SFCC
     receives_webhooks = False
     polls_orders = True
+    # Commerce Cloud reports no refunds: its orders are polled (issue #24: nothing to subscribe).
+    subscriptions = NO_WEBHOOKS
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         raise SignatureInvalid("Salesforce Commerce Cloud sends no webhooks; its orders are polled.")
