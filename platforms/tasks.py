@@ -94,3 +94,12 @@ def check_platform_parity() -> int:
     from platforms import parity
 
     return parity.bags_parity_check().refunds_found
+
+
+@shared_task(ignore_result=True)
+def discover_oms_refunds() -> int:
+    """Beat: read each connected order management system's refunds since its cursor (issue #25).
+    Returns events created."""
+    from platforms.oms import discovery
+
+    return sum(run.events_created for run in discovery.oms_refunds_discover())
