@@ -12,6 +12,7 @@ Option 2 (manual notices), so its refunds always have a source.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.db import transaction
@@ -29,19 +30,20 @@ from violet_refunds.outbound import host_addresses_check
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class CheckedOmsCredentials:
+    system: str
+    base_url: str
+    credentials: dict = field(repr=False)
+    org_label: str = ""
+
+
 @sensitive_variables("client_id", "client_secret", "credentials")
-def oms_connect(
-    *,
-    merchant: Merchant,
-    base_url: str,
-    client_id: str,
-    client_secret: str,
-    system: str = OmsSystem.SALESFORCE_OM,
-    user=None,
-    session=None,
-) -> OmsConnection:
-    """Validate with the OMS, then store. Raises ValidationFailed (per-field errors) or
-    PlatformUnavailable (the OMS could not be reached: nothing saved, try again)."""
+def oms_credentials_check(
+    *, merchant: Merchant, base_url: str, client_id: str, client_secret: str, system: str, session=None
+) -> CheckedOmsCredentials:
+    """Validate with the OMS (real calls), saving nothing. Raises ValidationFailed (per-field
+    errors) or PlatformUnavailable (the OMS could not be reached: try again)."""
     if merchant.platform != Platform.SFCC:
         raise ValidationFailed(
             "Only Salesforce Commerce Cloud merchants connect an order management system.",
@@ -54,8 +56,8 @@ def oms_connect(
         url = normalize_base_url(str(base_url or "").strip())
     except ValueError as exc:
         raise ValidationFailed(str(exc), field_errors={"base_url": [str(exc)]}) from None
-    host = urlsplit(url).hostname or ""
-    if host_addresses_check(host, urlsplit(url).port) is not None:
+    parts = urlsplit(url)
+    if host_addresses_check(parts.hostname or "", parts.port) is not None:
         message = "The My Domain URL does not point to a public address."
         raise ValidationFailed(message, field_errors={"base_url": [message]})
     credentials = {"client_id": clean_pasted_value(client_id), "client_secret": clean_pasted_value(client_secret)}
@@ -65,22 +67,31 @@ def oms_connect(
     try:
         org_label = adapter.credentials_validate(base_url=url, credentials=credentials, session=session)
     except PlatformRequestRejected as exc:
-        message = f"{adapter.label} did not accept these credentials ({exc.http_status or 'no status'})."
+        message = f"{adapter.label} did not accept these credentials (HTTP {exc.http_status or '?'})."
         raise ValidationFailed(
             message,
             field_errors={
-                "client_id": ["Check the consumer key and secret, and that the client credentials flow is enabled."]
+                "client_id": [
+                    "Check the consumer key and secret, that the client credentials flow is enabled and that its "
+                    "user may read credit memos."
+                ]
             },
         ) from None
+    return CheckedOmsCredentials(system=system, base_url=url, credentials=credentials, org_label=org_label)
+
+
+def oms_connection_save(*, merchant: Merchant, checked: CheckedOmsCredentials, user=None) -> OmsConnection:
+    """Store credentials `oms_credentials_check` accepted (encrypted) and switch the merchant to the
+    OMS mode; the merchant's StoreConnection (which its events hang on) is created if missing."""
     now = timezone.now()
     with transaction.atomic():
         locked = Merchant.objects.select_for_update().get(pk=merchant.pk)
         oms, _ = OmsConnection.objects.defer("credentials").get_or_create(
-            merchant=locked, defaults={"system": system, "base_url": url}
+            merchant=locked, defaults={"system": checked.system, "base_url": checked.base_url}
         )
-        oms.system = system
-        oms.base_url = url
-        oms.credentials = credentials
+        oms.system = checked.system
+        oms.base_url = checked.base_url
+        oms.credentials = checked.credentials
         oms.status = OmsConnection.Status.CONNECTED
         oms.last_verified_at = now
         oms.last_error = ""
@@ -95,9 +106,36 @@ def oms_connect(
             Merchant.objects.filter(pk=locked.pk).update(sfcc_refund_mode=SfccRefundMode.ORDER_MANAGEMENT)
             merchant.sfcc_refund_mode = SfccRefundMode.ORDER_MANAGEMENT
     logger.info(
-        "OMS of merchant %s connected (%s %s) by user %s", merchant.pk, system, org_label, getattr(user, "pk", None)
+        "OMS of merchant %s connected (%s %s) by user %s",
+        merchant.pk,
+        checked.system,
+        checked.org_label,
+        getattr(user, "pk", None),
     )
     return oms
+
+
+@sensitive_variables("client_id", "client_secret")
+def oms_connect(
+    *,
+    merchant: Merchant,
+    base_url: str,
+    client_id: str,
+    client_secret: str,
+    system: str = OmsSystem.SALESFORCE_OM,
+    user=None,
+    session=None,
+) -> OmsConnection:
+    """Validate with the OMS, then store (nothing is saved unless the OMS accepted them)."""
+    checked = oms_credentials_check(
+        merchant=merchant,
+        base_url=base_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        system=system,
+        session=session,
+    )
+    return oms_connection_save(merchant=merchant, checked=checked, user=user)
 
 
 def oms_disconnect(*, merchant: Merchant, user=None) -> OmsConnection | None:

@@ -52,6 +52,8 @@ class SalesforceOrg:
         self.queries: list[str] = []
         self.expire_token_once = False
         self.limit_exceeded = False
+        # The integration user may not read credit memos (the test query at connect time fails).
+        self.credit_memos_hidden = False
         self.api_usage = (1200, 100000)
         self._cursors: dict[str, list[dict]] = {}
         mock.add_callback(responses.POST, TOKEN_URL, callback=self._token)
@@ -174,6 +176,9 @@ class SalesforceOrg:
             return self._page(locator, self._cursors.pop(locator))
         soql = parse_qs(urlparse(request.url).query)["q"][0]
         self.queries.append(soql)
+        if self.credit_memos_hidden and " FROM CreditMemo" in soql:
+            error = [{"message": "sObject type 'CreditMemo' is not supported.", "errorCode": "INVALID_TYPE"}]
+            return 400, self._headers(), json.dumps(error)
         return self._page(None, self._answer(soql))
 
     def _page(self, locator: str | None, records: list[dict]):
