@@ -7,6 +7,7 @@ import pytest
 import responses
 
 from platforms import selectors, tasks
+from platforms.adapters.sfcc import SfccAdapter
 from platforms.models import InboundEvent, OmsConnection, Platform, SfccRefundMode
 from platforms.oms.base import OMS_TOPIC
 from platforms.oms.discovery import oms_refunds_discover
@@ -331,3 +332,17 @@ def test_option_1_and_2_merchants_are_not_discovered(db):
     store = make_store(Platform.SFCC, order_id="1", line_ids=("a", "b"), sfcc_refund_mode=SfccRefundMode.MANUAL_NOTICE)
     OmsConnection.objects.create(merchant=store.merchant, base_url=BASE_URL, credentials={})
     assert oms_refunds_discover(now=NOW) == []
+
+
+def test_a_storefront_cancellation_alone_is_no_refund_for_an_oms_merchant(db):
+    """An Option 1 cancellation (e.g. polled before the merchant switched) records nothing: the
+    credit memo SOM makes for the cancellation is the one refund."""
+    store, _oms = _oms_store()
+    state = SfccAdapter().state_from_order(
+        {"orderNo": ORDER_NO, "status": "cancelled", "currency": "USD", "productItems": []}
+    )
+
+    decision = SfccAdapter().refund_decision(state, store.bag)
+
+    assert decision.refunds == ()
+    assert "order management system" in decision.ignored_reason
