@@ -64,6 +64,7 @@ import requests
 from django.conf import settings
 
 from platforms.adapters.base import (
+    EventIgnored,
     OrderState,
     PlatformDataInvalid,
     PlatformRefund,
@@ -371,10 +372,9 @@ class SalesforceOmAdapter:
             if summary_ids
             else []
         )
-        refunds = [
-            self.refund_from_body(found.body, currency=connection.merchant.currency)
-            for found in self._refunds_for(client, memos)
-        ]
+        currency = connection.merchant.currency
+        read = (self.refund_from_body(found.body, currency=currency) for found in self._refunds_for(client, memos))
+        refunds = [refund for refund in read if refund.amount and refund.amount > 0]  # zero memos move nothing
         return OrderState(
             platform="SFCC",
             order_id=order_number,
@@ -388,6 +388,8 @@ class SalesforceOmAdapter:
         if not order_number:
             raise PlatformDataInvalid("OMS refund without its storefront order number")
         refund = self.refund_from_body(body, currency=merchant.currency)
+        if refund.amount is None or refund.amount <= 0:
+            raise EventIgnored(f"Salesforce credit memo {refund.external_id} returns no money.")
         return OrderState(
             platform="SFCC", order_id=order_number, topic=topic, currency=merchant.currency, refunds=(refund,)
         )
@@ -425,8 +427,6 @@ class SalesforceOmAdapter:
             total = minor(_amount(memo, "TotalAmountWithTax"))
         else:
             total = minor(_amount(memo, "TotalAmount")) + tax
-        if total <= 0:
-            raise PlatformDataInvalid(f"Salesforce credit memo {memo_id} returns no money (total {total})")
         return PlatformRefund(
             external_id=memo_id,
             amount=total,

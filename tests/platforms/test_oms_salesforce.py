@@ -346,3 +346,24 @@ def test_a_storefront_cancellation_alone_is_no_refund_for_an_oms_merchant(db):
 
     assert decision.refunds == ()
     assert "order management system" in decision.ignored_reason
+
+
+@responses.activate
+def test_a_memo_that_returns_no_money_is_ignored(db, django_capture_on_commit_callbacks):
+    _oms_store()
+    org = SalesforceOrg(responses)
+    org.credit_memo(
+        summary_id=org.order_summary(ORDER_NO),
+        changed=NOW - dt.timedelta(hours=1),
+        lines=[{"kind": "product", "amount": "0.00", "product_id": org.product("MUG-BLUE")}],
+        tax="0",
+    )
+
+    _discover(django_capture_on_commit_callbacks)
+
+    event = InboundEvent.objects.get()
+    assert (event.status, event.outcome) == (
+        InboundEvent.Status.IGNORED,
+        f"Salesforce credit memo {org.memos[0]['Id']} returns no money.",
+    )
+    assert not Refund.objects.exists()
