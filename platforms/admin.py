@@ -24,10 +24,21 @@ from django.utils.html import format_html, format_html_join
 from platforms import selectors, services
 from platforms.adapters.base import Delivery, PayloadMalformed, PlatformDataInvalid
 from platforms.adapters.wix import WixAdapter
-from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection
+from platforms.clients.base import PlatformUnavailable
+from platforms.models import (
+    InboundEvent,
+    Merchant,
+    MerchantMembership,
+    OmsConnection,
+    OmsSystem,
+    Platform,
+    StoreConnection,
+)
+from platforms.oms.connect import CheckedOmsCredentials, oms_connection_save, oms_credentials_check, oms_disconnect
 from platforms.subscriptions import services as subscription_services
 from violet_refunds.admin import admin_link
 from violet_refunds.crypto import CredentialsUnreadable
+from violet_refunds.exceptions import ValidationFailed
 from violet_refunds.money import format_amount
 
 _SECRET_FIELDS = ("credentials", "webhook_secret")
@@ -461,3 +472,125 @@ class InboundEventAdmin(admin.ModelAdmin):
         unsettled = counts.get(InboundEvent.Status.FAILED) or counts.get(InboundEvent.Status.RETRYING)
         level = messages.WARNING if unsettled else messages.SUCCESS
         self.message_user(request, f"Replayed {sum(counts.values())} event(s): {summary}.", level)
+
+
+# --- SFCC merchants' order management systems (issue #25) -------------------------------------------
+
+
+class OmsConnectionForm(forms.ModelForm):
+    """An operator enters the org's My Domain URL and the connected app's credentials; they are
+    checked with real calls (token + test query) before anything is saved, and never shown again."""
+
+    client_id = forms.CharField(label="Consumer key", widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    client_secret = forms.CharField(
+        label="Consumer secret", widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+    )
+
+    class Meta:
+        model = OmsConnection
+        fields = ("merchant", "system", "base_url")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        merchant_field = self.fields.get("merchant")
+        if isinstance(merchant_field, forms.ModelChoiceField):
+            merchant_field.queryset = Merchant.objects.filter(platform=Platform.SFCC)
+        self.checked: CheckedOmsCredentials | None = None
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        merchant = cleaned.get("merchant") or getattr(self.instance, "merchant", None)
+        if self.errors or merchant is None:
+            return cleaned
+        try:
+            self.checked = oms_credentials_check(
+                merchant=merchant,
+                base_url=cleaned.get("base_url", ""),
+                client_id=cleaned.get("client_id", ""),
+                client_secret=cleaned.get("client_secret", ""),
+                system=cleaned.get("system") or OmsSystem.SALESFORCE_OM,
+            )
+        except ValidationFailed as exc:
+            for name, texts in exc.field_errors.items():
+                for text in texts:
+                    self.add_error(name if name in self.fields else None, text)
+            self.add_error(None, exc.message)
+        except PlatformUnavailable:
+            self.add_error(None, "The order management system could not be reached. Nothing was saved; try again.")
+        return cleaned
+
+
+@admin.register(OmsConnection)
+class OmsConnectionAdmin(admin.ModelAdmin):
+    form = OmsConnectionForm
+    list_display = (
+        "merchant",
+        "system",
+        "status",
+        "base_url",
+        "cursor",
+        "last_run_at",
+        "last_success_at",
+        "backoff_until",
+        "short_error",
+    )
+    list_filter = ("status", "system")
+    search_fields = ("merchant__name", "base_url")
+    list_select_related = ("merchant",)
+    readonly_fields = (
+        "status",
+        "last_verified_at",
+        "cursor",
+        "last_run_at",
+        "last_success_at",
+        "last_error",
+        "backoff_until",
+        "api_usage",
+        "date_created",
+        "date_last_modified",
+    )
+    actions = ("disconnect",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("credentials")
+
+    def get_fieldsets(self, request, obj=None):
+        return (
+            (None, {"fields": ("merchant", "system", "base_url", "client_id", "client_secret", "status")}),
+            (
+                "Discovery",
+                {
+                    "fields": (
+                        "cursor",
+                        "last_run_at",
+                        "last_success_at",
+                        "last_error",
+                        "backoff_until",
+                        "api_usage",
+                        "last_verified_at",
+                    )
+                },
+            ),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "merchant") if obj else self.readonly_fields
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return (obj.last_error or "")[:120]
+
+    def save_model(self, request, obj, form, change):
+        # The checked credentials are saved by the service (encrypted, merchant switched to the OMS mode).
+        saved = oms_connection_save(merchant=obj.merchant, checked=form.checked, user=request.user)
+        obj.pk = saved.pk
+        obj.credentials = None
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disconnect instead: the credentials are wiped, the history stays
+
+    @admin.action(description="Disconnect (wipe credentials; merchant back to Option 2)")
+    def disconnect(self, request, queryset):
+        for oms in queryset.select_related("merchant"):
+            oms_disconnect(merchant=oms.merchant, user=request.user)
+        self.message_user(request, f"{queryset.count()} connection(s) disconnected.", messages.SUCCESS)

@@ -24,6 +24,8 @@ class SfccRefundMode(models.TextChoices):
     # Seed 000, "Sales Force Commerce Cloud": Option 1 and Option 2.
     CANCEL_AS_REFUND = "CANCEL_AS_REFUND", "Option 1: cancelled orders are refunds"
     MANUAL_NOTICE = "MANUAL_NOTICE", "Option 2: merchant notifies refunds"
+    # Issue #25: the merchant's order management system is read for refunds (platforms/oms/).
+    ORDER_MANAGEMENT = "ORDER_MANAGEMENT", "Order management system: refunds found automatically"
 
 
 class Merchant(TimeStampedModel):
@@ -267,3 +269,43 @@ class InboundEvent(TimeStampedModel):
 
     def __str__(self):
         return f"{self.platform} {self.topic} {self.event_id}"
+
+
+class OmsSystem(models.TextChoices):
+    """The order management systems we read refunds from (one module each in platforms/oms/)."""
+
+    SALESFORCE_OM = "SALESFORCE_OM", "Salesforce Order Management"
+
+
+class OmsConnection(TimeStampedModel):
+    """An SFCC merchant's order management system (SfccRefundMode.ORDER_MANAGEMENT): how we reach
+    the org (credentials encrypted at rest) and how far its refund discovery has read.
+
+    `cursor`: records changed after this instant (less a small overlap) are read on the next run.
+    `backoff_until`: the org's API limits were reached; discovery leaves it alone until then."""
+
+    class Status(models.TextChoices):
+        CONNECTED = "CONNECTED", "Connected"
+        DISCONNECTED = "DISCONNECTED", "Disconnected"
+
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="oms_connection")
+    system = models.CharField(max_length=20, choices=OmsSystem.choices, default=OmsSystem.SALESFORCE_OM)
+    base_url = models.URLField(
+        "My Domain URL", max_length=500, help_text="The org's My Domain URL, e.g. https://acme.my.salesforce.com."
+    )
+    # Salesforce: client_id and client_secret of the connected app (OAuth 2.0 client credentials).
+    credentials = EncryptedJSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTED)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    cursor = models.DateTimeField(null=True, blank=True, help_text="Refunds changed after this were not read yet.")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True, help_text="Last run that read up to its end.")
+    last_error = models.TextField(blank=True)
+    backoff_until = models.DateTimeField(null=True, blank=True, help_text="API limits reached: no run before.")
+    api_usage = models.CharField(max_length=100, blank=True, help_text="The org's last reported API usage.")
+
+    class Meta:
+        verbose_name = "OMS connection"
+
+    def __str__(self):
+        return f"{self.get_system_display()} of {self.merchant.name}"

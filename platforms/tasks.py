@@ -112,3 +112,12 @@ def sync_due_store_subscriptions() -> int:
     from platforms.subscriptions import services
 
     return sum(result.writes for result in services.subscriptions_sync_due())
+
+
+@shared_task(ignore_result=True)
+def discover_oms_refunds() -> int:
+    """Beat: read each connected order management system's refunds since its cursor (issue #25).
+    Returns events created."""
+    from platforms.oms import discovery
+
+    return sum(run.events_created for run in discovery.oms_refunds_discover())

@@ -251,6 +251,18 @@ PLATFORM_POLL_INTERVAL_SECONDS = env.int("PLATFORM_POLL_INTERVAL_SECONDS", defau
 # reaches now (catch-up for new stores and after outages), at most this many windows per run.
 SFCC_POLL_FIRST_LOOKBACK_SECONDS = env.int("SFCC_POLL_FIRST_LOOKBACK_SECONDS", default=24 * 3600)
 SFCC_POLL_MAX_WINDOWS_PER_RUN = env.int("SFCC_POLL_MAX_WINDOWS_PER_RUN", default=8)
+# SFCC merchants' order management systems (issue #25, platforms/oms/): beat reads each connected org's
+# refunds (Salesforce Order Management: credit memos) every OMS_DISCOVERY_INTERVAL_SECONDS; an org's
+# first run looks back OMS_FIRST_LOOKBACK_SECONDS; a run reads at most OMS_MAX_REFUNDS_PER_RUN (the
+# next run goes on from there). At OMS_API_USAGE_MAX_PERCENT of the org's daily API requests
+# (Sforce-Limit-Info), or on REQUEST_LIMIT_EXCEEDED, the org is left alone for OMS_LIMIT_BACKOFF_SECONDS.
+OMS_DISCOVERY_INTERVAL_SECONDS = env.int("OMS_DISCOVERY_INTERVAL_SECONDS", default=300)
+OMS_FIRST_LOOKBACK_SECONDS = env.int("OMS_FIRST_LOOKBACK_SECONDS", default=7 * 24 * 3600)
+OMS_MAX_REFUNDS_PER_RUN = env.int("OMS_MAX_REFUNDS_PER_RUN", default=500)
+OMS_API_USAGE_MAX_PERCENT = env.int("OMS_API_USAGE_MAX_PERCENT", default=90)
+OMS_LIMIT_BACKOFF_SECONDS = env.int("OMS_LIMIT_BACKOFF_SECONDS", default=3600)
+# The Salesforce REST API version of /services/data/vXX.X/query (credit memos need 48.0 or later).
+SALESFORCE_OM_API_VERSION = env.str("SALESFORCE_OM_API_VERSION", default="62.0")
 # Parity check: beat reads the platform's state of bags and records what no webhook or poll told us.
 # Bags created or changed within PARITY_CHECK_RECENT_SECONDS are read again once they were last read
 # PARITY_CHECK_RECENT_EVERY_SECONDS ago; every other open bag once per PARITY_CHECK_SLOW_ROUND_SECONDS.
@@ -320,6 +332,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "platforms.tasks.poll_platform_orders",
         "schedule": PLATFORM_POLL_INTERVAL_SECONDS,
         "options": {"expires": PLATFORM_POLL_INTERVAL_SECONDS},
+    },
+    # SFCC merchants with an order management system (issue #25): its refunds, org by org.
+    "discover-oms-refunds": {
+        "task": "platforms.tasks.discover_oms_refunds",
+        "schedule": OMS_DISCOVERY_INTERVAL_SECONDS,
+        "options": {"expires": OMS_DISCOVERY_INTERVAL_SECONDS},
     },
     # Events awaiting their order: processed once the bag exists, FAILED past the expiry.
     "sweep-events-awaiting-order": {
