@@ -51,6 +51,7 @@ from platforms.adapters.base import (
 )
 from platforms.clients.base import PlatformClientError
 from platforms.models import InboundEvent, StoreConnection
+from platforms.privacy import disconnect, ingest
 from refunds.models import Bag, Refund, RefundSource
 from refunds.services import (
     PlatformRefundRequest,
@@ -129,7 +130,9 @@ def event_ingest(
                 event_id=envelope.event_id,
                 topic=envelope.topic[:255],
                 headers=headers,
-                body=body,
+                # Least data (platforms.privacy.ingest): capability values stripped, the hash kept.
+                body=ingest.strip_capabilities(body),
+                body_sha256=ingest.body_sha256(body),
                 remote_ip=remote_ip,
             )
             transaction.on_commit(lambda: _enqueue_processing(event.pk))
@@ -301,6 +304,8 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
         reason = _not_due_reason(event, timezone.now())
         if reason:
             return ProcessingResult(event, skipped=reason)
+    if event.redacted_at is not None:
+        return ProcessingResult(event, skipped="its body was redacted (privacy): nothing left to process")
     InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
@@ -308,8 +313,9 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
     except OrderUnknown as exc:
         return ProcessingResult(_await_order(event, exc))
     except EventIgnored as exc:
-        return ProcessingResult(_finish(event, InboundEvent.Status.IGNORED, outcome=exc.reason))
+        return ProcessingResult(_settle_ignored(event, outcome=exc.reason))
     except Exception as exc:
+        disconnect.connection_auth_failure(event.connection, exc)
         if processing_error_is_transient(exc):
             logger.warning("Inbound event %s: transient error, will retry: %s", event.pk, exc, exc_info=True)
             if _is_database_error(exc):
@@ -328,8 +334,18 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
     # PROCESSED when this event's refunds exist (recorded now, or by an earlier run of the same
     # event), so a replay or a concurrent duplicate run never downgrades the outcome.
     own = result.recorded or any(r.inbound_event_id == event.pk for r in result.already_recorded)
-    status = InboundEvent.Status.PROCESSED if own else InboundEvent.Status.IGNORED
-    return ProcessingResult(_finish(event, status, outcome=result.outcome))
+    if not own:
+        return ProcessingResult(_settle_ignored(event, outcome=result.outcome))
+    return ProcessingResult(_finish(event, InboundEvent.Status.PROCESSED, outcome=result.outcome))
+
+
+def _settle_ignored(event: InboundEvent, *, outcome: str) -> InboundEvent:
+    """IGNORED: the event implies no refund, so its body and headers are not kept
+    (platforms.privacy.ingest.event_minimize: ids, topic, outcome and the body hash stay)."""
+    _finish(event, InboundEvent.Status.IGNORED, outcome=outcome)
+    if ingest.event_minimize(event):
+        event.refresh_from_db(fields=["body", "headers", "remote_ip", "redacted_at"])
+    return event
 
 
 def _not_due_reason(event: InboundEvent, now: datetime) -> str:
@@ -689,6 +705,7 @@ def platform_orders_poll(*, now=None) -> list[PollResult]:
                 result = adapter.connection_poll(connection, now=now or timezone.now(), ingest=_ingest_polled)
             except PlatformClientError as exc:
                 logger.warning("Polling %s failed: %s", connection, exc.message)
+                disconnect.connection_auth_failure(connection, exc)
                 StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
                 results.append(PollResult(connection_id=connection.pk, error=exc.message))
                 continue

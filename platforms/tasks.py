@@ -94,3 +94,23 @@ def check_platform_parity() -> int:
     from platforms import parity
 
     return parity.bags_parity_check().refunds_found
+
+
+@shared_task(ignore_result=True)
+def process_privacy_request(request_id: int) -> str:
+    """Do one privacy request (Shopify compliance webhook) recorded by the receiver."""
+    from platforms.privacy import compliance
+
+    request = compliance.privacy_request_process(request_id)
+    return request.state if request is not None else "MISSING"
+
+
+@shared_task(ignore_result=True)
+def apply_data_retention() -> str:
+    """Beat, daily: retention (docs/privacy.md), then any privacy request whose message was lost."""
+    from platforms.privacy import compliance, retention
+
+    result = retention.retention_apply()
+    compliance.privacy_requests_open_process()
+    logger.info("%s", result.describe())
+    return result.describe()

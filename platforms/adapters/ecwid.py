@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from django.conf import settings
 
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     EventIgnored,
     OrderLine,
@@ -54,6 +55,8 @@ from violet_refunds.money import AmountParts
 
 SIGNATURE_HEADER = "X-Ecwid-Webhook-Signature"
 ORDER_EVENT_TYPES = ("order.updated", "order.created")
+# The app was removed from the store (Ecwid webhook event types: application.installed/uninstalled).
+EVENT_APP_UNINSTALLED = "application.uninstalled"
 # Payment statuses that mean "refund what is left" for a Violet order (seed 000).
 REFUND_PAYMENT_STATUSES = ("CANCELLED", "REFUNDED")
 
@@ -104,6 +107,7 @@ class EcwidAdapter:
             topic=str(payload.get("eventType") or ""),
             order_id=_order_id_from_body(payload),
             store_id=_store_id_from_body(payload),
+            lifecycle=LIFECYCLE_UNINSTALLED if payload.get("eventType") == EVENT_APP_UNINSTALLED else "",
         )
 
     def order_state(self, event) -> OrderState:

@@ -29,6 +29,7 @@ has one, otherwise an instance another connection claims.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     EventIgnored,
     OrderLine,
@@ -66,6 +68,10 @@ ORDER_FQDN = "wix.ecom.v1.order"
 TRANSACTIONS_FQDN = "wix.ecom.v1.order_transactions"
 ORDER_SLUGS = ("canceled", "updated", "payment_status_updated", "approved")
 REFUND_COMPLETED = f"{TRANSACTIONS_FQDN}/refund_completed"
+# App management webhook "App Instance Removed" (dev.wix.com, app-management/app-instance): the
+# envelope's `eventType` names it and its `data` is {"appId": …}, without an event id, so the id is
+# a digest of the token (Wix resends the same token on a retry).
+APP_INSTANCE_REMOVED = "AppInstanceRemoved"
 _JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
 
 
@@ -132,6 +138,15 @@ class WixAdapter:
             raise SignatureInvalid(
                 f"The body is not a JWT signed by the configured Wix key ({type(exc).__name__})."
             ) from exc
+        envelope = json_object(claims.get("data"))
+        if envelope.get("eventType") == APP_INSTANCE_REMOVED:
+            instance_id = str(envelope.get("instanceId") or "").strip()
+            return WebhookEnvelope(
+                event_id=f"{APP_INSTANCE_REMOVED}:{hashlib.sha256(token.encode()).hexdigest()[:40]}",
+                topic=APP_INSTANCE_REMOVED,
+                store_id=instance_id,
+                lifecycle=LIFECYCLE_UNINSTALLED,
+            )
         event, instance_id = _decode_layers(claims)
         return WebhookEnvelope(
             event_id=str(event["id"]),
