@@ -49,7 +49,9 @@ def _email_rows() -> dict[str, int]:
     with db_connection.cursor() as cursor:
         cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         for (table,) in cursor.fetchall():
-            cursor.execute(f'SELECT count(*) FROM "{table}" AS r WHERE r::text ILIKE %s', [f"%{SHOPPER}%"])
+            # The table names come from the catalogue, not from input.
+            query = f'SELECT count(*) FROM "{table}" AS r WHERE r::text ILIKE %s'  # noqa: S608
+            cursor.execute(query, [f"%{SHOPPER}%"])
             count = cursor.fetchone()[0]
             if count:
                 found[table] = count
@@ -293,7 +295,7 @@ def test_ecwid_application_uninstalled_disconnects(ecwid_store):
 
 
 def test_wix_app_instance_removed_disconnects(db, settings):
-    private_pem, public_pem = wix_key_pair()
+    public_pem = wix_key_pair()[1]
     settings.WIX_APP_PUBLIC_KEYS = [public_pem]
     instance = "1b5ec6a4-8b3e-4d4a-9c6e-2f0a7c1e9d11"
     store = make_store(
