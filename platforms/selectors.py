@@ -9,7 +9,7 @@ from datetime import datetime
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
-from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode, StoreConnection
+from platforms.models import InboundEvent, Merchant, Platform, PrivacyRequest, SfccRefundMode, StoreConnection
 from refunds.models import Bag, BagStatus, OrderSku, Refund
 
 # Webhook deliveries for one store arrive in bursts; reading (and decrypting) its connection for each
@@ -204,3 +204,10 @@ def sfcc_connections_to_poll() -> QuerySet[StoreConnection]:
         merchant__sfcc_refund_mode=SfccRefundMode.CANCEL_AS_REFUND,
         status=StoreConnection.Status.CONNECTED,
     )
+
+
+def privacy_data_requests_for_merchants(merchant_ids: Iterable[int]) -> QuerySet[PrivacyRequest]:
+    """Customer data requests of these merchants (the portal's Privacy requests page), newest first."""
+    return PrivacyRequest.objects.filter(
+        merchant_id__in=list(merchant_ids), kind=PrivacyRequest.Kind.CUSTOMER_DATA_REQUEST
+    ).order_by("-date_created")

@@ -37,6 +37,7 @@ from tests.platforms.delivery import (
     post_webhook,
     wix_key_pair,
 )
+from tests.portal.conftest import logged_in, portal_user
 from tests.refunds.admin.helpers import OPERATORS, VIEWERS, staff_in
 
 SHOPPER = "bob.norman@example.com"
@@ -382,3 +383,37 @@ def test_erasure_admin_form_is_audited(shopify_store):
     request = PrivacyRequest.objects.get()
     assert request.kind == PrivacyRequest.Kind.ERASURE and request.requested_by == "operator:root"
     assert LogEntry.objects.filter(object_id=str(request.pk)).exists()
+
+
+# --- the merchant's portal -----------------------------------------------------------------------
+
+
+def test_merchant_disconnects_from_the_portal_after_confirming(shopify_store):
+    owner = logged_in(portal_user(shopify_store.merchant, email="owner@blue-mug.example"))
+    url = reverse("portal:connection_disconnect", args=[shopify_store.merchant.pk])
+    assert url.encode() in owner.get(reverse("portal:home")).content
+    confirm = owner.get(url)
+    assert confirm.status_code == 200 and b"Disconnect the store" in confirm.content
+    assert owner.post(url, {}).status_code == 200  # not confirmed: nothing happens
+    assert StoreConnection.objects.get(pk=shopify_store.connection.pk).status == StoreConnection.Status.CONNECTED
+    assert owner.post(url, {"confirm": "yes"}).status_code == 302
+    stranger = logged_in(portal_user())
+    assert stranger.post(url, {"confirm": "yes"}).status_code == 404
+    _assert_disconnected_and_refusing(shopify_store, "refunds_create", event_id="wh-after")
+    assert StoreConnection.objects.get(pk=shopify_store.connection.pk).disconnect_reason.startswith(
+        "disconnected in the portal (merchant:"
+    )
+
+
+def test_merchant_downloads_a_customer_data_request(shopify_store):
+    _with_shopper(shopify_store)
+    deliver(shopify_store, "customers_data_request", event_id="wh-data")
+    request = PrivacyRequest.objects.get()
+    owner = logged_in(portal_user(shopify_store.merchant))
+    listing = owner.get(reverse("portal:privacy_requests"))
+    download_url = reverse("portal:privacy_request_download", args=[request.pk])
+    assert download_url.encode() in listing.content
+    download = owner.get(download_url)
+    assert download["Content-Disposition"] == f'attachment; filename="data-request-{request.pk}.json"'
+    assert json.loads(download.content)["orders"][0]["customer_email"] == SHOPPER
+    assert logged_in(portal_user()).get(download_url).status_code == 404
