@@ -223,6 +223,8 @@ class StoreConnectionAdmin(admin.ModelAdmin):
                 connection=obj, actor=f"operator:{request.user.get_username()}", reason="status set in the admin"
             )
             return
+        if reconnecting:
+            obj.status = form.initial.get("status")  # the reconnect service sets CONNECTED, with a fresh secret
         super().save_model(request, obj, form, change)
         if reconnecting:
             disconnect.store_connection_reconnect(

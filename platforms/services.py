@@ -477,6 +477,9 @@ def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
         raise EventIgnored(f"No adapter for platform {event.platform}.")
     if event.connection is None:
         event.connection = _connection_for_app_level_event(event, adapter)
+    if event.connection.status == StoreConnection.Status.DISCONNECTED:
+        # Accepted in the seconds a receiver's connection cache still held the old secret.
+        raise EventIgnored(f"The store connection of {event.connection.merchant} is disconnected.")
     state = adapter.order_state(event)
     merchant = event.connection.merchant
     bag = selectors.bag_for_platform_order(merchant, state.order_ids)

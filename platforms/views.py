@@ -32,7 +32,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from platforms import selectors, services
 from platforms.adapters import webhook_adapter_for_slug
-from platforms.adapters.base import LIFECYCLE_UNINSTALLED, PayloadMalformed, SignatureInvalid
+from platforms.adapters.base import (
+    LIFECYCLE_ORDER_ANONYMIZED,
+    LIFECYCLE_UNINSTALLED,
+    PayloadMalformed,
+    SignatureInvalid,
+)
 from platforms.models import StoreConnection
 from platforms.privacy import compliance, disconnect, ingest
 from violet_refunds.crypto import CredentialsUnreadable
@@ -83,6 +88,15 @@ def _lifecycle_answer(*, adapter, envelope, body: bytes, connection) -> JsonResp
             )
         status = "disconnected" if connection is not None else "unknown_store"
         return JsonResponse({"status": status, "event_id": envelope.event_id}, status=200)
+    if envelope.lifecycle == LIFECYCLE_ORDER_ANONYMIZED:
+        if connection is not None:
+            compliance.order_anonymized_erase(
+                connection=connection,
+                platform=adapter.platform,
+                delivery_id=envelope.event_id,
+                order_id=envelope.order_id,
+            )
+        return JsonResponse({"status": "erased", "event_id": envelope.event_id}, status=200)
     result = compliance.privacy_request_receive(
         platform=adapter.platform,
         topic=envelope.lifecycle,
@@ -247,7 +261,7 @@ def _disconnected_answer(request, adapter, body: bytes, connection) -> JsonRespo
         envelope = _authenticate_with_app_secrets(adapter, body, request.headers)
     except (SignatureInvalid, PayloadMalformed):
         return _refused_disconnected()
-    if envelope.lifecycle and envelope.lifecycle != LIFECYCLE_UNINSTALLED:
+    if envelope.lifecycle and envelope.lifecycle not in (LIFECYCLE_UNINSTALLED, LIFECYCLE_ORDER_ANONYMIZED):
         try:
             return _lifecycle_answer(adapter=adapter, envelope=envelope, body=body, connection=connection)
         except PayloadMalformed as exc:

@@ -202,6 +202,9 @@ class WebhookEnvelope:
 
 # The app was removed from the store: platforms.privacy.disconnect.
 LIFECYCLE_UNINSTALLED = "uninstalled"
+# The platform anonymized the order named by `order_id` at a privacy request (Wix
+# `triggeredByAnonymizeRequest`): our copy of its shopper data is erased (platforms.privacy.erasure).
+LIFECYCLE_ORDER_ANONYMIZED = "order_anonymized"
 
 
 @dataclass(frozen=True)

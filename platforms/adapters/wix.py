@@ -39,6 +39,7 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    LIFECYCLE_ORDER_ANONYMIZED,
     LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     EventIgnored,
@@ -148,11 +149,15 @@ class WixAdapter:
                 lifecycle=LIFECYCLE_UNINSTALLED,
             )
         event, instance_id = _decode_layers(claims)
+        # Wix sets triggeredByAnonymizeRequest on the events a GDPR anonymization causes: the order's
+        # personal data is gone on Wix and must go here too (nothing else in such an event matters).
+        anonymized = event.get("triggeredByAnonymizeRequest") is True and bool(event.get("entityId"))
         return WebhookEnvelope(
             event_id=str(event["id"]),
             topic=_topic(event),
             order_id=str(event.get("entityId") or ""),
             store_id=instance_id,
+            lifecycle=LIFECYCLE_ORDER_ANONYMIZED if anonymized else "",
         )
 
     def _decoded(self, body: str) -> tuple[dict, str]:

@@ -101,6 +101,32 @@ def _enqueue(request_id: int) -> None:
         logger.exception("Could not enqueue privacy request %s; the daily run will do it", request_id)
 
 
+def order_anonymized_erase(*, connection: StoreConnection, platform: str, delivery_id: str, order_id: str) -> bool:
+    """The platform anonymized one order (Wix `triggeredByAnonymizeRequest`): erase our copy of its
+    shopper data now (a few updates) and record it. Idempotent on the delivery id."""
+    if PrivacyRequest.objects.filter(platform=platform, delivery_id=delivery_id).exists():
+        return False
+    result = shopper_erase(merchant=connection.merchant, external_order_ids=(order_id,))
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            PrivacyRequest.objects.create(
+                kind=PrivacyRequest.Kind.ERASURE,
+                state=PrivacyRequest.State.DONE,
+                platform=platform,
+                merchant_id=connection.merchant_id,
+                delivery_id=delivery_id[:255],
+                order_ids=[order_id],
+                due_at=now,
+                completed_at=now,
+                outcome=result.describe(),
+                requested_by=f"platform:{platform.lower()}",
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
 def privacy_request_process(request_id: int) -> PrivacyRequest | None:
     """Do what the request asks (idempotent: a DONE request is left alone)."""
     request = PrivacyRequest.objects.select_related("merchant").filter(pk=request_id).first()

@@ -295,16 +295,22 @@ def test_ecwid_application_uninstalled_disconnects(ecwid_store):
     _assert_disconnected_and_refusing(ecwid_store, "webhook_order_updated_cancelled")
 
 
-def test_wix_app_instance_removed_disconnects(db, settings):
-    public_pem = wix_key_pair()[1]
-    settings.WIX_APP_PUBLIC_KEYS = [public_pem]
-    instance = "1b5ec6a4-8b3e-4d4a-9c6e-2f0a7c1e9d11"
-    store = make_store(
+WIX_INSTANCE = "1b5ec6a4-8b3e-4d4a-9c6e-2f0a7c1e9d11"  # the captured fixtures' instanceId
+
+
+def _wix_site(settings):
+    settings.WIX_APP_PUBLIC_KEYS = [wix_key_pair()[1]]
+    return make_store(
         Platform.WIX,
-        order_id="2f7c8a9e-1b3d-4e5f-a6b7-c8d9e0f1a2b3",
+        order_id="2f7c8a9e-1b3d-4e5f-a6b7-c8d9e0f1a2b3",  # the order_canceled fixture's order
         line_ids=("a", "b"),
-        credentials={"api_key": "IST.k", "account_id": "a", "site_id": "s", "instance_id": instance},
+        credentials={"api_key": "IST.k", "account_id": "a", "site_id": "s", "instance_id": WIX_INSTANCE},
     )
+
+
+def test_wix_app_instance_removed_disconnects(db, settings):
+    store = _wix_site(settings)
+    instance = WIX_INSTANCE
     removed = {
         "eventType": "AppInstanceRemoved",
         "instanceId": instance,
@@ -417,3 +423,44 @@ def test_merchant_downloads_a_customer_data_request(shopify_store):
     assert download["Content-Disposition"] == f'attachment; filename="data-request-{request.pk}.json"'
     assert json.loads(download.content)["orders"][0]["customer_email"] == SHOPPER
     assert logged_in(portal_user()).get(download_url).status_code == 404
+
+
+def test_a_wix_event_of_an_anonymize_request_erases_the_order_and_stores_nothing(db, settings):
+    store = _wix_site(settings)
+    _with_shopper(store)
+    url = reverse("platforms:app_webhook", kwargs={"platform": "wix"})
+    response = post_webhook(store, "order_canceled", changes={"data.triggeredByAnonymizeRequest": True}, url=url)
+    assert response.status_code == 200 and response.json()["status"] == "erased"
+    assert Order.objects.get(pk=store.bag.order_id).customer_email == ""
+    assert not InboundEvent.objects.exists()
+    request = PrivacyRequest.objects.get()
+    assert (request.kind, request.requested_by) == (PrivacyRequest.Kind.ERASURE, "platform:wix")
+    assert request.order_ids == [store.bag.external_id]
+
+
+def test_setting_disconnected_in_the_admin_goes_through_the_disconnect_service(shopify_store):
+    admin = Client()
+    admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    url = reverse("admin:platforms_storeconnection_change", args=[shopify_store.connection.pk])
+    form = {"merchant": shopify_store.merchant.pk, "status": StoreConnection.Status.DISCONNECTED}
+    assert admin.post(url, {**form, "replace_webhook_secret": "", "replace_credentials": ""}).status_code == 302
+    _assert_disconnected_and_refusing(shopify_store, "refunds_create", event_id="wh-after")
+    # Back to CONNECTED in the admin: a fresh secret, not the old one.
+    form["status"] = StoreConnection.Status.CONNECTED
+    assert admin.post(url, {**form, "replace_webhook_secret": "", "replace_credentials": ""}).status_code == 302
+    connection = StoreConnection.objects.get(pk=shopify_store.connection.pk)
+    assert connection.status == StoreConnection.Status.CONNECTED
+    assert connection.webhook_secret and connection.webhook_secret != SHOPIFY_SECRET
+
+
+def test_an_event_stored_just_before_a_disconnect_is_ignored_without_its_body(shopify_store):
+    order = json.loads(fixture_text("shopify", "orders_cancelled_with_refund.json"))
+    raw = json.dumps(order).encode()
+    with_stale_cache = post_webhook(shopify_store, body=raw, topic="orders/cancelled", event_id="wh-race")
+    assert with_stale_cache.status_code == 200  # stored; its processing message not run yet
+    StoreConnection.objects.filter(pk=shopify_store.connection.pk).update(status=StoreConnection.Status.DISCONNECTED)
+    event = InboundEvent.objects.get(event_id="wh-race")
+    assert events_replay([event]) == {InboundEvent.Status.IGNORED: 1}
+    event.refresh_from_db()
+    assert event.body == "" and "disconnected" in event.outcome
+    assert not Refund.objects.filter(bag=shopify_store.bag).exists()
