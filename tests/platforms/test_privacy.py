@@ -4,6 +4,7 @@ and asserts the rows left behind."""
 
 import datetime as dt
 import hashlib
+import importlib
 import json
 
 import responses
@@ -23,7 +24,9 @@ from platforms.privacy.disconnect import store_connection_reconnect
 from platforms.services import events_replay
 from refunds.models import Order, Refund
 from tests.factories import (
+    InboundEventFactory,
     MerchantMembershipFactory,
+    PrivacyRequestFactory,
     UserFactory,
     WebhookDeliveryFactory,
     WebhookEventFactory,
@@ -159,6 +162,7 @@ def test_retention_redacts_old_payloads_and_keeps_the_money(shopify_store):
     AccessAttempt.objects.create(username="x", ip_address="203.0.113.1", user_agent="ua", failures_since_start=1)
     AccessAttempt.objects.update(attempt_time=timezone.now() - dt.timedelta(days=100))
     Session.objects.create(session_key="s" * 32, session_data="", expire_date=timezone.now() - dt.timedelta(days=1))
+    export = PrivacyRequestFactory(state=PrivacyRequest.State.DONE, completed_at=OLD, export={"orders": [SHOPPER]})
 
     call_command("apply_retention", "--dry-run", stdout=(dry := _Out()))
     assert "inbound events redacted: 1" in dry.text and "delivery replies cleared: 1" in dry.text
@@ -172,6 +176,8 @@ def test_retention_redacts_old_payloads_and_keeps_the_money(shopify_store):
     assert WebhookEvent.objects.get(pk=outbound.event_id).body == ""
     assert WebhookDelivery.objects.get(pk=outbound.pk).last_reply_excerpt == ""
     assert not AccessAttempt.objects.exists() and not Session.objects.exists()
+    export.refresh_from_db()
+    assert export.export is None and export.state == PrivacyRequest.State.DONE
     refund.refresh_from_db()
     assert refund.inbound_event_id == processed.pk
     assert (refund.amount, refund.sub_total_amount, refund.shipping_amount, refund.tax_amount) == (amount, *parts)
@@ -464,3 +470,21 @@ def test_an_event_stored_just_before_a_disconnect_is_ignored_without_its_body(sh
     event.refresh_from_db()
     assert event.body == "" and "disconnected" in event.outcome
     assert not Refund.objects.filter(bag=shopify_store.bag).exists()
+
+
+def test_the_migration_strips_signature_and_auth_headers_from_events_stored_before(db):
+    from django.apps import apps
+
+    migration = importlib.import_module("platforms.migrations.0007_privacy_permissions_and_shopify_routing")
+    legacy = {
+        "X-Shopify-Topic": "refunds/create",
+        "X-Shopify-Hmac-Sha256": "abc=",
+        "X-Wc-Webhook-Signature": "def=",
+        "X-Api-Key": "k",
+        "Proxy-Authorization": "Basic x",
+        "Content-Type": "application/json",
+    }
+    event = InboundEventFactory(headers=legacy)
+    migration.strip_secret_headers(apps)
+    event.refresh_from_db()
+    assert event.headers == {"X-Shopify-Topic": "refunds/create", "Content-Type": "application/json"}
