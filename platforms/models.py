@@ -102,8 +102,13 @@ class MerchantApiKey(TimeStampedModel):
         return f"{self.name} ({self.prefix}…)"
 
 
-def _webhook_secret():
+def new_webhook_secret() -> str:
+    """A fresh random webhook secret (new connections, reconnects after a disconnect)."""
     return secrets.token_urlsafe(32)
+
+
+def _webhook_secret():  # the field's default, named so in migration 0001
+    return new_webhook_secret()
 
 
 # Platforms whose app-level webhooks name the store in the body, and the credential holding that

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from platforms import selectors
-from platforms.models import StoreConnection, _webhook_secret
+from platforms.models import StoreConnection, new_webhook_secret
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def store_connection_reconnect(*, connection: StoreConnection, webhook_secret: s
     secret (or the one given, e.g. a platform's app secret)."""
     update_fields = ["status", "disconnected_at", "disconnect_reason", "last_error", "date_last_modified"]
     if connection.status in (StoreConnection.Status.DISCONNECTED, StoreConnection.Status.INVALID) or webhook_secret:
-        connection.webhook_secret = webhook_secret or _webhook_secret()
+        connection.webhook_secret = webhook_secret or new_webhook_secret()
         update_fields.append("webhook_secret")
     connection.status = StoreConnection.Status.CONNECTED
     connection.disconnected_at = None

@@ -488,3 +488,30 @@ def test_the_migration_strips_signature_and_auth_headers_from_events_stored_befo
     migration.strip_secret_headers(apps)
     event.refresh_from_db()
     assert event.headers == {"X-Shopify-Topic": "refunds/create", "Content-Type": "application/json"}
+
+
+def test_reconnecting_a_disconnected_wix_store_from_the_portal_issues_a_fresh_secret(db):
+    from tests.portal.conftest import (
+        WIX_ACCOUNT_ID,
+        WIX_API_KEY,
+        WIX_PROPERTIES_URL,
+        WIX_SITE_ID,
+        WIX_SITES_URL,
+        wix_properties_body,
+        wix_sites_body,
+    )
+
+    store = make_store(Platform.WIX, order_id="w-1", line_ids=("a", "b"), webhook_secret="the-old-secret")
+    owner = logged_in(portal_user(store.merchant))
+    owner.post(reverse("portal:connection_disconnect", args=[store.merchant.pk]), {"confirm": "yes"})
+    assert StoreConnection.objects.get(pk=store.connection.pk).webhook_secret == ""
+    credentials = {"api_key": WIX_API_KEY, "account_id": WIX_ACCOUNT_ID, "site_id": WIX_SITE_ID}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(WIX_SITES_URL, json=wix_sites_body())
+        mock.get(WIX_PROPERTIES_URL, json=wix_properties_body())
+        response = owner.post(reverse("portal:connect_wix"), {"merchant": store.merchant.pk, **credentials})
+    assert response.status_code == 302
+    connection = StoreConnection.objects.get(pk=store.connection.pk)
+    assert connection.status == StoreConnection.Status.CONNECTED and connection.disconnected_at is None
+    assert connection.credentials["api_key"] == WIX_API_KEY
+    assert connection.webhook_secret and connection.webhook_secret != "the-old-secret"
