@@ -358,13 +358,15 @@ class InboundEventAdmin(admin.ModelAdmin):
     def headers_pretty(self, event):
         return format_html("<pre>{}</pre>", json.dumps(event.headers, indent=2, sort_keys=True))
 
-    @admin.display(description="Raw body (as received)")
+    @admin.display(description="Raw body (as received, less capability fields)")
     def body_pretty(self, event):
+        if event.redacted_at:
+            return f"Redacted {date_format(timezone.localtime(event.redacted_at), 'DATETIME_FORMAT')} (privacy)."
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", _pretty(event.body))
 
     @admin.display(description="Decoded payload")
     def decoded_payload(self, event):
-        if event.platform != Platform.WIX:
+        if event.platform != Platform.WIX or event.redacted_at:
             return "- (the raw body is the payload)"
         try:
             decoded = WixAdapter().decoded_event(event.body)
