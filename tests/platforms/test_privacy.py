@@ -515,3 +515,18 @@ def test_reconnecting_a_disconnected_wix_store_from_the_portal_issues_a_fresh_se
     assert connection.status == StoreConnection.Status.CONNECTED and connection.disconnected_at is None
     assert connection.credentials["api_key"] == WIX_API_KEY
     assert connection.webhook_secret and connection.webhook_secret != "the-old-secret"
+
+
+def test_the_daily_task_applies_retention_and_does_requests_whose_message_was_lost(shopify_store):
+    from platforms.tasks import apply_data_retention
+
+    _with_shopper(shopify_store)
+    deliver(shopify_store, "refunds_create", event_id="wh-daily")
+    InboundEvent.objects.update(date_created=OLD)
+    lost = PrivacyRequestFactory(merchant=shopify_store.merchant, subject_email=SHOPPER, order_ids=["450789469"])
+    summary = apply_data_retention.apply().get()
+    assert "inbound events redacted 1" in summary
+    assert InboundEvent.objects.get(event_id="wh-daily").body == ""
+    lost.refresh_from_db()
+    assert lost.state == PrivacyRequest.State.DONE and lost.subject_email == ""
+    assert Order.objects.get(pk=shopify_store.bag.order_id).customer_email == ""
