@@ -14,6 +14,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch
@@ -32,9 +33,11 @@ from platforms.models import (
     OmsConnection,
     OmsSystem,
     Platform,
+    PrivacyRequest,
     StoreConnection,
 )
 from platforms.oms.connect import CheckedOmsCredentials, oms_connection_save, oms_credentials_check, oms_disconnect
+from platforms.privacy import compliance, disconnect, erasure
 from platforms.subscriptions import services as subscription_services
 from violet_refunds.admin import admin_link
 from violet_refunds.crypto import CredentialsUnreadable
@@ -42,6 +45,8 @@ from violet_refunds.exceptions import ValidationFailed
 from violet_refunds.money import format_amount
 
 _SECRET_FIELDS = ("credentials", "webhook_secret")
+# What platforms.view_raw_payload guards (docs/privacy.md: who sees what).
+_RAW_FIELDS = ("headers_pretty", "body_pretty", "decoded_payload")
 
 
 class MerchantMembershipInline(admin.TabularInline):
@@ -288,8 +293,57 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         except CredentialsUnreadable:
             return "Unreadable with the configured FIELD_ENCRYPTION_KEY."
 
+    actions = ("disconnect_selected",)
+
+    @admin.action(
+        description="Disconnect selected stores (wipe credentials and webhook secret)", permissions=("change",)
+    )
+    def disconnect_selected(self, request, queryset):
+        """Asks for confirmation first; each disconnect is written to the admin log."""
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/platforms/disconnect_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Disconnect stores?",
+                    "connections": list(queryset.select_related("merchant")),
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                    "opts": self.model._meta,
+                },
+            )
+        done = 0
+        for connection in queryset:
+            if disconnect.store_connection_disconnect(
+                connection=connection,
+                actor=f"operator:{request.user.get_username()}",
+                reason="disconnected in the admin",
+            ):
+                self.log_change(request, connection, "Disconnected: credentials and webhook secret wiped.")
+                done += 1
+        self.message_user(request, f"Disconnected {done} store(s).", messages.SUCCESS)
+        return None
+
     def save_model(self, request, obj, form, change):
+        reconnecting = (
+            change
+            and form.initial.get("status") in (StoreConnection.Status.DISCONNECTED, StoreConnection.Status.INVALID)
+            and obj.status == StoreConnection.Status.CONNECTED
+        )
+        if change and obj.status == StoreConnection.Status.DISCONNECTED and form.initial.get("status") != obj.status:
+            obj.status = form.initial.get("status")  # through the one disconnect service instead
+            super().save_model(request, obj, form, change)
+            disconnect.store_connection_disconnect(
+                connection=obj, actor=f"operator:{request.user.get_username()}", reason="status set in the admin"
+            )
+            return
+        if reconnecting:
+            obj.status = form.initial.get("status")  # the reconnect service sets CONNECTED, with a fresh secret
         super().save_model(request, obj, form, change)
+        if reconnecting:
+            disconnect.store_connection_reconnect(
+                connection=obj, webhook_secret=form.cleaned_data.get("replace_webhook_secret") or None
+            )
         new_secret = form.cleaned_data.get("replace_webhook_secret")
         new_credentials = form.cleaned_data.get("replace_credentials")
         if new_secret or new_credentials:
@@ -388,7 +442,7 @@ class InboundEventAdmin(admin.ModelAdmin):
         ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Awaiting its order", {"fields": ("order_id", "awaiting_since")}),
         ("Outcome", {"fields": ("outcome", "linked_refunds", "error", "traceback")}),
-        ("Delivery", {"fields": ("date_created", "remote_ip", "headers_pretty", "body_pretty", "decoded_payload")}),
+        ("Delivery", {"fields": ("date_created", "remote_ip", "body_sha256", "redacted_at", *_RAW_FIELDS)}),
     )
     readonly_fields = (
         "platform",
@@ -410,13 +464,22 @@ class InboundEventAdmin(admin.ModelAdmin):
         "traceback",
         "date_created",
         "remote_ip",
-        "headers_pretty",
-        "body_pretty",
-        "decoded_payload",
+        "body_sha256",
+        "redacted_at",
+        *_RAW_FIELDS,
     )
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer(*(f"connection__{name}" for name in _SECRET_FIELDS))
+
+    def get_fieldsets(self, request, obj=None):
+        """Raw bodies and headers only for platforms.view_raw_payload (operators, not viewers)."""
+        if request.user.has_perm("platforms.view_raw_payload"):
+            return self.fieldsets
+        return tuple(
+            (name, {**options, "fields": tuple(f for f in options["fields"] if f not in _RAW_FIELDS)})
+            for name, options in self.fieldsets
+        )
 
     def has_add_permission(self, request):
         return False  # events arrive through the webhook receiver and the poller only
@@ -440,13 +503,15 @@ class InboundEventAdmin(admin.ModelAdmin):
     def headers_pretty(self, event):
         return format_html("<pre>{}</pre>", json.dumps(event.headers, indent=2, sort_keys=True))
 
-    @admin.display(description="Raw body (as received)")
+    @admin.display(description="Raw body (as received, less capability fields)")
     def body_pretty(self, event):
+        if event.redacted_at:
+            return f"Redacted {date_format(timezone.localtime(event.redacted_at), 'DATETIME_FORMAT')} (privacy)."
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", _pretty(event.body))
 
     @admin.display(description="Decoded payload")
     def decoded_payload(self, event):
-        if event.platform != Platform.WIX:
+        if event.platform != Platform.WIX or event.redacted_at:
             return "- (the raw body is the payload)"
         try:
             decoded = WixAdapter().decoded_event(event.body)
@@ -594,3 +659,87 @@ class OmsConnectionAdmin(admin.ModelAdmin):
         for oms in queryset.select_related("merchant"):
             oms_disconnect(merchant=oms.merchant, user=request.user)
         self.message_user(request, f"{queryset.count()} connection(s) disconnected.", messages.SUCCESS)
+
+
+class PrivacyRequestForm(forms.ModelForm):
+    """An operator's erasure: a shopper's e-mail and/or our order ids (comma separated)."""
+
+    email = forms.EmailField(required=False, help_text="The shopper's e-mail (not stored; only its hash is).")
+    orders = forms.CharField(required=False, help_text="Our order ids, comma separated.")
+
+    class Meta:
+        model = PrivacyRequest
+        fields = ()
+
+    def clean_orders(self):
+        raw = self.cleaned_data["orders"]
+        try:
+            return tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+        except ValueError as exc:
+            raise forms.ValidationError("Enter order ids separated by commas.") from exc
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        if not cleaned.get("email") and not cleaned.get("orders"):
+            raise forms.ValidationError("Give the shopper's e-mail or at least one order id.")
+        return cleaned
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin):
+    """Privacy requests by due date; "Add" records and performs an operator's erasure (audited:
+    the request row and the admin log keep who erased what, without the shopper's e-mail)."""
+
+    list_display = ("id", "kind", "state", "merchant", "platform", "due_at", "completed_at", "requested_by")
+    list_filter = ("state", "kind", "platform")
+    search_fields = ("delivery_id", "shop_domain", "customer_external_id", "email_sha256")
+    ordering = ("state", "due_at")
+    actions = ("process_selected",)
+    readonly_fields = (
+        "kind",
+        "state",
+        "platform",
+        "merchant",
+        "delivery_id",
+        "shop_domain",
+        "customer_external_id",
+        "email_sha256",
+        "order_ids",
+        "due_at",
+        "completed_at",
+        "outcome",
+        "requested_by",
+        "export",
+        "date_created",
+    )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = PrivacyRequestForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("email", "orders") if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        email, orders = form.cleaned_data.get("email") or "", form.cleaned_data.get("orders") or ()
+        result = erasure.shopper_erase(email=email, order_ids=orders)
+        now = timezone.now()
+        obj.kind = PrivacyRequest.Kind.ERASURE
+        obj.state = PrivacyRequest.State.DONE
+        obj.email_sha256 = erasure.email_sha256(email)
+        obj.order_ids = [str(pk) for pk in result.order_ids]
+        obj.due_at = now
+        obj.completed_at = now
+        obj.outcome = result.describe()
+        obj.requested_by = f"operator:{request.user.get_username()}"
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Process selected requests now", permissions=("change",))
+    def process_selected(self, request, queryset):
+        for privacy_request in queryset:
+            compliance.privacy_request_process(privacy_request.pk)
+        self.message_user(request, f"Processed {queryset.count()} request(s).", messages.SUCCESS)

@@ -42,6 +42,7 @@ from platforms import selectors
 from platforms.adapters import get_adapter
 from platforms.adapters.base import EventIgnored, OrderState, PlatformDataInvalid
 from platforms.clients.base import PlatformClientError, PlatformNotFound, PlatformUnavailable
+from platforms.privacy.disconnect import connection_auth_failure
 from platforms.services import order_reconcile
 from refunds.models import Bag, BagStatus, RefundSource
 
@@ -170,6 +171,7 @@ def bag_parity_check(bag: Bag, *, now: datetime | None = None) -> BagParity:
     except (PlatformClientError, PlatformDataInvalid, EventIgnored) as exc:
         message = getattr(exc, "message", None) or str(exc)
         logger.warning("Parity check of bag %s failed: %s", bag.pk, message)
+        connection_auth_failure(connection, exc)  # a 401: INVALID, the merchant is told
         _consolidated(bag, now)
         return BagParity(error=message)
     was_canceled = bag.status == BagStatus.CANCELED

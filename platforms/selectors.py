@@ -14,6 +14,7 @@ from platforms.models import (
     InboundEvent,
     Merchant,
     Platform,
+    PrivacyRequest,
     SfccRefundMode,
     StoreConnection,
     WebhookSubscription,
@@ -266,3 +267,10 @@ def connections_needing_attention(
     """Broken or silent connections (the admin triage card and its filtered list)."""
     silent = connections_silent(now=now, silent_after=silent_after, min_bags=min_bags)
     return StoreConnection.objects.filter(Q(pk__in=connections_broken().values("pk")) | Q(pk__in=silent.values("pk")))
+
+
+def privacy_data_requests_for_merchants(merchant_ids: Iterable[int]) -> QuerySet[PrivacyRequest]:
+    """Customer data requests of these merchants (the portal's Privacy requests page), newest first."""
+    return PrivacyRequest.objects.filter(
+        merchant_id__in=list(merchant_ids), kind=PrivacyRequest.Kind.CUSTOMER_DATA_REQUEST
+    ).order_by("-date_created")

@@ -121,3 +121,23 @@ def discover_oms_refunds() -> int:
     from platforms.oms import discovery
 
     return sum(run.events_created for run in discovery.oms_refunds_discover())
+
+
+@shared_task(ignore_result=True)
+def process_privacy_request(request_id: int) -> str:
+    """Do one privacy request (Shopify compliance webhook) recorded by the receiver."""
+    from platforms.privacy import compliance
+
+    request = compliance.privacy_request_process(request_id)
+    return request.state if request is not None else "MISSING"
+
+
+@shared_task(ignore_result=True)
+def apply_data_retention() -> str:
+    """Beat, daily: retention (docs/privacy.md), then any privacy request whose message was lost."""
+    from platforms.privacy import compliance, retention
+
+    result = retention.retention_apply()
+    compliance.privacy_requests_open_process()
+    logger.info("%s", result.describe())
+    return result.describe()

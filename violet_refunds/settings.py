@@ -351,6 +351,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS,
         "options": {"expires": SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS},
     },
+    # Personal data retention, daily (platforms.privacy.retention).
+    "apply-data-retention": {
+        "task": "platforms.tasks.apply_data_retention",
+        "schedule": env.int("RETENTION_INTERVAL_SECONDS", default=24 * 3600),
+        "options": {"expires": 3600},
+    },
     # Parity check: missed webhooks become refunds (source PARITY_CHECK, counted in the admin triage).
     "check-platform-parity": {
         "task": "platforms.tasks.check_platform_parity",
@@ -358,6 +364,22 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PARITY_CHECK_INTERVAL_SECONDS},
     },
 }
+
+# --- Personal data retention (platforms.privacy.retention; docs/privacy.md) ---
+# Raw inbound webhook bodies and headers are redacted after this many days (events still to be
+# processed are kept until they settle); id, topic, outcome, body hash and refund links stay.
+RETENTION_INBOUND_EVENT_DAYS = env.int("RETENTION_INBOUND_EVENT_DAYS", default=30)
+# Outbound event bodies (once delivered or given up) and channel reply excerpts are cleared after this.
+RETENTION_OUTBOUND_DAYS = env.int("RETENTION_OUTBOUND_DAYS", default=30)
+# django-axes login records are deleted after this.
+RETENTION_LOGIN_LOG_DAYS = env.int("RETENTION_LOGIN_LOG_DAYS", default=90)
+# A customer data request's assembled export is cleared this long after it was completed.
+RETENTION_PRIVACY_EXPORT_DAYS = env.int("RETENTION_PRIVACY_EXPORT_DAYS", default=30)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# Shopify app client secrets (one per Shopify app of the network): /webhooks/shopify/ verifies the
+# app-level compliance webhooks and app/uninstalled with them, as do per-connection URLs whose
+# connection is disconnected (shop/redact arrives 48 h after the uninstall wiped its secret).
+SHOPIFY_APP_SECRETS = env.list("SHOPIFY_APP_SECRETS", default=[])
 
 # --- Refund engine ---
 # A refund PROCESSING longer than this is considered stuck (lost message, dead worker) and re-enqueued.

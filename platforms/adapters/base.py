@@ -194,6 +194,17 @@ class WebhookEnvelope:
     # The platform's own id of the store the delivery is for, when the body names it (Ecwid
     # `storeId`, Wix `instanceId`): app-level endpoints route by it (StoreConnection.external_store_id).
     store_id: str = ""
+    # A delivery about the connection itself, not an order (issue #22): LIFECYCLE_UNINSTALLED, or a
+    # Shopify compliance topic (customers/data_request, customers/redact, shop/redact). The receiver
+    # acts on it at once and stores no InboundEvent for it.
+    lifecycle: str = ""
+
+
+# The app was removed from the store: platforms.privacy.disconnect.
+LIFECYCLE_UNINSTALLED = "uninstalled"
+# The platform anonymized the order named by `order_id` at a privacy request (Wix
+# `triggeredByAnonymizeRequest`): our copy of its shopper data is erased (platforms.privacy.erasure).
+LIFECYCLE_ORDER_ANONYMIZED = "order_anonymized"
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from email.utils import parsedate_to_datetime
 
 from platforms import selectors
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     Delivery,
     EventIgnored,
@@ -74,6 +75,7 @@ SECRET_SCHEME = "bearer"
 SCOPE_REFUND_CREATED = "store/order/refund/created"
 SCOPE_STATUS_UPDATED = "store/order/statusUpdated"
 ORDER_SCOPES = (SCOPE_REFUND_CREATED, SCOPE_STATUS_UPDATED)
+# The app was uninstalled from the store (a webhook; the app's uninstall callback is not routed here).
 SCOPE_APP_UNINSTALLED = "store/app/uninstalled"
 
 # Issue #24: registered per store with `/v3/hooks` (platforms/subscriptions/bigcommerce.py), each
@@ -196,6 +198,8 @@ class BigCommerceAdapter:
         scope = str(payload.get("scope") or "").strip()
         if not event_hash or not scope:
             raise PayloadMalformed("BigCommerce webhooks carry `scope` and `hash`; one is missing.")
+        if scope == SCOPE_APP_UNINSTALLED:
+            return WebhookEnvelope(event_id=event_hash, topic=scope, lifecycle=LIFECYCLE_UNINSTALLED)
         return WebhookEnvelope(event_id=event_hash, topic=scope, order_id=_order_id_from_body(payload))
 
     def order_state(self, event) -> OrderState:

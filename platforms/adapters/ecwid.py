@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from django.conf import settings
 
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     Delivery,
     EventIgnored,
@@ -66,6 +67,8 @@ SUBSCRIPTIONS = SubscriptionPlan(
     "https://<this service>/webhooks/ecwid/, events order.updated and application.uninstalled; "
     "the app's client_secret in ECWID_CLIENT_SECRETS.",
 )
+# The app was removed from the store (Ecwid webhook event types: application.installed/uninstalled).
+EVENT_APP_UNINSTALLED = "application.uninstalled"
 # Payment statuses that mean "refund what is left" for a Violet order (seed 000).
 REFUND_PAYMENT_STATUSES = ("CANCELLED", "REFUNDED")
 
@@ -117,6 +120,7 @@ class EcwidAdapter:
             topic=str(payload.get("eventType") or ""),
             order_id=_order_id_from_body(payload),
             store_id=_store_id_from_body(payload),
+            lifecycle=LIFECYCLE_UNINSTALLED if payload.get("eventType") == EVENT_APP_UNINSTALLED else "",
         )
 
     def order_state(self, event) -> OrderState:

@@ -26,9 +26,11 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import replace
 
+from django.conf import settings
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     Delivery,
     EventIgnored,
@@ -58,6 +60,18 @@ EVENT_ID_HEADER = "X-Shopify-Event-Id"
 SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
 
 TOPIC_REFUNDS_CREATE = "refunds/create"
+TOPIC_APP_UNINSTALLED = "app/uninstalled"
+# Mandatory compliance webhooks (shopify.dev "Privacy law compliance"): platforms.privacy.compliance.
+COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
+# Headers kept with a stored event (platforms.privacy.ingest); never the HMAC.
+STORED_HEADERS = (
+    TOPIC_HEADER,
+    WEBHOOK_ID_HEADER,
+    EVENT_ID_HEADER,
+    SHOP_DOMAIN_HEADER,
+    "X-Shopify-API-Version",
+    "X-Shopify-Triggered-At",
+)
 TOPIC_ORDERS_CANCELLED = "orders/cancelled"
 # orders/updated carries the same Order resource; reconciling it is harmless and catches refunds
 # whose own refunds/create delivery was lost.
@@ -166,11 +180,23 @@ def parse_refund(refund: Mapping, *, order_currency: str | None) -> PlatformRefu
     )
 
 
+def _lifecycle(topic: str) -> str:
+    if topic == TOPIC_APP_UNINSTALLED:
+        return LIFECYCLE_UNINSTALLED
+    return topic if topic in COMPLIANCE_TOPICS else ""
+
+
 class ShopifyAdapter:
     platform = Platform.SHOPIFY
     receives_webhooks = True
     polls_orders = False
     subscriptions = SUBSCRIPTIONS
+    stored_headers = STORED_HEADERS
+
+    def app_webhook_secrets(self) -> tuple[str, ...]:
+        """The client secrets of the network's Shopify apps: /webhooks/shopify/ (compliance topics and
+        app/uninstalled, configured once per app) verifies with them."""
+        return tuple(secret for secret in getattr(settings, "SHOPIFY_APP_SECRETS", ()) if secret)
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         signature = (headers.get(HMAC_HEADER) or "").strip()
@@ -186,7 +212,13 @@ class ShopifyAdapter:
         if not topic:
             raise PayloadMalformed(f"Missing {TOPIC_HEADER} header.")
         order_id = payload.get("order_id") if topic == TOPIC_REFUNDS_CREATE else payload.get("id")
-        return WebhookEnvelope(event_id=event_id, topic=topic, order_id=str(order_id or ""))
+        return WebhookEnvelope(
+            event_id=event_id,
+            topic=topic,
+            order_id=str(order_id or "") if not _lifecycle(topic) else "",
+            store_id=str(headers.get(SHOP_DOMAIN_HEADER) or payload.get("shop_domain") or "").strip().lower(),
+            lifecycle=_lifecycle(topic),
+        )
 
     def order_state(self, event) -> OrderState:
         # The app secret is shared by every shop of the app, so a genuine delivery for another shop

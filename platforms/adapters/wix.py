@@ -29,6 +29,7 @@ has one, otherwise an instance another connection claims.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    LIFECYCLE_ORDER_ANONYMIZED,
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
     Delivery,
     EventIgnored,
@@ -78,6 +81,10 @@ SUBSCRIPTIONS = SubscriptionPlan(
     "(eCommerce Order Transactions) and App Removed, each with callback URL https://<this service>/webhooks/wix/; "
     "the app's webhook public key in WIX_APP_PUBLIC_KEYS.",
 )
+# App management webhook "App Instance Removed" (dev.wix.com, app-management/app-instance): the
+# envelope's `eventType` names it and its `data` is {"appId": …}, without an event id, so the id is
+# a digest of the token (Wix resends the same token on a retry).
+APP_INSTANCE_REMOVED = "AppInstanceRemoved"
 _JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
 
 
@@ -145,12 +152,25 @@ class WixAdapter:
             raise SignatureInvalid(
                 f"The body is not a JWT signed by the configured Wix key ({type(exc).__name__})."
             ) from exc
+        envelope = json_object(claims.get("data"))
+        if envelope.get("eventType") == APP_INSTANCE_REMOVED:
+            instance_id = str(envelope.get("instanceId") or "").strip()
+            return WebhookEnvelope(
+                event_id=f"{APP_INSTANCE_REMOVED}:{hashlib.sha256(token.encode()).hexdigest()[:40]}",
+                topic=APP_INSTANCE_REMOVED,
+                store_id=instance_id,
+                lifecycle=LIFECYCLE_UNINSTALLED,
+            )
         event, instance_id = _decode_layers(claims)
+        # Wix sets triggeredByAnonymizeRequest on the events a GDPR anonymization causes: the order's
+        # personal data is gone on Wix and must go here too (nothing else in such an event matters).
+        anonymized = event.get("triggeredByAnonymizeRequest") is True and bool(event.get("entityId"))
         return WebhookEnvelope(
             event_id=str(event["id"]),
             topic=_topic(event),
             order_id=str(event.get("entityId") or ""),
             store_id=instance_id,
+            lifecycle=LIFECYCLE_ORDER_ANONYMIZED if anonymized else "",
         )
 
     def _decoded(self, body: str) -> tuple[dict, str]:

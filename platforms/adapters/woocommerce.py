@@ -91,6 +91,15 @@ SUBSCRIPTIONS = SubscriptionPlan(
 STATUS_REFUNDED = "refunded"
 REFUND_WHAT_IS_LEFT_STATUSES = (STATUS_CANCELLED, STATUS_REFUNDED)
 REFUNDED_ITEM_META_KEY = "_refunded_item_id"
+# Headers kept with a stored event (platforms.privacy.ingest); never the signature.
+STORED_HEADERS = (
+    "X-WC-Webhook-Source",
+    TOPIC_HEADER,
+    RESOURCE_HEADER,
+    EVENT_HEADER,
+    "X-WC-Webhook-ID",
+    DELIVERY_ID_HEADER,
+)
 _PING_BODY = re.compile(rb"^webhook_id=\d{1,20}$")
 
 
@@ -161,6 +170,7 @@ class WooCommerceAdapter:
     receives_webhooks = True
     polls_orders = False
     subscriptions = SUBSCRIPTIONS
+    stored_headers = STORED_HEADERS
 
     def is_setup_ping(self, *, body: bytes, headers: Mapping[str, str]) -> bool:
         """WooCommerce's unsigned `webhook_id=<id>` test delivery, sent when a webhook is saved."""
