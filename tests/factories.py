@@ -23,6 +23,7 @@ from platforms.models import (
     Merchant,
     MerchantApiKey,
     MerchantMembership,
+    OmsConnection,
     Platform,
     PrivacyRequest,
     SfccRefundMode,
@@ -117,6 +118,20 @@ class InboundEventFactory(factory.django.DjangoModelFactory):
     topic = "refunds/create"
     headers = factory.LazyFunction(dict)
     body = "{}"
+
+
+class OmsConnectionFactory(factory.django.DjangoModelFactory):
+    """An SFCC merchant in the order management mode with its Salesforce org connected."""
+
+    class Meta:
+        model = OmsConnection
+
+    merchant = factory.SubFactory(
+        MerchantFactory, platform=Platform.SFCC, sfcc_refund_mode=SfccRefundMode.ORDER_MANAGEMENT
+    )
+    base_url = factory.Sequence(lambda n: f"https://org{n}.my.salesforce.com")
+    credentials = factory.LazyFunction(lambda: {"client_id": "3MVG9-test", "client_secret": "test-secret"})
+    status = OmsConnection.Status.CONNECTED
 
 
 class PrivacyRequestFactory(factory.django.DjangoModelFactory):
