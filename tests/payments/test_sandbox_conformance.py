@@ -67,6 +67,10 @@ def problems(value, annotation, where: str) -> list[str]:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return []
+        # Literal[...] | str: the SDK accepts future values, the sandbox must use a declared one.
+        literals = [value for arg in args if typing.get_origin(arg) is typing.Literal for value in typing.get_args(arg)]
+        if literals and isinstance(value, str):
+            return [] if value in literals else [f"{where}: {value!r} not in {literals}"]
         options = [problems(value, arg, where) for arg in args if arg is not type(None)]
         if any(not found for found in options):
             return []
@@ -265,3 +269,23 @@ def test_refund_lifecycle_transitions(stripe_client):
 
     with pytest.raises(ValueError):
         ledger.schedule_refund(settled.id, "succeeded")  # a failed refund never succeeds
+
+
+def test_the_checker_catches_what_it_is_for():
+    """A missing field, an undeclared one, an embedded list's total_count and a value outside a Literal."""
+    status, body = raw("GET", "/v1/balance")
+    assert status == 200
+    broken = {**body, "total_count": 1}
+    del broken["pending"]
+
+    found = object_problems(broken, stripe.Balance, "balance")
+    assert "balance.total_count: not declared by stripe.Balance" in found and "balance.pending: missing" in found
+    assert _list_problems(
+        {"object": "list", "data": [], "has_more": False, "url": "/v1/x", "total_count": 0}, None, "l"
+    )
+    assert problems("sometimes", stripe.PaymentIntent.__annotations__["capture_method"], "pi.capture_method")
+    assert problems("manual", stripe.PaymentIntent.__annotations__["capture_method"], "pi.capture_method") == []
+    assert problems(None, stripe.PaymentIntent.__annotations__["capture_method"], "pi.capture_method")
+    assert object_problems({"object": "refund", "status": "done"}, stripe.Refund, "refund", exact=False) == [
+        "refund.status: 'done' is not one of Stripe's documented values"
+    ]
