@@ -2,6 +2,10 @@
 signed events it emits and delivers."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import responses
@@ -11,6 +15,7 @@ from django.db import transaction
 from stripe_sandbox import ledger
 from stripe_sandbox.events import MAX_DELIVERY_ATTEMPTS
 from stripe_sandbox.models import FaultKind, SandboxEvent
+from stripe_sandbox.tasks import sweep_sandbox
 from tests.payments.sandbox_requests import pay, refund, reverse, transfer
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +40,10 @@ def receiver(settings):
     settings.STRIPE_SANDBOX_WEBHOOK_RECEIVER = "tests.payments.test_sandbox_lifecycle.capturing_receiver"
     yield received
     received.clear()
+
+
+def settings_module_root() -> Path:
+    return Path(__file__).resolve().parents[2]
 
 
 def delivered_events(captured) -> list[stripe.Event]:
@@ -282,3 +291,43 @@ def test_events_api_retrieves_filters_and_pages(stripe_client):
     assert {e.type for e in charges.data} == {"charge.refunded"} and len(charges.data) == 4
     assert {e.type for e in late.data} == {"refund.created", "charge.refunded"}
     assert one.id == first.stripe_id and json.loads(json.dumps(one.to_dict()))["object"] == "event"
+
+
+BEAT = """
+import json, django
+django.setup()
+from django.conf import settings
+print(json.dumps(sorted(settings.CELERY_BEAT_SCHEDULE)))
+"""
+
+
+@pytest.mark.parametrize(("api_key", "scheduled"), [("", True), ("sk_test_51Abc", False)])
+def test_the_sweep_is_on_beat_only_while_the_sandbox_is_in_use(api_key, scheduled):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DJANGO_SETTINGS_MODULE": "violet_refunds.settings"}
+    if api_key:
+        env["STRIPE_API_KEY"] = api_key
+    result = subprocess.run(
+        [sys.executable, "-c", BEAT], cwd=settings_module_root(), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert ("sweep-stripe-sandbox" in json.loads(result.stdout.strip().splitlines()[-1])) is scheduled
+
+
+def test_the_beat_task_settles_due_refunds(stripe_client):
+    intent = pay(stripe_client, 10_000)
+    ledger.inject_fault(FaultKind.REFUND_PENDING, settle_after_seconds=60)
+    created = refund(stripe_client, intent.id, 1_000)
+    ledger.advance_clock(60)
+
+    assert sweep_sandbox() == {"refunds_settled": 1, "deliveries_retried": 0}
+    assert [r.status for r in ledger.refunds_for(intent.id)] == ["succeeded"]
+    assert ledger.events("refund.updated")[0].body["data"]["object"]["id"] == created.id
+
+
+def test_the_admin_shows_events_balance_transactions_and_disputes(stripe_client, admin_client):
+    intent = pay(stripe_client, 10_000, payment_method="pm_card_createDispute")
+
+    for model in ("sandboxevent", "sandboxbalancetransaction", "sandboxdispute", "sandboxrefund"):
+        page = admin_client.get(f"/admin/stripe_sandbox/{model}/")
+        assert page.status_code == 200, model
+    assert intent.latest_charge in admin_client.get("/admin/stripe_sandbox/sandboxbalancetransaction/").content.decode()
