@@ -9,6 +9,7 @@ from collections.abc import Callable
 from . import objects
 from .errors import StripeFailure
 from .models import (
+    SandboxAccount,
     SandboxBalanceTransaction,
     SandboxPaymentIntent,
     SandboxRefund,
@@ -26,7 +27,11 @@ EXPANDABLE: dict[str, dict[str, str]] = {
         "balance_transaction": "balance_transaction",
         "failure_balance_transaction": "balance_transaction",
     },
-    "transfer": {"balance_transaction": "balance_transaction", "source_transaction": "charge"},
+    "transfer": {
+        "balance_transaction": "balance_transaction",
+        "destination": "account",
+        "source_transaction": "charge",
+    },
     "transfer_reversal": {"transfer": "transfer", "balance_transaction": "balance_transaction"},
     "balance_transaction": {"source": "source"},
     "dispute": {"charge": "charge", "payment_intent": "payment_intent"},
@@ -117,7 +122,12 @@ def _renderers() -> dict[str, Callable[[str], dict | None]]:
         txn = SandboxBalanceTransaction.objects.filter(stripe_id=stripe_id).first()
         return objects.balance_transaction(txn) if txn else None
 
+    def account(stripe_id):
+        acct = SandboxAccount.objects.filter(stripe_id=stripe_id, is_platform=False).first()
+        return objects.account(acct) if acct else None
+
     return {
+        "account": account,
         "charge": charge,
         "payment_intent": payment_intent,
         "refund": refund,

@@ -75,13 +75,13 @@ def announce_refund_created(rf: SandboxRefund, pi: SandboxPaymentIntent, previou
     """refund.created and charge.refunded, as Stripe sends them for every new refund (partial included)."""
     request_id, idempotency_key = request
     events.emit("refund.created", objects.refund(rf, pi), request_id=request_id, idempotency_key=idempotency_key)
+    previous: dict = {"amount_refunded": previous_refunded}
+    if pi.amount_refunded == pi.amount:  # Stripe lists only the attributes that changed
+        previous["refunded"] = False
     events.emit(
         "charge.refunded",
         objects.charge(pi),
-        previous_attributes={
-            "amount_refunded": previous_refunded,
-            "refunded": previous_refunded == pi.amount,
-        },
+        previous_attributes=previous,
         request_id=request_id,
         idempotency_key=idempotency_key,
     )

@@ -291,6 +291,37 @@ def refund(rf: SandboxRefund, pi: SandboxPaymentIntent | None = None) -> dict:
     }
 
 
+def account(acct: SandboxAccount) -> dict:
+    """A Connect account as its platform sees it (custom, US, transfers active; no KYC details held)."""
+    return {
+        "id": acct.stripe_id,
+        "object": "account",
+        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": True,
+        "country": "US",
+        "created": _ts(acct.created),
+        "default_currency": acct.default_currency,
+        "details_submitted": True,
+        "external_accounts": _embedded_list([], url=f"/v1/accounts/{acct.stripe_id}/external_accounts", render=None),
+        "metadata": {},
+        "payouts_enabled": True,
+        "type": "custom",
+        **_nulls(
+            "business_profile",
+            "business_type",
+            "company",
+            "controller",
+            "email",
+            "future_requirements",
+            "groups",
+            "individual",
+            "requirements",
+            "settings",
+            "tos_acceptance",
+        ),
+    }
+
+
 def balance_transaction(txn: SandboxBalanceTransaction) -> dict:
     return {
         "id": txn.stripe_id,

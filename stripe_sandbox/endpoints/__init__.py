@@ -58,6 +58,7 @@ ENDPOINTS = [
     _endpoint("POST", "/v1/refunds", refunds.validate_create, refunds.create, "refund"),
     _endpoint("GET", "/v1/refunds", refunds.validate_list, refunds.list_refunds, "list:refund"),
     _endpoint("GET", "/v1/refunds/{id}", params.only_expand, refunds.retrieve, "refund"),
+    _endpoint("GET", "/v1/accounts/{id}", params.only_expand, reads.retrieve_account, "account"),
     _endpoint("GET", "/v1/balance", params.only_expand, reads.retrieve_balance, "balance"),
     _endpoint(
         "GET",

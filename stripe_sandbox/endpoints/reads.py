@@ -1,4 +1,4 @@
-"""Read-only resources: the balance, balance transactions, disputes and events."""
+"""Read-only resources: connected accounts, the balance, balance transactions, disputes and events."""
 
 import re
 
@@ -11,6 +11,13 @@ from .call import Call
 
 def retrieve_balance(call: Call, p: dict) -> dict:
     return objects.balance(call.account or balances.platform_account())
+
+
+def retrieve_account(call: Call, p: dict) -> dict:
+    account = balances.connected_account(call.path_args["id"])
+    if account is None:
+        raise no_such("account", call.path_args["id"], param="account")
+    return objects.account(account)
 
 
 def retrieve_balance_transaction(call: Call, p: dict) -> dict:

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.django_db
 NOT_RETURNED = {
     # `account` only on events of connected accounts, `context` only on v2 event destinations.
     "event": {"account", "context"},
+    # `deleted` only on a deleted account.
+    "account": {"deleted"},
 }
 # Stripe's documented enums where the SDK types the field as a plain str.
 DOCUMENTED = {
@@ -43,6 +45,7 @@ SDK_CLASSES = {
     "dispute": stripe.Dispute,
     "balance": stripe.Balance,
     "event": stripe.Event,
+    "account": stripe.Account,
 }
 
 
@@ -180,6 +183,10 @@ def test_every_object_the_sandbox_returns_matches_the_sdk_classes(world):
     assert_conforms(raw("GET", f"/v1/transfers/{world['transfer']}")[1])
     assert_conforms(raw("GET", f"/v1/transfers/{world['transfer']}/reversals/{world['reversal']}")[1])
     assert_conforms(raw("GET", "/v1/balance")[1])
+    expanded = raw("GET", f"/v1/transfers/{world['transfer']}", "expand[0]=destination")[1]["destination"]
+    assert expanded["object"] == "account"
+    assert_conforms(expanded)
+    assert raw("GET", f"/v1/accounts/{expanded['id']}")[1] == expanded
 
     refunds = {status: raw("GET", f"/v1/refunds/{refund_id}")[1] for status, refund_id in world["refunds"].items()}
     assert {status: body["status"] for status, body in refunds.items()} == {

@@ -219,7 +219,7 @@ def test_events_are_delivered_signed_after_commit(stripe_client, receiver, djang
     assert [e.type for e in events] == ["refund.created", "charge.refunded"]
     assert events[0].data.object.id == created.id
     assert events[0].request.idempotency_key.endswith("signed") and events[0].request.id.startswith("req_")
-    assert events[1].data.previous_attributes.to_dict() == {"amount_refunded": 0, "refunded": False}
+    assert events[1].data.previous_attributes.to_dict() == {"amount_refunded": 0}  # partial: still not refunded
     assert receiver[0][1]["Content-Type"] == "application/json"
     assert {e.delivery for e in ledger.events()} == {SandboxEvent.Delivery.DELIVERED}
     with pytest.raises(stripe.SignatureVerificationError):
@@ -331,3 +331,28 @@ def test_the_admin_shows_events_balance_transactions_and_disputes(stripe_client,
         page = admin_client.get(f"/admin/stripe_sandbox/{model}/")
         assert page.status_code == 200, model
     assert intent.latest_charge in admin_client.get("/admin/stripe_sandbox/sandboxbalancetransaction/").content.decode()
+
+
+def test_events_emitted_in_a_transaction_that_never_commits_can_be_delivered_by_hand(stripe_client, receiver):
+    """A test's own transaction never commits, so no on-commit delivery runs: deliver_events sends them."""
+    intent = pay(stripe_client, 10_000)
+    refund(stripe_client, intent.id, 1_000)
+    assert receiver == []
+
+    assert ledger.deliver_events() == 2
+    assert [e.type for e in delivered_events(receiver)] == ["refund.created", "charge.refunded"]
+    assert ledger.deliver_events() == 0  # delivered once
+
+
+def test_the_clock_freezes_advances_and_returns_to_real_time(stripe_client):
+    from datetime import UTC, datetime
+
+    ledger.freeze_clock(datetime(2030, 1, 1, tzinfo=UTC))
+    intent = pay(stripe_client, 10_000)
+    created = refund(stripe_client, intent.id, 1_000)
+    ledger.advance_clock(3_600)
+
+    assert created.created == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
+    assert ledger.now() == datetime(2030, 1, 1, 1, tzinfo=UTC)
+    ledger.real_time_clock()
+    assert ledger.now().year < 2030
