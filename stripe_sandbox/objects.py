@@ -6,6 +6,8 @@ test (tests/payments/test_sandbox_conformance.py) checks this against the instal
 fields are rendered as ids; `expansion` replaces them with objects when a request asks.
 """
 
+import hashlib
+
 from .models import (
     SandboxAccount,
     SandboxBalance,
@@ -30,6 +32,11 @@ TEST_CARDS = {
     "pm_card_refundFail": ("visa", "5126"),
     "pm_card_pendingRefund": ("visa", "7726"),
 }
+
+
+def _acquirer_reference(refund_id: str) -> str:
+    """A stable 23-digit acquirer reference number (ARN) for a processed card refund, as banks issue."""
+    return str(int(hashlib.sha256(refund_id.encode()).hexdigest(), 16))[:23]
 
 
 def _ts(value) -> int:
@@ -263,7 +270,7 @@ def refund(rf: SandboxRefund, pi: SandboxPaymentIntent | None = None) -> dict:
         "destination_details": {
             "type": "card",
             "card": {
-                "reference": f"{rf.stripe_id[-12:].upper()}" if reference_status == "available" else None,
+                "reference": _acquirer_reference(rf.stripe_id) if reference_status == "available" else None,
                 "reference_status": reference_status,
                 "reference_type": "acquirer_reference_number",
                 "type": "refund",
