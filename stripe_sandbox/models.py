@@ -114,7 +114,7 @@ class SandboxPaymentIntent(models.Model):
     # The PaymentMethod Stripe creates from a test token (pm_card_visa -> pm_1Q…).
     payment_method_id = models.CharField(max_length=64, blank=True)
     balance_transaction = models.CharField(max_length=64, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
 
     class Meta:
         constraints = [
@@ -139,7 +139,7 @@ class SandboxTransfer(models.Model):
     description = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     balance_transaction = models.CharField(max_length=64, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
 
     class Meta:
         constraints = [
@@ -161,7 +161,7 @@ class SandboxTransferReversal(models.Model):
     description = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     balance_transaction = models.CharField(max_length=64, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
 
     def __str__(self):
         return self.stripe_id

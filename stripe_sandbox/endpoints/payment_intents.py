@@ -45,6 +45,7 @@ def validate_create(params: dict) -> dict:
 def create(call: Call, p: dict) -> dict:
     pi = SandboxPaymentIntent(
         stripe_id=new_id("pi"),
+        created=clock.now(),
         amount=p["amount"],
         currency=p["currency"],
         payment_method=p["payment_method"],
@@ -78,7 +79,7 @@ def create(call: Call, p: dict) -> dict:
     pi.charge_id = new_id("ch")
     pi.refunds_fail_later = pi.payment_method == PM_REFUND_FAILS
     pi.refunds_pending = pi.payment_method == PM_REFUND_PENDING
-    pi.balance_transaction = balances.post(balances.CHARGE, pi.currency, pi.amount, source=pi.charge_id, at=clock.now())
+    pi.balance_transaction = balances.post(balances.CHARGE, pi.currency, pi.amount, source=pi.charge_id, at=pi.created)
     pi.save()
     if pi.payment_method == PM_DISPUTED:
         lifecycle.open_dispute(pi, request=call.request)

@@ -43,6 +43,7 @@ def create(call: Call, p: dict) -> dict:
             raise no_such("charge", p["source_transaction"], param="source_transaction", status=400)
     tr = SandboxTransfer(
         stripe_id=new_id("tr"),
+        created=clock.now(),
         destination=destination,
         amount=p["amount"],
         currency=p["currency"],
@@ -53,7 +54,7 @@ def create(call: Call, p: dict) -> dict:
     )
     balances.adjust(destination, tr.currency, tr.amount)
     tr.balance_transaction = balances.post(
-        balances.TRANSFER, tr.currency, -tr.amount, source=tr.stripe_id, at=clock.now()
+        balances.TRANSFER, tr.currency, -tr.amount, source=tr.stripe_id, at=tr.created
     )
     tr.save()
     return objects.transfer(tr)
@@ -107,6 +108,7 @@ def create_reversal(call: Call, p: dict) -> dict:
         )
     reversal = SandboxTransferReversal(
         stripe_id=new_id("trr"),
+        created=clock.now(),
         transfer=tr,
         amount=amount,
         currency=tr.currency,
@@ -115,7 +117,7 @@ def create_reversal(call: Call, p: dict) -> dict:
     )
     balances.adjust(tr.destination, tr.currency, -amount)
     reversal.balance_transaction = balances.post(
-        balances.TRANSFER_REVERSAL, tr.currency, amount, source=reversal.stripe_id, at=clock.now()
+        balances.TRANSFER_REVERSAL, tr.currency, amount, source=reversal.stripe_id, at=reversal.created
     )
     reversal.save()
     previous: dict = {"amount_reversed": tr.amount_reversed}

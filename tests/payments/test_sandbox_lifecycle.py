@@ -352,7 +352,8 @@ def test_the_clock_freezes_advances_and_returns_to_real_time(stripe_client):
     created = refund(stripe_client, intent.id, 1_000)
     ledger.advance_clock(3_600)
 
-    assert created.created == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
+    assert created.created == intent.created == int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
+    assert stripe_client.v1.balance_transactions.retrieve(created.balance_transaction).created == created.created
     assert ledger.now() == datetime(2030, 1, 1, 1, tzinfo=UTC)
     ledger.real_time_clock()
     assert ledger.now().year < 2030
