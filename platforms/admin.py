@@ -8,21 +8,37 @@ those awaiting their order (AWAITING_ORDER: processed again once the bag exists)
 """
 
 import json
+from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db import models
-from django.urls import NoReverseMatch, reverse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from platforms import services
-from platforms.adapters.base import PayloadMalformed, PlatformDataInvalid
+from platforms import selectors, services
+from platforms.adapters.base import Delivery, PayloadMalformed, PlatformDataInvalid
 from platforms.adapters.wix import WixAdapter
-from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection
+from platforms.clients.base import PlatformUnavailable
+from platforms.models import (
+    InboundEvent,
+    Merchant,
+    MerchantMembership,
+    OmsConnection,
+    OmsSystem,
+    Platform,
+    StoreConnection,
+)
+from platforms.oms.connect import CheckedOmsCredentials, oms_connection_save, oms_credentials_check, oms_disconnect
+from platforms.subscriptions import services as subscription_services
 from violet_refunds.admin import admin_link
 from violet_refunds.crypto import CredentialsUnreadable
+from violet_refunds.exceptions import ValidationFailed
 from violet_refunds.money import format_amount
 
 _SECRET_FIELDS = ("credentials", "webhook_secret")
@@ -94,26 +110,86 @@ class StoreConnectionForm(forms.ModelForm):
         return value
 
 
+# The admin index links here (refunds/admin/index.py): ?health=attention.
+HEALTH_PARAMETER = "health"
+HEALTH_ATTENTION = "attention"
+
+
+def connections_needing_attention():
+    return selectors.connections_needing_attention(
+        now=timezone.now(),
+        silent_after=timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+        min_bags=settings.STORE_SILENT_MIN_BAGS,
+    )
+
+
+class HealthFilter(admin.SimpleListFilter):
+    """Broken (credentials refused, a subscription failing) or silent (no webhook for
+    STORE_SILENT_AFTER_SECONDS although the network placed STORE_SILENT_MIN_BAGS bags with it)."""
+
+    title = "health"
+    parameter_name = HEALTH_PARAMETER
+
+    def lookups(self, request, model_admin):
+        return (
+            (HEALTH_ATTENTION, "Needs attention (broken or silent)"),
+            ("broken", "Broken subscriptions or credentials"),
+            ("silent", "Silent"),
+        )
+
+    def queryset(self, request, queryset):
+        if self.value() == HEALTH_ATTENTION:
+            return queryset.filter(pk__in=connections_needing_attention().values("pk"))
+        if self.value() == "broken":
+            return queryset.filter(pk__in=selectors.connections_broken().values("pk"))
+        if self.value() == "silent":
+            silent = selectors.connections_silent(
+                now=timezone.now(),
+                silent_after=timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+                min_bags=settings.STORE_SILENT_MIN_BAGS,
+            )
+            return queryset.filter(pk__in=silent.values("pk"))
+        return queryset
+
+
+# One confirmation syncs at most this many stores (each makes a few platform calls, in the request).
+SYNC_ACTION_MAX = 20
+
+
 @admin.register(StoreConnection)
 class StoreConnectionAdmin(admin.ModelAdmin):
     form = StoreConnectionForm
-    list_display = ("merchant", "platform", "status", "last_verified_at", "last_polled_at", "has_error")
-    list_filter = ("status", "merchant__platform")
+    list_display = (
+        "merchant",
+        "platform",
+        "status",
+        "last_verified_at",
+        "last_event_at",
+        "subscriptions_synced_at",
+        "last_polled_at",
+        "has_error",
+    )
+    list_filter = (HealthFilter, "status", "merchant__platform")
+    actions = ("sync_subscriptions",)
     search_fields = ("merchant__name", "public_id")
     list_select_related = ("merchant",)
     readonly_fields = (
         "public_id",
         "webhook_url",
+        "webhook_subscriptions",
         "stored_credentials",
         "stored_webhook_secret",
         "last_verified_at",
         "last_polled_at",
+        "last_event_at",
+        "subscriptions_synced_at",
         "last_error",
         "date_created",
         "date_last_modified",
     )
     fieldsets = (
         (None, {"fields": ("merchant", "status", "public_id", "webhook_url")}),
+        ("Webhook subscriptions (issue #24; kept by the subscription sync)", {"fields": ("webhook_subscriptions",)}),
         (
             "Secrets (never shown; stored encrypted)",
             {
@@ -127,7 +203,17 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         ),
         (
             "Health",
-            {"fields": ("last_verified_at", "last_polled_at", "last_error", "date_created", "date_last_modified")},
+            {
+                "fields": (
+                    "last_verified_at",
+                    "last_polled_at",
+                    "last_event_at",
+                    "subscriptions_synced_at",
+                    "last_error",
+                    "date_created",
+                    "date_last_modified",
+                )
+            },
         ),
     )
 
@@ -149,13 +235,41 @@ class StoreConnectionAdmin(admin.ModelAdmin):
     def webhook_url(self, connection):
         if not connection.pk or connection.merchant.platform == Platform.SFCC:
             return "- (polled, no webhooks)" if connection.pk else "-"
+        plan = subscription_services.subscription_plan(connection.merchant.platform)
+        if plan.delivery == Delivery.APP_LEVEL:
+            return "- (app-level: the app's one webhook URL, see the README)"
         try:
-            return reverse(
-                "platforms:webhook",
-                kwargs={"platform": connection.merchant.platform.lower(), "public_id": str(connection.public_id)},
-            )
+            return subscription_services.webhook_address(connection) or subscription_services.webhook_path(connection)
         except NoReverseMatch:
             return "-"
+
+    @admin.display(description="Subscriptions at the platform")
+    def webhook_subscriptions(self, connection):
+        """Each declared topic as the last sync found it (read-only: only the sync writes them)."""
+        rows = list(connection.subscriptions.all()) if connection.pk else []
+        if not rows:
+            return "None recorded yet (use the action \"Sync webhook subscriptions\")."
+        return format_html(
+            "<table><tr><th>Topic</th><th>State</th><th>Platform id</th><th>Address</th><th>Last verified</th>"
+            "<th>Last error</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        row.topic,
+                        row.get_state_display(),
+                        row.platform_id or "-",
+                        row.address or "-",
+                        date_format(timezone.localtime(row.last_verified_at), "DATETIME_FORMAT")
+                        if row.last_verified_at
+                        else "-",
+                        row.last_error or "-",
+                    )
+                    for row in rows
+                ),
+            ),
+        )
 
     @admin.display(description="Stored credentials")
     def stored_credentials(self, connection):
@@ -179,9 +293,40 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         new_secret = form.cleaned_data.get("replace_webhook_secret")
         new_credentials = form.cleaned_data.get("replace_credentials")
         if new_secret or new_credentials:
+            # Also syncs the store's webhook subscriptions (issue #24).
             services.store_connection_replace_secrets(
                 connection=obj, webhook_secret=new_secret or None, credentials=new_credentials
             )
+        elif not change or "status" in form.changed_data:
+            # A store connected here without new secrets: its subscriptions are synced all the same.
+            subscription_services.subscriptions_sync_later(obj)
+
+    @admin.action(description="Sync webhook subscriptions of selected stores", permissions=("change",))
+    def sync_subscriptions(self, request, queryset):
+        """Confirmed first; each sync is recorded in the admin log (the connection's history)."""
+        connections = list(queryset.select_related("merchant").order_by("pk")[: SYNC_ACTION_MAX + 1])
+        if len(connections) > SYNC_ACTION_MAX:
+            self.message_user(request, f"Select at most {SYNC_ACTION_MAX} stores at a time.", messages.ERROR)
+            return None
+        if request.POST.get("confirmed") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Sync webhook subscriptions?",
+                "opts": self.model._meta,
+                "connections": connections,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action": "sync_subscriptions",
+            }
+            return TemplateResponse(request, "admin/platforms/storeconnection/confirm_sync_subscriptions.html", context)
+        for connection in connections:
+            # Secrets are needed for the calls: read the full row, not the admin's deferred one.
+            full = StoreConnection.objects.select_related("merchant").get(pk=connection.pk)
+            result = subscription_services.subscriptions_sync(full)
+            summary = f"Webhook subscriptions synced by {request.user}: {result.summary()}"
+            self.log_change(request, full, summary[:1000])
+            level = messages.ERROR if result.errors else messages.SUCCESS
+            self.message_user(request, f"{full.merchant}: {result.summary()}", level)
+        return None
 
 
 def _pretty(text: str) -> str:
@@ -327,3 +472,125 @@ class InboundEventAdmin(admin.ModelAdmin):
         unsettled = counts.get(InboundEvent.Status.FAILED) or counts.get(InboundEvent.Status.RETRYING)
         level = messages.WARNING if unsettled else messages.SUCCESS
         self.message_user(request, f"Replayed {sum(counts.values())} event(s): {summary}.", level)
+
+
+# --- SFCC merchants' order management systems (issue #25) -------------------------------------------
+
+
+class OmsConnectionForm(forms.ModelForm):
+    """An operator enters the org's My Domain URL and the connected app's credentials; they are
+    checked with real calls (token + test query) before anything is saved, and never shown again."""
+
+    client_id = forms.CharField(label="Consumer key", widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    client_secret = forms.CharField(
+        label="Consumer secret", widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+    )
+
+    class Meta:
+        model = OmsConnection
+        fields = ("merchant", "system", "base_url")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        merchant_field = self.fields.get("merchant")
+        if isinstance(merchant_field, forms.ModelChoiceField):
+            merchant_field.queryset = Merchant.objects.filter(platform=Platform.SFCC)
+        self.checked: CheckedOmsCredentials | None = None
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        merchant = cleaned.get("merchant") or getattr(self.instance, "merchant", None)
+        if self.errors or merchant is None:
+            return cleaned
+        try:
+            self.checked = oms_credentials_check(
+                merchant=merchant,
+                base_url=cleaned.get("base_url", ""),
+                client_id=cleaned.get("client_id", ""),
+                client_secret=cleaned.get("client_secret", ""),
+                system=cleaned.get("system") or OmsSystem.SALESFORCE_OM,
+            )
+        except ValidationFailed as exc:
+            for name, texts in exc.field_errors.items():
+                for text in texts:
+                    self.add_error(name if name in self.fields else None, text)
+            self.add_error(None, exc.message)
+        except PlatformUnavailable:
+            self.add_error(None, "The order management system could not be reached. Nothing was saved; try again.")
+        return cleaned
+
+
+@admin.register(OmsConnection)
+class OmsConnectionAdmin(admin.ModelAdmin):
+    form = OmsConnectionForm
+    list_display = (
+        "merchant",
+        "system",
+        "status",
+        "base_url",
+        "cursor",
+        "last_run_at",
+        "last_success_at",
+        "backoff_until",
+        "short_error",
+    )
+    list_filter = ("status", "system")
+    search_fields = ("merchant__name", "base_url")
+    list_select_related = ("merchant",)
+    readonly_fields = (
+        "status",
+        "last_verified_at",
+        "cursor",
+        "last_run_at",
+        "last_success_at",
+        "last_error",
+        "backoff_until",
+        "api_usage",
+        "date_created",
+        "date_last_modified",
+    )
+    actions = ("disconnect",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("credentials")
+
+    def get_fieldsets(self, request, obj=None):
+        return (
+            (None, {"fields": ("merchant", "system", "base_url", "client_id", "client_secret", "status")}),
+            (
+                "Discovery",
+                {
+                    "fields": (
+                        "cursor",
+                        "last_run_at",
+                        "last_success_at",
+                        "last_error",
+                        "backoff_until",
+                        "api_usage",
+                        "last_verified_at",
+                    )
+                },
+            ),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "merchant") if obj else self.readonly_fields
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return (obj.last_error or "")[:120]
+
+    def save_model(self, request, obj, form, change):
+        # The checked credentials are saved by the service (encrypted, merchant switched to the OMS mode).
+        saved = oms_connection_save(merchant=obj.merchant, checked=form.checked, user=request.user)
+        obj.pk = saved.pk
+        obj.credentials = None
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disconnect instead: the credentials are wiped, the history stays
+
+    @admin.action(description="Disconnect (wipe credentials; merchant back to Option 2)")
+    def disconnect(self, request, queryset):
+        for oms in queryset.select_related("merchant"):
+            oms_disconnect(merchant=oms.merchant, user=request.user)
+        self.message_user(request, f"{queryset.count()} connection(s) disconnected.", messages.SUCCESS)

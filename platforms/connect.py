@@ -25,6 +25,7 @@ from django.views.decorators.debug import sensitive_variables
 from platforms import selectors
 from platforms.clients.wix import GUID_PATTERN, WixCredentialsInvalid, validate_wix_credentials
 from platforms.models import Merchant, Platform, StoreConnection
+from platforms.subscriptions.services import subscriptions_sync_later
 from violet_refunds.exceptions import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def connect_store(*, merchant: Merchant, credentials: Mapping[str, str], user=No
         connection.last_verified_at = now
         connection.last_error = ""
         connection.save(update_fields=["credentials", "status", "last_verified_at", "last_error", "date_last_modified"])
+        # Issue #24: its webhook subscriptions, in a worker once this commits.
+        subscriptions_sync_later(connection)
     logger.info(
         "Store of merchant %s connected (%s site %r) by user %s",
         merchant.pk,

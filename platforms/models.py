@@ -24,6 +24,8 @@ class SfccRefundMode(models.TextChoices):
     # Seed 000, "Sales Force Commerce Cloud": Option 1 and Option 2.
     CANCEL_AS_REFUND = "CANCEL_AS_REFUND", "Option 1: cancelled orders are refunds"
     MANUAL_NOTICE = "MANUAL_NOTICE", "Option 2: merchant notifies refunds"
+    # Issue #25: the merchant's order management system is read for refunds (platforms/oms/).
+    ORDER_MANAGEMENT = "ORDER_MANAGEMENT", "Order management system: refunds found automatically"
 
 
 class Merchant(TimeStampedModel):
@@ -152,6 +154,11 @@ class StoreConnection(TimeStampedModel):
         editable=False,
         help_text="Ecwid store id / Wix app instance id, from the credentials: routes app-level webhooks.",
     )
+    # When the last webhook delivery for this store arrived (set at ingest, at most about once a
+    # minute): a store that stops sending looks like a quiet one otherwise (issue #24).
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="When its last webhook arrived.")
+    # When platforms.subscriptions last compared the store's webhook subscriptions with what we need.
+    subscriptions_synced_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"Connection of {self.merchant}"
@@ -165,6 +172,38 @@ class StoreConnection(TimeStampedModel):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "external_store_id"}
         super().save(*args, **kwargs)
+
+
+class WebhookSubscription(TimeStampedModel):
+    """One webhook subscription the product needs at a store's platform (issue #24): what the adapter
+    declares (topic, address), what the platform holds (its id), and how the last check went.
+    Written only by platforms.subscriptions.services.subscriptions_sync."""
+
+    class State(models.TextChoices):
+        ACTIVE = "ACTIVE", "Active (verified at the platform)"
+        ERROR = "ERROR", "Error (see last error)"
+        APP_LEVEL = "APP_LEVEL", "App-level (set once in the app's configuration; not verifiable per store)"
+
+    connection = models.ForeignKey(StoreConnection, on_delete=models.CASCADE, related_name="subscriptions")
+    topic = models.CharField(max_length=255)
+    platform_id = models.CharField(max_length=255, blank=True, help_text="The platform's id of the subscription.")
+    address = models.URLField(max_length=500, blank=True, help_text="Where the platform delivers.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ERROR)
+    # sha256 of the secret last registered with the subscription (never the secret itself): a
+    # rotated secret is re-registered even though platforms do not show a secret back.
+    secret_fingerprint = models.CharField(max_length=64, blank=True)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["connection", "topic"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "topic"], name="webhook_subscription_unique_topic")
+        ]
+        indexes = [models.Index(fields=["state"], name="webhook_subscription_state")]
+
+    def __str__(self):
+        return f"{self.topic} of {self.connection}"
 
 
 class InboundEvent(TimeStampedModel):
@@ -230,3 +269,43 @@ class InboundEvent(TimeStampedModel):
 
     def __str__(self):
         return f"{self.platform} {self.topic} {self.event_id}"
+
+
+class OmsSystem(models.TextChoices):
+    """The order management systems we read refunds from (one module each in platforms/oms/)."""
+
+    SALESFORCE_OM = "SALESFORCE_OM", "Salesforce Order Management"
+
+
+class OmsConnection(TimeStampedModel):
+    """An SFCC merchant's order management system (SfccRefundMode.ORDER_MANAGEMENT): how we reach
+    the org (credentials encrypted at rest) and how far its refund discovery has read.
+
+    `cursor`: records changed after this instant (less a small overlap) are read on the next run.
+    `backoff_until`: the org's API limits were reached; discovery leaves it alone until then."""
+
+    class Status(models.TextChoices):
+        CONNECTED = "CONNECTED", "Connected"
+        DISCONNECTED = "DISCONNECTED", "Disconnected"
+
+    merchant = models.OneToOneField(Merchant, on_delete=models.CASCADE, related_name="oms_connection")
+    system = models.CharField(max_length=20, choices=OmsSystem.choices, default=OmsSystem.SALESFORCE_OM)
+    base_url = models.URLField(
+        "My Domain URL", max_length=500, help_text="The org's My Domain URL, e.g. https://acme.my.salesforce.com."
+    )
+    # Salesforce: client_id and client_secret of the connected app (OAuth 2.0 client credentials).
+    credentials = EncryptedJSONField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CONNECTED)
+    last_verified_at = models.DateTimeField(null=True, blank=True)
+    cursor = models.DateTimeField(null=True, blank=True, help_text="Refunds changed after this were not read yet.")
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True, help_text="Last run that read up to its end.")
+    last_error = models.TextField(blank=True)
+    backoff_until = models.DateTimeField(null=True, blank=True, help_text="API limits reached: no run before.")
+    api_usage = models.CharField(max_length=100, blank=True, help_text="The org's last reported API usage.")
+
+    class Meta:
+        verbose_name = "OMS connection"
+
+    def __str__(self):
+        return f"{self.get_system_display()} of {self.merchant.name}"

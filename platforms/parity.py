@@ -100,6 +100,14 @@ def bags_parity_check(*, now: datetime | None = None, pacer: Pacer | None = None
         recent_checked_before=now - timedelta(seconds=settings.PARITY_CHECK_RECENT_EVERY_SECONDS),
         slow_checked_before=now - timedelta(seconds=settings.PARITY_CHECK_SLOW_ROUND_SECONDS),
         limit=settings.PARITY_CHECK_BATCH_SIZE,
+        # Issue #24: a store that went silent (or whose subscriptions broke) is read first.
+        first_merchant_ids=list(
+            selectors.connections_needing_attention(
+                now=now,
+                silent_after=timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+                min_bags=settings.STORE_SILENT_MIN_BAGS,
+            ).values_list("merchant_id", flat=True)
+        ),
     )
     queues: dict[str, deque[Bag]] = {}
     for bag in bags:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ import redis.exceptions
 import requests
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from payments.gateway import TransientGatewayError
@@ -51,6 +52,7 @@ from platforms.adapters.base import (
 )
 from platforms.clients.base import PlatformClientError
 from platforms.models import InboundEvent, StoreConnection
+from platforms.subscriptions.services import subscriptions_sync_later
 from refunds.models import Bag, Refund, RefundSource
 from refunds.services import (
     PlatformRefundRequest,
@@ -79,7 +81,8 @@ REQUEUE_BATCH_SIZE = 500
 def store_connection_replace_secrets(
     *, connection: StoreConnection, webhook_secret: str | None = None, credentials: dict | None = None
 ) -> StoreConnection:
-    """Replace the webhook secret and/or the platform credentials (both stored encrypted)."""
+    """Replace the webhook secret and/or the platform credentials (both stored encrypted); the
+    store's webhook subscriptions are then synced (a rotated secret is registered at the platform)."""
     update_fields = ["date_last_modified"]
     if webhook_secret is not None:
         connection.webhook_secret = webhook_secret
@@ -89,6 +92,7 @@ def store_connection_replace_secrets(
         update_fields.append("credentials")
     if len(update_fields) > 1:
         connection.save(update_fields=update_fields)
+        subscriptions_sync_later(connection)
     return connection
 
 
@@ -137,8 +141,40 @@ def event_ingest(
         existing = InboundEvent.objects.filter(platform=platform, event_id=envelope.event_id).first()
         if existing is None:
             raise
+        if connection is not None:
+            connection_heard_from(connection.pk)
         return IngestResult(event=existing, created=False)
+    if connection is not None:
+        connection_heard_from(connection.pk)
     return IngestResult(event=event, created=True)
+
+
+# A delivery sets its connection's last_event_at (issue #24: a silent store must be noticed), at most
+# once per LAST_EVENT_MARK_INTERVAL per process and store: the webhook hot path pays one UPDATE a
+# minute per busy store, not one per delivery; the UPDATE's own condition skips it when another
+# process wrote it within the interval.
+LAST_EVENT_MARK_INTERVAL = timedelta(seconds=60)
+_LAST_EVENT_MARKS_MAX = 10_000
+_last_event_marked: dict[int, float] = {}
+
+
+def connection_heard_from(connection_id: int) -> None:
+    clock = time.monotonic()
+    marked = _last_event_marked.get(connection_id)
+    if marked is not None and clock - marked < LAST_EVENT_MARK_INTERVAL.total_seconds():
+        return
+    if len(_last_event_marked) >= _LAST_EVENT_MARKS_MAX:
+        _last_event_marked.clear()
+    _last_event_marked[connection_id] = clock
+    now = timezone.now()
+    StoreConnection.objects.filter(pk=connection_id).filter(
+        Q(last_event_at__isnull=True) | Q(last_event_at__lt=now - LAST_EVENT_MARK_INTERVAL)
+    ).update(last_event_at=now)
+
+
+def connection_heard_from_marks_clear() -> None:
+    """Forget which stores this process marked recently (tests)."""
+    _last_event_marked.clear()
 
 
 def _enqueue_processing(event_id: int) -> None:

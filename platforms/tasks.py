@@ -94,3 +94,30 @@ def check_platform_parity() -> int:
     from platforms import parity
 
     return parity.bags_parity_check().refunds_found
+
+
+@shared_task(ignore_result=True)
+def sync_store_subscriptions(connection_id: int) -> str:
+    """A store was connected or its secret replaced: make its webhook subscriptions as declared."""
+    from platforms.subscriptions import services
+
+    result = services.subscriptions_sync_by_id(connection_id)
+    return result.summary() if result is not None else "MISSING"
+
+
+@shared_task(ignore_result=True)
+def sync_due_store_subscriptions() -> int:
+    """Beat: the stores whose subscriptions were last compared a day ago (a bounded batch per run).
+    Returns the write calls made."""
+    from platforms.subscriptions import services
+
+    return sum(result.writes for result in services.subscriptions_sync_due())
+
+
+@shared_task(ignore_result=True)
+def discover_oms_refunds() -> int:
+    """Beat: read each connected order management system's refunds since its cursor (issue #25).
+    Returns events created."""
+    from platforms.oms import discovery
+
+    return sum(run.events_created for run in discovery.oms_refunds_discover())

@@ -28,6 +28,8 @@ urlpatterns = [
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
     path("connect/wix/", views.connect_wix, name="connect_wix"),
+    path("connect/oms/", views.connect_oms, name="connect_oms"),
+    path("connect/oms/disconnect/", views.disconnect_oms, name="disconnect_oms"),
     # The refund-notice API (SFCC Option 2), authenticated by a merchant API key.
     path("api/refund-notices", api.RefundNoticeApi.as_view(), name="api_refund_notices"),
 ]

@@ -207,6 +207,39 @@ class PollResult:
     polled_until: datetime | None = None
 
 
+class Delivery:
+    """Where a platform delivers a store's webhooks (issue #24)."""
+
+    # /webhooks/<platform>/<connection public id>/, registered per store through the platform's API.
+    PER_CONNECTION = "per_connection"
+    # The app's one URL (/webhooks/ecwid/, /webhooks/wix/), configured once in the app's settings.
+    APP_LEVEL = "app_level"
+    # No webhooks at all: the store is polled (SFCC).
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class SubscriptionPlan:
+    """What an adapter declares about webhook subscriptions (issue #24):
+
+    - `topics`: registered per store by platforms.subscriptions (the refund and cancellation topics
+      its rules read, plus uninstall), delivered to the connection's own URL;
+    - `app_level_topics`: topics only the app's configuration can subscribe (Ecwid's app Webhook
+      URL, Wix's app dashboard, Shopify's compliance topics): never registered or verified per
+      store; `app_level_setup` tells the operator what to set, once (README, "Webhook subscriptions");
+    - `registration`: how the topics are registered (the platforms.subscriptions module's method).
+    """
+
+    delivery: str
+    topics: tuple[str, ...] = ()
+    registration: str = ""
+    app_level_topics: tuple[str, ...] = ()
+    app_level_setup: str = ""
+
+
+NO_WEBHOOKS = SubscriptionPlan(delivery=Delivery.NONE)
+
+
 # The topic of the order states the parity check reads (`read_order_state`): no event, an API read.
 PARITY_TOPIC = "parity/order"
 
@@ -224,6 +257,8 @@ class PlatformAdapter(Protocol):
     receives_webhooks: bool
     # A platform without (usable) webhooks is polled instead: see PollingAdapter.
     polls_orders: bool
+    # The webhook subscriptions the product needs at the platform (issue #24).
+    subscriptions: SubscriptionPlan
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         """Verify the raw bytes came from the platform, then read the envelope.

@@ -44,6 +44,7 @@ from email.utils import parsedate_to_datetime
 from platforms import selectors
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderState,
     OrderUnknown,
@@ -53,6 +54,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     cancellation_refund,
     explicit_refunds_with_money,
@@ -72,6 +74,15 @@ SECRET_SCHEME = "bearer"
 SCOPE_REFUND_CREATED = "store/order/refund/created"
 SCOPE_STATUS_UPDATED = "store/order/statusUpdated"
 ORDER_SCOPES = (SCOPE_REFUND_CREATED, SCOPE_STATUS_UPDATED)
+SCOPE_APP_UNINSTALLED = "store/app/uninstalled"
+
+# Issue #24: registered per store with `/v3/hooks` (platforms/subscriptions/bigcommerce.py), each
+# hook carrying `headers: {"Authorization": "Bearer <webhook secret>"}` (SECRET_HEADER above).
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.PER_CONNECTION,
+    topics=(SCOPE_REFUND_CREATED, SCOPE_STATUS_UPDATED, SCOPE_APP_UNINSTALLED),
+    registration="REST /v3/hooks (GET, POST, PUT, DELETE)",
+)
 
 # V2 order status ids (spec 5.3).
 STATUS_NAMES = {
@@ -170,6 +181,7 @@ class BigCommerceAdapter:
     platform = Platform.BIGCOMMERCE
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         presented = _bearer_token(headers.get(SECRET_HEADER))

@@ -30,6 +30,7 @@ from django.utils.datastructures import CaseInsensitiveMapping
 
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -39,6 +40,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     explicit_refunds_with_money,
     parse_datetime,
@@ -60,6 +62,23 @@ TOPIC_ORDERS_CANCELLED = "orders/cancelled"
 # orders/updated carries the same Order resource; reconciling it is harmless and catches refunds
 # whose own refunds/create delivery was lost.
 ORDER_TOPICS = (TOPIC_ORDERS_CANCELLED, "orders/updated")
+
+TOPIC_APP_UNINSTALLED = "app/uninstalled"
+
+# Issue #24: registered per shop with the GraphQL Admin API (platforms/subscriptions/shopify.py),
+# delivered to the connection's URL. `orders/updated` is read when it arrives but not subscribed:
+# it fires on every edit of every order (the hot path pays for each), and a refund whose
+# refunds/create was lost is found by the parity check anyway. The compliance topics can only be
+# set in the app's configuration (Partner Dashboard / shopify.app.toml `compliance_topics`): Shopify
+# refuses them through the API.
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.PER_CONNECTION,
+    topics=(TOPIC_REFUNDS_CREATE, TOPIC_ORDERS_CANCELLED, TOPIC_APP_UNINSTALLED),
+    registration="GraphQL Admin API webhookSubscriptionCreate / webhookSubscriptionUpdate / webhookSubscriptionDelete",
+    app_level_topics=("customers/data_request", "customers/redact", "shop/redact"),
+    app_level_setup="Partner Dashboard > the app > Configuration > Compliance webhooks (or `compliance_topics` in "
+    "shopify.app.toml): the three URLs, each an https URL of this service that the privacy handling serves.",
+)
 
 # Shopify cancel_reason -> our reason codes (staff and anything else: OTHER).
 _REASON_CODES = {"customer": "CUSTOMER", "inventory": "INVENTORY", "fraud": "FRAUD", "declined": "DECLINED"}
@@ -151,6 +170,7 @@ class ShopifyAdapter:
     platform = Platform.SHOPIFY
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         signature = (headers.get(HMAC_HEADER) or "").strip()

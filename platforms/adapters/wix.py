@@ -39,6 +39,7 @@ from django.conf import settings
 from platforms import selectors
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -48,6 +49,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     cancellation_refund,
     explicit_refunds_with_money,
@@ -66,6 +68,16 @@ ORDER_FQDN = "wix.ecom.v1.order"
 TRANSACTIONS_FQDN = "wix.ecom.v1.order_transactions"
 ORDER_SLUGS = ("canceled", "updated", "payment_status_updated", "approved")
 REFUND_COMPLETED = f"{TRANSACTIONS_FQDN}/refund_completed"
+
+# Issue #24: Wix webhooks are subscribed in the app's dashboard (Develop > Webhooks), once for every
+# site that installs the app; there is no per-site subscription API for an API-key connection.
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.APP_LEVEL,
+    app_level_topics=(f"{ORDER_FQDN}/canceled", f"{ORDER_FQDN}/updated", REFUND_COMPLETED, "app/removed"),
+    app_level_setup="Wix app dashboard > Develop > Webhooks: Order Canceled, Order Updated, Refund Completed "
+    "(eCommerce Order Transactions) and App Removed, each with callback URL https://<this service>/webhooks/wix/; "
+    "the app's webhook public key in WIX_APP_PUBLIC_KEYS.",
+)
 _JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
 
 
@@ -113,6 +125,7 @@ class WixAdapter:
     platform = Platform.WIX
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
     # How an app-level outcome names the site ("No connection for Wix site instance 1b5e…").
     store_label = "Wix site instance"
 
