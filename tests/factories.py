@@ -352,6 +352,34 @@ class SandboxRefundFactory(factory.django.DjangoModelFactory):
     amount, currency, status = 1_000, "usd", "succeeded"
 
 
+class SandboxBalanceTransactionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxBalanceTransaction
+
+    stripe_id = factory.Sequence(lambda n: f"txn_sandbox{n:08d}")
+    account = factory.SubFactory(SandboxAccountFactory)
+    amount, currency, type, reporting_category = 10_000, "usd", "charge", "charge"
+    source = factory.Sequence(lambda n: f"ch_sandbox{n:08d}")
+
+
+class SandboxDisputeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxDispute
+
+    stripe_id = factory.Sequence(lambda n: f"dp_sandbox{n:08d}")
+    payment_intent = factory.SubFactory(SandboxPaymentIntentFactory)
+    amount, currency = 10_000, "usd"
+
+
+class SandboxEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxEvent
+
+    stripe_id = factory.Sequence(lambda n: f"evt_sandbox{n:08d}")
+    type = "refund.created"
+    body = factory.LazyAttribute(lambda e: {"id": e.stripe_id, "object": "event", "type": e.type})
+
+
 class SandboxIdempotencyKeyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = sandbox.SandboxIdempotencyKey

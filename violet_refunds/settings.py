@@ -497,6 +497,20 @@ for _problem in (
         raise ImproperlyConfigured(_problem)
 # Simulated per-call latency of the sandbox, in milliseconds (benchmarks).
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
+# Webhooks the sandbox emits (stripe_sandbox.events), signed like Stripe's with this secret. Delivered
+# to STRIPE_SANDBOX_WEBHOOK_URL (HTTP POST) if set, else in-process to the callable at the dotted path
+# STRIPE_SANDBOX_WEBHOOK_RECEIVER (receiver(payload: bytes, headers: dict)), else not at all.
+STRIPE_SANDBOX_WEBHOOK_SECRET = env.str("STRIPE_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_development_only")
+STRIPE_SANDBOX_WEBHOOK_URL = env.str("STRIPE_SANDBOX_WEBHOOK_URL", default="")
+STRIPE_SANDBOX_WEBHOOK_RECEIVER = env.str("STRIPE_SANDBOX_WEBHOOK_RECEIVER", default="")
+# While the sandbox is in use, beat settles refunds whose time came and retries failed deliveries.
+STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS = env.int("STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS", default=15)
+if not STRIPE_API_KEY:
+    CELERY_BEAT_SCHEDULE["sweep-stripe-sandbox"] = {
+        "task": "stripe_sandbox.tasks.sweep_sandbox",
+        "schedule": STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS},
+    }
 # The network's own Stripe account currency ("platform currency" in the API's refund object).
 PLATFORM_CURRENCY = env.str("PLATFORM_CURRENCY", default="USD")
 
