@@ -8,6 +8,7 @@ Setting DATABASE_URL / REDIS_URL / STRIPE_API_KEY switches to the production sha
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from violet_refunds import deployment
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: no external CDN
     "platforms",
+    "stripe_events",
     "refunds",
     "payments",
     "notifications",
@@ -277,6 +279,11 @@ PARITY_CHECK_CALLS_PER_MINUTE = {
     )
 }
 
+# Nightly reconciliation (refunds.reconciliation): refunds created in the last RECONCILIATION_DAYS days
+# are compared with Stripe at RECONCILIATION_HOUR_UTC:17 UTC; each difference opens one finding.
+RECONCILIATION_DAYS = env.int("RECONCILIATION_DAYS", default=7)
+RECONCILIATION_HOUR_UTC = env.int("RECONCILIATION_HOUR_UTC", default=3)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",
@@ -316,6 +323,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "platforms.tasks.check_platform_parity",
         "schedule": PARITY_CHECK_INTERVAL_SECONDS,
         "options": {"expires": PARITY_CHECK_INTERVAL_SECONDS},
+    },
+    # Stripe events whose processing message was lost, as for platform events above.
+    "requeue-stripe-events": {
+        "task": "stripe_events.tasks.requeue_stripe_events",
+        "schedule": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS,
+        "options": {"expires": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS},
+    },
+    # Nightly reconciliation with Stripe: every difference becomes an operator finding (refunds.findings).
+    "reconcile-refunds-nightly": {
+        "task": "refunds.tasks.reconcile_refunds_nightly",
+        "schedule": crontab(hour=RECONCILIATION_HOUR_UTC, minute=17),
+        "options": {"expires": 3600},
     },
 }
 
@@ -431,6 +450,17 @@ for _problem in (
 ):
     if _problem:
         raise ImproperlyConfigured(_problem)
+# Stripe's own webhooks (stripe_events): the sandbox signs the events it emits with this secret and
+# hands them to STRIPE_SANDBOX_WEBHOOK_RECEIVER (a dotted path to a function (payload: bytes,
+# headers: dict)) in-process; the receiver ingests them through the same path as
+# /webhooks/stripe/<endpoint>/, for an endpoint holding this secret (created on first use). Empty
+# receiver: the sandbox emits nothing in-process. Default: stripe_events' receiver while the sandbox
+# is in use (no STRIPE_API_KEY).
+STRIPE_SANDBOX_WEBHOOK_SECRET = env.str("STRIPE_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_local_only")
+STRIPE_SANDBOX_WEBHOOK_RECEIVER = env.str(
+    "STRIPE_SANDBOX_WEBHOOK_RECEIVER",
+    default="" if STRIPE_API_KEY else "stripe_events.sandbox.sandbox_webhook_receive",
+)
 # Simulated per-call latency of the sandbox, in milliseconds (benchmarks).
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
 # The network's own Stripe account currency ("platform currency" in the API's refund object).
