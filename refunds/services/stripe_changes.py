@@ -202,20 +202,56 @@ def stripe_outside_refunds_record(*, payment_intent_id: str) -> StripeChange:
     payment = PaymentTransaction.objects.filter(gateway_transaction_id=payment_intent_id).first()
     if payment is None:
         return StripeChange(f"{payment_intent_id} is not a payment of ours.", acted=False)
-    outside = [
+    at_stripe = [
         found
         for found in get_gateway().list_refunds(payment_intent_id=payment_intent_id)
-        if stripe_object_refund_id(found) is None and found.status not in REFUND_STATUSES_WITHOUT_MONEY
+        if stripe_object_refund_id(found) is None
     ]
-    if not outside:
-        return StripeChange(f"{payment_intent_id}: every refund Stripe holds was made by us.", acted=False)
+    outside = [found for found in at_stripe if found.status not in REFUND_STATUSES_WITHOUT_MONEY]
     outcomes, refunds = [], []
     for found in sorted(outside, key=lambda r: r.id):
         refund, outcome = _outside_refund_record(payment, found)
         outcomes.append(outcome)
         if refund is not None:
             refunds.append(refund)
+    for found in sorted(at_stripe, key=lambda r: r.id):
+        if found.status in REFUND_STATUSES_WITHOUT_MONEY:
+            flagged = _outside_refund_failed(payment, found)
+            if flagged is not None:
+                outcomes.append(flagged[1])
+                refunds.append(flagged[0])
+    if not outcomes:
+        return StripeChange(f"{payment_intent_id}: every refund Stripe holds was made by us.", acted=False)
     return StripeChange(" ".join(outcomes), tuple(refunds))
+
+
+def _outside_refund_failed(payment: PaymentTransaction, found: RefundResult) -> tuple[Refund, str] | None:
+    """A refund made outside the product that we recorded EXTERNAL, and that Stripe now reports
+    failed: the shopper was not paid after all. An operator decides (the EXTERNAL refund still counts
+    against the bag); the finding says so, once."""
+    recorded = (
+        Refund.objects.filter(bag__order_id=payment.order_id, external_id=f"stripe:{found.id}")
+        .select_related("bag")
+        .first()
+    )
+    if recorded is None:
+        return None
+    amount = format_amount(found.amount, found.currency)
+    _finding, created = finding_open(
+        key=f"stripe-outside-refund-failed:{found.id}",
+        origin=ReconciliationFinding.Origin.STRIPE_EVENT,
+        kind="outside_refund_failed",
+        detail=f"{found.id}: {amount} refunded at Stripe outside the product, recorded as EXTERNAL refund "
+        f"{recorded.pk}, is now {found.status} at Stripe ({found.failure_reason or 'no reason given'}): the shopper "
+        "was not refunded, yet the EXTERNAL record counts against the bag. Pay the shopper another way (the record "
+        "then stays true) and say how when resolving this finding.",
+        refund=recorded,
+    )
+    if created:
+        PaymentTransaction.objects.filter(pk=payment.pk).update(
+            amount_refunded=F("amount_refunded") - found.amount, date_last_modified=timezone.now()
+        )
+    return recorded, f"{found.id} ({amount}) made outside the product is {found.status} at Stripe: flagged."
 
 
 def _outside_refund_record(payment: PaymentTransaction, found: RefundResult) -> tuple[Refund | None, str]:

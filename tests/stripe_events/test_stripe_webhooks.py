@@ -307,6 +307,26 @@ def test_a_dashboard_refund_is_recorded_as_external_and_flagged(client, endpoint
     assert payment_of(bag).amount_refunded == 3000
 
 
+def test_a_dashboard_refund_that_fails_later_is_flagged_once(client, endpoint):
+    bag = funded_bag()
+    payment = payment_of(bag)
+    dashboard = get_gateway().refund_payment(
+        payment_intent_id=payment.gateway_transaction_id, amount=2500, idempotency_key="dashboard-2", metadata={}
+    )
+    post_event(client, endpoint, stripe_event("refund.created", refund_object(dashboard.id)))
+    external = Refund.objects.get(bag=bag, source=RefundSource.STRIPE_DASHBOARD)
+    assert payment_of(bag).amount_refunded == 2500
+    SandboxRefund.objects.filter(stripe_id=dashboard.id).update(status="failed", failure_reason="lost_or_stolen_card")
+    failed = stripe_event("refund.failed", refund_object(dashboard.id))
+    post_event(client, endpoint, failed)
+    post_event(client, endpoint, stripe_event("refund.updated", refund_object(dashboard.id)))
+    finding = ReconciliationFinding.objects.get(kind="outside_refund_failed")
+    assert finding.refund == external and "lost_or_stolen_card" in finding.detail
+    assert finding.times_seen == 2
+    assert payment_of(bag).amount_refunded == 0
+    assert StripeEvent.objects.get(stripe_id=failed["id"]).status == StripeEvent.Status.PROCESSED
+
+
 def test_our_own_refund_in_charge_refunded_is_not_taken_for_an_outside_one(client, endpoint):
     bag = funded_bag()
     refund = record(bag)
