@@ -18,7 +18,7 @@ from refunds.models import (
     RefundSource,
     RefundStatus,
 )
-from refunds.services import refund_process, refund_record
+from refunds.services import refund_process, refund_record, refund_retry
 from refunds.services.record import ChargeDisputed
 from stripe_events.models import StripeEvent, StripeWebhookEndpoint
 from stripe_sandbox import ledger
@@ -187,13 +187,12 @@ def test_succeeded_then_failed_later_reopens_the_refund_for_an_operator(client, 
     assert refund_process(refund_id=refund.pk).status == RefundStatus.COMPLETED
     shopper = ShopperRefund.objects.get(refund=refund)
     assert payment_of(bag).amount_refunded == 11300
-    # Days later the card turns out closed: Stripe fails the refund and returns the money to the balance.
-    SandboxRefund.objects.filter(stripe_id=shopper.gateway_refund_id).update(
-        status="failed", failure_reason="expired_or_canceled_card"
-    )
+    # Days later the card turns out closed: Stripe fails the refund and returns the money to the
+    # balance (the sandbox does both when the refund is next read).
+    SandboxRefund.objects.filter(stripe_id=shopper.gateway_refund_id).update(fails_on_next_read=True)
     event = stripe_event(
         "charge.refund.updated",
-        refund_object(shopper.gateway_refund_id),
+        refund_object(shopper.gateway_refund_id, status="failed", failure_reason="expired_or_canceled_card"),
         previous_attributes={"status": "succeeded"},
     )
     assert post_event(client, endpoint, event).status_code == 200
@@ -253,6 +252,15 @@ def test_succeeded_then_failed_later_reopens_the_refund_for_an_operator(client, 
     assert payment_of(bag).amount_refunded == 0
     refund.refresh_from_db()
     assert refund.status == RefundStatus.FAILED
+
+    # The operator retries (say the shopper gave a new card): only the shopper step is sent again,
+    # under a new key generation; the reversals already made are not repeated.
+    reversals_before = ledger.call_count("/v1/transfers", method="POST")
+    refund_retry(refund=refund, note="Shopper's new card")
+    assert refund_process(refund_id=refund.pk).status == RefundStatus.COMPLETED
+    assert ledger.call_count("/v1/transfers", method="POST") == reversals_before
+    assert [r.status for r in ledger.refunds_for(payment_of(bag).gateway_transaction_id)] == ["failed", "succeeded"]
+    assert payment_of(bag).amount_refunded == 11300
 
 
 def test_an_event_for_a_succeeded_refund_that_stays_succeeded_changes_nothing(client, endpoint):
