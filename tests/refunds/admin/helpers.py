@@ -14,12 +14,14 @@ from tests.factories import DEFAULT_PASSWORD, UserFactory
 OPERATORS, VIEWERS = "Refund operators", "Refund viewers"
 
 _groups_migration = importlib.import_module("refunds.migrations.0003_refund_operator_groups")
+_findings_permissions = importlib.import_module("refunds.migrations.0009_findings_and_stripe_events_permissions")
 
 
 def ensure_refund_groups() -> dict[str, Group]:
     """The groups exactly as the migration creates them. Transactional tests flush every table,
     groups included, so tests recreate them the same (idempotent) way."""
     _groups_migration.ensure_groups(apps)
+    _findings_permissions.ensure_permissions(apps)
     return {name: Group.objects.get(name=name) for name in (OPERATORS, VIEWERS)}
 
 
