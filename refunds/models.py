@@ -231,6 +231,9 @@ class RefundSource(models.TextChoices):
     MERCHANT_NOTICE = "MERCHANT_NOTICE", "Merchant notice"
     CHANNEL_API = "CHANNEL_API", "Channel API"
     OPERATOR = "OPERATOR", "Operator"
+    # Made at Stripe outside the product (the Stripe Dashboard, the API by hand): learned from
+    # Stripe's own webhooks, recorded EXTERNAL so what is still refundable stays true.
+    STRIPE_DASHBOARD = "STRIPE_DASHBOARD", "Stripe, outside the product"
 
 
 class Refund(TimeStampedModel):
@@ -441,3 +444,44 @@ class RefundEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} by {self.actor}"
+
+
+class ReconciliationFinding(TimeStampedModel):
+    """A difference between our books and Stripe's that an operator must look at: found by the
+    nightly reconciliation (refunds.reconciliation) or told by a Stripe event (a refund or reversal
+    made outside the product, a dispute, a refund that failed after succeeding).
+
+    Opened once per difference (`key` names it: the same difference found again only updates
+    `last_seen_at` and `times_seen`, even once resolved, so an accepted difference does not come back
+    every night)."""
+
+    class State(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        RESOLVED = "RESOLVED", "Resolved"
+
+    class Origin(models.TextChoices):
+        RECONCILIATION = "RECONCILIATION", "Nightly reconciliation"
+        STRIPE_EVENT = "STRIPE_EVENT", "Stripe event"
+
+    key = models.CharField(max_length=255, unique=True, help_text="What identifies this difference.")
+    origin = models.CharField(max_length=20, choices=Origin.choices)
+    kind = models.CharField(max_length=40, db_index=True)
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="findings")
+    bag = models.ForeignKey(Bag, on_delete=models.CASCADE, null=True, blank=True, related_name="findings")
+    step = models.CharField(max_length=20, choices=RefundStep.choices, blank=True)
+    detail = models.TextField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    times_seen = models.PositiveIntegerField(default=1)
+    last_seen_at = models.DateTimeField()
+    date_resolved = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+        indexes = [models.Index(fields=["state", "date_created"], name="finding_state_date")]
+
+    def __str__(self):
+        return f"{self.kind}: {self.detail[:60]}"

@@ -14,7 +14,17 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_r
 from django.utils import timezone
 
 from payments.models import Transfer, TransferReversal
-from refunds.models import App, AppMembership, Bag, Order, Refund, RefundError, RefundSku, RefundStatus
+from refunds.models import (
+    App,
+    AppMembership,
+    Bag,
+    Order,
+    ReconciliationFinding,
+    Refund,
+    RefundError,
+    RefundSku,
+    RefundStatus,
+)
 
 
 def app_get(app_id: int) -> App | None:
@@ -135,3 +145,8 @@ def refunds_for_reconciliation() -> QuerySet[Refund]:
         Prefetch("transfer_reversals", queryset=TransferReversal.objects.select_related("transfer").order_by("pk")),
         "shopper_refund__payment_transaction",
     )
+
+
+def findings_open_count() -> int:
+    """Findings with Stripe still waiting for an operator (the admin index's triage card)."""
+    return ReconciliationFinding.objects.filter(state=ReconciliationFinding.State.OPEN).count()

@@ -3,6 +3,7 @@ sub_total + shipping_total + tax_total - discount_total, and its SKUs add up to 
 
 import datetime as dt
 import hashlib
+import json
 from decimal import Decimal
 
 import factory
@@ -35,6 +36,7 @@ from refunds.models import (
     Bag,
     Order,
     OrderSku,
+    ReconciliationFinding,
     Refund,
     RefundError,
     RefundEvent,
@@ -42,6 +44,7 @@ from refunds.models import (
     RefundSource,
     RefundStatus,
 )
+from stripe_events.models import StripeEvent, StripeWebhookEndpoint
 from stripe_sandbox import models as sandbox
 
 DEFAULT_APP_SECRET = "test-app-secret"
@@ -438,3 +441,39 @@ class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
     attempts = 10
     last_status_code = 500
     last_error = "HTTP 500: Internal Server Error"
+
+
+class ReconciliationFindingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReconciliationFinding
+
+    key = factory.Sequence(lambda n: f"reconcile:test:{n}")
+    origin = ReconciliationFinding.Origin.RECONCILIATION
+    kind = "total_mismatch"
+    detail = factory.Sequence(lambda n: f"payment pi_test_{n}: 1000 USD refunded at Stripe, 0 here")
+    last_seen_at = factory.LazyFunction(timezone.now)
+
+
+class StripeWebhookEndpointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StripeWebhookEndpoint
+
+    name = factory.Sequence(lambda n: f"Stripe account {n}")
+    signing_secrets = factory.Sequence(lambda n: [f"whsec_test_{n}"])
+
+
+class StripeEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StripeEvent
+
+    endpoint = factory.SubFactory(StripeWebhookEndpointFactory)
+    stripe_id = factory.Sequence(lambda n: f"evt_test_{n:08d}")
+    type = "refund.updated"
+    object_id = "re_test_1"
+    body = factory.LazyAttribute(
+        lambda o: json.dumps(
+            {"id": o.stripe_id, "object": "event", "type": o.type, "data": {"object": {"id": o.object_id}}}
+        )
+    )
+    status = StripeEvent.Status.FAILED
+    outcome = "Processing failed on a permanent error; replay the event once the cause is fixed."

@@ -8,6 +8,7 @@ Setting DATABASE_URL / REDIS_URL / STRIPE_API_KEY switches to the production sha
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from violet_refunds import deployment
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: no external CDN
     "platforms",
+    "stripe_events",
     "refunds",
     "payments",
     "notifications",
@@ -304,6 +306,10 @@ SUBSCRIPTIONS_SYNC_BATCH_SIZE = env.int("SUBSCRIPTIONS_SYNC_BATCH_SIZE", default
 # STORE_SILENT_MIN_BAGS bags with it in that time (admin triage; the parity check reads it first).
 STORE_SILENT_AFTER_SECONDS = env.int("STORE_SILENT_AFTER_SECONDS", default=7 * 24 * 3600)
 STORE_SILENT_MIN_BAGS = env.int("STORE_SILENT_MIN_BAGS", default=10)
+# Nightly reconciliation (refunds.reconciliation): refunds created in the last RECONCILIATION_DAYS days
+# are compared with Stripe at RECONCILIATION_HOUR_UTC:17 UTC; each difference opens one finding.
+RECONCILIATION_DAYS = env.int("RECONCILIATION_DAYS", default=7)
+RECONCILIATION_HOUR_UTC = env.int("RECONCILIATION_HOUR_UTC", default=3)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
@@ -362,6 +368,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "platforms.tasks.check_platform_parity",
         "schedule": PARITY_CHECK_INTERVAL_SECONDS,
         "options": {"expires": PARITY_CHECK_INTERVAL_SECONDS},
+    },
+    # Stripe events whose processing message was lost, as for platform events above.
+    "requeue-stripe-events": {
+        "task": "stripe_events.tasks.requeue_stripe_events",
+        "schedule": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS,
+        "options": {"expires": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS},
+    },
+    # Nightly reconciliation with Stripe: every difference becomes an operator finding (refunds.findings).
+    "reconcile-refunds-nightly": {
+        "task": "refunds.tasks.reconcile_refunds_nightly",
+        "schedule": crontab(hour=RECONCILIATION_HOUR_UTC, minute=17),
+        "options": {"expires": 3600},
     },
 }
 
@@ -499,10 +517,16 @@ for _problem in (
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
 # Webhooks the sandbox emits (stripe_sandbox.events), signed like Stripe's with this secret. Delivered
 # to STRIPE_SANDBOX_WEBHOOK_URL (HTTP POST) if set, else in-process to the callable at the dotted path
-# STRIPE_SANDBOX_WEBHOOK_RECEIVER (receiver(payload: bytes, headers: dict)), else not at all.
+# STRIPE_SANDBOX_WEBHOOK_RECEIVER (receiver(payload: bytes, headers: dict)), else not at all. The
+# default receiver, while the sandbox is in use (no STRIPE_API_KEY), is stripe_events': it ingests the
+# event through the same path as /webhooks/stripe/<endpoint>/, for an endpoint holding this secret
+# (created on first use).
 STRIPE_SANDBOX_WEBHOOK_SECRET = env.str("STRIPE_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_development_only")
 STRIPE_SANDBOX_WEBHOOK_URL = env.str("STRIPE_SANDBOX_WEBHOOK_URL", default="")
-STRIPE_SANDBOX_WEBHOOK_RECEIVER = env.str("STRIPE_SANDBOX_WEBHOOK_RECEIVER", default="")
+STRIPE_SANDBOX_WEBHOOK_RECEIVER = env.str(
+    "STRIPE_SANDBOX_WEBHOOK_RECEIVER",
+    default="" if STRIPE_API_KEY else "stripe_events.sandbox.sandbox_webhook_receive",
+)
 # While the sandbox is in use, beat settles refunds whose time came and retries failed deliveries.
 STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS = env.int("STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS", default=15)
 if not STRIPE_API_KEY:

@@ -211,6 +211,18 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
     if problems:
         return _after_problems(refund, problems, run)
 
+    if _shopper_step_blocked_by_dispute(shopper):
+        # Stop before the shopper step: the card network returns the money through the dispute, and
+        # Stripe would refuse the refund anyway. Nothing was sent for this step, so FAILED is true.
+        payment = shopper.payment_transaction
+        return _finish(
+            refund,
+            failed_error=(
+                RefundErrorCode.CHARGE_DISPUTED,
+                f"The shopper disputed the payment ({payment.dispute_id}, {payment.dispute_status}); the shopper "
+                "refund was not sent. An operator decides once the dispute closes.",
+            ),
+        )
     if shopper.status == ShopperRefund.Status.PENDING:
         problem = run_shopper_refund(gateway, refund, shopper, before_call=run.before_call)
         if problem:
@@ -220,6 +232,13 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
             countdown = _pending_recheck_seconds(refund.attempts)
             return _schedule(refund, countdown, detail="pending at Stripe", unknown=False)
     return _finish(refund)
+
+
+def _shopper_step_blocked_by_dispute(shopper: ShopperRefund) -> bool:
+    """A shopper step never sent to Stripe (or proven absent there) whose payment is disputed."""
+    if shopper.status != ShopperRefund.Status.PENDING or shopper.gateway_refund_id or outcome_unknown(shopper):
+        return False
+    return shopper.payment_transaction.refunds_blocked_by_dispute
 
 
 def _needs_lookup(reversals: list[TransferReversal], shopper: ShopperRefund) -> bool:

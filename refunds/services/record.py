@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from payments.models import PaymentTransaction
 from refunds import announcements as notifications
 from refunds.amounts import Remaining, bag_refundable_remaining
 from refunds.models import (
@@ -40,7 +41,7 @@ from refunds.models import (
 from refunds.services.engine import enqueue_processing
 from refunds.services.events import event_record
 from refunds.services.parts import is_int, platform_amounts, resolve_parts, validate_sku_lines
-from violet_refunds.exceptions import ValidationFailed
+from violet_refunds.exceptions import Conflict, ValidationFailed
 from violet_refunds.money import AmountParts
 
 # Spec section 2.2: the two doc generations agree a bag IN_PROGRESS or REFUNDED cannot be refunded
@@ -55,6 +56,13 @@ REFUNDABLE_BAG_STATUSES = frozenset(
         BagStatus.CANCELED,
     }
 )
+
+
+class ChargeDisputed(Conflict):
+    """The order's payment is disputed (or the shopper won the dispute): refunding it would return
+    the money twice. Stripe refuses such a refund too (`charge_disputed`)."""
+
+    error_code = "charge_disputed"
 
 
 class RequestMismatch(ValidationFailed):
@@ -223,10 +231,15 @@ def refund_record(
     inbound_event=None,
     user=None,
     enqueue: bool = True,
+    external: bool = False,
 ) -> RecordResult:
     """Record a refund of (part of) a bag and enqueue its processing. Idempotent on
     (bag, external_id) and (bag, sender, request_key): a repeat of the same request returns the first
-    refund unchanged; another request under the same key raises RequestMismatch (422)."""
+    refund unchanged; another request under the same key raises RequestMismatch (422).
+
+    `external`: the money already moved outside the product (a refund made in the Stripe Dashboard):
+    the refund is recorded EXTERNAL, counts against what is still refundable, and is never processed.
+    Otherwise a payment under dispute refuses the refund (ChargeDisputed, 409)."""
     external_id = (external_id or "").strip() or None
     request_key = (request_key or "").strip() or None
     keys = _Keys(external_id=external_id, request_key=request_key)
@@ -277,9 +290,10 @@ def refund_record(
             shipping_full_refund=shipping_full_refund,
             inbound_event=inbound_event,
             user=user,
+            external=external,
         )
 
-    refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue, create=create)
+    refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue and not external, create=create)
     assert refund is not None  # `create` always returns a refund (or raises)
     return RecordResult(refund=refund, created=created)
 
@@ -365,7 +379,7 @@ def _record_under_bag_lock(
             refund = create(locked_bag)
             if refund is None:
                 return None, False
-            notifications.refund_event_emit(refund)  # outbox: REFUND_PROCESSING, same transaction
+            notifications.refund_event_emit(refund)  # outbox: REFUND_<status>, same transaction
             if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
                 transaction.on_commit(lambda: enqueue_processing(refund.pk, due=refund.next_attempt_at))
     except IntegrityError:
@@ -377,13 +391,28 @@ def _record_under_bag_lock(
     return refund, True
 
 
-def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], keys: _Keys, **fields) -> Refund:
+def _refuse_if_disputed(bag: Bag) -> None:
+    payment = PaymentTransaction.objects.filter(order_id=bag.order_id).only("dispute_status", "dispute_id").first()
+    if payment is not None and payment.refunds_blocked_by_dispute:
+        raise ChargeDisputed(
+            f"The shopper disputed this order's payment ({payment.dispute_id}, dispute {payment.dispute_status}): "
+            "the card network returns the money through the dispute, so no refund can be made while it is open "
+            "or once the shopper won it.",
+            field_errors={"bag": ["The order's payment is disputed."]},
+        )
+
+
+def _create_refund(
+    *, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], keys: _Keys, external: bool = False, **fields
+) -> Refund:
     errors: dict[str, list[str]] = {}
     if bag.status not in REFUNDABLE_BAG_STATUSES:
         raise ValidationFailed(
             f"Bag {bag.pk} is {bag.status} and cannot be refunded.",
             field_errors={"bag": [f"Bag status {bag.status} is not refundable."]},
         )
+    if not external:
+        _refuse_if_disputed(bag)
     currency = (fields["currency"] or bag.currency).upper()
     if currency != bag.currency:
         errors["currency"] = [f"The bag is in {bag.currency}; a refund in {currency} is not possible."]
@@ -434,7 +463,7 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         request_key=keys.request_key,
         request_scope=keys.request_scope,
         request_fingerprint=keys.fingerprint,
-        status=RefundStatus.PROCESSING,
+        status=RefundStatus.EXTERNAL if external else RefundStatus.PROCESSING,
         amount=parts.total,
         sub_total_amount=parts.sub_total,
         shipping_amount=parts.shipping,
@@ -450,7 +479,7 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         source=fields["source"],
         inbound_event=fields["inbound_event"],
         created_by=fields["user"],
-        next_attempt_at=timezone.now(),
+        next_attempt_at=None if external else timezone.now(),
     )
     for sku, quantity, line_amount in sku_rows:
         RefundSku.objects.create(
@@ -467,8 +496,9 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         RefundEvent.Kind.RECORDED,
         actor=fields["actor"],
         user=fields["user"],
-        to_status=RefundStatus.PROCESSING,
-        message=f"Recorded from {refund.get_source_display()}.",
+        to_status=refund.status,
+        message=f"Recorded from {refund.get_source_display()}."
+        + (" The money already moved outside the product: nothing is processed." if external else ""),
         data={"amount": refund.amount, "currency": currency, "external_id": refund.external_id},
     )
     return refund
