@@ -94,3 +94,14 @@ def check_platform_parity() -> int:
     from platforms import parity
 
     return parity.bags_parity_check().refunds_found
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def forward_refund(refund_id: int) -> None:
+    """Send a channel refund to the merchant's platform (platforms.forwarding). Delivered at least
+    once: a copy finds the forwarding locked, settled or not yet due and does nothing."""
+    from platforms.forwarding import refund_forward
+
+    countdown = refund_forward(refund_id=refund_id)
+    if countdown is not None:
+        forward_refund.apply_async((refund_id,), countdown=countdown)

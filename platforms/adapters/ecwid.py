@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from django.conf import settings
 
 from platforms.adapters.base import (
+    NO_WRITES,
     PARITY_TOPIC,
     EventIgnored,
     OrderLine,
@@ -76,6 +77,9 @@ class EcwidAdapter:
     platform = Platform.ECWID
     receives_webhooks = True
     polls_orders = False
+    # Forwarding (issue 14): the spec documents only reading an order (2.7) and Ecwid has no refund
+    # object (2.3-2.4), so a channel refund is not written to Ecwid: the merchant mirrors it by hand.
+    capabilities = NO_WRITES
     # How an app-level outcome names the store ("No connection for Ecwid store 2004").
     store_label = "Ecwid store"
 

@@ -23,6 +23,7 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    NO_WRITES,
     PARITY_TOPIC,
     EventSink,
     OrderLine,
@@ -80,6 +81,9 @@ class SfccAdapter:
     platform = Platform.SFCC
     receives_webhooks = False
     polls_orders = True
+    # Forwarding (issue 14): B2C Commerce has no refund object or refund write API (spec 4.2), in
+    # both refund modes: the merchant mirrors a channel refund by hand.
+    capabilities = NO_WRITES
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         raise SignatureInvalid("Salesforce Commerce Cloud sends no webhooks; its orders are polled.")
