@@ -418,6 +418,26 @@ def _forwarding_for_operator(refund: Refund, *, allowed: frozenset, action: str)
     return forwarding
 
 
+def forwarding_operator_guard(refund: Refund, *, action: str) -> None:
+    """What the generic repairs (retry, mark external, cancel) must not do to a forwarded refund:
+    touch one its platform refused (it ended FAILED with nothing moved and its amounts and
+    quantities already given back: the channel sends a new refund), or cancel one an earlier send may
+    have recorded on the platform (the platform would show a refund the shopper never gets)."""
+    forwarding = RefundForwarding.objects.filter(refund=refund).first()
+    if forwarding is None:
+        return
+    if forwarding.state == ForwardingState.REFUSED:
+        raise InvalidTransition(
+            "The merchant's platform refused this refund and nothing moved; nothing is left to repair "
+            f"(the channel sends a new refund). It cannot be {action}."
+        )
+    if action == "canceled" and forwarding.state in IN_FLIGHT and forwarding.sends > 0:
+        raise InvalidTransition(
+            "An earlier send may have recorded this refund on the merchant's platform: retry forwarding "
+            "(it looks the refund up there first) or move the money without the platform instead."
+        )
+
+
 _OPERATOR_STATES = frozenset({ForwardingState.STALLED, ForwardingState.RETRYING, ForwardingState.PENDING})
 
 
