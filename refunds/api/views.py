@@ -245,7 +245,11 @@ class BagRefundsView(ChannelAPIView):
             "Send {} for that: the body is always a JSON object. "
             "Send an Idempotency-Key header to make retries safe: repeating a key with the same request "
             "returns the refund the first request created (200) and creates nothing; the same key with a "
-            "different request is a 422."
+            "different request is a 422. "
+            "The refund is first recorded on the merchant's platform where the platform can take it, then "
+            "its money moves: it stays PROCESSING until then, and ends FAILED with the platform's message in "
+            "errors[] (error_code 3100, nothing moved) when the platform refuses it. Where the platform cannot "
+            "take it, the merchant is asked to mirror it and the money moves at once."
         ),
         request=api.RefundBagRequestSerializer,
         parameters=[

@@ -423,7 +423,9 @@ def forwarding_operator_guard(refund: Refund, *, action: str) -> None:
     touch one its platform refused (it ended FAILED with nothing moved and its amounts and
     quantities already given back: the channel sends a new refund), or cancel one an earlier send may
     have recorded on the platform (the platform would show a refund the shopper never gets)."""
-    forwarding = RefundForwarding.objects.filter(refund=refund).first()
+    # Row-locked: a forwarding task claiming it meanwhile either waits for this transaction (and then
+    # finds the refund no longer PROCESSING) or has claimed it already (SENDING, refused below).
+    forwarding = RefundForwarding.objects.select_for_update().filter(refund=refund).first()
     if forwarding is None:
         return
     if forwarding.state == ForwardingState.REFUSED:
@@ -431,7 +433,9 @@ def forwarding_operator_guard(refund: Refund, *, action: str) -> None:
             "The merchant's platform refused this refund and nothing moved; nothing is left to repair "
             f"(the channel sends a new refund). It cannot be {action}."
         )
-    if action == "canceled" and forwarding.state in IN_FLIGHT and forwarding.sends > 0:
+    if action == "canceled" and forwarding.state in IN_FLIGHT and (
+        forwarding.sends > 0 or forwarding.state == ForwardingState.SENDING
+    ):
         raise InvalidTransition(
             "An earlier send may have recorded this refund on the merchant's platform: retry forwarding "
             "(it looks the refund up there first) or move the money without the platform instead."

@@ -11,6 +11,7 @@ from platforms.forwarding import refund_forward
 from platforms.models import InboundEvent
 from refunds.admin.selectors import refunds_needing_attention
 from refunds.models import ForwardingState, OrderSku, Refund, RefundStatus
+from refunds.services import refund_cancel, refund_retry
 from refunds.services.forwarding import refund_forwarding_bypass, refund_forwarding_retry
 from tests.factories import MerchantMembershipFactory, UserFactory
 from tests.platforms.delivery import SHOPIFY_SECRET, deliver, fixture_json
@@ -25,6 +26,7 @@ from tests.platforms.forwarding_world import (
     run_on_commit,
 )
 from tests.refunds.api.conftest import make_channel
+from violet_refunds.exceptions import InvalidTransition
 
 pytestmark = pytest.mark.django_db
 
@@ -235,6 +237,10 @@ def test_shopify_refusal_fails_the_refund_with_its_message_and_moves_nothing(api
     [error] = body["errors"]
     assert error["error_code"] == 3100
     assert "cannot refund more items than were purchased" in error["error_message"]
+    # Nothing is left to repair: the generic repairs refuse it (they would count its amounts again).
+    for repair in (refund_retry, refund_cancel):
+        with pytest.raises(InvalidTransition):
+            repair(refund=refund, user=None)
     # Nothing counts against the bag: the channel can send a corrected refund at once.
     responses.post(CREATE_URL, json=created(SHOPIFY_REFUND_ID + 1), status=201)
     again = channel_refund(api_client, channel, store, {}, key="k-2")
@@ -291,6 +297,8 @@ def test_operator_retry_looks_the_refund_up_first_so_it_is_never_created_twice(a
     refund = Refund.objects.get(bag=store.bag)
     assert refund.forwarding.state == ForwardingState.STALLED
     assert len(create.calls) == 1  # a create is never retried blindly
+    with pytest.raises(InvalidTransition, match="may have recorded this refund"):
+        refund_cancel(refund=refund, user=None)  # Shopify may hold it: cancel would strand the shopper
 
     # Shopify did record it: its refund list carries our note.
     listed = responses.get(
