@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 _AUTH_STATUSES = frozenset({401, 403})
 
 
-def _usable_connection(merchant: Merchant, needed: tuple[str, ...]) -> tuple[StoreConnection | None, str]:
+def usable_connection(merchant: Merchant, needed: tuple[str, ...]) -> tuple[StoreConnection | None, str]:
     connection = StoreConnection.objects.filter(merchant=merchant).first()
     if connection is None or connection.status != StoreConnection.Status.CONNECTED:
         return None, "the merchant's store is not connected"
@@ -81,7 +81,7 @@ def forwarding_decide(bag: Bag, *, full: bool) -> ForwardingDecision:
         return ForwardingDecision(
             forward=False, platform=platform, reason=f"{platform} records only refunds of a whole order"
         )
-    connection, problem = _usable_connection(merchant, capabilities.write_credentials)
+    connection, problem = usable_connection(merchant, capabilities.write_credentials)
     if connection is None:
         return ForwardingDecision(forward=False, platform=platform, reason=problem)
     return ForwardingDecision(forward=True, platform=platform)
@@ -144,7 +144,7 @@ def _forward_locked(refund_id: int) -> float | None:
     actor = f"platform:{merchant.platform.lower()}"
     adapter = get_adapter(merchant.platform)
     capabilities = adapter.capabilities if adapter is not None else NO_WRITES
-    connection, problem = _usable_connection(merchant, capabilities.write_credentials)
+    connection, problem = usable_connection(merchant, capabilities.write_credentials)
     if adapter is None or not capabilities.can_refund or connection is None or not refund.bag.external_id:
         refund_forwarding_not_forwarded(
             refund_id=refund_id,

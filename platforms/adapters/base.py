@@ -270,6 +270,27 @@ class RefundWriter(Protocol):
         PlatformUnavailable, ..."""
 
 
+@dataclass(frozen=True)
+class CancelRequest:
+    """A channel's cancellation of one order, as the platform is asked to record it."""
+
+    order_id: str
+    reason: str
+    reason_code: str  # OTHER, CUSTOMER, INVENTORY, FRAUD, DECLINED
+    restock: bool
+    notify: bool
+    note: str
+
+
+class OrderCanceller(Protocol):
+    """An adapter whose `capabilities.can_cancel` is true also implements this."""
+
+    def order_cancel(self, connection: StoreConnection, request: CancelRequest) -> None:
+        """Cancel the order on the platform without refunding there (the network refunds).
+        Idempotent: cancelling a cancelled order is done. Raises PlatformRequestRejected (the
+        platform said no, e.g. fulfilled), PlatformUnavailable, ..."""
+
+
 # The topic of the order states the parity check reads (`read_order_state`): no event, an API read.
 PARITY_TOPIC = "parity/order"
 

@@ -44,6 +44,7 @@ from email.utils import parsedate_to_datetime
 from platforms import selectors
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    CancelRequest,
     Capabilities,
     EventIgnored,
     ForwardRequest,
@@ -182,6 +183,7 @@ def _refund_reason(refund: Mapping, items: list) -> str:
 # the refund's amount ⚠️: SHIPPING items need the order address id, and API refunds never restock
 # anyway (spec 5.2), so the line detail would add nothing BigCommerce acts on.
 OFFLINE_PROVIDER = "custom"
+CANCELLED_STATUS_ID = 5
 
 
 class BigCommerceAdapter:
@@ -191,6 +193,10 @@ class BigCommerceAdapter:
     capabilities = Capabilities(
         can_refund=True, partial=True, can_cancel=True, write_credentials=("store_hash", "access_token")
     )
+
+    def order_cancel(self, connection, request: CancelRequest) -> None:
+        """V2 order `status_id` 5, Cancelled (spec 5.3): setting a status, so a repeat is harmless."""
+        BigCommerceClient.from_connection(connection).order_status_set(request.order_id, CANCELLED_STATUS_ID)
 
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         for refund in BigCommerceClient.from_connection(connection).get_order_refunds(request.order_id):

@@ -39,6 +39,7 @@ from django.utils.datastructures import CaseInsensitiveMapping
 
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    CancelRequest,
     Capabilities,
     EventIgnored,
     ForwardRequest,
@@ -166,6 +167,32 @@ class ShopifyAdapter:
     capabilities = Capabilities(
         can_refund=True, partial=True, can_cancel=True, write_credentials=("shop_domain", "access_token")
     )
+
+    def order_cancel(self, connection, request: CancelRequest) -> None:
+        """GraphQL `orderCancel` (spec 1.4) with `refund: false` (the network refunds, and records
+        that refund on Shopify as a refund of its own). A cancelled order is left as it is."""
+        client = ShopifyClient.from_connection(connection)
+        order = client.get_order(request.order_id)
+        if order.get("cancelled_at"):
+            return
+        data = client.graphql(
+            ORDER_CANCEL_MUTATION,
+            {
+                "orderId": f"gid://shopify/Order/{request.order_id}",
+                "reason": _CANCEL_REASONS.get(request.reason_code, "OTHER"),
+                "refund": False,
+                "restock": request.restock,
+                "notifyCustomer": request.notify,
+                "staffNote": request.note[:255],
+            },
+        )
+        result = data.get("orderCancel") or {}
+        errors = [e for e in result.get("orderCancelUserErrors") or [] if isinstance(e, Mapping)]
+        if errors:
+            message = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+            raise PlatformRequestRejected(
+                f"Shopify refused the cancellation: {message}", platform="Shopify", http_status=422
+            )
 
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         for refund in ShopifyClient.from_connection(connection).list_refunds(request.order_id):
@@ -327,6 +354,20 @@ def _refund_currency(refund: Mapping) -> str | None:
 
 def _with_reason_code(refund: PlatformRefund, reason_code: str) -> PlatformRefund:
     return replace(refund, reason_code=reason_code)
+
+
+ORDER_CANCEL_MUTATION = """
+mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason!, $refund: Boolean!, $restock: Boolean!,
+                     $notifyCustomer: Boolean, $staffNote: String) {
+  orderCancel(orderId: $orderId, reason: $reason, refund: $refund, restock: $restock,
+              notifyCustomer: $notifyCustomer, staffNote: $staffNote) {
+    job { id done }
+    orderCancelUserErrors { field message code }
+  }
+}
+"""
+# Our reason codes -> Shopify's OrderCancelReason.
+_CANCEL_REASONS = {"CUSTOMER": "CUSTOMER", "INVENTORY": "INVENTORY", "FRAUD": "FRAUD", "DECLINED": "DECLINED"}
 
 
 def _platform_id(value: str) -> int | str:

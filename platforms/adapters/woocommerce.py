@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from platforms import selectors
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    CancelRequest,
     Capabilities,
     EventIgnored,
     ForwardRequest,
@@ -162,6 +163,10 @@ class WooCommerceAdapter:
         can_cancel=True,
         write_credentials=("store_url", "consumer_key", "consumer_secret"),
     )
+
+    def order_cancel(self, connection, request: CancelRequest) -> None:
+        """`PUT orders/{id}` with status `cancelled` (setting a status: a repeat is harmless)."""
+        WooCommerceClient.from_connection(connection).order_update(request.order_id, {"status": "cancelled"})
 
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         for refund in WooCommerceClient.from_connection(connection).list_refunds(request.order_id):

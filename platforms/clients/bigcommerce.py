@@ -48,6 +48,15 @@ class BigCommerceClient(PlatformHttpClient):
     def _write_headers(self) -> dict[str, str]:
         return {**self._headers(), "Content-Type": "application/json"}
 
+    def order_status_set(self, order_id: str, status_id: int) -> dict:
+        """PUT /v2/orders/{id} {"status_id": ...}: idempotent, so retried."""
+        return self.request_json(
+            "PUT",
+            self._url(f"v2/orders/{quote(str(order_id), safe='')}"),
+            headers=self._write_headers(),
+            json={"status_id": status_id},
+        )
+
     def refund_quote(self, order_id: str, items: list[dict]) -> dict:
         """POST /v3/orders/{id}/payment_actions/refund_quotes (spec 5.6): what BigCommerce would
         refund and with which payment methods. Writes nothing, so retried."""

@@ -70,3 +70,13 @@ class WooCommerceClient(PlatformHttpClient):
             params={"per_page": 100},
         )
         return [refund for refund in refunds if isinstance(refund, dict)]
+
+    def order_update(self, order_id: str, changes: dict) -> dict:
+        """PUT orders/{id}: a status change is idempotent, so retried."""
+        return self.request_json(
+            "PUT",
+            self._url("orders", order_id),
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+            json=changes,
+        )

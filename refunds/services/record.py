@@ -204,6 +204,52 @@ def _existing_refund(bag: Bag, keys: _Keys) -> Refund | None:
     return found
 
 
+def refund_for_request(*, bag: Bag, source: str, request_key: str, **fields) -> Refund | None:
+    """The refund a client's key already recorded for this very request (None: none yet), or
+    RequestMismatch when the key recorded a different one: the check refund_record makes first, for
+    callers that must know before doing anything else (the cancel endpoints, before the platform)."""
+    keys = _Keys(
+        external_id=None,
+        request_key=request_key,
+        request_scope=request_scope_for(bag, source),
+        fingerprint=_request_fingerprint_for(**fields),
+    )
+    return _existing_refund(bag, keys)
+
+
+def _request_fingerprint_for(
+    *,
+    amount=None,
+    sub_total_amount=None,
+    shipping_amount=None,
+    tax_amount=None,
+    shipping_tax_amount=0,
+    skus=(),
+    external_id=None,
+    currency=None,
+    reason="",
+    reason_code=ReasonCode.OTHER,
+    restock_items=False,
+    notify_customer=False,
+    shipping_full_refund=False,
+) -> str:
+    return request_fingerprint(
+        external_id=external_id,
+        amount=amount,
+        sub_total_amount=sub_total_amount,
+        shipping_amount=shipping_amount,
+        tax_amount=tax_amount,
+        shipping_tax_amount=shipping_tax_amount,
+        skus=skus,
+        currency=currency,
+        reason=reason,
+        reason_code=reason_code,
+        restock_items=restock_items,
+        notify_customer=notify_customer,
+        shipping_full_refund=shipping_full_refund,
+    )
+
+
 def refund_record(
     *,
     bag: Bag,
