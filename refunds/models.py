@@ -426,6 +426,7 @@ class RefundEvent(models.Model):
         ERROR_RESOLVED = "ERROR_RESOLVED"
         REQUEUED = "REQUEUED"
         NOTE = "NOTE"
+        FORWARDING = "FORWARDING"  # a step of the refund's trip to the merchant's platform
 
     refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -485,3 +486,49 @@ class ReconciliationFinding(TimeStampedModel):
 
     def __str__(self):
         return f"{self.kind}: {self.detail[:60]}"
+
+
+class ForwardingState(models.TextChoices):
+    """Where a channel refund stands with the merchant's platform (refunds.services.forwarding).
+    Money moves only in ACCEPTED, NOT_FORWARDED and BYPASSED (`MONEY_MAY_MOVE`)."""
+
+    PENDING = "PENDING", "Waiting to be sent to the platform"
+    SENDING = "SENDING", "Being sent to the platform"
+    RETRYING = "RETRYING", "Platform unreachable, retrying"
+    STALLED = "STALLED", "Platform unreachable, waiting for an operator"
+    ACCEPTED = "ACCEPTED", "Accepted by the platform"
+    REFUSED = "REFUSED", "Refused by the platform"
+    NOT_FORWARDED = "NOT_FORWARDED", "Platform cannot be written to: merchant told"
+    BYPASSED = "BYPASSED", "Money moved without the platform (operator)"
+
+
+class RefundForwarding(TimeStampedModel):
+    """A channel refund's trip to the merchant's platform, before its money moves (issue 14).
+
+    One row per channel refund. `attempts` counts sends against FORWARDING_MAX_ATTEMPTS (an operator
+    retry starts a new budget); `sends` counts every request that may have reached the platform and
+    is never reset: once it is above zero the platform is searched for our marker before sending
+    again, so a refund is never created twice there. `mirror_done_at`: the merchant ticked the
+    "mirror this refund" task off in the portal (NOT_FORWARDED and BYPASSED refunds)."""
+
+    refund = models.OneToOneField(Refund, on_delete=models.CASCADE, related_name="forwarding")
+    platform = models.CharField(max_length=20, blank=True)
+    state = models.CharField(max_length=20, choices=ForwardingState.choices, default=ForwardingState.PENDING)
+    reason = models.CharField(max_length=255, blank=True, help_text="Why it was not forwarded, when it was not.")
+    platform_refund_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    sends = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    date_accepted = models.DateTimeField(null=True, blank=True)
+    mirror_done_at = models.DateTimeField(null=True, blank=True)
+    mirror_done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-date_created"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="refund_forwarding_due")]
+
+    def __str__(self):
+        return f"Forwarding of refund {self.refund_id} ({self.state})"

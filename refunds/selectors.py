@@ -18,6 +18,7 @@ from refunds.models import (
     App,
     AppMembership,
     Bag,
+    ForwardingState,
     Order,
     ReconciliationFinding,
     Refund,
@@ -124,9 +125,18 @@ def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
     is in fact running finds the refund locked and does nothing."""
     now = now or timezone.now()
     threshold = now - timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
-    return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
-        Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
+    # A refund whose forwarding waits for an operator (STALLED) is not stuck: triage lists it as such.
+    return (
+        Refund.objects.filter(status=RefundStatus.PROCESSING)
+        .filter(Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold))
+        .exclude(forwarding__state=ForwardingState.STALLED)
     )
+
+
+def refunds_forwarding_stalled_queryset() -> QuerySet[Refund]:
+    """PROCESSING refunds whose platform stayed unreachable past FORWARDING_MAX_ATTEMPTS: an operator
+    retries forwarding or moves the money without the platform."""
+    return Refund.objects.filter(status=RefundStatus.PROCESSING, forwarding__state=ForwardingState.STALLED)
 
 
 def refunds_outcome_unknown_queryset() -> QuerySet[Refund]:

@@ -15,7 +15,7 @@ from django.db import connection
 # other advisory-lock user of the same database), the next byte the kind, the low 48 bits the id.
 # Ids are never folded: an id that does not fit is refused rather than sharing a lock with another.
 _OWNER = 0x56
-_KINDS = {"refund": 1, "bag": 2, "store_connection": 3}
+_KINDS = {"refund": 1, "bag": 2, "store_connection": 3, "forwarding": 4}
 _ID_BITS = 48
 # PostgreSQL's session-level advisory locks are re-entrant: the same connection taking the same key
 # again gets it. The keys this thread holds, so a nested attempt (a Stripe event delivered in-process

@@ -410,6 +410,16 @@ REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", d
 # has been unknown, up to this (and always below CELERY_VISIBILITY_TIMEOUT).
 REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS", default=900)
 
+# --- Forwarding channel refunds to the merchant's platform (issue 14, refunds.services.forwarding) ---
+# Sends to an unreachable platform before the forwarding waits for an operator (triage: retry
+# forwarding, or move the money without the platform). Waits between sends double from the base up
+# to the max, and always stay below CELERY_VISIBILITY_TIMEOUT - 60 s.
+FORWARDING_MAX_ATTEMPTS = env.int("FORWARDING_MAX_ATTEMPTS", default=6)
+FORWARDING_RETRY_BACKOFF_BASE_SECONDS = env.float("FORWARDING_RETRY_BACKOFF_BASE_SECONDS", default=30.0)
+FORWARDING_RETRY_BACKOFF_MAX_SECONDS = env.int("FORWARDING_RETRY_BACKOFF_MAX_SECONDS", default=900)
+# Sender of the "mirror this refund" e-mails to merchants whose platform cannot be written to.
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="refunds@violet.localhost")
+
 # --- Outbound HTTP on a user's behalf (channel webhooks, platform APIs, Wix connect) ---
 # Only public addresses are contacted (violet_refunds.outbound). CIDRs listed here are allowed
 # although private, e.g. "127.0.0.1/32" for a local test receiver in development. Empty by default,

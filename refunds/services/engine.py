@@ -42,6 +42,7 @@ from refunds.errors import RefundErrorCode
 from refunds.models import Bag, Refund, RefundError, RefundEvent, RefundStatus, RefundStep
 from refunds.services.bags import bag_update_refund_state
 from refunds.services.events import WORKER, event_record
+from refunds.services.forwarding import forwarding_blocks_money
 from refunds.services.steps import (
     StepProblem,
     outcome_unknown,
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 
 EARLY = "EARLY"
+AWAITING_PLATFORM = "AWAITING_PLATFORM"  # a channel refund the merchant's platform has not accepted yet
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,11 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
         return ProcessOutcome(status=refund.status, detail="nothing to do")
 
     now = timezone.now()
+    # Issue 14: a channel refund's money moves only once the merchant's platform accepted it (or
+    # cannot be written to, or an operator said to go without it).
+    waiting = forwarding_blocks_money(refund, now=now)
+    if waiting:
+        return ProcessOutcome(status=AWAITING_PLATFORM, detail=waiting)
     if as_delivery and _is_early(refund, due, now):
         return ProcessOutcome(status=EARLY, detail=f"not due before {refund.next_attempt_at}")
 
