@@ -65,6 +65,55 @@ def status_badge(status: str, label: str | None = None):
     return format_html('<span class="refund-status refund-status--{}">{}</span>', status, label or status)
 
 
+# Where the Stripe Dashboard shows an object, by its id's prefix. Transfer reversals (trr_) have no
+# page of their own: the dashboard lists them on their transfer's page, so callers link the transfer.
+# ⚠️ Paths as the Stripe Dashboard serves them today (https://docs.stripe.com/dashboard/basics);
+# test-mode objects live under /test/.
+_DASHBOARD_PATHS = (
+    ("re_", "refunds"),
+    ("pyr_", "refunds"),
+    ("tr_", "connect/transfers"),
+    ("ch_", "payments"),
+    ("py_", "payments"),
+    ("pi_", "payments"),
+    ("du_", "disputes"),
+    ("dp_", "disputes"),
+    ("acct_", "connect/accounts"),
+)
+_DASHBOARD_BASES = {
+    deployment.TEST: "https://dashboard.stripe.com/test/",
+    deployment.LIVE: "https://dashboard.stripe.com/",
+}
+
+
+def stripe_dashboard_url(object_id: str, *, mode: str | None = None) -> str:
+    """The Stripe Dashboard page of `object_id` for this deployment's key (TEST or LIVE); "" when
+    there is no such page (the sandbox, an unknown key, an id of no known prefix)."""
+    base = _DASHBOARD_BASES.get(mode or deployment.stripe_mode(settings.STRIPE_API_KEY))
+    if not base or not object_id:
+        return ""
+    for prefix, path in _DASHBOARD_PATHS:
+        if object_id.startswith(prefix):
+            return f"{base}{path}/{object_id}"
+    return ""
+
+
+def stripe_id_link(object_id: str, *, dashboard_id: str = ""):
+    """A Stripe id, linked to its Dashboard page (or to `dashboard_id`'s, e.g. a reversal's transfer)
+    when this deployment has one; plain text otherwise."""
+    if not object_id:
+        return "-"
+    url = stripe_dashboard_url(dashboard_id or object_id)
+    if not url:
+        return format_html('<code class="stripe-id">{}</code>', object_id)
+    return format_html(
+        '<a class="stripe-id" href="{}" target="_blank" rel="noopener noreferrer" '
+        'title="Open in the Stripe Dashboard"><code>{}</code></a>',
+        url,
+        object_id,
+    )
+
+
 class ReadOnlyAdminMixin:
     """View-only admin: rows are written by services (and Stripe), never by a form."""
 

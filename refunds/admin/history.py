@@ -56,12 +56,6 @@ class RefundErrorInline(ReadOnlyTabularInline):
         return format_html('<a href="{}?error={}">Resolve…</a>', url, error.pk)
 
 
-class RefundEventInline(ReadOnlyTabularInline):
-    model = RefundEvent
-    fields = ("date_created", "kind", "from_status", "to_status", "actor", "message")
-    readonly_fields = fields
-
-
 class TransferReversalInline(ReadOnlyTabularInline):
     model = TransferReversal
     fk_name = "refund"

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -128,6 +130,9 @@ class StepOutcome:
     currency: str = ""
     gateway_id: str = ""
     detail: str = ""
+    # The Stripe object a dashboard link opens: the transfer of a reversal (the dashboard shows
+    # reversals on their transfer's page), the refund itself for the shopper step.
+    dashboard_id: str = ""
 
     @property
     def money_moved(self) -> bool:
@@ -188,6 +193,7 @@ def refund_step_outcomes(refund: Refund) -> list[StepOutcome]:
                 currency=reversal.currency,
                 gateway_id=reversal.gateway_reversal_id or "",
                 detail=reversal.error_message or reversal.error_code,
+                dashboard_id=reversal.transfer.gateway_transfer_id or "",
             )
         )
     step = RefundStep.SHOPPER_REFUND
@@ -210,6 +216,7 @@ def refund_step_outcomes(refund: Refund) -> list[StepOutcome]:
                 currency=shopper.currency,
                 gateway_id=shopper.gateway_refund_id or "",
                 detail=shopper.error_message or shopper.failure_reason or shopper.error_code,
+                dashboard_id=shopper.gateway_refund_id or "",
             )
         )
     return outcomes
@@ -330,3 +337,82 @@ def refund_split_preview(*, bag: Bag, parts: AmountParts) -> SplitPreview:
         channel_currency=channel_currency,
         commission_at_checkout=splits.commission_amount(totals),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# A refund's one timeline: its audit events, operators' admin actions, and the platform events
+# --------------------------------------------------------------------------------------------------
+
+
+class TimelineSource:
+    REFUND = "refund"  # a RefundEvent written by the services (engine, operators' repairs)
+    OPERATOR = "operator"  # a Django admin LogEntry on the refund
+    PLATFORM = "platform"  # an inbound platform event that named the refund
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    when: dt.datetime
+    source: str  # TimelineSource value
+    title: str
+    detail: str = ""
+    actor: str = ""
+    from_status: str = ""  # display labels, not enum names
+    to_status: str = ""
+
+
+_REFUND_STATUS_LABELS = dict(RefundStatus.choices)
+
+
+def _event_title(kind: str) -> str:
+    """RETRY_REQUESTED -> "Retry requested"."""
+    return kind.replace("_", " ").capitalize()
+
+
+def refund_timeline(refund: Refund, *, limit: int = 500) -> list[TimelineEntry]:
+    """Everything that happened to `refund`, newest first: the services' audit events, the admin's
+    log entries on it, and the platform event it was recorded from. One list, so the refund's page
+    and its HISTORY page can never disagree."""
+    entries: list[TimelineEntry] = [
+        TimelineEntry(
+            when=event.date_created,
+            source=TimelineSource.REFUND,
+            title=_event_title(event.kind),
+            detail=event.message,
+            actor=event.actor,
+            from_status=_REFUND_STATUS_LABELS.get(event.from_status, event.from_status),
+            to_status=_REFUND_STATUS_LABELS.get(event.to_status, event.to_status),
+        )
+        for event in refund.events.order_by("-date_created", "-pk")[:limit]
+    ]
+    log_entries = (
+        LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Refund), object_id=str(refund.pk))
+        .select_related("user")
+        .order_by("-action_time")[:limit]
+    )
+    entries += [
+        TimelineEntry(
+            when=entry.action_time,
+            source=TimelineSource.OPERATOR,
+            title={1: "Added in the admin", 2: "Changed in the admin", 3: "Deleted in the admin"}.get(
+                entry.action_flag, "Admin action"
+            ),
+            detail=entry.get_change_message(),
+            actor=f"operator:{entry.user.get_username()}" if entry.user_id else "",
+        )
+        for entry in log_entries
+    ]
+    inbound = refund.inbound_event if refund.inbound_event_id else None
+    if inbound is not None:
+        entries.append(
+            TimelineEntry(
+                when=inbound.date_created,
+                source=TimelineSource.PLATFORM,
+                title=f"{inbound.get_platform_display()} event received"
+                + (f" ({inbound.topic})" if inbound.topic else ""),
+                detail=" ".join(part for part in (inbound.get_status_display() + ".", inbound.outcome) if part),
+                actor=f"platform:{inbound.platform.lower()}",
+            )
+        )
+    entries.sort(key=lambda entry: entry.when, reverse=True)
+    return entries

@@ -34,6 +34,7 @@ from refunds.services.repairs import (
     refund_cancel,
     refund_error_resolve,
     refund_mark_external,
+    refund_reason_change,
     refund_retry,
     refund_sweep_stuck,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "refund_mark_external",
     "refund_notice_record",
     "refund_process",
+    "refund_reason_change",
     "refund_record",
     "refund_record_platform",
     "refund_retry",

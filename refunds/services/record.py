@@ -404,6 +404,7 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         sku_rows=sku_rows,
         remaining=remaining,
         errors=errors,
+        currency=bag.currency,
     )
     if errors:
         raise ValidationFailed("The refund is invalid.", field_errors=errors)

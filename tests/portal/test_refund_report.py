@@ -234,17 +234,17 @@ def test_service_field_errors_map_onto_form_fields(bag):
     form.is_valid()
     form.add_service_errors(
         {
-            "sub_total_amount": ["11000 exceeds the 10000 still refundable."],
-            "shipping_amount": ["600 exceeds the 500 still refundable."],
-            "tax_amount": ["900 exceeds the 800 still refundable."],
+            "sub_total_amount": ["110.00 USD exceeds the 100.00 USD still refundable."],
+            "shipping_amount": ["6.00 USD exceeds the 5.00 USD still refundable."],
+            "tax_amount": ["9.00 USD exceeds the 8.00 USD still refundable."],
             "skus": ["quantity_refunded 3 for order_sku_id 9 exceeds the 2 left."],
             "amount": ["The refund amount must be greater than 0."],
         },
         "The refund is invalid.",
     )
-    assert "11000 exceeds" in str(form.errors["items_amount"])
-    assert "600 exceeds" in str(form.errors["shipping_amount"])
-    assert "900 exceeds" in str(form.errors["tax_amount"])
+    assert "110.00 USD exceeds" in str(form.errors["items_amount"])
+    assert "6.00 USD exceeds" in str(form.errors["shipping_amount"])
+    assert "9.00 USD exceeds" in str(form.errors["tax_amount"])
     assert "exceeds the 2 left" in str(form.errors["__all__"]) and "greater than 0" in str(form.errors["__all__"])
 
 
