@@ -164,6 +164,10 @@ def test_refund_changelist_shows_merchant_platform_app_and_formatted_amount(oper
         pytest.param(lambda r: r.external_id, id="refund external id"),
         pytest.param(lambda r: r.shopper_refund.gateway_refund_id, id="gateway refund id"),
         pytest.param(lambda r: r.transfer_reversals.get().gateway_reversal_id, id="gateway reversal id"),
+        pytest.param(lambda r: "re_3SearchMe", id="start of a gateway refund id"),
+        pytest.param(lambda r: "trr_1SearchMe", id="start of a gateway reversal id"),
+        pytest.param(lambda r: r.bag.order.payment_transaction.gateway_charge_id, id="charge id"),
+        pytest.param(lambda r: r.bag.merchant.name.upper(), id="merchant name"),
     ],
 )
 def test_refund_search_finds_the_refund_by_each_identifier(operator_client, term_of):

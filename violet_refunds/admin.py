@@ -151,9 +151,22 @@ STRIPE_MODE_TITLES = {
 }
 
 
+# Infrastructure, not refunds: shown last, in a collapsed "System" section of the index.
+SYSTEM_APP_LABELS = frozenset({"stripe_sandbox", "axes", "auth"})
+
+
 class VioletAdminSite(admin.AdminSite):
     """Django's admin site; its index also carries what registered model admins put there, and every
     page says which money it moves (the Stripe mode badge)."""
+
+    site_header = "Violet refunds back office"
+    site_title = "Violet refunds"
+    index_title = "Refunds at a glance"
+
+    def get_app_list(self, request, app_label=None):
+        # The business apps first, the infrastructure ones after them (also in the sidebar).
+        apps = super().get_app_list(request, app_label)
+        return sorted(apps, key=lambda app: app["app_label"] in SYSTEM_APP_LABELS)
 
     def each_context(self, request):
         context = super().each_context(request)
@@ -167,4 +180,10 @@ class VioletAdminSite(admin.AdminSite):
             index_context = getattr(model_admin, "index_context", None)
             if index_context is not None:
                 context.update(index_context(request))
-        return super().index(request, extra_context={**context, **(extra_context or {})})
+        response = super().index(request, extra_context={**context, **(extra_context or {})})
+        data = getattr(response, "context_data", None)  # a TemplateResponse, not rendered yet
+        if data is not None:
+            app_list = data["app_list"]
+            data["app_list"] = [app for app in app_list if app["app_label"] not in SYSTEM_APP_LABELS]
+            data["system_app_list"] = [app for app in app_list if app["app_label"] in SYSTEM_APP_LABELS]
+        return response

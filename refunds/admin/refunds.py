@@ -36,7 +36,7 @@ from refunds.admin.operations import (
     refund_reason_view,
     refund_resolve_errors_view,
 )
-from refunds.admin.selectors import refund_timeline
+from refunds.admin.selectors import refund_search_filter, refund_timeline
 from refunds.admin.steps import step_badges
 from refunds.admin.story import refund_story_context
 from refunds.admin.triage import (
@@ -71,15 +71,13 @@ class RefundAdmin(admin.ModelAdmin):
         OpenErrorsFilter,
         "date_created",
     )
-    search_fields = (
-        "id__exact",
-        "bag__order__id__exact",
-        "bag__external_id__exact",
-        "external_id__exact",
-        "shopper_refund__gateway_refund_id__exact",
-        "transfer_reversals__gateway_reversal_id__exact",
+    # Searched by refund_search_filter (get_search_results): a field list cannot say "re_… means the
+    # shopper refund"; this keeps Django's search box and routes each kind of id to its column.
+    search_fields = ("id",)
+    search_help_text = (
+        "Refund or order id; platform order or refund id; channel order id; merchant name; "
+        "or a Stripe id or its start (re_, trr_, tr_, ch_, py_, pi_)."
     )
-    search_help_text = "Refund id, order id, platform order id, platform refund id, or a Stripe re_/trr_ id."
     list_select_related = ("bag__merchant", "bag__order__app", "shopper_refund")
     list_per_page = 50
     # Without a filter the total is the whole table; a second COUNT(*) of it on every page load
@@ -215,6 +213,12 @@ class RefundAdmin(admin.ModelAdmin):
                 ),
             )
         )
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        matching = Refund.objects.filter(refund_search_filter(search_term)).values("pk")
+        return queryset.filter(pk__in=matching), False
 
     def get_ordering(self, request):
         # The triage lists work the backlog oldest first; everything else shows the newest first.

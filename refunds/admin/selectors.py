@@ -45,6 +45,35 @@ def refunds_stuck(queryset: QuerySet[Refund] | None = None, *, now=None) -> Quer
     return base & refunds_stuck_queryset(now)
 
 
+# Stripe ids by prefix -> the refund field that holds them. A prefix of an id is enough ("re_3Ab");
+# each is a left-anchored match, so the index on the id column still serves it.
+_STRIPE_ID_FIELDS = (
+    ("trr_", "transfer_reversals__gateway_reversal_id"),
+    ("tr_", "transfer_reversals__transfer__gateway_transfer_id"),
+    ("pyr_", "shopper_refund__gateway_refund_id"),
+    ("re_", "shopper_refund__gateway_refund_id"),
+    ("ch_", "bag__order__payment_transaction__gateway_charge_id"),
+    ("py_", "bag__order__payment_transaction__gateway_charge_id"),
+    ("pi_", "bag__order__payment_transaction__gateway_transaction_id"),
+)
+
+
+def refund_search_filter(term: str) -> Q:
+    """What an operator's search box text means: a Stripe id (or its start) by its prefix; a number
+    as a refund or order id or a platform id; any other text as a platform order/refund id, the
+    channel's order id, or part of the merchant's name."""
+    term = term.strip()
+    for prefix, field in _STRIPE_ID_FIELDS:
+        if term.startswith(prefix):
+            return Q(**{f"{field}__startswith": term})
+    platform_ids = Q(bag__external_id=term) | Q(external_id=term) | Q(bag__order__app_order_id=term)
+    if term.isdigit():  # an id, never a fragment of a merchant's name ("1" is in "Store 12")
+        if len(term) < 19:  # fits a bigint primary key
+            return Q(pk=int(term)) | Q(bag__order_id=int(term)) | platform_ids
+        return platform_ids
+    return platform_ids | Q(bag__merchant__name__icontains=term)
+
+
 @dataclass(frozen=True)
 class TriageCounts:
     failed: int
@@ -75,6 +104,36 @@ def triage_counts(*, now=None) -> TriageCounts:
         found_by_parity_last_7d=Refund.objects.filter(
             source=RefundSource.PARITY_CHECK, date_created__gte=now - dt.timedelta(days=7)
         ).count(),
+    )
+
+
+# Refunds whose money stopped where it is: nothing will move it again without an operator.
+EXPOSURE_STATUSES = (RefundStatus.FAILED, RefundStatus.PARTIALLY_COMPLETED, RefundStatus.EXTERNAL)
+
+
+@dataclass(frozen=True)
+class NetworkExposure:
+    """What failed and external refunds leave on the network's own balance, per currency.
+
+    to_recover: the network refunded the shopper but a merchant/channel reversal never happened:
+    it paid that share itself and must get it back. held: the merchant/channel gave their share back
+    but the network never refunded the shopper: the network holds money that is not its own."""
+
+    to_recover: dict[str, int]
+    held: dict[str, int]
+
+
+def _sum_by_currency(queryset) -> dict[str, int]:
+    rows = queryset.order_by().values("currency").annotate(total=Sum("amount"))
+    return {row["currency"]: row["total"] for row in rows if row["total"]}
+
+
+def network_exposure() -> NetworkExposure:
+    reversals = TransferReversal.objects.filter(refund__status__in=EXPOSURE_STATUSES)
+    shopper_paid = Q(refund__shopper_refund__status=ShopperRefund.Status.SUCCEEDED)
+    return NetworkExposure(
+        to_recover=_sum_by_currency(reversals.filter(shopper_paid).exclude(status=TransferReversal.Status.COMPLETE)),
+        held=_sum_by_currency(reversals.filter(status=TransferReversal.Status.COMPLETE).exclude(shopper_paid)),
     )
 
 

@@ -131,3 +131,35 @@ def test_a_refused_repair_is_disabled_with_its_reason_on_the_page(operator_clien
 def test_unknown_error_code_gets_the_default_step():
     error = RefundError(error_code="42", error_message="?")
     assert recommendation_for(error).operation == "retry"
+
+
+def test_index_shows_funds_to_recover_branding_and_a_collapsed_system_section(
+    operator_client, failed_refund, partially_completed_refund
+):
+    response = operator_client.get(reverse("admin:index"))
+    body = response.content.decode()
+    funds = response.context["triage"]["funds"]
+    # Partially completed: the shopper was refunded, the merchant's reversal failed -> to recover.
+    failed_reversal = partially_completed_refund.transfer_reversals.get(status="FAILED")
+    assert funds["to_recover"] == [format_amount(failed_reversal.amount, "USD")]
+    # Failed after both reversals: the network holds them for the shopper.
+    assert funds["held"] == [format_amount(sum(r.amount for r in failed_refund.transfer_reversals.all()), "USD")]
+    assert 'id="funds-to-recover"' in body
+    assert "Violet refunds back office" in body and "Django administration" not in body
+    assert 'id="stripe-mode-badge"' in body
+
+
+def test_infrastructure_apps_sit_in_a_collapsed_system_section(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+    body = response.content.decode()
+    main = [app["app_label"] for app in response.context["app_list"]]
+    system = [app["app_label"] for app in response.context["system_app_list"]]
+    assert "refunds" in main and "stripe_sandbox" not in main and "axes" not in main
+    assert {"stripe_sandbox", "axes"} <= set(system)
+    assert '<details class="module" id="system-apps">' in body  # collapsed until opened
+
+
+def test_event_list_shows_status_labels_not_enum_names(operator_client, failed_refund):
+    body = operator_client.get(reverse("admin:refunds_refundevent_changelist")).content.decode()
+    assert "Processing → Failed" in body
+    assert "PROCESSING → FAILED" not in body
