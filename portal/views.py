@@ -40,6 +40,7 @@ from portal.keys import api_key_create, api_key_revoke
 from portal.redirects import channel_redirect_app, channel_redirect_url
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import RefundStatus
+from refunds.services import RequestMismatch
 from refunds.services.notices import (
     REASON_CODE_LABELS,
     RefundNoticesNotEnabled,
@@ -131,8 +132,14 @@ def home(request):
 
 @portal_page
 def order_list(request):
-    page = Paginator(scoped.bags_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "portal/orders.html", {"page": page, "bag_rows": [presenters.bag_row(bag) for bag in page]})
+    query = request.GET.get("q", "").strip()
+    bags = scoped.bags_for_user(request.user, query=query)
+    page = Paginator(bags, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "portal/orders.html",
+        {"page": page, "bag_rows": [presenters.bag_row(bag) for bag in page], "query": query},
+    )
 
 
 @portal_page
@@ -167,6 +174,8 @@ def order_detail(request, bag_id: int):
             "refund_rows": [presenters.refund_row(refund) for refund in scoped.refunds_for_bag(bag)],
             "instructions": presenters.platform_instructions(bag.merchant, bag),
             "accepts_notices": scoped.merchant_accepts_refund_notices(bag.merchant),
+            "left_minor": remaining.total,
+            "status_label": presenters.bag_status_label(bag),
         },
     )
 
@@ -230,6 +239,8 @@ def refund_report(request, bag_id: int):
         )
     skus = scoped.bag_skus(bag)
     remaining = bag_refundable_remaining(bag)
+    existing = None
+    conflict = None
     if request.method == "POST":
         # A second post of the same form (double click, reload) or the same reference: checked against
         # what was left before the refund it recorded; the notice service then answers with that refund
@@ -246,7 +257,12 @@ def refund_report(request, bag_id: int):
         remaining=remaining,
         initial={"form_token": new_form_token()},
     )
-    if request.method == "POST" and form.is_valid():
+    reviewing = False
+    if request.method == "POST" and form.is_valid() and request.POST.get("confirmed") != "yes":
+        # The review step: what will be reported, with the amount on the button; nothing recorded yet.
+        # "Change" (edit) goes back to the filled-in form.
+        reviewing = "edit" not in request.POST
+    elif request.method == "POST" and form.is_valid():
         try:
             result = refund_notice_record(
                 bag=bag,
@@ -254,6 +270,17 @@ def refund_report(request, bag_id: int):
                 user=request.user,
                 notices_enabled=scoped.merchant_accepts_refund_notices(bag.merchant),
                 **form.notice_arguments(),
+            )
+        except RequestMismatch:
+            # The reference (or this form) already recorded a different refund: never hand the
+            # merchant that first refund as if it were this one (the shopper would be under-refunded).
+            # Both side by side, and a new reference asked for.
+            first = existing or scoped.refund_for_notice(bag, reference=form.cleaned_data["reference"])
+            conflict = presenters.reference_conflict(first, form.totals, currency=bag.currency) if first else None
+            form.add_error(
+                "reference",
+                "This reference is already used by another refund of this order. "
+                "If this is a different refund, give it a new reference.",
             )
         except ValidationFailed as exc:
             form.add_service_errors(exc.field_errors, exc.message)
@@ -293,9 +320,28 @@ def refund_report(request, bag_id: int):
             "currency": currency,
             "exponent": currency_exponent(currency),
             "nothing_left": remaining.total == 0,
+            "conflict": conflict,
+            "review": _refund_review(form, currency) if reviewing else None,
         },
-        status=400 if request.method == "POST" else 200,
+        status=400 if request.method == "POST" and not reviewing and form.errors else 200,
     )
+
+
+def _refund_review(form: RefundNoticeForm, currency: str) -> dict:
+    totals = form.totals
+    assert totals is not None  # a valid form has its totals
+    return {
+        "lines": [
+            {"name": sku.name, "quantity": quantity}
+            for sku, _, name in form.sku_rows
+            if (quantity := form.cleaned_data.get(name) or 0) > 0
+        ],
+        "items": presenters.money(totals.items, currency),
+        "shipping": presenters.money(totals.shipping, currency),
+        "tax": presenters.money(totals.tax, currency),
+        "total": presenters.money(totals.total, currency),
+        "reason": REASON_CODE_LABELS.get(form.cleaned_data["reason_code"], form.cleaned_data["reason_code"]),
+    }
 
 
 # --- API keys for the refund-notice API ------------------------------------------------------------
