@@ -7,6 +7,7 @@ another merchant's order, refund or key is a 404, exactly like an id that does n
 
 from __future__ import annotations
 
+import logging
 from functools import wraps
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from platforms.clients.base import PlatformUnavailable
 from platforms.clients.wix import WixCredentialsInvalid
-from platforms.connect import connect_store
+from platforms.connect import clean_pasted_value, connect_store
 from platforms.models import Platform
 from portal import presenters
 from portal import selectors as scoped
@@ -47,8 +48,11 @@ from refunds.services.notices import (
     refund_notice_record,
     remaining_before,
 )
+from violet_refunds.crypto import CredentialsUnreadable, decrypt_str, encrypt_str
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 from violet_refunds.money import currency_exponent, format_major
+
+logger = logging.getLogger(__name__)
 
 RECENT = 10
 PAGE_SIZE = 25
@@ -396,6 +400,29 @@ def api_key_revoke_view(request, key_id: int):
 
 # --- connect your Wix store (Violet Connect, seed 003) ---------------------------------------------
 
+# The session key holding, encrypted, the API key of a connect attempt that failed: Wix shows a key
+# only once, so losing it on a network error would send the merchant back to generate another. It is
+# never sent back to the browser (the form shows its last 4 characters) and is dropped on success.
+KEPT_WIX_KEY = "portal.connect_wix.kept_api_key"
+
+
+def _keep_wix_key(request, form: ConnectWixForm, api_key: str) -> None:
+    if api_key:
+        request.session[KEPT_WIX_KEY] = encrypt_str(api_key)
+        form.keep_api_key(api_key)
+
+
+def _kept_wix_key(request) -> str:
+    token = request.session.get(KEPT_WIX_KEY)
+    if not token:
+        return ""
+    try:
+        return decrypt_str(token)
+    except CredentialsUnreadable:  # the encryption key rotated away: ask for the key again
+        request.session.pop(KEPT_WIX_KEY, None)
+        return ""
+
+
 
 @sensitive_post_parameters("api_key", "account_id", "site_id")
 @portal_page
@@ -408,25 +435,41 @@ def connect_wix(request):
     app_id, redirect_uri = source.get("app_id", ""), source.get("redirect_uri", "")
     allow_http = settings.DEBUG
     channel = channel_redirect_app(app_id, redirect_uri, allow_http=allow_http)
+    if redirect_uri and channel is None:
+        # The channel's configuration, not the merchant's doing: the operators hear of it, the
+        # merchant simply stays in the portal after connecting.
+        logger.warning(
+            "Wix connect: redirect_uri of app %r is not registered for it (host not in allowed_redirect_hosts); "
+            "the merchant stays in the portal.",
+            app_id,
+        )
+    kept_api_key = _kept_wix_key(request)
     if request.method == "POST":
-        form = ConnectWixForm(request.POST, merchants=merchants)
+        form = ConnectWixForm(request.POST, merchants=merchants, kept_api_key=kept_api_key)
     else:
-        form = ConnectWixForm(initial={"app_id": app_id, "redirect_uri": redirect_uri}, merchants=merchants)
+        form = ConnectWixForm(
+            initial={"app_id": app_id, "redirect_uri": redirect_uri}, merchants=merchants, kept_api_key=kept_api_key
+        )
     if request.method == "POST" and form.is_valid():
         merchant = form.cleaned_data["merchant"]
         try:
             result = connect_store(merchant=merchant, credentials=form.credentials(), user=request.user)
         except WixCredentialsInvalid as exc:
+            _keep_wix_key(request, form, form.cleaned_data["api_key"])
             form.add_wix_errors(exc.field_errors)
             form.add_error(
                 None,
                 "Wix did not accept these credentials. Check for any spaces or other copy/paste errors and try again.",
             )
         except PlatformUnavailable:
+            _keep_wix_key(request, form, form.cleaned_data["api_key"])
             form.add_error(
-                None, "We could not reach Wix to check your credentials. Nothing was saved; please try again shortly."
+                None,
+                "We could not reach Wix to check your credentials. Nothing was saved; please try again shortly. "
+                "Your entries are kept below (the API key too): press Connect again in a minute.",
             )
         else:
+            request.session.pop(KEPT_WIX_KEY, None)
             target = channel_redirect_url(app_id, redirect_uri, merchant_id=merchant.pk, allow_http=allow_http)
             if target:
                 return HttpResponseRedirect(target)
@@ -435,9 +478,14 @@ def connect_wix(request):
             )
             return redirect("portal:home")
     elif request.method == "POST":
-        form.add_error(
-            None, "Some values are not in the expected format. Check for any spaces or other copy/paste errors."
-        )
+        typed_key = clean_pasted_value(request.POST.get("api_key", ""))
+        if typed_key and "api_key" not in form.errors:
+            _keep_wix_key(request, form, typed_key)
+        only_missing = all(error.code == "required" for errors in form.errors.as_data().values() for error in errors)
+        if not only_missing:  # a missing value is said on its field; a malformed one needs the hint
+            form.add_error(
+                None, "Some values are not in the expected format. Check for any spaces or other copy/paste errors."
+            )
     cards = [presenters.merchant_card(merchant) for merchant in merchants]
     return render(
         request,
@@ -445,7 +493,6 @@ def connect_wix(request):
         {
             "form": form,
             "channel": channel,
-            "return_ignored": bool(redirect_uri) and channel is None,
             "cards": cards,
             "connected": any(card.connected for card in cards),
         },
