@@ -31,7 +31,7 @@ from refunds.services.notices import (
     notice_totals,
     reference_problem,
 )
-from violet_refunds.money import format_major, parse_major
+from violet_refunds.money import format_amount, format_major, parse_major
 
 _FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # A typed amount is at most this many characters ("1e9", "12,50", "$5" are all refused below).
@@ -145,8 +145,12 @@ class RefundNoticeForm(forms.Form):
         for sku in skus:
             quantity_left = remaining.skus.get(sku.pk, 0)
             name = sku_field_name(sku)
+            line = f" · line {sku.external_id}" if sku.external_id else ""
             self.fields[name] = forms.IntegerField(
                 label=f"Quantity refunded: {sku.name}",
+                # Shown under the item's name; Django ties it to the input (aria-describedby).
+                help_text=f"{format_amount(sku.price, currency)} each · {quantity_left} of {sku.quantity} "
+                f"still refundable{line}",
                 required=False,
                 min_value=0,
                 max_value=quantity_left,

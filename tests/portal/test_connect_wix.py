@@ -74,7 +74,7 @@ def raw_credentials_column(merchant) -> str:
 def test_the_page_asks_for_the_seeds_fields_in_the_seeds_order(client):
     page = client.get(URL).content.decode()
     labels = [
-        page.index(f'<label for="id_{name}">{label}</label>')
+        page.index(f'<label for="id_{name}">{label} <span class="required-mark">(required)</span></label>')
         for name, label in (("api_key", "API Key"), ("account_id", "Account ID"), ("site_id", "Site ID"))
     ]
     assert labels == sorted(labels)
