@@ -2,9 +2,10 @@
 
 One merchant per platform (Shopify, Ecwid, Wix with orders before and after 2024-04-22, BigCommerce,
 WooCommerce, SFCC in Option 1 and Option 2), two channel apps, ~60 orders (some with several bags) charged and paid out
-in the Stripe sandbox, and refunds in every status, moved through the real refund engine (faults
-injected into the sandbox produce the FAILED and PARTIALLY_COMPLETED ones). Running it again
-creates nothing new.
+in the Stripe sandbox, and refunds in every settled status, moved through the real refund engine
+(faults injected into the sandbox produce the FAILED and PARTIALLY_COMPLETED ones) and dated over the
+last 30 days. None is left PROCESSING: it would turn "stuck" by itself with nothing working on it.
+Running it again creates nothing new.
 """
 
 import datetime as dt
