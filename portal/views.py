@@ -275,17 +275,14 @@ def refund_report(request, bag_id: int):
                 notices_enabled=scoped.merchant_accepts_refund_notices(bag.merchant),
                 **form.notice_arguments(),
             )
-        except RequestMismatch:
+        except RequestMismatch as exc:
             # The reference (or this form) already recorded a different refund: never hand the
             # merchant that first refund as if it were this one (the shopper would be under-refunded).
             # Both side by side, and a new reference asked for.
             first = existing or scoped.refund_for_notice(bag, reference=form.cleaned_data["reference"])
             conflict = presenters.reference_conflict(first, form.totals, currency=bag.currency) if first else None
-            form.add_error(
-                "reference",
-                "This reference is already used by another refund of this order. "
-                "If this is a different refund, give it a new reference.",
-            )
+            said = exc.field_errors.get("reference") or exc.field_errors.get("request_key") or [exc.message]
+            form.add_error("reference", f"{' '.join(said)} If this is a different refund, give it a new reference.")
         except ValidationFailed as exc:
             form.add_service_errors(exc.field_errors, exc.message)
         except RefundNoticesNotEnabled as exc:

@@ -64,7 +64,7 @@ def test_a_reference_reused_for_a_different_refund_is_refused_side_by_side(live_
     expect(conflict).to_contain_text("0.25 USD")
     expect(conflict).to_contain_text("0.50 USD")
     expect(conflict).to_contain_text("RF-7-2")
-    expect(page.locator("#error-summary")).to_contain_text("already used by another refund")
+    expect(page.locator("#error-summary")).to_contain_text("give it a new reference")
     screenshot("portal-reference-reused")
     assert list(Refund.objects.filter(bag=bag).values_list("tax_amount", flat=True)) == [25]
 

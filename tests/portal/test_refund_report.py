@@ -136,7 +136,8 @@ def test_same_reference_for_a_different_refund_is_refused_with_both_side_by_side
     assert conflict.suggested_reference == "RF-1001-2"
     body = again.content.decode()
     assert 'id="reference-conflict"' in body and "give it a new reference" in body
-    assert "already used by another refund" in str(again.context["form"].errors["reference"])
+    said = str(again.context["form"].errors["reference"])
+    assert f"Already used for refund {refund.pk}" in said and "give it a new reference" in said
     # With a new reference, the second refund is recorded.
     third = client.post(
         report_url(bag), notice_data(bag, client, tax_amount="0.50", shipping_amount="0", reference="RF-1001-2")
