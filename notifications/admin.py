@@ -320,8 +320,41 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "date_finished",
         "date_created",
         "date_last_modified",
+        "request_payload",
     )
-    fields = readonly_fields
+    # What was sent and what came back first, then the bookkeeping.
+    fieldsets = (
+        (
+            "Request and response",
+            {
+                "fields": (
+                    "event",
+                    "endpoint",
+                    "status",
+                    "last_status_code",
+                    "last_reply_excerpt",
+                    "last_error",
+                    "request_payload",
+                )
+            },
+        ),
+        (
+            "Attempts",
+            {
+                "fields": (
+                    "attempts",
+                    "last_attempt_at",
+                    "last_duration_ms",
+                    "next_attempt_at",
+                    "enqueued_at",
+                    "claimed_at",
+                    "date_finished",
+                    "date_created",
+                    "date_last_modified",
+                )
+            },
+        ),
+    )
     actions = ("resend_deliveries",)
     has_operate_permission = _has_operate_permission
 
@@ -331,6 +364,14 @@ class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Type", ordering="event__event_type")
     def event_type(self, delivery):
         return delivery.event.event_type
+
+    @admin.display(description="Request payload (the exact JSON sent, signed)")
+    def request_payload(self, delivery):
+        try:
+            text = json.dumps(json.loads(delivery.event.body), indent=2, sort_keys=True)
+        except ValueError:
+            text = delivery.event.body
+        return format_html('<pre class="delivery-payload" style="white-space: pre-wrap">{}</pre>', text)
 
     @admin.display(description="Event")
     def event_link(self, delivery):

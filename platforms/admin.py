@@ -15,9 +15,12 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch
+from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
@@ -440,7 +443,9 @@ class InboundEventAdmin(admin.ModelAdmin):
         (None, {"fields": ("platform", "connection", "event_id", "topic", "status", "attempts", "processed_at")}),
         ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Awaiting its order", {"fields": ("order_id", "awaiting_since")}),
-        ("Outcome", {"fields": ("outcome", "linked_refunds", "error", "traceback")}),
+        ("Outcome", {"fields": ("outcome", "replay_advice", "linked_refunds")}),
+        # What a developer reads; the outcome above says the cause in words.
+        ("Technical details", {"classes": ("collapse",), "fields": ("error", "traceback")}),
         ("Delivery", {"fields": ("date_created", "remote_ip", "body_sha256", "redacted_at", *_RAW_FIELDS)}),
     )
     readonly_fields = (
@@ -458,6 +463,7 @@ class InboundEventAdmin(admin.ModelAdmin):
         "order_id",
         "awaiting_since",
         "outcome",
+        "replay_advice",
         "linked_refunds",
         "error",
         "traceback",
@@ -518,6 +524,13 @@ class InboundEventAdmin(admin.ModelAdmin):
             return f"Cannot decode: {exc}"
         return format_html("<pre>{}</pre>", json.dumps(decoded, indent=2, sort_keys=True, default=str))
 
+    @admin.display(description="Replay")
+    def replay_advice(self, event):
+        if event.status not in (InboundEvent.Status.FAILED, InboundEvent.Status.RETRYING, InboundEvent.Status.IGNORED):
+            return "Nothing to replay: the event is settled."
+        url = reverse("admin:platforms_inboundevent_replay", args=[event.pk], current_app=self.admin_site.name)
+        return format_html('<a class="button" id="replay-event" href="{}">Replay this event…</a>', url)
+
     @admin.display(description="Refunds recorded from this event")
     def linked_refunds(self, event):
         refunds = list(event.refunds.select_related("bag"))
@@ -528,6 +541,49 @@ class InboundEventAdmin(admin.ModelAdmin):
             "<div>{} {} ({}, external id {})</div>",
             ((admin_link(r), format_amount(r.amount, r.refund_currency), r.status, r.external_id) for r in refunds),
         )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/replay/",
+                self.admin_site.admin_view(self.replay_view),
+                name="platforms_inboundevent_replay",
+            ),
+            *super().get_urls(),
+        ]
+
+    def replay_view(self, request, object_id):
+        """Replay one event from its page, behind a confirmation saying what a replay can and cannot
+        fix; the result names the event's new status and why."""
+        event = self.get_object(request, unquote(object_id))
+        if event is None:
+            raise Http404("No inbound event with that id.")
+        if not self.has_change_permission(request, event):
+            raise PermissionDenied
+        change_url = reverse("admin:platforms_inboundevent_change", args=[event.pk], current_app=self.admin_site.name)
+        if request.method == "POST":
+            services.events_replay([event])
+            event.refresh_from_db()
+            reason = event.error if event.status == InboundEvent.Status.FAILED and not event.outcome else event.outcome
+            level = (
+                messages.SUCCESS
+                if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED)
+                else messages.WARNING
+            )
+            self.message_user(
+                request, f"Event {event.pk} replayed: now {event.get_status_display()}. {reason}".strip(), level
+            )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Replay inbound event {event.pk}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "original": event,
+            "back_url": change_url,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/platforms/inboundevent/replay_confirm.html", context)
 
     @admin.action(description="Replay selected events", permissions=("change",))
     def replay_selected_events(self, request, queryset):

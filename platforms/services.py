@@ -61,7 +61,7 @@ from refunds.services import (
     bag_mark_canceled,
     refund_record_platform,
 )
-from violet_refunds.exceptions import ApplicationError
+from violet_refunds.exceptions import ApplicationError, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -362,7 +362,7 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
             _finish(
                 event,
                 InboundEvent.Status.FAILED,
-                outcome="Processing failed on a permanent error; replay the event once the cause is fixed.",
+                outcome=_permanent_failure_outcome(exc),
                 error=_describe_error(exc),
                 traceback_text=traceback.format_exc(),
             )
@@ -526,6 +526,23 @@ def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
             )
         raise OrderUnknown(f"Order {state.order_id} is not (yet) a bag of {merchant}.", order_ids=state.order_ids)
     return order_reconcile(bag, state, event, source=source)
+
+
+def _permanent_failure_outcome(exc: Exception) -> str:
+    """The operator's reading of a permanent failure: the cause in words, and whether a replay can
+    help (a refused refund is refused again for the same order; a fixed bug or corrected data is not)."""
+    if isinstance(exc, ValidationFailed):
+        texts = [t for ts in (exc.field_errors or {}).values() for t in (ts if isinstance(ts, list) else [ts])]
+        details = " ".join(str(text) for text in texts)
+        return (
+            f"The refund this event reports was refused by the refund rules: {exc.message} {details}".strip()
+            + " Replaying gives the same answer while the order stays as it is: check the refund on the platform, "
+            "and if money moved there that the network did not, record it with a refund notice instead."
+        )
+    return (
+        "Processing failed on a permanent error (see the technical details). Replay the event once the cause "
+        "is fixed (a bug fixed, a store connection or data corrected)."
+    )
 
 
 def _describe_error(exc: Exception) -> str:

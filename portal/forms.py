@@ -31,7 +31,7 @@ from refunds.services.notices import (
     notice_totals,
     reference_problem,
 )
-from violet_refunds.money import format_major, parse_major
+from violet_refunds.money import format_amount, format_major, parse_major
 
 _FORM_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # A typed amount is at most this many characters ("1e9", "12,50", "$5" are all refused below).
@@ -145,8 +145,12 @@ class RefundNoticeForm(forms.Form):
         for sku in skus:
             quantity_left = remaining.skus.get(sku.pk, 0)
             name = sku_field_name(sku)
+            line = f" · line {sku.external_id}" if sku.external_id else ""
             self.fields[name] = forms.IntegerField(
                 label=f"Quantity refunded: {sku.name}",
+                # Shown under the item's name; Django ties it to the input (aria-describedby).
+                help_text=f"{format_amount(sku.price, currency)} each · {quantity_left} of {sku.quantity} "
+                f"still refundable{line}",
                 required=False,
                 min_value=0,
                 max_value=quantity_left,
@@ -318,6 +322,7 @@ class ConnectWixForm(forms.Form):
         label="API Key",
         max_length=4096,
         strip=False,
+        error_messages={"required": "Enter the API key you generated in Wix (step 1)."},
         help_text="In your Wix dashboard: your profile image → Account Settings → API Keys → Generate API Key. "
         "Copy the key from the window that shows it; Wix shows it only once.",
         # Never sent back to the browser, even after an error (render_value=False).
@@ -329,6 +334,7 @@ class ConnectWixForm(forms.Form):
         label="Account ID",
         max_length=200,
         strip=False,
+        error_messages={"required": "Enter your Account ID (on the API Keys page, on the right)."},
         help_text="On the API Keys page, in the Account ID section on the right.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}),
     )
@@ -336,6 +342,7 @@ class ConnectWixForm(forms.Form):
         label="Site ID",
         max_length=200,
         strip=False,
+        error_messages={"required": "Enter your Site ID (from the address of your dashboard's Home)."},
         help_text="Open your dashboard Home (click the Wix logo): the Site ID is in the address between "
         "/dashboard/ and /home, like 83799f16-12a9-4803-963e-ed6fed6c7e4d.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}),
@@ -354,15 +361,32 @@ class ConnectWixForm(forms.Form):
     app_id = forms.CharField(required=False, widget=forms.HiddenInput)
     redirect_uri = forms.CharField(required=False, max_length=2048, widget=forms.HiddenInput)
 
-    def __init__(self, *args, merchants: QuerySet[Merchant], **kwargs):
+    def __init__(self, *args, merchants: QuerySet[Merchant], kept_api_key: str = "", **kwargs):
+        """`kept_api_key`: the key the merchant pasted in an attempt that failed (Wix shows a key only
+        once), held encrypted in their session; an empty API Key field then means "use it"."""
         super().__init__(*args, **kwargs)
         _limit_to(self.fields["merchant"], merchants)
+        self.kept_api_key = ""
+        self._help_text = str(self.fields["api_key"].help_text)
+        if kept_api_key:
+            self.keep_api_key(kept_api_key)
+
+    def keep_api_key(self, api_key: str) -> None:
+        """Say on the API Key field that `api_key` is kept (its last 4 characters only)."""
+        self.kept_api_key = api_key
+        field = self.fields["api_key"]
+        field.required = False
+        field.help_text = (
+            f"We kept the key you pasted (ending in …{api_key[-4:]}): leave this empty to use it "
+            f"again, or paste a new one. {self._help_text}"
+        )
+        self["api_key"].help_text = field.help_text  # a BoundField copies the text when first made
 
     def clean_instance_id(self):
         return clean_pasted_value(self.cleaned_data.get("instance_id") or "").lower()
 
     def clean_api_key(self):
-        return clean_pasted_value(self.cleaned_data["api_key"])
+        return clean_pasted_value(self.cleaned_data["api_key"]) or self.kept_api_key
 
     def clean_account_id(self):
         return clean_pasted_value(self.cleaned_data["account_id"]).lower()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from platforms.adapters.wix import WIX_CANCEL_IS_REFUND_BEFORE
 from platforms.models import Merchant, OmsConnection, Platform, SfccRefundMode, StoreConnection
 from portal.selectors import merchant_accepts_refund_notices
-from refunds.models import Bag, FulfillmentStatus, Refund, RefundStatus
+from refunds.models import Bag, BagStatus, FinancialStatus, FulfillmentStatus, Refund, RefundStatus
 from violet_refunds.money import format_amount
 
 
@@ -76,10 +76,73 @@ class BagRow:
     bag: Bag
     order_id: str
     total: str
+    status_label: str
+
+
+def bag_status_label(bag: Bag) -> str:
+    """One status in the merchant's words: the order's, with the payment's only when it adds
+    something ("Accepted", not "Accepted Paid"; "Refunded", not "Refunded Refunded")."""
+    status = bag.get_status_display()
+    financial = bag.get_financial_status_display()
+    if bag.financial_status == FinancialStatus.PAID or financial.lower() == status.lower():
+        return status
+    if bag.status in (BagStatus.REFUNDED, BagStatus.PARTIALLY_REFUNDED, BagStatus.CANCELED):
+        return status
+    return f"{status}, payment {financial.lower()}"
 
 
 def bag_row(bag: Bag) -> BagRow:
-    return BagRow(bag=bag, order_id=bag.external_id or f"bag {bag.pk}", total=money(bag.total, bag.currency))
+    return BagRow(
+        bag=bag,
+        order_id=bag.external_id or f"bag {bag.pk}",
+        total=money(bag.total, bag.currency),
+        status_label=bag_status_label(bag),
+    )
+
+
+@dataclass(frozen=True)
+class ComparedRefund:
+    items: str
+    shipping: str
+    tax: str
+    total: str
+
+
+@dataclass(frozen=True)
+class ReferenceConflict:
+    """A reference already used by a different refund: the first refund beside the one entered now."""
+
+    reference: str
+    first: Refund
+    first_status: str
+    first_amounts: ComparedRefund
+    entered: ComparedRefund | None
+    suggested_reference: str
+
+
+def reference_conflict(first: Refund, entered, *, currency: str) -> ReferenceConflict:
+    """`entered`: the form's NoticeTotals (None when the form could not total it)."""
+    reference = first.external_id or ""
+    return ReferenceConflict(
+        reference=reference,
+        first=first,
+        first_status=refund_status_label(first.status),
+        first_amounts=ComparedRefund(
+            items=money(first.sub_total_amount, first.refund_currency),
+            shipping=money(first.shipping_amount, first.refund_currency),
+            tax=money(first.tax_amount, first.refund_currency),
+            total=money(first.amount, first.refund_currency),
+        ),
+        entered=ComparedRefund(
+            items=money(entered.items, currency),
+            shipping=money(entered.shipping, currency),
+            tax=money(entered.tax, currency),
+            total=money(entered.total, currency),
+        )
+        if entered is not None
+        else None,
+        suggested_reference=f"{reference}-2" if reference else "",
+    )
 
 
 # --- what to do on your platform (seeds 000 and 003) -----------------------------------------------

@@ -89,12 +89,23 @@ def sfcc_merchants_for_user(user) -> QuerySet[Merchant]:
 # merchant's platform by bag.external_id.
 
 
-def bags_for_user(user) -> QuerySet[Bag]:
-    return (
+def bags_for_user(user, *, query: str = "") -> QuerySet[Bag]:
+    """The user's orders, newest first; `query` narrows them to an order number: the platform's
+    order id (exact, or its start), or our order/bag number."""
+    bags = (
         Bag.objects.filter(merchant__in=merchants_for_user(user))
         .select_related("merchant", "order")
         .order_by("-placed_at", "-pk")
     )
+    query = (query or "").strip().lstrip("#")
+    if not query:
+        return bags
+    if not query.isprintable() or len(query) > 255:  # no order id looks like that
+        return bags.none()
+    matches = Q(external_id=query) | Q(external_id__istartswith=query)
+    if query.isdigit() and len(query) < 19:
+        matches |= Q(pk=int(query)) | Q(order_id=int(query))
+    return bags.filter(matches)
 
 
 def bag_get_for_user(user, bag_id) -> Bag:

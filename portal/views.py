@@ -7,6 +7,7 @@ another merchant's order, refund or key is a 404, exactly like an id that does n
 
 from __future__ import annotations
 
+import logging
 from functools import wraps
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from platforms.clients.base import PlatformUnavailable
 from platforms.clients.wix import WixCredentialsInvalid
-from platforms.connect import connect_store
+from platforms.connect import clean_pasted_value, connect_store
 from platforms.models import Platform
 from platforms.oms.connect import oms_connect, oms_disconnect
 from portal import presenters
@@ -43,14 +44,18 @@ from portal.keys import api_key_create, api_key_revoke
 from portal.redirects import channel_redirect_app, channel_redirect_url
 from refunds.amounts import bag_refundable_remaining
 from refunds.models import RefundStatus
+from refunds.services import RequestMismatch
 from refunds.services.notices import (
     REASON_CODE_LABELS,
     RefundNoticesNotEnabled,
     refund_notice_record,
     remaining_before,
 )
+from violet_refunds.crypto import CredentialsUnreadable, decrypt_str, encrypt_str
 from violet_refunds.exceptions import InvalidTransition, ValidationFailed
 from violet_refunds.money import currency_exponent, format_major
+
+logger = logging.getLogger(__name__)
 
 RECENT = 10
 PAGE_SIZE = 25
@@ -135,8 +140,14 @@ def home(request):
 
 @portal_page
 def order_list(request):
-    page = Paginator(scoped.bags_for_user(request.user), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "portal/orders.html", {"page": page, "bag_rows": [presenters.bag_row(bag) for bag in page]})
+    query = request.GET.get("q", "").strip()
+    bags = scoped.bags_for_user(request.user, query=query)
+    page = Paginator(bags, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "portal/orders.html",
+        {"page": page, "bag_rows": [presenters.bag_row(bag) for bag in page], "query": query},
+    )
 
 
 @portal_page
@@ -171,6 +182,8 @@ def order_detail(request, bag_id: int):
             "refund_rows": [presenters.refund_row(refund) for refund in scoped.refunds_for_bag(bag)],
             "instructions": presenters.platform_instructions(bag.merchant, bag),
             "accepts_notices": scoped.merchant_accepts_refund_notices(bag.merchant),
+            "left_minor": remaining.total,
+            "status_label": presenters.bag_status_label(bag),
         },
     )
 
@@ -234,6 +247,8 @@ def refund_report(request, bag_id: int):
         )
     skus = scoped.bag_skus(bag)
     remaining = bag_refundable_remaining(bag)
+    existing = None
+    conflict = None
     if request.method == "POST":
         # A second post of the same form (double click, reload) or the same reference: checked against
         # what was left before the refund it recorded; the notice service then answers with that refund
@@ -250,7 +265,12 @@ def refund_report(request, bag_id: int):
         remaining=remaining,
         initial={"form_token": new_form_token()},
     )
-    if request.method == "POST" and form.is_valid():
+    reviewing = False
+    if request.method == "POST" and form.is_valid() and request.POST.get("confirmed") != "yes":
+        # The review step: what will be reported, with the amount on the button; nothing recorded yet.
+        # "Change" (edit) goes back to the filled-in form.
+        reviewing = "edit" not in request.POST
+    elif request.method == "POST" and form.is_valid():
         try:
             result = refund_notice_record(
                 bag=bag,
@@ -259,6 +279,14 @@ def refund_report(request, bag_id: int):
                 notices_enabled=scoped.merchant_accepts_refund_notices(bag.merchant),
                 **form.notice_arguments(),
             )
+        except RequestMismatch as exc:
+            # The reference (or this form) already recorded a different refund: never hand the
+            # merchant that first refund as if it were this one (the shopper would be under-refunded).
+            # Both side by side, and a new reference asked for.
+            first = existing or scoped.refund_for_notice(bag, reference=form.cleaned_data["reference"])
+            conflict = presenters.reference_conflict(first, form.totals, currency=bag.currency) if first else None
+            said = exc.field_errors.get("reference") or exc.field_errors.get("request_key") or [exc.message]
+            form.add_error("reference", f"{' '.join(said)} If this is a different refund, give it a new reference.")
         except ValidationFailed as exc:
             form.add_service_errors(exc.field_errors, exc.message)
         except RefundNoticesNotEnabled as exc:
@@ -297,9 +325,28 @@ def refund_report(request, bag_id: int):
             "currency": currency,
             "exponent": currency_exponent(currency),
             "nothing_left": remaining.total == 0,
+            "conflict": conflict,
+            "review": _refund_review(form, currency) if reviewing else None,
         },
-        status=400 if request.method == "POST" else 200,
+        status=400 if request.method == "POST" and not reviewing and form.errors else 200,
     )
+
+
+def _refund_review(form: RefundNoticeForm, currency: str) -> dict:
+    totals = form.totals
+    assert totals is not None  # a valid form has its totals
+    return {
+        "lines": [
+            {"name": sku.name, "quantity": quantity}
+            for sku, _, name in form.sku_rows
+            if (quantity := form.cleaned_data.get(name) or 0) > 0
+        ],
+        "items": presenters.money(totals.items, currency),
+        "shipping": presenters.money(totals.shipping, currency),
+        "tax": presenters.money(totals.tax, currency),
+        "total": presenters.money(totals.total, currency),
+        "reason": REASON_CODE_LABELS.get(form.cleaned_data["reason_code"], form.cleaned_data["reason_code"]),
+    }
 
 
 # --- API keys for the refund-notice API ------------------------------------------------------------
@@ -354,6 +401,29 @@ def api_key_revoke_view(request, key_id: int):
 
 # --- connect your Wix store (Violet Connect, seed 003) ---------------------------------------------
 
+# The session key holding, encrypted, the API key of a connect attempt that failed: Wix shows a key
+# only once, so losing it on a network error would send the merchant back to generate another. It is
+# never sent back to the browser (the form shows its last 4 characters) and is dropped on success.
+KEPT_WIX_KEY = "portal.connect_wix.kept_api_key"
+
+
+def _keep_wix_key(request, form: ConnectWixForm, api_key: str) -> None:
+    if api_key:
+        request.session[KEPT_WIX_KEY] = encrypt_str(api_key)
+        form.keep_api_key(api_key)
+
+
+def _kept_wix_key(request) -> str:
+    token = request.session.get(KEPT_WIX_KEY)
+    if not token:
+        return ""
+    try:
+        return decrypt_str(token)
+    except CredentialsUnreadable:  # the encryption key rotated away: ask for the key again
+        request.session.pop(KEPT_WIX_KEY, None)
+        return ""
+
+
 
 @sensitive_post_parameters("api_key", "account_id", "site_id")
 @portal_page
@@ -366,25 +436,41 @@ def connect_wix(request):
     app_id, redirect_uri = source.get("app_id", ""), source.get("redirect_uri", "")
     allow_http = settings.DEBUG
     channel = channel_redirect_app(app_id, redirect_uri, allow_http=allow_http)
+    if redirect_uri and channel is None:
+        # The channel's configuration, not the merchant's doing: the operators hear of it, the
+        # merchant simply stays in the portal after connecting.
+        logger.warning(
+            "Wix connect: redirect_uri of app %r is not registered for it (host not in allowed_redirect_hosts); "
+            "the merchant stays in the portal.",
+            app_id,
+        )
+    kept_api_key = _kept_wix_key(request)
     if request.method == "POST":
-        form = ConnectWixForm(request.POST, merchants=merchants)
+        form = ConnectWixForm(request.POST, merchants=merchants, kept_api_key=kept_api_key)
     else:
-        form = ConnectWixForm(initial={"app_id": app_id, "redirect_uri": redirect_uri}, merchants=merchants)
+        form = ConnectWixForm(
+            initial={"app_id": app_id, "redirect_uri": redirect_uri}, merchants=merchants, kept_api_key=kept_api_key
+        )
     if request.method == "POST" and form.is_valid():
         merchant = form.cleaned_data["merchant"]
         try:
             result = connect_store(merchant=merchant, credentials=form.credentials(), user=request.user)
         except WixCredentialsInvalid as exc:
+            _keep_wix_key(request, form, form.cleaned_data["api_key"])
             form.add_wix_errors(exc.field_errors)
             form.add_error(
                 None,
                 "Wix did not accept these credentials. Check for any spaces or other copy/paste errors and try again.",
             )
         except PlatformUnavailable:
+            _keep_wix_key(request, form, form.cleaned_data["api_key"])
             form.add_error(
-                None, "We could not reach Wix to check your credentials. Nothing was saved; please try again shortly."
+                None,
+                "We could not reach Wix to check your credentials. Nothing was saved; please try again shortly. "
+                "Your entries are kept below (the API key too): press Connect again in a minute.",
             )
         else:
+            request.session.pop(KEPT_WIX_KEY, None)
             target = channel_redirect_url(app_id, redirect_uri, merchant_id=merchant.pk, allow_http=allow_http)
             if target:
                 return HttpResponseRedirect(target)
@@ -393,9 +479,14 @@ def connect_wix(request):
             )
             return redirect("portal:home")
     elif request.method == "POST":
-        form.add_error(
-            None, "Some values are not in the expected format. Check for any spaces or other copy/paste errors."
-        )
+        typed_key = clean_pasted_value(request.POST.get("api_key", ""))
+        if typed_key and "api_key" not in form.errors:
+            _keep_wix_key(request, form, typed_key)
+        only_missing = all(error.code == "required" for errors in form.errors.as_data().values() for error in errors)
+        if not only_missing:  # a missing value is said on its field; a malformed one needs the hint
+            form.add_error(
+                None, "Some values are not in the expected format. Check for any spaces or other copy/paste errors."
+            )
     cards = [presenters.merchant_card(merchant) for merchant in merchants]
     return render(
         request,
@@ -403,7 +494,6 @@ def connect_wix(request):
         {
             "form": form,
             "channel": channel,
-            "return_ignored": bool(redirect_uri) and channel is None,
             "cards": cards,
             "connected": any(card.connected for card in cards),
         },

@@ -358,7 +358,7 @@ class Refund(TimeStampedModel):
         ]
 
     def __str__(self):
-        return f"Refund {self.pk} ({self.status})"
+        return f"Refund {self.pk} ({self.get_status_display()})"
 
 
 class RefundSku(TimeStampedModel):

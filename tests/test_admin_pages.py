@@ -164,6 +164,10 @@ def test_refund_changelist_shows_merchant_platform_app_and_formatted_amount(oper
         pytest.param(lambda r: r.external_id, id="refund external id"),
         pytest.param(lambda r: r.shopper_refund.gateway_refund_id, id="gateway refund id"),
         pytest.param(lambda r: r.transfer_reversals.get().gateway_reversal_id, id="gateway reversal id"),
+        pytest.param(lambda r: "re_3SearchMe", id="start of a gateway refund id"),
+        pytest.param(lambda r: "trr_1SearchMe", id="start of a gateway reversal id"),
+        pytest.param(lambda r: r.bag.order.payment_transaction.gateway_charge_id, id="charge id"),
+        pytest.param(lambda r: r.bag.merchant.name.upper(), id="merchant name"),
     ],
 )
 def test_refund_search_finds_the_refund_by_each_identifier(operator_client, term_of):
@@ -200,31 +204,44 @@ def test_refund_change_page_shows_its_history_read_only(operator_client):
         assert not formset.has_add_permission
         assert not formset.has_change_permission
         assert not formset.has_delete_permission
-    # Money is not editable: the only form fields are the descriptive reason ones.
-    assert set(response.context["adminform"].form.fields) == {"reason_code", "reason"}
+    # A money record: nothing is editable and there is no Save (the reason has its own audited page).
+    assert not response.context["has_change_permission"]
+    assert 'name="_save"' not in body and 'name="_continue"' not in body
+    assert reverse("admin:refunds_refund_change_reason", args=[refund.pk]) in body
 
 
 @pytest.mark.django_db
-def test_refund_money_cannot_be_changed_through_the_form(operator_client):
+def test_refund_cannot_be_changed_through_the_form(operator_client):
     refund = RefundFactory()
     response = operator_client.post(
         _url(Refund, "change", refund.pk),
-        {
-            "reason_code": "FRAUD",
-            "reason": "Chargeback risk.",
-            "amount": "1",
-            "status": "COMPLETED",
-            **{
-                f"{prefix}-{suffix}": value
-                for prefix in ("skus", "transfer_reversals", "shopper_refund", "errors", "events")
-                for suffix, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
-            },
-        },
+        {"reason_code": "FRAUD", "reason": "Chargeback risk.", "amount": "1", "status": "COMPLETED"},
     )
+    assert response.status_code == 403
+    refund.refresh_from_db()
+    assert (refund.reason_code, refund.amount, refund.status) == ("OTHER", 5000, RefundStatus.PROCESSING)
+
+
+@pytest.mark.django_db
+def test_reason_change_is_audited_in_the_refund_timeline_and_history(operator_client):
+    refund = RefundFactory(status=RefundStatus.COMPLETED, reason_code="OTHER", reason="")
+    url = reverse("admin:refunds_refund_change_reason", args=[refund.pk])
+    assert operator_client.get(url).status_code == 200
+    response = operator_client.post(url, {"reason_code": "FRAUD", "reason": "Chargeback risk.", "note": "Ticket 12"})
     assert response.status_code == 302
     refund.refresh_from_db()
-    assert (refund.reason_code, refund.reason) == ("FRAUD", "Chargeback risk.")
-    assert (refund.amount, refund.status) == (5000, RefundStatus.PROCESSING)
+    assert (refund.reason_code, refund.reason, refund.status) == ("FRAUD", "Chargeback risk.", RefundStatus.COMPLETED)
+    event = refund.events.get(kind="NOTE")
+    assert event.actor.startswith("operator:")
+    assert event.message == "Reason changed from Other (no text) to Fraud (Chargeback risk.). Ticket 12"
+    assert event.data == {"reason_code": ["OTHER", "FRAUD"], "reason": ["", "Chargeback risk."]}
+    # The refund's page and its HISTORY show the same timeline, with the change in it.
+    history = operator_client.get(_url(Refund, "history", refund.pk))
+    assert history.status_code == 200
+    assert "Reason changed from Other" in history.content.decode()
+    assert [e.title for e in history.context["timeline"]] == [
+        e.title for e in operator_client.get(_url(Refund, "change", refund.pk)).context["timeline"]
+    ]
 
 
 @pytest.mark.django_db

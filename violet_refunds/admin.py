@@ -65,6 +65,55 @@ def status_badge(status: str, label: str | None = None):
     return format_html('<span class="refund-status refund-status--{}">{}</span>', status, label or status)
 
 
+# Where the Stripe Dashboard shows an object, by its id's prefix. Transfer reversals (trr_) have no
+# page of their own: the dashboard lists them on their transfer's page, so callers link the transfer.
+# ⚠️ Paths as the Stripe Dashboard serves them today (https://docs.stripe.com/dashboard/basics);
+# test-mode objects live under /test/.
+_DASHBOARD_PATHS = (
+    ("re_", "refunds"),
+    ("pyr_", "refunds"),
+    ("tr_", "connect/transfers"),
+    ("ch_", "payments"),
+    ("py_", "payments"),
+    ("pi_", "payments"),
+    ("du_", "disputes"),
+    ("dp_", "disputes"),
+    ("acct_", "connect/accounts"),
+)
+_DASHBOARD_BASES = {
+    deployment.TEST: "https://dashboard.stripe.com/test/",
+    deployment.LIVE: "https://dashboard.stripe.com/",
+}
+
+
+def stripe_dashboard_url(object_id: str, *, mode: str | None = None) -> str:
+    """The Stripe Dashboard page of `object_id` for this deployment's key (TEST or LIVE); "" when
+    there is no such page (the sandbox, an unknown key, an id of no known prefix)."""
+    base = _DASHBOARD_BASES.get(mode or deployment.stripe_mode(settings.STRIPE_API_KEY))
+    if not base or not object_id:
+        return ""
+    for prefix, path in _DASHBOARD_PATHS:
+        if object_id.startswith(prefix):
+            return f"{base}{path}/{object_id}"
+    return ""
+
+
+def stripe_id_link(object_id: str, *, dashboard_id: str = ""):
+    """A Stripe id, linked to its Dashboard page (or to `dashboard_id`'s, e.g. a reversal's transfer)
+    when this deployment has one; plain text otherwise."""
+    if not object_id:
+        return "-"
+    url = stripe_dashboard_url(dashboard_id or object_id)
+    if not url:
+        return format_html('<code class="stripe-id">{}</code>', object_id)
+    return format_html(
+        '<a class="stripe-id" href="{}" target="_blank" rel="noopener noreferrer" '
+        'title="Open in the Stripe Dashboard"><code>{}</code></a>',
+        url,
+        object_id,
+    )
+
+
 class ReadOnlyAdminMixin:
     """View-only admin: rows are written by services (and Stripe), never by a form."""
 
@@ -102,9 +151,22 @@ STRIPE_MODE_TITLES = {
 }
 
 
+# Infrastructure, not refunds: shown last, in a collapsed "System" section of the index.
+SYSTEM_APP_LABELS = frozenset({"stripe_sandbox", "axes", "auth"})
+
+
 class VioletAdminSite(admin.AdminSite):
     """Django's admin site; its index also carries what registered model admins put there, and every
     page says which money it moves (the Stripe mode badge)."""
+
+    site_header = "Violet refunds back office"
+    site_title = "Violet refunds"
+    index_title = "Refunds at a glance"
+
+    def get_app_list(self, request, app_label=None):
+        # The business apps first, the infrastructure ones after them (also in the sidebar).
+        apps = super().get_app_list(request, app_label)
+        return sorted(apps, key=lambda app: app["app_label"] in SYSTEM_APP_LABELS)
 
     def each_context(self, request):
         context = super().each_context(request)
@@ -118,4 +180,10 @@ class VioletAdminSite(admin.AdminSite):
             index_context = getattr(model_admin, "index_context", None)
             if index_context is not None:
                 context.update(index_context(request))
-        return super().index(request, extra_context={**context, **(extra_context or {})})
+        response = super().index(request, extra_context={**context, **(extra_context or {})})
+        data = getattr(response, "context_data", None)  # a TemplateResponse, not rendered yet
+        if data is not None:
+            app_list = data["app_list"]
+            data["app_list"] = [app for app in app_list if app["app_label"] not in SYSTEM_APP_LABELS]
+            data["system_app_list"] = [app for app in app_list if app["app_label"] in SYSTEM_APP_LABELS]
+        return response

@@ -153,6 +153,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# Every date on a page shows its zone ("2026-12-02 05:27 UTC"): violet_refunds/formats.
+FORMAT_MODULE_PATH = ["violet_refunds.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

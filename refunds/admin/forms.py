@@ -31,6 +31,13 @@ class OperationNoteForm(forms.Form):
             self.fields["note"].help_text = note_help
 
 
+class RefundReasonForm(OperationNoteForm):
+    """The descriptive reason of a recorded refund (its money and status never change here)."""
+
+    reason_code = forms.ChoiceField(choices=ReasonCode.choices, label="Reason code")
+    reason = forms.CharField(required=False, max_length=255, strip=True, label="Reason")
+
+
 class ErrorSelectionForm(OperationNoteForm):
     """Which of a refund's open errors to resolve."""
 

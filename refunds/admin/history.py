@@ -8,10 +8,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from payments.models import ShopperRefund, TransferReversal
 from refunds.admin.operations import error_resolve_action
-from refunds.models import RefundError, RefundEvent, RefundSku
+from refunds.models import RefundError, RefundEvent, RefundSku, RefundStatus
 from violet_refunds.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline, can_operate, money_display, status_badge
 
 
@@ -54,12 +55,6 @@ class RefundErrorInline(ReadOnlyTabularInline):
             return "-"
         url = reverse("admin:refunds_refund_resolve_errors", args=[error.refund_id])
         return format_html('<a href="{}?error={}">Resolve…</a>', url, error.pk)
-
-
-class RefundEventInline(ReadOnlyTabularInline):
-    model = RefundEvent
-    fields = ("date_created", "kind", "from_status", "to_status", "actor", "message")
-    readonly_fields = fields
 
 
 class TransferReversalInline(ReadOnlyTabularInline):
@@ -150,8 +145,20 @@ class RefundErrorAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class RefundEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only audit trail: nobody adds, edits or deletes an event by hand."""
 
-    list_display = ("id", "refund", "kind", "from_status", "to_status", "actor", "date_created")
+    list_display = ("id", "refund", "kind", "status_change", "actor", "short_message", "date_created")
     list_filter = ("kind", "date_created")
     search_fields = ("id__exact", "refund__id__exact", "actor", "message")
     list_select_related = ("refund",)
     raw_id_fields = ("refund", "user")
+
+    @admin.display(description="Status change")
+    def status_change(self, event):
+        if not event.to_status:
+            return "-"
+        labels = dict(RefundStatus.choices)
+        before = labels.get(event.from_status, event.from_status or "-")
+        return f"{before} → {labels.get(event.to_status, event.to_status)}"
+
+    @admin.display(description="Message")
+    def short_message(self, event):
+        return Truncator(event.message).chars(100)

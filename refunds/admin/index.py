@@ -14,11 +14,12 @@ from django.utils import timezone
 
 from platforms.models import InboundEvent
 from platforms.selectors import connections_needing_attention
-from refunds.admin.selectors import DayOfRefunds, refunds_per_day, triage_counts
+from refunds.admin.selectors import DayOfRefunds, network_exposure, refunds_per_day, triage_counts
 from refunds.admin.triage import TRIAGE_FAILED, TRIAGE_PARAMETER, TRIAGE_STUCK, changelist_url
 from refunds.models import ReconciliationFinding, RefundSource, RefundStatus
 from refunds.selectors import findings_open_count
 from violet_refunds.admin import can_operate
+from violet_refunds.money import format_amount
 
 # Stacking order (bottom up) and colours of the chart; the same colours as the status badges.
 CHART_STATUSES = (
@@ -191,9 +192,16 @@ def index_triage_context(model_admin, request) -> dict:
                 "disputes, totals that disagree): look, then resolve with a note.",
             }
         )
+    exposure = network_exposure()
     return {
         "triage": {
             "cards": cards,
+            "funds": {
+                "to_recover": [format_amount(total, code) for code, total in sorted(exposure.to_recover.items())],
+                "held": [format_amount(total, code) for code, total in sorted(exposure.held.items())],
+                "partial_url": changelist_url(model_admin, status__exact=RefundStatus.PARTIALLY_COMPLETED),
+                "failed_url": changelist_url(model_admin, status__exact=RefundStatus.FAILED),
+            },
             "needing_attention": counts.needing_attention,
             "failed_refunds_url": reverse("admin:refunds_refund_failed", current_app=model_admin.admin_site.name),
             "notice_url": (

@@ -21,11 +21,18 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from refunds.admin.forms import ErrorSelectionForm, OperationNoteForm
+from refunds.admin.forms import ErrorSelectionForm, OperationNoteForm, RefundReasonForm
+from refunds.admin.position import operation_money_consequences
 from refunds.admin.selectors import refund_step_outcomes
 from refunds.admin.steps import STEP_MARKS, STEP_SHORT_NAMES, step_title
-from refunds.models import ForwardingState, Refund, RefundError, RefundForwarding, RefundStatus
-from refunds.services import refund_cancel, refund_error_resolve, refund_mark_external, refund_retry
+from refunds.models import ForwardingState, ReasonCode, Refund, RefundError, RefundForwarding, RefundStatus
+from refunds.services import (
+    refund_cancel,
+    refund_error_resolve,
+    refund_mark_external,
+    refund_reason_change,
+    refund_retry,
+)
 from refunds.services.forwarding import refund_forwarding_bypass, refund_forwarding_retry
 from violet_refunds.admin import can_operate
 from violet_refunds.exceptions import ApplicationError, InvalidTransition
@@ -124,7 +131,7 @@ OPERATIONS: dict[str, RefundOperation] = {
             action_name="resolve_refund_errors",
             title="Resolve open errors",
             button="Yes, resolve",
-            done="had their errors resolved",
+            done="had its open errors resolved",
             what_happens=(
                 "Every open error of each refund is marked resolved, with your name and the time.",
                 "The refunds' statuses do not change.",
@@ -175,24 +182,86 @@ _FORWARDING_WAITING = frozenset({ForwardingState.STALLED, ForwardingState.RETRYI
 
 # Nothing left to repair in these; the buttons would only lead to a refusal.
 _SETTLED_STATUSES = frozenset({RefundStatus.COMPLETED, RefundStatus.EXTERNAL, RefundStatus.CANCELED})
+# The statuses refund_cancel accepts (it also refuses once any money moved).
+_CANCELABLE_STATUSES = frozenset({RefundStatus.PROCESSING, RefundStatus.FAILED})
+
+
+@dataclass(frozen=True)
+class OfferedOperation:
+    operation: RefundOperation
+    refused_because: str = ""  # why the button is disabled; empty when it may be used
+    recommended: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return not self.refused_because
+
+
+def waits_for_platform(refund: Refund) -> bool:
+    """The refund is PROCESSING and its forwarding has not reached the platform yet (issue 14)."""
+    if refund.status != RefundStatus.PROCESSING:
+        return False
+    state = RefundForwarding.objects.filter(refund=refund).values_list("state", flat=True).first()
+    return state in _FORWARDING_WAITING
+
+
+def operation_refusal(
+    name: str, refund: Refund, steps, *, open_errors: int, platform_pending: bool | None = None
+) -> str:
+    """Why `name` cannot apply to the refund as it stands ("" when it can). A hint only: each
+    service still decides, and refuses what the state does not allow when the operator confirms.
+    `platform_pending`: waits_for_platform(refund), when the caller already knows it."""
+    status = refund.get_status_display()
+    if name == "resolve-errors":
+        return "" if open_errors else "No open errors to resolve."
+    if refund.status in _SETTLED_STATUSES:
+        return f"The refund is {status}: there is nothing left to repair."
+    pending = waits_for_platform(refund) if platform_pending is None else platform_pending
+    if name in ("retry-forwarding", "move-money-without-platform"):
+        return "" if pending else "The refund is not waiting for the merchant's platform."
+    if name == "retry" and pending:
+        return (
+            "The refund waits for the merchant's platform: Retry forwarding, or Move the money without "
+            "the platform."
+        )
+    if name == "cancel":
+        moved = [step.label.lower() for step in steps if step.money_moved]
+        if moved:
+            return (
+                f"Money already moved ({', '.join(moved)}): a cancel cannot undo it. "
+                "Retry or Mark as external instead."
+            )
+        if refund.status not in _CANCELABLE_STATUSES:
+            return f"A {status} refund cannot be canceled."
+    return ""
+
+
+def operations_offered(
+    refund: Refund, steps, *, open_errors: int, recommended: str | None = None
+) -> list[OfferedOperation]:
+    """Every repair, each enabled or disabled with the reason, the recommended one first (so Retry
+    never leads for an error that a retry would only repeat)."""
+    platform_pending = waits_for_platform(refund)
+    offered = [
+        OfferedOperation(
+            operation=operation,
+            refused_because=operation_refusal(
+                name, refund, steps, open_errors=open_errors, platform_pending=platform_pending
+            ),
+            recommended=name == recommended,
+        )
+        for name, operation in OPERATIONS.items()
+    ]
+    if recommended is not None and any(o.recommended and o.enabled for o in offered):
+        offered.sort(key=lambda o: not (o.recommended and o.enabled))
+    else:
+        offered = [OfferedOperation(o.operation, o.refused_because) for o in offered]
+    return offered
 
 
 def operations_worth_offering(refund: Refund, steps, *, open_errors: int) -> list[RefundOperation]:
-    """The buttons a refund's page shows. A hint only: each service still decides, and refuses
-    what the refund's state does not allow at the moment the operator confirms."""
-    settled = refund.status in _SETTLED_STATUSES
-    money_moved = any(step.money_moved for step in steps)
-    forwarding_state = RefundForwarding.objects.filter(refund=refund).values_list("state", flat=True).first()
-    waits_for_platform = refund.status == RefundStatus.PROCESSING and forwarding_state in _FORWARDING_WAITING
-    offered = {
-        "retry": not settled and not waits_for_platform,
-        "mark-external": not settled,
-        "cancel": not settled and not money_moved,
-        "resolve-errors": open_errors > 0,
-        "retry-forwarding": waits_for_platform,
-        "move-money-without-platform": waits_for_platform,
-    }
-    return [operation for name, operation in OPERATIONS.items() if offered[name]]
+    """The repairs that may apply to the refund as it stands (see operation_refusal)."""
+    return [o.operation for o in operations_offered(refund, steps, open_errors=open_errors) if o.enabled]
 
 
 @dataclass
@@ -200,9 +269,21 @@ class OperationReport:
     operation: RefundOperation
     done: list[int] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    # refund id -> its status label once the operation was done ("Processing", "Settled externally")
+    new_status: dict[int, str] = field(default_factory=dict)
 
     def message(self, limit: int = 20) -> str:
-        parts = [f"{len(self.done)} {self.operation.done}"] if self.done or not self.refused else []
+        """Names each refund and where it stands now: "Refund 12 retried, now Processing."."""
+        parts = [
+            f"Refund {refund_id} {self.operation.done}, now {self.new_status[refund_id]}"
+            if refund_id in self.new_status
+            else f"Refund {refund_id} {self.operation.done}"
+            for refund_id in self.done[:limit]
+        ]
+        if len(self.done) > limit:
+            parts.append(f"and {len(self.done) - limit} more {self.operation.done}")
+        if not self.done and not self.refused:
+            parts.append(f"0 {self.operation.done}")
         parts += [f"refund {refund_id}: {reason.rstrip('.')}" for refund_id, reason in self.refused[:limit]]
         if len(self.refused) > limit:
             parts.append(f"and {len(self.refused) - limit} more refused")
@@ -220,11 +301,13 @@ def run_operation(operation: RefundOperation, refunds: Iterable[Refund], *, user
     report = OperationReport(operation=operation)
     for refund in refunds:
         try:
-            operation.run(refund=refund, user=user, note=note)
+            changed = operation.run(refund=refund, user=user, note=note)
         except ApplicationError as exc:
             report.refused.append((refund.pk, exc.message))
         else:
             report.done.append(refund.pk)
+            current = changed if isinstance(changed, Refund) else refund
+            report.new_status[refund.pk] = current.get_status_display()
     return report
 
 
@@ -242,10 +325,9 @@ def _confirmation_rows(refunds: list[Refund], operation: RefundOperation) -> lis
     rows = []
     for refund in refunds:
         steps = refund_step_outcomes(refund)
-        moved = [step.label.lower() for step in steps if step.money_moved]
-        warning = ""
-        if operation.name == "cancel" and moved:
-            warning = f"Money already moved ({', '.join(moved)}): this cancel will be refused."
+        refused_because = operation_refusal(
+            operation.name, refund, steps, open_errors=refund.errors.filter(resolved=False).count()
+        )
         rows.append(
             {
                 "refund": refund,
@@ -259,7 +341,9 @@ def _confirmation_rows(refunds: list[Refund], operation: RefundOperation) -> lis
                     }
                     for step in steps
                 ],
-                "warning": warning,
+                "warning": f"Will be refused: {refused_because}" if refused_because else "",
+                "refused": bool(refused_because),
+                "consequences": operation_money_consequences(operation.name, refund, steps),
             }
         )
     return rows
@@ -267,13 +351,16 @@ def _confirmation_rows(refunds: list[Refund], operation: RefundOperation) -> lis
 
 def _render_confirmation(request, model_admin, *, operation, refunds, form, hidden_action, back_url, title=None):
     opts = model_admin.model._meta
+    rows = _confirmation_rows(refunds, operation)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": title or f"{operation.title}: {len(refunds)} refund{'s' if len(refunds) != 1 else ''}",
+        # Nothing the operator could confirm would apply: no confirm button, only the reasons.
+        "all_refused": bool(rows) and all(row["refused"] for row in rows),
         "subtitle": None,
         "opts": opts,
         "operation": operation,
-        "rows": _confirmation_rows(refunds, operation),
+        "rows": rows,
         "form": form,
         "hidden_action": hidden_action,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
@@ -367,8 +454,10 @@ def refund_resolve_errors_view(model_admin, request, object_id):
     if request.GET.get("error") in form.open_errors:  # "Resolve…" on one error row: just that one
         form.fields["error_ids"].initial = [request.GET["error"]]
     if request.method == "POST" and form.is_valid():
-        report = _resolve_errors(form.selected_errors(), user=request.user, note=form.cleaned_data["note"])
-        model_admin.message_user(request, report[0], report[1])
+        text, level = _resolve_errors(form.selected_errors(), user=request.user, note=form.cleaned_data["note"])
+        model_admin.message_user(
+            request, f"Refund {refund.pk}: {text} Status unchanged: {refund.get_status_display()}.", level
+        )
         return HttpResponseRedirect(change_url)
     context = {
         **model_admin.admin_site.each_context(request),
@@ -440,3 +529,48 @@ def error_resolve_action(model_admin, request, queryset: QuerySet[RefundError]):
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/refunds/refund/resolve_errors.html", context)
+
+
+def refund_reason_view(model_admin, request, object_id):
+    """Correct the descriptive reason of one refund: the page's only edit, through an audited
+    service (the refund page itself is read-only)."""
+    require_operator(request)
+    refund = _get_refund_or_404(model_admin, request, object_id)
+    change_url = reverse("admin:refunds_refund_change", args=[refund.pk], current_app=model_admin.admin_site.name)
+    initial = {"reason_code": refund.reason_code, "reason": refund.reason}
+    form = RefundReasonForm(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            refund_reason_change(
+                refund=refund,
+                user=request.user,
+                reason_code=form.cleaned_data["reason_code"],
+                reason=form.cleaned_data["reason"],
+                note=form.cleaned_data["note"],
+            )
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            new_reason = ReasonCode(form.cleaned_data["reason_code"]).label
+            model_admin.message_user(
+                request,
+                f"Refund {refund.pk}: reason changed to {new_reason}; "
+                f"status unchanged ({refund.get_status_display()}).",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(change_url)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Change the reason of refund {refund.pk}",
+        "subtitle": None,
+        "opts": model_admin.model._meta,
+        "original": refund,
+        "form": form,
+        "back_url": change_url,
+        "what_happens": (
+            "Only the descriptive reason changes; the refund's amounts and status do not, and no money moves.",
+            "The old and new reason are written to the refund's timeline with your name.",
+        ),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/refunds/refund/change_reason.html", context)

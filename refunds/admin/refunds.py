@@ -11,8 +11,9 @@ from functools import partial
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -22,7 +23,6 @@ from payments.models import TransferReversal
 from refunds.admin.export import export_csv_view
 from refunds.admin.history import (
     RefundErrorInline,
-    RefundEventInline,
     RefundSkuInline,
     ShopperRefundInline,
     TransferReversalInline,
@@ -31,14 +31,14 @@ from refunds.admin.index import index_triage_context
 from refunds.admin.notice import record_notice_view
 from refunds.admin.operations import (
     OPERATIONS,
-    operations_worth_offering,
     refund_operation_action,
     refund_operation_view,
+    refund_reason_view,
     refund_resolve_errors_view,
 )
-from refunds.admin.position import refund_money_position
-from refunds.admin.selectors import refund_step_outcomes
-from refunds.admin.steps import STEP_MARKS, STEP_STATE_WORDS, step_badges
+from refunds.admin.selectors import refund_search_filter, refund_timeline
+from refunds.admin.steps import step_badges
+from refunds.admin.story import refund_story_context
 from refunds.admin.triage import (
     TRIAGE_FAILED,
     TRIAGE_PARAMETER,
@@ -51,13 +51,6 @@ from refunds.admin.triage import (
 from refunds.models import Refund, RefundError
 from violet_refunds.admin import admin_link, can_operate, money_display, status_badge
 from violet_refunds.money import format_amount
-
-
-def _shopper_failure_reason(refund: Refund) -> str:
-    try:
-        return refund.shopper_refund.failure_reason
-    except ObjectDoesNotExist:
-        return ""
 
 
 @admin.register(Refund)
@@ -78,15 +71,13 @@ class RefundAdmin(admin.ModelAdmin):
         OpenErrorsFilter,
         "date_created",
     )
-    search_fields = (
-        "id__exact",
-        "bag__order__id__exact",
-        "bag__external_id__exact",
-        "external_id__exact",
-        "shopper_refund__gateway_refund_id__exact",
-        "transfer_reversals__gateway_reversal_id__exact",
+    # Searched by refund_search_filter (get_search_results): a field list cannot say "re_… means the
+    # shopper refund"; this keeps Django's search box and routes each kind of id to its column.
+    search_fields = ("id",)
+    search_help_text = (
+        "Refund or order id; platform order or refund id; channel order id; merchant name; "
+        "or a Stripe id or its start (re_, trr_, tr_, ch_, py_, pi_)."
     )
-    search_help_text = "Refund id, order id, platform order id, platform refund id, or a Stripe re_/trr_ id."
     list_select_related = ("bag__merchant", "bag__order__app", "shopper_refund")
     list_per_page = 50
     # Without a filter the total is the whole table; a second COUNT(*) of it on every page load
@@ -148,6 +139,7 @@ class RefundAdmin(admin.ModelAdmin):
         (
             "Processing",
             {
+                "classes": ("collapse",),
                 "fields": (
                     "attempts",
                     "processing_started_at",
@@ -174,7 +166,6 @@ class RefundAdmin(admin.ModelAdmin):
         TransferReversalInline,
         ShopperRefundInline,
         RefundErrorInline,
-        RefundEventInline,
     )
 
     amount_display = money_display("amount", "refund_currency", "Amount")
@@ -199,6 +190,17 @@ class RefundAdmin(admin.ModelAdmin):
     def channel_reversal_platform_currency(self, refund):
         return format_amount(refund.developer_transfer_reversal_amount_platform_currency, refund.platform_currency)
 
+    def get_fieldsets(self, request, obj=None):
+        # Reversal amounts appear once: in USD, plus the platform currency only when it differs.
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or (obj.platform_currency or "USD") != "USD":
+            return fieldsets
+        same_twice = {"merchant_reversal_platform_currency", "channel_reversal_platform_currency"}
+        return [
+            (title, {**options, "fields": tuple(f for f in options["fields"] if f not in same_twice)})
+            for title, options in fieldsets
+        ]
+
     def get_queryset(self, request):
         # Everything the list columns read, in a fixed number of queries per page: joins for the
         # bag, merchant, app and shopper refund; one query each for reversals and open errors.
@@ -219,6 +221,12 @@ class RefundAdmin(admin.ModelAdmin):
             )
         )
 
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        matching = Refund.objects.filter(refund_search_filter(search_term)).values("pk")
+        return queryset.filter(pk__in=matching), False
+
     def get_ordering(self, request):
         # The triage lists work the backlog oldest first; everything else shows the newest first.
         if request.GET.get(TRIAGE_PARAMETER):
@@ -227,6 +235,11 @@ class RefundAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         # Refunds enter through refund_record (the notice page below for operators).
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # A money record: the page is read-only (no form, no Save). The reason is corrected through
+        # the audited change-reason page, money and status only through the repairs' services.
         return False
 
     def has_delete_permission(self, request, obj=None):
@@ -348,6 +361,11 @@ class RefundAdmin(admin.ModelAdmin):
             path("export.csv", view(export_csv_view), name="refunds_refund_export"),
             path("record-notice/", view(record_notice_view), name="refunds_refund_record_notice"),
             path(
+                "<path:object_id>/change-reason/",
+                view(refund_reason_view),
+                name="refunds_refund_change_reason",
+            ),
+            path(
                 "<path:object_id>/resolve-errors/",
                 view(refund_resolve_errors_view),
                 name="refunds_refund_resolve_errors",
@@ -396,45 +414,27 @@ class RefundAdmin(admin.ModelAdmin):
         context = dict(extra_context or {})
         refund = self.get_object(request, unquote(object_id))
         if refund is not None:
-            context["triage_panel"] = {
-                "status": status_badge(refund.status, refund.get_status_display()),
-                "amount": format_amount(refund.amount, refund.refund_currency),
-                "steps": [
-                    {
-                        "outcome": outcome,
-                        "words": STEP_STATE_WORDS[outcome.state],
-                        "mark": STEP_MARKS[outcome.state],
-                        "amount": format_amount(outcome.amount, outcome.currency)
-                        if outcome.amount is not None
-                        else "-",
-                    }
-                    for outcome in refund_step_outcomes(refund)
-                ],
-                "open_errors": len(refund.open_errors_newest_first),
-                "latest_error": refund.open_errors_newest_first[0] if refund.open_errors_newest_first else None,
-                "bag_url": reverse("admin:refunds_bag_change", args=[refund.bag_id], current_app=self.admin_site.name),
-                "position": refund_money_position(
-                    refund,
-                    refund_step_outcomes(refund),
-                    errors_newest_first=refund.open_errors_newest_first,
-                    failure_reason=_shopper_failure_reason(refund),
-                ),
-            }
-            if self.has_operate_permission(request):
-                context["refund_operations"] = [
-                    {
-                        "title": operation.title,
-                        "url": reverse(
-                            f"admin:refunds_refund_{operation.name.replace('-', '_')}",
-                            args=[refund.pk],
-                            current_app=self.admin_site.name,
-                        ),
-                        "destructive": operation.destructive,
-                    }
-                    for operation in operations_worth_offering(
-                        refund,
-                        refund_step_outcomes(refund),
-                        open_errors=len(refund.open_errors_newest_first),
-                    )
-                ]
+            context.update(
+                refund_story_context(self, request, refund, can_operate=self.has_operate_permission(request))
+            )
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """HISTORY shows the refund's one timeline (its events, admin actions and platform events),
+        the same list as its page, instead of Django's LogEntry-only history."""
+        refund = self.get_object(request, unquote(object_id))
+        if refund is None:
+            return super().history_view(request, object_id, extra_context)
+        if not self.has_view_or_change_permission(request, refund):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"History of refund {refund.pk}",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "object": refund,
+            "timeline": refund_timeline(refund),
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/refunds/refund/object_history.html", context)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -48,6 +50,35 @@ def refunds_stuck(queryset: QuerySet[Refund] | None = None, *, now=None) -> Quer
     return base & refunds_stuck_queryset(now)
 
 
+# Stripe ids by prefix -> the refund field that holds them. A prefix of an id is enough ("re_3Ab");
+# each is a left-anchored match, so the index on the id column still serves it.
+_STRIPE_ID_FIELDS = (
+    ("trr_", "transfer_reversals__gateway_reversal_id"),
+    ("tr_", "transfer_reversals__transfer__gateway_transfer_id"),
+    ("pyr_", "shopper_refund__gateway_refund_id"),
+    ("re_", "shopper_refund__gateway_refund_id"),
+    ("ch_", "bag__order__payment_transaction__gateway_charge_id"),
+    ("py_", "bag__order__payment_transaction__gateway_charge_id"),
+    ("pi_", "bag__order__payment_transaction__gateway_transaction_id"),
+)
+
+
+def refund_search_filter(term: str) -> Q:
+    """What an operator's search box text means: a Stripe id (or its start) by its prefix; a number
+    as a refund or order id or a platform id; any other text as a platform order/refund id, the
+    channel's order id, or part of the merchant's name."""
+    term = term.strip()
+    for prefix, field in _STRIPE_ID_FIELDS:
+        if term.startswith(prefix):
+            return Q(**{f"{field}__startswith": term})
+    platform_ids = Q(bag__external_id=term) | Q(external_id=term) | Q(bag__order__app_order_id=term)
+    if term.isdigit():  # an id, never a fragment of a merchant's name ("1" is in "Store 12")
+        if len(term) < 19:  # fits a bigint primary key
+            return Q(pk=int(term)) | Q(bag__order_id=int(term)) | platform_ids
+        return platform_ids
+    return platform_ids | Q(bag__merchant__name__icontains=term)
+
+
 @dataclass(frozen=True)
 class TriageCounts:
     failed: int
@@ -81,6 +112,36 @@ def triage_counts(*, now=None) -> TriageCounts:
         found_by_parity_last_7d=Refund.objects.filter(
             source=RefundSource.PARITY_CHECK, date_created__gte=now - dt.timedelta(days=7)
         ).count(),
+    )
+
+
+# Refunds whose money stopped where it is: nothing will move it again without an operator.
+EXPOSURE_STATUSES = (RefundStatus.FAILED, RefundStatus.PARTIALLY_COMPLETED, RefundStatus.EXTERNAL)
+
+
+@dataclass(frozen=True)
+class NetworkExposure:
+    """What failed and external refunds leave on the network's own balance, per currency.
+
+    to_recover: the network refunded the shopper but a merchant/channel reversal never happened:
+    it paid that share itself and must get it back. held: the merchant/channel gave their share back
+    but the network never refunded the shopper: the network holds money that is not its own."""
+
+    to_recover: dict[str, int]
+    held: dict[str, int]
+
+
+def _sum_by_currency(queryset) -> dict[str, int]:
+    rows = queryset.order_by().values("currency").annotate(total=Sum("amount"))
+    return {row["currency"]: row["total"] for row in rows if row["total"]}
+
+
+def network_exposure() -> NetworkExposure:
+    reversals = TransferReversal.objects.filter(refund__status__in=EXPOSURE_STATUSES)
+    shopper_paid = Q(refund__shopper_refund__status=ShopperRefund.Status.SUCCEEDED)
+    return NetworkExposure(
+        to_recover=_sum_by_currency(reversals.filter(shopper_paid).exclude(status=TransferReversal.Status.COMPLETE)),
+        held=_sum_by_currency(reversals.filter(status=TransferReversal.Status.COMPLETE).exclude(shopper_paid)),
     )
 
 
@@ -136,6 +197,9 @@ class StepOutcome:
     currency: str = ""
     gateway_id: str = ""
     detail: str = ""
+    # The Stripe object a dashboard link opens: the transfer of a reversal (the dashboard shows
+    # reversals on their transfer's page), the refund itself for the shopper step.
+    dashboard_id: str = ""
 
     @property
     def money_moved(self) -> bool:
@@ -196,6 +260,7 @@ def refund_step_outcomes(refund: Refund) -> list[StepOutcome]:
                 currency=reversal.currency,
                 gateway_id=reversal.gateway_reversal_id or "",
                 detail=reversal.error_message or reversal.error_code,
+                dashboard_id=reversal.transfer.gateway_transfer_id or "",
             )
         )
     step = RefundStep.SHOPPER_REFUND
@@ -218,6 +283,7 @@ def refund_step_outcomes(refund: Refund) -> list[StepOutcome]:
                 currency=shopper.currency,
                 gateway_id=shopper.gateway_refund_id or "",
                 detail=shopper.error_message or shopper.failure_reason or shopper.error_code,
+                dashboard_id=shopper.gateway_refund_id or "",
             )
         )
     return outcomes
@@ -338,3 +404,82 @@ def refund_split_preview(*, bag: Bag, parts: AmountParts) -> SplitPreview:
         channel_currency=channel_currency,
         commission_at_checkout=splits.commission_amount(totals),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# A refund's one timeline: its audit events, operators' admin actions, and the platform events
+# --------------------------------------------------------------------------------------------------
+
+
+class TimelineSource:
+    REFUND = "refund"  # a RefundEvent written by the services (engine, operators' repairs)
+    OPERATOR = "operator"  # a Django admin LogEntry on the refund
+    PLATFORM = "platform"  # an inbound platform event that named the refund
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    when: dt.datetime
+    source: str  # TimelineSource value
+    title: str
+    detail: str = ""
+    actor: str = ""
+    from_status: str = ""  # display labels, not enum names
+    to_status: str = ""
+
+
+_REFUND_STATUS_LABELS = dict(RefundStatus.choices)
+
+
+def _event_title(kind: str) -> str:
+    """RETRY_REQUESTED -> "Retry requested"."""
+    return kind.replace("_", " ").capitalize()
+
+
+def refund_timeline(refund: Refund, *, limit: int = 500) -> list[TimelineEntry]:
+    """Everything that happened to `refund`, newest first: the services' audit events, the admin's
+    log entries on it, and the platform event it was recorded from. One list, so the refund's page
+    and its HISTORY page can never disagree."""
+    entries: list[TimelineEntry] = [
+        TimelineEntry(
+            when=event.date_created,
+            source=TimelineSource.REFUND,
+            title=_event_title(event.kind),
+            detail=event.message,
+            actor=event.actor,
+            from_status=_REFUND_STATUS_LABELS.get(event.from_status, event.from_status),
+            to_status=_REFUND_STATUS_LABELS.get(event.to_status, event.to_status),
+        )
+        for event in refund.events.order_by("-date_created", "-pk")[:limit]
+    ]
+    log_entries = (
+        LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Refund), object_id=str(refund.pk))
+        .select_related("user")
+        .order_by("-action_time")[:limit]
+    )
+    entries += [
+        TimelineEntry(
+            when=entry.action_time,
+            source=TimelineSource.OPERATOR,
+            title={1: "Added in the admin", 2: "Changed in the admin", 3: "Deleted in the admin"}.get(
+                entry.action_flag, "Admin action"
+            ),
+            detail=entry.get_change_message(),
+            actor=f"operator:{entry.user.get_username()}" if entry.user_id else "",
+        )
+        for entry in log_entries
+    ]
+    inbound = refund.inbound_event if refund.inbound_event_id else None
+    if inbound is not None:
+        entries.append(
+            TimelineEntry(
+                when=inbound.date_created,
+                source=TimelineSource.PLATFORM,
+                title=f"{inbound.get_platform_display()} event received"
+                + (f" ({inbound.topic})" if inbound.topic else ""),
+                detail=" ".join(part for part in (inbound.get_status_display() + ".", inbound.outcome) if part),
+                actor=f"platform:{inbound.platform.lower()}",
+            )
+        )
+    entries.sort(key=lambda entry: entry.when, reverse=True)
+    return entries

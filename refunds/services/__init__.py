@@ -35,6 +35,7 @@ from refunds.services.repairs import (
     refund_cancel,
     refund_error_resolve,
     refund_mark_external,
+    refund_reason_change,
     refund_retry,
     refund_sweep_stuck,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "refund_mark_external",
     "refund_notice_record",
     "refund_process",
+    "refund_reason_change",
     "refund_record",
     "refund_record_platform",
     "refund_retry",

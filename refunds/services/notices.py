@@ -21,7 +21,7 @@ from refunds.amounts import NOT_COUNTING_STATUSES, Remaining
 from refunds.models import Bag, OrderSku, ReasonCode, Refund, RefundSource
 from refunds.services.record import RecordResult, RefundSkuLine, RequestMismatch, refund_record
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
-from violet_refunds.money import AmountParts
+from violet_refunds.money import AmountParts, format_amount
 
 REFERENCE_MAX_LENGTH = 255
 REASON_MAX_LENGTH = 255
@@ -151,7 +151,11 @@ def refund_notice_record(
         if items_amount > most:
             raise ValidationFailed(
                 "The items amount exceeds the items refunded.",
-                field_errors={"sub_total_amount": [f"At most {most} for these quantities (price × quantity)."]},
+                field_errors={
+                    "sub_total_amount": [
+                        f"At most {format_amount(most, bag.currency)} for these quantities (price × quantity)."
+                    ]
+                },
             )
     try:
         return refund_record(

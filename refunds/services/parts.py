@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from payments import splits
 from refunds.amounts import Remaining
 from refunds.models import Bag, OrderSku
-from violet_refunds.money import AmountParts
+from violet_refunds.money import AmountParts, format_amount
 
 if TYPE_CHECKING:
     from refunds.services.record import PlatformRefundRequest, RefundSkuLine
@@ -59,7 +59,9 @@ def validate_sku_lines(
     return rows
 
 
-def resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, errors) -> AmountParts:
+def resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, errors, currency: str) -> AmountParts:
+    # Messages show money as people read it ("146.00 USD"), never bare minor units: these texts reach
+    # operators (inbound event errors), merchants (the portal form) and API clients alike.
     left = remaining.parts
     parts_given = any(v is not None for v in (sub_total, shipping, tax))
     if sub_total is None and sku_rows:
@@ -69,10 +71,16 @@ def resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, erro
     if parts_given:
         parts = AmountParts(sub_total=sub_total or 0, shipping=shipping or 0, tax=tax or 0)
         if amount is not None and amount != parts.total:
-            errors["amount"] = [f"amount {amount} does not equal sub_total + shipping + tax ({parts.total})."]
+            errors["amount"] = [
+                f"amount {format_amount(amount, currency)} does not equal sub_total + shipping + tax "
+                f"({format_amount(parts.total, currency)})."
+            ]
     elif amount is not None:
         if amount > left.total:
-            errors["amount"] = [f"amount {amount} exceeds the {left.total} still refundable on this bag."]
+            errors["amount"] = [
+                f"amount {format_amount(amount, currency)} exceeds the {format_amount(left.total, currency)} "
+                "still refundable on this bag."
+            ]
             return AmountParts.ZERO
         if amount <= 0:
             errors["amount"] = ["The refund amount must be greater than 0."]
@@ -86,7 +94,9 @@ def resolve_parts(*, amount, sub_total, shipping, tax, sku_rows, remaining, erro
         ("tax_amount", parts.tax, left.tax),
     ):
         if value > limit:
-            errors[name] = [f"{value} exceeds the {limit} still refundable."]
+            errors[name] = [
+                f"{format_amount(value, currency)} exceeds the {format_amount(limit, currency)} still refundable."
+            ]
     return parts
 
 

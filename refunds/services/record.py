@@ -545,6 +545,7 @@ def _create_refund(
         sku_rows=sku_rows,
         remaining=remaining,
         errors=errors,
+        currency=bag.currency,
     )
     if errors:
         raise ValidationFailed("The refund is invalid.", field_errors=errors)

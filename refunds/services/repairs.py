@@ -18,7 +18,7 @@ from django.utils import timezone
 from payments.gateway import TransientGatewayError, get_gateway
 from payments.models import ShopperRefund, TransferReversal
 from refunds import announcements as notifications
-from refunds.models import OrderSku, Refund, RefundError, RefundEvent, RefundSku, RefundStatus, RefundStep
+from refunds.models import OrderSku, ReasonCode, Refund, RefundError, RefundEvent, RefundSku, RefundStatus, RefundStep
 from refunds.selectors import refunds_stuck_queryset
 from refunds.services.bags import bag_update_refund_state
 from refunds.services.engine import enqueue_processing
@@ -245,3 +245,34 @@ def refund_error_resolve(*, error: RefundError, user=None, note: str = "") -> Re
         data={"error_id": error.pk},
     )
     return error
+
+
+def refund_reason_change(*, refund: Refund, user=None, reason_code: str, reason: str, note: str = "") -> Refund:
+    """Correct a refund's descriptive reason (never its money or status), audited in its trail with
+    the old and new values: the one way an operator edits a recorded refund."""
+    if reason_code not in ReasonCode.values:
+        raise ValidationFailed(
+            "Unknown reason code.", field_errors={"reason_code": [f"{reason_code!r} is not a reason code."]}
+        )
+    reason = (reason or "").strip()
+    with transaction.atomic():
+        current = Refund.objects.select_for_update().get(pk=refund.pk)
+        before = (current.reason_code, current.reason)
+        if before == (reason_code, reason):
+            raise InvalidTransition("The reason is already that; nothing changed.")
+        current.reason_code, current.reason = reason_code, reason
+        current.save(update_fields=["reason_code", "reason", "date_last_modified"])
+        labels = dict(ReasonCode.choices)
+        message = (
+            f"Reason changed from {labels.get(before[0], before[0])} ({before[1] or 'no text'}) "
+            f"to {labels.get(reason_code, reason_code)} ({reason or 'no text'})."
+        )
+        event_record(
+            current,
+            RefundEvent.Kind.NOTE,
+            actor=operator_actor(user),
+            user=user,
+            message=f"{message} {note.strip()}".strip(),
+            data={"reason_code": [before[0], reason_code], "reason": [before[1], reason]},
+        )
+    return current

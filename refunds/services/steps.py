@@ -31,6 +31,7 @@ from refunds.errors import RefundErrorCode, code_for_gateway_error
 from refunds.models import Refund, RefundError, RefundEvent, RefundStep
 from refunds.services.events import WORKER, event_record
 from violet_refunds.crashpoints import crash_point
+from violet_refunds.money import format_amount
 
 
 def reversal_step(recipient: str) -> str:
@@ -253,7 +254,7 @@ def _complete_reversal(refund, reversal, gateway_id: str, step: str, recovered: 
             refund,
             RefundEvent.Kind.STEP_SUCCEEDED,
             actor=WORKER,
-            message=f"{step}: reversed {reversal.amount} {reversal.currency} ({gateway_id})"
+            message=f"{step}: reversed {format_amount(reversal.amount, reversal.currency)} ({gateway_id})"
             + (" (found at Stripe after a lost response)" if recovered else ""),
             data={"step": step, "gateway_id": gateway_id, "amount": reversal.amount},
         )
@@ -290,7 +291,9 @@ def _apply_shopper_result(refund, shopper: ShopperRefund, result, recovered: boo
                 refund,
                 RefundEvent.Kind.STEP_SUCCEEDED,
                 actor=WORKER,
-                message=f"{step}: refunded {current.amount} {current.currency} to the shopper ({result.id})"
+                message=(
+                    f"{step}: refunded {format_amount(current.amount, current.currency)} to the shopper ({result.id})"
+                )
                 + (" (found at Stripe after a lost response)" if recovered else ""),
                 data={"step": step, "gateway_id": result.id, "amount": current.amount},
             )

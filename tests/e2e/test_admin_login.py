@@ -16,5 +16,6 @@ def test_operator_logs_into_the_admin(live_server, page, screenshot):
     page.fill("#id_password", DEFAULT_PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
-    assert "Site administration" in page.content()
+    content = page.content()
+    assert "Refunds at a glance" in content and "Violet refunds back office" in content  # the branded header
     screenshot("admin-index-login")

@@ -40,7 +40,7 @@ def test_operator_retries_a_failed_refund_until_it_completes(live_server, page, 
     page.click("#confirm-operation")
 
     page.wait_for_url(re.compile(rf"/admin/refunds/refund/{failed.pk}/change/$"))
-    expect(page.locator(".messagelist")).to_contain_text("1 retried.")
+    expect(page.locator(".messagelist")).to_contain_text(f"Refund {failed.pk} retried, now Processing.")
     expect(page.locator("#refund-triage-panel .refund-status")).to_have_text("Completed")
     expect(page.locator("#refund-triage-panel tr[data-step=SHOPPER_REFUND]")).to_contain_text("money moved")
 

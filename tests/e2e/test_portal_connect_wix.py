@@ -9,6 +9,7 @@ by a Playwright route, which is enough to prove where the browser went.
 import re
 
 import pytest
+import requests
 import responses
 
 from platforms.models import Platform, StoreConnection
@@ -93,7 +94,40 @@ def test_refused_credentials_show_the_seeds_advice(live_server, page, screenshot
         page.wait_for_selector("#error-summary")
     summary = page.locator("#error-summary").inner_text()
     assert "Check for any spaces or other copy/paste errors and try again." in summary
-    assert page.get_by_label("API Key").input_value() == ""  # the key is never sent back
+    assert page.get_by_label("API Key").input_value() == ""  # the key is never sent back...
     assert WIX_API_KEY not in page.content()
+    # ...but it is kept for the next try (Wix shows a key only once), and so is every other field.
+    assert f"ending in …{WIX_API_KEY[-4:]}" in page.locator("#id_api_key_helptext").inner_text()
+    assert page.get_by_label("Account ID").input_value() == WIX_ACCOUNT_ID
+    assert page.get_by_label("Site ID").input_value() == WIX_SITE_ID
     screenshot("portal-connect-wix-refused")
     assert not StoreConnection.objects.filter(merchant=merchant).exists()
+
+
+def test_wix_offline_keeps_every_field_and_connects_on_the_next_click(live_server, page, screenshot):
+    merchant = MerchantFactory(platform=Platform.WIX)
+    portal_user(merchant, username="wix-offline")
+    with responses.RequestsMock() as wix:
+        wix.post(WIX_SITES_URL, body=requests.ConnectionError("connection refused"))
+        page.goto(f"{live_server.url}/portal/login/")
+        page.get_by_label("Username").fill("wix-offline")
+        page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{live_server.url}/portal/")
+        page.goto(f"{live_server.url}/portal/connect/wix/")
+        page.get_by_label("API Key").fill(WIX_API_KEY)
+        page.get_by_label("Account ID").fill(WIX_ACCOUNT_ID)
+        page.get_by_label("Site ID").fill(WIX_SITE_ID)
+        page.get_by_role("button", name="Connect").click()
+        page.wait_for_selector("#error-summary")
+        assert "Your entries are kept below (the API key too)" in page.locator("#error-summary").inner_text()
+        assert page.get_by_label("Account ID").input_value() == WIX_ACCOUNT_ID
+        assert page.get_by_label("Site ID").input_value() == WIX_SITE_ID
+        assert f"ending in …{WIX_API_KEY[-4:]}" in page.locator("#id_api_key_helptext").inner_text()
+        screenshot("portal-connect-wix-offline-kept")
+
+        wix.replace("POST", WIX_SITES_URL, json=wix_sites_body())
+        wix.get(WIX_PROPERTIES_URL, json=wix_properties_body())
+        page.get_by_role("button", name="Connect").click()  # the key field left empty: the kept key is used
+        page.wait_for_url(f"{live_server.url}/portal/")
+    assert StoreConnection.objects.get(merchant=merchant).credentials["api_key"] == WIX_API_KEY

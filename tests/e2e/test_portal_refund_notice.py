@@ -51,7 +51,7 @@ def test_merchant_reports_a_refund_and_sees_it_processing_then_completed(live_se
     assert "Option 2, Notify us of refunds" in page.content()
     screenshot("portal-home-sfcc")
     page.get_by_role("link", name="00012345").first.click()
-    page.get_by_role("link", name="Report a refund").click()
+    page.locator("#report-refund-top").click()  # at the top of the order page, with what is left
     page.wait_for_url(re.compile(r".*/portal/orders/\d+/report-refund/$"))
 
     page.get_by_label(first_sku.name).fill("1")
@@ -64,7 +64,8 @@ def test_merchant_reports_a_refund_and_sees_it_processing_then_completed(live_se
     screenshot("portal-report-refund")
 
     with worker_not_running():
-        page.get_by_role("button", name="Report the refund").click()
+        page.get_by_role("button", name="Review the refund").click()
+        page.get_by_role("button", name="Report refund of 59.00 USD").click()
         page.wait_for_url(re.compile(r".*/portal/refunds/\d+/$"))
         refund = Refund.objects.get(bag=bag)
         assert page.locator("#refund-status").get_attribute("data-status") == "PROCESSING"

@@ -2,9 +2,12 @@
 last error), resume or disable endpoints and resend; admins also register and edit endpoints;
 viewers only look."""
 
+import json
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils.html import escape
 
 from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from tests.notifications.conftest import record_refund, register
@@ -224,3 +227,12 @@ def test_viewer_reads_but_cannot_act(viewer_client, failed_once, hooked):
     hooked.endpoint.refresh_from_db()
     assert hooked.endpoint.status == WebhookEndpoint.Status.ACTIVE
     assert viewer_client.get(url("webhookendpoint", "add")).status_code == 403
+
+
+def test_delivery_page_shows_the_payload_sent_and_the_reply(operator_client, failed_once):
+    page = operator_client.get(url("webhookdelivery", "change", failed_once.pk)).content.decode()
+    assert 'class="delivery-payload"' in page
+    sent = json.dumps(json.loads(failed_once.event.body), indent=2, sort_keys=True)
+    assert escape(sent) in page  # the exact payload, pretty-printed
+    assert "500" in page and "receiver says no" in page  # the response status and body excerpt
+    assert page.index("Request and response") < page.index("Attempts")

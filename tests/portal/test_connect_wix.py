@@ -74,7 +74,7 @@ def raw_credentials_column(merchant) -> str:
 def test_the_page_asks_for_the_seeds_fields_in_the_seeds_order(client):
     page = client.get(URL).content.decode()
     labels = [
-        page.index(f'<label for="id_{name}">{label}</label>')
+        page.index(f'<label for="id_{name}">{label} <span class="required-mark">(required)</span></label>')
         for name, label in (("api_key", "API Key"), ("account_id", "Account ID"), ("site_id", "Site ID"))
     ]
     assert labels == sorted(labels)
@@ -225,10 +225,10 @@ def test_wix_500_is_unreachable_too(client, merchant, wix_api):
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
-        ({"api_key": ""}, "api_key", "This field is required."),
+        ({"api_key": ""}, "api_key", "Enter the API key you generated in Wix (step 1)."),
         ({"api_key": "short key"}, "api_key", "Paste the whole API key exactly as Wix showed it"),
         ({"account_id": "not-a-uuid"}, "account_id", "The Account ID looks like"),
-        ({"account_id": ""}, "account_id", "This field is required."),
+        ({"account_id": ""}, "account_id", "Enter your Account ID"),
         (
             {"site_id": "https://manage.wix.com/dashboard/x/home"},
             "site_id",
@@ -334,7 +334,35 @@ def test_a_wrong_encryption_key_does_not_break_the_portal(client, merchant, wix_
 def test_every_field_with_a_problem_is_reported_at_once(client, merchant, wix_api):
     response = client.post(URL, form(merchant, api_key="", account_id="nope", site_id="nope either"))
     errors = response.context["form"].errors
-    assert errors["api_key"] == ["This field is required."]
+    assert errors["api_key"] == ["Enter the API key you generated in Wix (step 1)."]
     assert "The Account ID looks like" in errors["account_id"][0]
     assert "The Site ID is the id between" in errors["site_id"][0]
     assert len(wix_api.calls) == 0
+
+
+def test_an_empty_form_says_what_is_missing_on_each_field(client, merchant, wix_api):
+    response = client.post(URL, {"merchant": merchant.pk})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert errors["api_key"] == ["Enter the API key you generated in Wix (step 1)."]
+    assert "Enter your Account ID" in errors["account_id"][0] and "Enter your Site ID" in errors["site_id"][0]
+    assert "not in the expected format" not in response.content.decode()
+    assert len(wix_api.calls) == 0
+
+
+def test_wix_unreachable_keeps_every_field_and_the_key_for_the_next_try(client, merchant, wix_api):
+    wix_api.post(WIX_SITES_URL, body=requests.ConnectionError("connection refused"))
+    response = client.post(URL, form(merchant))
+    page = response.content.decode()
+    assert "Your entries are kept below (the API key too)" in page
+    assert f'value="{WIX_ACCOUNT_ID}"' in page and f'value="{WIX_SITE_ID}"' in page
+    assert_no_secret(page)  # the key itself never goes back to the browser...
+    assert f"ending in …{WIX_API_KEY[-4:]}" in page  # ...but the merchant sees it is kept
+    assert WIX_API_KEY not in str(client.session.get("portal.connect_wix.kept_api_key"))  # encrypted
+    # Wix is back: Connect again without pasting the key (Wix showed it only once).
+    wix_api.replace("POST", WIX_SITES_URL, json=wix_sites_body())
+    wix_api.get(WIX_PROPERTIES_URL, json=wix_properties_body())
+    again = client.post(URL, form(merchant, api_key=""))
+    assert again.status_code == 302
+    assert StoreConnection.objects.get(merchant=merchant).credentials["api_key"] == WIX_API_KEY
+    assert "portal.connect_wix.kept_api_key" not in client.session  # dropped once connected

@@ -154,3 +154,36 @@ def test_form_hints_are_tied_to_their_inputs():
         assert re.search(rf'<input[^>]*aria-describedby="id_{name}_helptext"[^>]*name="{name}"', page) or re.search(
             rf'<input[^>]*name="{name}"[^>]*aria-describedby="id_{name}_helptext"', page
         ), name
+
+
+def test_orders_can_be_found_by_order_number():
+    merchant = MerchantFactory()
+    wanted = BagFactory(merchant=merchant, external_id="00012345")
+    BagFactory(merchant=merchant, external_id="00099999")
+    elsewhere = BagFactory(external_id="00012345-other")  # another merchant's order: never listed
+    client = logged_in(portal_user(merchant))
+    for query in ("00012345", "#0001234", str(wanted.pk)):
+        response = client.get(reverse("portal:orders"), {"q": query})
+        assert [row.bag for row in response.context["bag_rows"]] == [wanted], query
+    assert elsewhere not in [row.bag for row in client.get(reverse("portal:orders"), {"q": "000"}).context["bag_rows"]]
+    nothing = client.get(reverse("portal:orders"), {"q": "nope"})
+    assert nothing.context["bag_rows"] == [] and "No order matches" in nothing.content.decode()
+    assert 'role="search"' in nothing.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("status", "financial", "label"),
+    [
+        ("REFUNDED", "REFUNDED", "Refunded"),
+        ("ACCEPTED", "PAID", "Accepted"),
+        ("PARTIALLY_REFUNDED", "PARTIALLY_REFUNDED", "Partially Refunded"),
+        ("ACCEPTED", "AUTHORIZED", "Accepted, payment authorized"),
+    ],
+)
+def test_an_order_has_one_status_never_doubled(status, financial, label):
+    merchant = MerchantFactory()
+    bag = BagFactory(merchant=merchant, status=status, financial_status=financial)
+    client = logged_in(portal_user(merchant))
+    [row] = client.get(reverse("portal:orders")).context["bag_rows"]
+    assert row.status_label == label
+    assert client.get(reverse("portal:order_detail", args=[bag.pk])).context["status_label"] == label

@@ -39,6 +39,7 @@ def notice_data(bag, client, **overrides):
         "reference": "RF-1001",
         "reason": "Mug arrived chipped",
         "form_token": form_token(client.get(report_url(bag))),
+        "confirmed": "yes",  # the review step's confirmation (tested on its own below)
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
@@ -121,6 +122,28 @@ def test_same_reference_from_a_fresh_form_returns_the_first_refund(client, bag):
     again = client.post(report_url(bag), notice_data(bag, client))  # new form token, same reference
     assert Refund.objects.filter(bag=bag).count() == 1
     assert again["Location"] == reverse("portal:refund_detail", args=[Refund.objects.get(bag=bag).pk])
+
+
+def test_same_reference_for_a_different_refund_is_refused_with_both_side_by_side(client, bag):
+    first = client.post(report_url(bag), notice_data(bag, client, tax_amount="0.25", shipping_amount="0"))
+    assert first.status_code == 302
+    again = client.post(report_url(bag), notice_data(bag, client, tax_amount="0.50", shipping_amount="0"))
+    assert again.status_code == 400
+    [refund] = Refund.objects.filter(bag=bag)  # the second refund was not recorded, nor swapped for the first
+    conflict = again.context["conflict"]
+    assert conflict.first == refund and conflict.reference == "RF-1001"
+    assert (conflict.first_amounts.tax, conflict.entered.tax) == ("0.25 USD", "0.50 USD")
+    assert conflict.suggested_reference == "RF-1001-2"
+    body = again.content.decode()
+    assert 'id="reference-conflict"' in body and "give it a new reference" in body
+    said = str(again.context["form"].errors["reference"])
+    assert f"Already used for refund {refund.pk}" in said and "give it a new reference" in said
+    # With a new reference, the second refund is recorded.
+    third = client.post(
+        report_url(bag), notice_data(bag, client, tax_amount="0.50", shipping_amount="0", reference="RF-1001-2")
+    )
+    assert third.status_code == 302
+    assert sorted(Refund.objects.filter(bag=bag).values_list("tax_amount", flat=True)) == [25, 50]
 
 
 def test_same_form_token_with_another_reference_returns_the_first_refund(client, bag):
@@ -234,17 +257,17 @@ def test_service_field_errors_map_onto_form_fields(bag):
     form.is_valid()
     form.add_service_errors(
         {
-            "sub_total_amount": ["11000 exceeds the 10000 still refundable."],
-            "shipping_amount": ["600 exceeds the 500 still refundable."],
-            "tax_amount": ["900 exceeds the 800 still refundable."],
+            "sub_total_amount": ["110.00 USD exceeds the 100.00 USD still refundable."],
+            "shipping_amount": ["6.00 USD exceeds the 5.00 USD still refundable."],
+            "tax_amount": ["9.00 USD exceeds the 8.00 USD still refundable."],
             "skus": ["quantity_refunded 3 for order_sku_id 9 exceeds the 2 left."],
             "amount": ["The refund amount must be greater than 0."],
         },
         "The refund is invalid.",
     )
-    assert "11000 exceeds" in str(form.errors["items_amount"])
-    assert "600 exceeds" in str(form.errors["shipping_amount"])
-    assert "900 exceeds" in str(form.errors["tax_amount"])
+    assert "110.00 USD exceeds" in str(form.errors["items_amount"])
+    assert "6.00 USD exceeds" in str(form.errors["shipping_amount"])
+    assert "9.00 USD exceeds" in str(form.errors["tax_amount"])
     assert "exceeds the 2 left" in str(form.errors["__all__"]) and "greater than 0" in str(form.errors["__all__"])
 
 
@@ -321,3 +344,26 @@ def test_an_option_2_order_links_to_the_report_form(client, bag):
 
 def test_sfcc_option_2_merchant_fixture_is_option_2():
     assert sfcc_merchant().sfcc_refund_mode == SfccRefundMode.MANUAL_NOTICE
+
+
+def test_a_valid_form_first_shows_the_review_with_the_amount_on_the_button(client, bag):
+    data = notice_data(bag, client, confirmed=None)
+    review = client.post(report_url(bag), data)
+    assert review.status_code == 200
+    assert not Refund.objects.filter(bag=bag).exists()  # nothing recorded before the confirmation
+    body = review.content.decode()
+    assert "Report refund of 59.00 USD" in body and 'name="confirmed" value="yes"' in body
+    # "Change something" goes back to the filled-in form, still nothing recorded.
+    edit = client.post(report_url(bag), {**data, "edit": "1"})
+    assert edit.status_code == 200 and edit.context["review"] is None
+    assert 'value="RF-1001"' in edit.content.decode()
+    confirmed = client.post(report_url(bag), {**data, "confirmed": "yes"})
+    assert confirmed.status_code == 302
+    assert Refund.objects.get(bag=bag).amount == 5900
+
+
+def test_report_a_refund_leads_the_order_page_with_what_is_left(client, bag):
+    body = client.get(reverse("portal:order_detail", args=[bag.pk])).content.decode()
+    top = body.index('id="report-refund-top"')
+    assert top < body.index("<h2>Items</h2>")
+    assert "Report a refund (up to 128.00 USD)" in body  # 2 × 50.00 + 15.00 + shipping 5.00 + tax 8.00

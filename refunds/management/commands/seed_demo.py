@@ -2,10 +2,10 @@
 
 One merchant per platform (Shopify, Ecwid, Wix with orders before and after 2024-04-22, BigCommerce,
 WooCommerce, SFCC in Option 1, Option 2 and with Salesforce Order Management), two channel apps,
-~60 orders (some with several bags) charged and paid out
-in the Stripe sandbox, and refunds in every status, moved through the real refund engine (faults
-injected into the sandbox produce the FAILED and PARTIALLY_COMPLETED ones). Running it again
-creates nothing new.
+~60 orders (some with several bags) charged and paid out in the Stripe sandbox, and refunds in every
+settled status, moved through the real refund engine (faults injected into the sandbox produce the
+FAILED and PARTIALLY_COMPLETED ones) and dated over the last 30 days. None is left PROCESSING: it
+would turn "stuck" by itself with nothing working on it. Running it again creates nothing new.
 """
 
 import datetime as dt
@@ -18,11 +18,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from platforms.models import Merchant, MerchantMembership, OmsConnection, StoreConnection
 from refunds import demo
-from refunds.models import App, AppMembership, Bag, BagStatus, Order, OrderSku, Refund, RefundSource
+from refunds.models import App, AppMembership, Bag, BagStatus, Order, OrderSku, Refund, RefundEvent, RefundSource
 from refunds.services import (
     RefundSkuLine,
     refund_cancel,
@@ -46,6 +47,23 @@ PRODUCTS = [
     ("Rain Shell Jacket", 15900),
     ("Organic Cotton Tee", 3400),
 ]
+
+
+DEMO_DAYS = 30
+
+
+def _spread_over_the_last_30_days(refund: Refund, index: int) -> None:
+    """Date a demo refund (and its trail) back 0-29 days, so the index's 30-day chart and the
+    timelines read like a month of work rather than one burst at `make run`."""
+    shift = dt.timedelta(days=(index * 7) % DEMO_DAYS, hours=index % 9)
+    if not shift:
+        return
+    Refund.objects.filter(pk=refund.pk).update(
+        date_created=F("date_created") - shift,
+        date_last_modified=F("date_last_modified") - shift,
+        date_completed=F("date_completed") - shift,
+    )
+    RefundEvent.objects.filter(refund=refund).update(date_created=F("date_created") - shift)
 
 
 class Command(BaseCommand):
@@ -247,7 +265,7 @@ class Command(BaseCommand):
             + [("full", "charge_already_refunded")] * 2
             + [("full", "charge_disputed")]
             + [("full", "balance_insufficient")] * 2
-            + [("processing", None)] * 2
+            + [("full", None)] * 2
             + [("external", None), ("canceled", None), ("channel", None), ("notice", None)]
         )
         created = 0
@@ -278,7 +296,9 @@ class Command(BaseCommand):
             if fault:
                 path = "/v1/transfers/*/reversals" if fault == "balance_insufficient" else "/v1/refunds"
                 ledger.inject_fault(fault, times=1, path=path)
-            deferred = kind in {"processing", "external", "canceled"}
+            # Every demo refund is settled when seeding ends: a PROCESSING one would turn "stuck" by
+            # itself REFUND_STUCK_AFTER_SECONDS later, with nothing in the demo working on it.
+            deferred = kind in {"external", "canceled"}
             result = refund_record(**kwargs, enqueue=not deferred)
             created += result.created
             if kind == "external":
@@ -289,4 +309,6 @@ class Command(BaseCommand):
                 refund_cancel(refund=result.refund, user=operator, note="Duplicate notice (demo).")
             if fault:
                 ledger.clear_faults()
+            if result.created:
+                _spread_over_the_last_30_days(result.refund, index)
         return created

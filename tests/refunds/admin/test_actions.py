@@ -68,7 +68,7 @@ def test_operator_sees_every_repair_action(operator_client):
     assert choices == list(REFUND_ACTIONS)
 
 
-@pytest.mark.parametrize("action", REFUND_ACTIONS)
+@pytest.mark.parametrize("action", [action for action in REFUND_ACTIONS if action != "cancel_refunds"])
 def test_choosing_an_action_only_shows_the_confirmation_page(operator_client, failed_refund, action):
     before = RefundEvent.objects.filter(refund=failed_refund).count()
     response = choose_action(operator_client, action, [failed_refund])
@@ -93,7 +93,7 @@ def test_retry_moves_the_money_and_names_the_operator(
     with django_capture_on_commit_callbacks(execute=True):  # the retry enqueues processing on commit
         response = confirm_action(operator_client, "retry_refunds", [failed_refund], note="Dispute closed")
     assert response.status_code == 302
-    assert messages_of(response) == ["1 retried."]
+    assert messages_of(response) == [f"Refund {failed_refund.pk} retried, now Processing."]
     failed_refund.refresh_from_db()
     assert failed_refund.status == RefundStatus.COMPLETED
     assert ShopperRefund.objects.get(refund=failed_refund).status == ShopperRefund.Status.SUCCEEDED
@@ -107,7 +107,10 @@ def test_retry_is_refused_for_a_completed_refund_and_reported_per_row(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = confirm_action(operator_client, "retry_refunds", [failed_refund, completed_refund])
-    assert messages_of(response) == [f"1 retried; refund {completed_refund.pk}: A COMPLETED refund cannot be retried."]
+    assert messages_of(response) == [
+        f"Refund {failed_refund.pk} retried, now Processing; "
+        f"refund {completed_refund.pk}: A COMPLETED refund cannot be retried."
+    ]
     assert status_of(completed_refund) == RefundStatus.COMPLETED
     assert events(completed_refund, RefundEvent.Kind.RETRY_REQUESTED) == []
     assert status_of(failed_refund) == RefundStatus.COMPLETED
@@ -128,7 +131,7 @@ def test_mark_external_settles_the_refund_with_the_note(operator_client, operato
     response = confirm_action(
         operator_client, "mark_refunds_external", [failed_refund], note="Merchant refunded by bank transfer"
     )
-    assert messages_of(response) == ["1 marked external."]
+    assert messages_of(response) == [f"Refund {failed_refund.pk} marked external, now External."]
     failed_refund.refresh_from_db()
     assert failed_refund.status == RefundStatus.EXTERNAL
     [event] = events(failed_refund, RefundEvent.Kind.MARKED_EXTERNAL)
@@ -159,7 +162,7 @@ def test_cancel_before_money_moved_releases_the_quantities(operator_client, oper
     assert OrderSku.objects.get(pk=sku.pk).quantity_refunded == 2
 
     response = confirm_action(operator_client, "cancel_refunds", [refund], note="Recorded twice")
-    assert messages_of(response) == ["1 canceled."]
+    assert messages_of(response) == [f"Refund {refund.pk} canceled, now Canceled."]
     assert status_of(refund) == RefundStatus.CANCELED
     assert OrderSku.objects.get(pk=sku.pk).quantity_refunded == 0
     [event] = events(refund, RefundEvent.Kind.CANCELED)
@@ -169,7 +172,11 @@ def test_cancel_before_money_moved_releases_the_quantities(operator_client, oper
 def test_cancel_is_refused_once_money_moved(operator_client, failed_refund, completed_refund):
     # The failed refund reversed both transfers before the shopper refund failed: money moved.
     confirmation = choose_action(operator_client, "cancel_refunds", [failed_refund])
-    assert "Money already moved" in confirmation.content.decode()
+    body = confirmation.content.decode()
+    assert "Will be refused: Money already moved" in body
+    # Nothing could be confirmed: the page offers no confirm button, only the way back.
+    assert confirmation.context["all_refused"] and 'id="confirm-operation"' not in body
+    assert 'id="operation-refused"' in body
 
     response = confirm_action(operator_client, "cancel_refunds", [failed_refund, completed_refund])
     assert messages_of(response) == [
@@ -185,7 +192,7 @@ def test_cancel_is_refused_once_money_moved(operator_client, failed_refund, comp
 
 def test_resolve_refund_errors_resolves_every_open_error(operator_client, operator, failed_refund):
     response = confirm_action(operator_client, "resolve_refund_errors", [failed_refund], note="Dispute lost")
-    assert messages_of(response) == ["1 had their errors resolved."]
+    assert messages_of(response) == [f"Refund {failed_refund.pk} had its open errors resolved, now Failed."]
     error = RefundError.objects.get(refund=failed_refund)
     assert (error.resolved, error.resolved_by) == (True, operator)
     assert error.date_resolved is not None
@@ -296,12 +303,16 @@ def test_refund_page_shows_the_operations_and_what_each_step_did(operator_client
         ("SHOPPER_REFUND", "failed"),
     ]
     assert panel["open_errors"] == 1
-    # Money moved (both reversals), so cancel is not offered; the open error can be resolved.
-    assert [op["title"] for op in response.context["refund_operations"]] == [
-        "Retry processing",
-        "Mark as settled outside the network",
-        "Resolve open errors",
+    # Money moved (both reversals), so cancel is disabled with the reason. The charge is disputed:
+    # the recommended step (resolve the error with a dispute note) leads, Retry does not.
+    operations = response.context["refund_operations"]
+    assert [(op["title"], op["enabled"], op["recommended"]) for op in operations] == [
+        ("Resolve open errors", True, True),
+        ("Retry processing", True, False),
+        ("Mark as settled outside the network", True, False),
+        ("Cancel (before any money moved)", False, False),
     ]
+    assert operations[-1]["refused_because"].startswith("Money already moved")
     body = response.content.decode()
     assert reverse("admin:refunds_refund_retry", args=[failed_refund.pk]) in body
     assert reverse("admin:refunds_refund_resolve_errors", args=[failed_refund.pk]) + "?error=" in body
@@ -322,7 +333,9 @@ def test_refund_page_shows_the_operations_and_what_each_step_did(operator_client
 def test_refund_page_offers_only_operations_that_can_apply(request, operator_client, refund_fixture, offered):
     refund = request.getfixturevalue(refund_fixture)
     response = operator_client.get(reverse("admin:refunds_refund_change", args=[refund.pk]))
-    assert [op["title"] for op in response.context["refund_operations"]] == offered
+    assert [op["title"] for op in response.context["refund_operations"] if op["enabled"]] == offered
+    disabled = [op for op in response.context["refund_operations"] if not op["enabled"]]
+    assert all(op["refused_because"] for op in disabled)
 
 
 def _linked_pk(refund, url_name):

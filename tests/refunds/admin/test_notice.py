@@ -155,7 +155,7 @@ def test_preview_of_an_already_recorded_reference_says_so(operator_client, sfcc_
     ("changes", "field", "message"),
     [
         ({"quantity": 3}, "sku_", "Ensure this value is less than or equal to 2."),
-        ({"shipping": "6.00"}, "shipping", "600 exceeds the 500 still refundable."),
+        ({"shipping": "6.00"}, "shipping", "6.00 USD exceeds the 5.00 USD still refundable."),
         ({"quantity": 0, "shipping": "0", "tax": "0"}, None, "amount: The refund amount must be greater than 0."),
         ({"shipping": "1.234"}, "shipping", "Ensure that there are no more than 2 decimal places."),
         ({"reference": ""}, "external_id", "This field is required."),
