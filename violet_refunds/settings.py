@@ -67,6 +67,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics answer any Host (probes reach a pod by its IP) and plain
+    # HTTP; they are served here before host validation and the HTTPS redirect (violet_refunds.health).
+    "violet_refunds.health.ProbeHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy (nonce per response) for the admin, the portal and the API docs.
     "violet_refunds.csp.ContentSecurityPolicyMiddleware",
@@ -169,7 +172,7 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 # Redirect plain-HTTP requests to HTTPS; SECURE_REDIRECT_EXEMPT (regexes on the path without its leading
 # slash) lets a load balancer's health check reach /healthz over HTTP.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$"])
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$", r"^readyz$"])
 # Strict-Transport-Security on HTTPS responses: one year, subdomains, preload consent (submitting the
 # domain to the browsers' preload list stays a separate, manual step).
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
@@ -318,6 +321,15 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": PARITY_CHECK_INTERVAL_SECONDS},
     },
 }
+
+# --- Operations: health (violet_refunds.health, violet_refunds.beat; issue #18) ---
+# Every beat writes a heartbeat to Redis (on its ticks, at least every 10 s); /readyz fails its "beat"
+# check when the latest is older than this.
+CELERY_BEAT_SCHEDULER = "violet_refunds.beat:HeartbeatScheduler"
+READYZ_BEAT_MAX_AGE_SECONDS = env.int("READYZ_BEAT_MAX_AGE_SECONDS", default=60)
+# Checks /readyz leaves out (database, migrations, broker, beat, encryption), e.g. "beat" for a web
+# readiness probe that should not take every web process out of rotation when beat is down.
+READYZ_SKIP_CHECKS = env.list("READYZ_SKIP_CHECKS", default=[])
 
 # --- Refund engine ---
 # A refund PROCESSING longer than this is considered stuck (lost message, dead worker) and re-enqueued.

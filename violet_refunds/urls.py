@@ -2,9 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
+from violet_refunds import health
 
 
 def server_error(request):
@@ -26,5 +24,6 @@ urlpatterns = [
     path("v1/", include("refunds.api.urls")),
     path("portal/", include("portal.urls")),
     path("webhooks/", include("platforms.urls")),
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]
