@@ -62,8 +62,11 @@ mypy-baseline: install-dev
 lint-imports: install-dev
 	$(VENV)/bin/lint-imports
 
+## A worker on every queue (development); QUEUE=refunds (platforms, notifications, periodic) for one
+## role's worker as in production (Procfile).
+QUEUE ?= refunds,platforms,notifications,periodic
 worker: install
-	$(VENV)/bin/celery -A violet_refunds worker --loglevel=INFO
+	$(VENV)/bin/celery -A violet_refunds worker -Q $(QUEUE) --loglevel=INFO
 
 beat: install
 	$(VENV)/bin/celery -A violet_refunds beat --loglevel=INFO

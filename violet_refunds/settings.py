@@ -10,7 +10,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from violet_refunds import deployment
+from violet_refunds import deployment, queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -280,10 +280,30 @@ PARITY_CHECK_CALLS_PER_MINUTE = {
     )
 }
 
+# --- Celery topology: one queue per role (violet_refunds.queues; issue #18), each consumed by its own
+# workers (README "Production shape", Procfile). Every task of the project is routed here
+# (tests/ops/test_celery_topology.py fails on one that is not).
+CELERY_TASK_ROUTES = {
+    "refunds.tasks.process_refund": {"queue": queues.REFUNDS},
+    "platforms.tasks.process_inbound_event": {"queue": queues.PLATFORMS},
+    "platforms.tasks.process_events_awaiting_bag": {"queue": queues.PLATFORMS},
+    "platforms.tasks.poll_platform_orders": {"queue": queues.PLATFORMS},
+    "platforms.tasks.check_platform_parity": {"queue": queues.PLATFORMS},
+    "notifications.tasks.deliver_webhook": {"queue": queues.NOTIFICATIONS},
+    "refunds.tasks.sweep_stuck_refunds": {"queue": queues.PERIODIC},
+    "platforms.tasks.requeue_received_events": {"queue": queues.PERIODIC},
+    "platforms.tasks.sweep_events_awaiting_order": {"queue": queues.PERIODIC},
+    "notifications.tasks.relay_webhook_deliveries": {"queue": queues.PERIODIC},
+}
+
+REFUND_SWEEP_INTERVAL_SECONDS = env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60)
+# Every entry carries `expires` equal to its period: a copy queued while no worker ran is dropped
+# instead of piling up (the next run finds the same work in the database anyway).
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",
-        "schedule": env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60),
+        "schedule": REFUND_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": REFUND_SWEEP_INTERVAL_SECONDS},
     },
     # Inbound events whose processing message was lost (never processed, or a retry overdue) are
     # re-enqueued from the database. Every half requeue age: an event with a lost message settles

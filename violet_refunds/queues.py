@@ -1,0 +1,24 @@
+"""The Celery queues, one per role (no Django here: the soak and prod-smoke harnesses read it before
+Django is configured). Routing of each task: CELERY_TASK_ROUTES in settings.
+
+- refunds: Stripe money movement (process_refund).
+- platforms: inbound platform events, and the beat jobs that call platform APIs (SFCC polling, the
+  parity check: minutes of rate-limited reads).
+- notifications: outbound webhook attempts (each may wait NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS on a
+  channel's server).
+- periodic: beat's short database sweeps, which must never wait behind the others.
+"""
+
+REFUNDS = "refunds"
+PLATFORMS = "platforms"
+NOTIFICATIONS = "notifications"
+PERIODIC = "periodic"
+
+QUEUES = (REFUNDS, PLATFORMS, NOTIFICATIONS, PERIODIC)
+# `-Q` of a worker that consumes every queue (development, the soak's chaos nodes).
+ALL_QUEUES = ",".join(QUEUES)
+
+
+def worker_command(queue: str, *, celery: str = "celery") -> list[str]:
+    """The production command of one role's worker (Procfile, README, make prod-smoke)."""
+    return [celery, "-A", "violet_refunds", "worker", "-Q", queue, "-n", f"{queue}@%h", "-l", "INFO"]
