@@ -70,6 +70,10 @@ MIDDLEWARE = [
     # First: /healthz, /readyz and /metrics answer any Host (probes reach a pod by its IP) and plain
     # HTTP; they are served here before host validation and the HTTPS redirect (violet_refunds.health).
     "violet_refunds.health.ProbeHostMiddleware",
+    # The request id (X-Request-ID, or a new one) in every log line of the request and its tasks.
+    "violet_refunds.logs.RequestIdMiddleware",
+    # Request latency per view for /metrics (violet_refunds.metrics).
+    "violet_refunds.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy (nonce per response) for the admin, the portal and the API docs.
     "violet_refunds.csp.ContentSecurityPolicyMiddleware",
@@ -520,11 +524,21 @@ API_REFRESH_TOKEN_TTL_SECONDS = env.int("API_REFRESH_TOKEN_TTL_SECONDS", default
 # CI sets REQUIRE_SERVICES=1: tests that need PostgreSQL or Redis fail (never skip) without them.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
 
+# --- Logs (violet_refunds.logs; issue #18): JSON lines with DEBUG off, plain text with DEBUG on ---
+# Every line carries the request id (X-Request-ID or a new one; also in the tasks a request enqueues)
+# and the ids of the refund, bag, app, store connection, task and Stripe request in hand.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "violet_refunds.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "violet_refunds.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
