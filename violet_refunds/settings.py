@@ -524,6 +524,46 @@ API_REFRESH_TOKEN_TTL_SECONDS = env.int("API_REFRESH_TOKEN_TTL_SECONDS", default
 # CI sets REQUIRE_SERVICES=1: tests that need PostgreSQL or Redis fail (never skip) without them.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
 
+# --- Error tracking and mail to operators (violet_refunds.sentry; issue #18) ---
+# SENTRY_DSN switches sentry-sdk on (Django, Celery and Redis integrations); every event is scrubbed of
+# our, channels' and stores' secrets before it leaves (violet_refunds.sentry.scrub_event).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=DEPLOYMENT_ID)
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    from violet_refunds import sentry
+
+    sentry.init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
+# Who receives the mail of a production 500 (Django's mail_admins), comma-separated: "Ops <ops@x.com>"
+# or a bare address.
+def _admin(entry: str) -> tuple[str, str]:
+    name, _, address = entry.strip().rpartition("<")
+    return (name.strip() or address.rstrip(">").strip(), address.rstrip(">").strip())
+
+
+ADMINS = [_admin(entry) for entry in env.list("ADMINS", default=[])]
+# The sender of mail to operators (errors) and to merchants (password reset).
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="violet-refunds@localhost")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=SERVER_EMAIL)
+# EMAIL_URL configures the mail backend in one variable (django-environ): smtp+tls://user:pass@host:587,
+# smtps://... (SSL), consolemail://, dummymail://. Without it EMAIL_BACKEND (console) stays.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    _email = env.email_url("EMAIL_URL")
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+    EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+
 # --- Logs (violet_refunds.logs; issue #18): JSON lines with DEBUG off, plain text with DEBUG on ---
 # Every line carries the request id (X-Request-ID or a new one; also in the tasks a request enqueues)
 # and the ids of the refund, bag, app, store connection, task and Stripe request in hand.
