@@ -564,6 +564,13 @@ if EMAIL_URL:
     EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
     EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 
+# --- Metrics (/metrics, observability; issue #18) ---
+# Who may scrape: a bearer token, or client addresses (CIDRs, after TRUSTED_PROXY_COUNT). Neither set:
+# nobody (401). Several processes per machine: PROMETHEUS_MULTIPROC_DIR (read by prometheus-client
+# from the environment) adds up the counters of every gunicorn worker and Celery process on it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+
 # --- Logs (violet_refunds.logs; issue #18): JSON lines with DEBUG off, plain text with DEBUG on ---
 # Every line carries the request id (X-Request-ID or a new one; also in the tasks a request enqueues)
 # and the ids of the refund, bag, app, store connection, task and Stripe request in hand.

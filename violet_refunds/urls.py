@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 
+from observability.views import metrics
 from violet_refunds import health
 
 
@@ -26,4 +27,5 @@ urlpatterns = [
     path("webhooks/", include("platforms.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]
