@@ -71,6 +71,13 @@ worker: install
 beat: install
 	$(VENV)/bin/celery -A violet_refunds beat --loglevel=INFO
 
+## The production shape on loopback, once (scripts/prod_smoke.py): gunicorn.conf.py, a worker per queue and
+## beat with DEBUG=false on a fresh PostgreSQL database and its own redis-server; one signed Shopify webhook to
+## a COMPLETED refund, a channel API read, /readyz and /metrics checked; everything stopped at the end.
+.PHONY: prod-smoke
+prod-smoke: install-dev
+	$(PY) scripts/prod_smoke.py
+
 ## Benchmarks: the product against the bare stack in one run (PostgreSQL + Redis on 127.0.0.1).
 ## QUICK=1: fewer rows, shorter runs.
 bench: install-dev

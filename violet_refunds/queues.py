@@ -19,6 +19,6 @@ QUEUES = (REFUNDS, PLATFORMS, NOTIFICATIONS, PERIODIC)
 ALL_QUEUES = ",".join(QUEUES)
 
 
-def worker_command(queue: str, *, celery: str = "celery") -> list[str]:
-    """The production command of one role's worker (Procfile, README, make prod-smoke)."""
-    return [celery, "-A", "violet_refunds", "worker", "-Q", queue, "-n", f"{queue}@%h", "-l", "INFO"]
+def worker_arguments(queue: str) -> list[str]:
+    """The arguments after `celery` of one role's worker (Procfile, README, make prod-smoke)."""
+    return ["-A", "violet_refunds", "worker", "-Q", queue, "-n", f"{queue}@%h"]

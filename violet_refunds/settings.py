@@ -89,6 +89,12 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+if not DEBUG:
+    # Static files straight from gunicorn (compressed, cacheable) after `collectstatic`: no proxy
+    # configuration needed. With DEBUG on, runserver serves them from the apps (no collectstatic).
+    _after_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
+    MIDDLEWARE.insert(_after_security, "whitenoise.middleware.WhiteNoiseMiddleware")
+
 AUTHENTICATION_BACKENDS = [
     # First: every login (API, portal, admin) counts against the per-IP and per-username rates.
     "violet_refunds.throttling.LoginThrottleBackend",
@@ -163,7 +169,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` writes here; whitenoise serves it (issue #18).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies (gzip, brotli when installed) next to each file; no manifest, so a page renders
+    # whether or not collectstatic ran (tests, make run).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 LOGIN_URL = "/portal/login/"
 LOGIN_REDIRECT_URL = "/portal/"

@@ -65,7 +65,7 @@ def test_every_beat_entry_expires_within_its_period():
 
 
 def test_a_role_worker_consumes_only_its_queue():
-    command = queues.worker_command("notifications")
+    command = queues.worker_arguments("notifications")
 
     assert command[command.index("-Q") + 1] == "notifications"
     assert "notifications@%h" in command

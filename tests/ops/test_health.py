@@ -165,3 +165,41 @@ def test_the_beat_scheduler_writes_a_heartbeat_on_its_tick(live_broker, tmp_path
     assert age is not None and 0 <= age < 30
     assert health.check_beat().ok
     scheduler.close()
+
+
+def test_with_debug_off_the_probes_come_first_and_whitenoise_serves_static_files():
+    """Settings are read once per process: a fresh interpreter with a production environment."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+    from django.conf import settings
+
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
+        "DEBUG": "false",
+        "SECRET_KEY": "x" * 60,
+        "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "STRIPE_SANDBOX_ALLOWED": "true",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/violet",
+    }
+    script = "import json, django; django.setup(); from django.conf import settings as s; "
+    script += "print(json.dumps({'middleware': s.MIDDLEWARE, 'log_format': s.LOG_FORMAT}))"
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, cwd=settings.BASE_DIR, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    reported = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert reported["middleware"][:5] == [
+        "violet_refunds.health.ProbeHostMiddleware",
+        "violet_refunds.logs.RequestIdMiddleware",
+        "violet_refunds.metrics.RequestLatencyMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    ]
+    assert reported["log_format"] == "json"
