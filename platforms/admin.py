@@ -8,24 +8,45 @@ those awaiting their order (AWAITING_ORDER: processed again once the bag exists)
 """
 
 import json
+from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db import models
-from django.urls import NoReverseMatch, reverse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from platforms import services
-from platforms.adapters.base import PayloadMalformed, PlatformDataInvalid
+from platforms import selectors, services
+from platforms.adapters.base import Delivery, PayloadMalformed, PlatformDataInvalid
 from platforms.adapters.wix import WixAdapter
-from platforms.models import InboundEvent, Merchant, MerchantMembership, Platform, StoreConnection
+from platforms.clients.base import PlatformUnavailable
+from platforms.models import (
+    InboundEvent,
+    Merchant,
+    MerchantMembership,
+    OmsConnection,
+    OmsSystem,
+    Platform,
+    PrivacyRequest,
+    StoreConnection,
+)
+from platforms.oms.connect import CheckedOmsCredentials, oms_connection_save, oms_credentials_check, oms_disconnect
+from platforms.privacy import compliance, disconnect, erasure
+from platforms.subscriptions import services as subscription_services
 from violet_refunds.admin import admin_link
 from violet_refunds.crypto import CredentialsUnreadable
+from violet_refunds.exceptions import ValidationFailed
 from violet_refunds.money import format_amount
 
 _SECRET_FIELDS = ("credentials", "webhook_secret")
+# What platforms.view_raw_payload guards (docs/privacy.md: who sees what).
+_RAW_FIELDS = ("headers_pretty", "body_pretty", "decoded_payload")
 
 
 class MerchantMembershipInline(admin.TabularInline):
@@ -94,26 +115,86 @@ class StoreConnectionForm(forms.ModelForm):
         return value
 
 
+# The admin index links here (refunds/admin/index.py): ?health=attention.
+HEALTH_PARAMETER = "health"
+HEALTH_ATTENTION = "attention"
+
+
+def connections_needing_attention():
+    return selectors.connections_needing_attention(
+        now=timezone.now(),
+        silent_after=timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+        min_bags=settings.STORE_SILENT_MIN_BAGS,
+    )
+
+
+class HealthFilter(admin.SimpleListFilter):
+    """Broken (credentials refused, a subscription failing) or silent (no webhook for
+    STORE_SILENT_AFTER_SECONDS although the network placed STORE_SILENT_MIN_BAGS bags with it)."""
+
+    title = "health"
+    parameter_name = HEALTH_PARAMETER
+
+    def lookups(self, request, model_admin):
+        return (
+            (HEALTH_ATTENTION, "Needs attention (broken or silent)"),
+            ("broken", "Broken subscriptions or credentials"),
+            ("silent", "Silent"),
+        )
+
+    def queryset(self, request, queryset):
+        if self.value() == HEALTH_ATTENTION:
+            return queryset.filter(pk__in=connections_needing_attention().values("pk"))
+        if self.value() == "broken":
+            return queryset.filter(pk__in=selectors.connections_broken().values("pk"))
+        if self.value() == "silent":
+            silent = selectors.connections_silent(
+                now=timezone.now(),
+                silent_after=timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+                min_bags=settings.STORE_SILENT_MIN_BAGS,
+            )
+            return queryset.filter(pk__in=silent.values("pk"))
+        return queryset
+
+
+# One confirmation syncs at most this many stores (each makes a few platform calls, in the request).
+SYNC_ACTION_MAX = 20
+
+
 @admin.register(StoreConnection)
 class StoreConnectionAdmin(admin.ModelAdmin):
     form = StoreConnectionForm
-    list_display = ("merchant", "platform", "status", "last_verified_at", "last_polled_at", "has_error")
-    list_filter = ("status", "merchant__platform")
+    list_display = (
+        "merchant",
+        "platform",
+        "status",
+        "last_verified_at",
+        "last_event_at",
+        "subscriptions_synced_at",
+        "last_polled_at",
+        "has_error",
+    )
+    list_filter = (HealthFilter, "status", "merchant__platform")
+    actions = ("sync_subscriptions",)
     search_fields = ("merchant__name", "public_id")
     list_select_related = ("merchant",)
     readonly_fields = (
         "public_id",
         "webhook_url",
+        "webhook_subscriptions",
         "stored_credentials",
         "stored_webhook_secret",
         "last_verified_at",
         "last_polled_at",
+        "last_event_at",
+        "subscriptions_synced_at",
         "last_error",
         "date_created",
         "date_last_modified",
     )
     fieldsets = (
         (None, {"fields": ("merchant", "status", "public_id", "webhook_url")}),
+        ("Webhook subscriptions (issue #24; kept by the subscription sync)", {"fields": ("webhook_subscriptions",)}),
         (
             "Secrets (never shown; stored encrypted)",
             {
@@ -127,7 +208,17 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         ),
         (
             "Health",
-            {"fields": ("last_verified_at", "last_polled_at", "last_error", "date_created", "date_last_modified")},
+            {
+                "fields": (
+                    "last_verified_at",
+                    "last_polled_at",
+                    "last_event_at",
+                    "subscriptions_synced_at",
+                    "last_error",
+                    "date_created",
+                    "date_last_modified",
+                )
+            },
         ),
     )
 
@@ -149,13 +240,41 @@ class StoreConnectionAdmin(admin.ModelAdmin):
     def webhook_url(self, connection):
         if not connection.pk or connection.merchant.platform == Platform.SFCC:
             return "- (polled, no webhooks)" if connection.pk else "-"
+        plan = subscription_services.subscription_plan(connection.merchant.platform)
+        if plan.delivery == Delivery.APP_LEVEL:
+            return "- (app-level: the app's one webhook URL, see the README)"
         try:
-            return reverse(
-                "platforms:webhook",
-                kwargs={"platform": connection.merchant.platform.lower(), "public_id": str(connection.public_id)},
-            )
+            return subscription_services.webhook_address(connection) or subscription_services.webhook_path(connection)
         except NoReverseMatch:
             return "-"
+
+    @admin.display(description="Subscriptions at the platform")
+    def webhook_subscriptions(self, connection):
+        """Each declared topic as the last sync found it (read-only: only the sync writes them)."""
+        rows = list(connection.subscriptions.all()) if connection.pk else []
+        if not rows:
+            return "None recorded yet (use the action \"Sync webhook subscriptions\")."
+        return format_html(
+            "<table><tr><th>Topic</th><th>State</th><th>Platform id</th><th>Address</th><th>Last verified</th>"
+            "<th>Last error</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        row.topic,
+                        row.get_state_display(),
+                        row.platform_id or "-",
+                        row.address or "-",
+                        date_format(timezone.localtime(row.last_verified_at), "DATETIME_FORMAT")
+                        if row.last_verified_at
+                        else "-",
+                        row.last_error or "-",
+                    )
+                    for row in rows
+                ),
+            ),
+        )
 
     @admin.display(description="Stored credentials")
     def stored_credentials(self, connection):
@@ -174,14 +293,94 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         except CredentialsUnreadable:
             return "Unreadable with the configured FIELD_ENCRYPTION_KEY."
 
+    actions = ("disconnect_selected",)
+
+    @admin.action(
+        description="Disconnect selected stores (wipe credentials and webhook secret)", permissions=("change",)
+    )
+    def disconnect_selected(self, request, queryset):
+        """Asks for confirmation first; each disconnect is written to the admin log."""
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/platforms/disconnect_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Disconnect stores?",
+                    "connections": list(queryset.select_related("merchant")),
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                    "opts": self.model._meta,
+                },
+            )
+        done = 0
+        for connection in queryset:
+            if disconnect.store_connection_disconnect(
+                connection=connection,
+                actor=f"operator:{request.user.get_username()}",
+                reason="disconnected in the admin",
+            ):
+                self.log_change(request, connection, "Disconnected: credentials and webhook secret wiped.")
+                done += 1
+        self.message_user(request, f"Disconnected {done} store(s).", messages.SUCCESS)
+        return None
+
     def save_model(self, request, obj, form, change):
+        reconnecting = (
+            change
+            and form.initial.get("status") in (StoreConnection.Status.DISCONNECTED, StoreConnection.Status.INVALID)
+            and obj.status == StoreConnection.Status.CONNECTED
+        )
+        if change and obj.status == StoreConnection.Status.DISCONNECTED and form.initial.get("status") != obj.status:
+            obj.status = form.initial.get("status")  # through the one disconnect service instead
+            super().save_model(request, obj, form, change)
+            disconnect.store_connection_disconnect(
+                connection=obj, actor=f"operator:{request.user.get_username()}", reason="status set in the admin"
+            )
+            return
+        if reconnecting:
+            obj.status = form.initial.get("status")  # the reconnect service sets CONNECTED, with a fresh secret
         super().save_model(request, obj, form, change)
+        if reconnecting:
+            disconnect.store_connection_reconnect(
+                connection=obj, webhook_secret=form.cleaned_data.get("replace_webhook_secret") or None
+            )
         new_secret = form.cleaned_data.get("replace_webhook_secret")
         new_credentials = form.cleaned_data.get("replace_credentials")
         if new_secret or new_credentials:
+            # Also syncs the store's webhook subscriptions (issue #24).
             services.store_connection_replace_secrets(
                 connection=obj, webhook_secret=new_secret or None, credentials=new_credentials
             )
+        elif not change or "status" in form.changed_data:
+            # A store connected here without new secrets: its subscriptions are synced all the same.
+            subscription_services.subscriptions_sync_later(obj)
+
+    @admin.action(description="Sync webhook subscriptions of selected stores", permissions=("change",))
+    def sync_subscriptions(self, request, queryset):
+        """Confirmed first; each sync is recorded in the admin log (the connection's history)."""
+        connections = list(queryset.select_related("merchant").order_by("pk")[: SYNC_ACTION_MAX + 1])
+        if len(connections) > SYNC_ACTION_MAX:
+            self.message_user(request, f"Select at most {SYNC_ACTION_MAX} stores at a time.", messages.ERROR)
+            return None
+        if request.POST.get("confirmed") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Sync webhook subscriptions?",
+                "opts": self.model._meta,
+                "connections": connections,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action": "sync_subscriptions",
+            }
+            return TemplateResponse(request, "admin/platforms/storeconnection/confirm_sync_subscriptions.html", context)
+        for connection in connections:
+            # Secrets are needed for the calls: read the full row, not the admin's deferred one.
+            full = StoreConnection.objects.select_related("merchant").get(pk=connection.pk)
+            result = subscription_services.subscriptions_sync(full)
+            summary = f"Webhook subscriptions synced by {request.user}: {result.summary()}"
+            self.log_change(request, full, summary[:1000])
+            level = messages.ERROR if result.errors else messages.SUCCESS
+            self.message_user(request, f"{full.merchant}: {result.summary()}", level)
+        return None
 
 
 def _pretty(text: str) -> str:
@@ -243,7 +442,7 @@ class InboundEventAdmin(admin.ModelAdmin):
         ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Awaiting its order", {"fields": ("order_id", "awaiting_since")}),
         ("Outcome", {"fields": ("outcome", "linked_refunds", "error", "traceback")}),
-        ("Delivery", {"fields": ("date_created", "remote_ip", "headers_pretty", "body_pretty", "decoded_payload")}),
+        ("Delivery", {"fields": ("date_created", "remote_ip", "body_sha256", "redacted_at", *_RAW_FIELDS)}),
     )
     readonly_fields = (
         "platform",
@@ -265,13 +464,22 @@ class InboundEventAdmin(admin.ModelAdmin):
         "traceback",
         "date_created",
         "remote_ip",
-        "headers_pretty",
-        "body_pretty",
-        "decoded_payload",
+        "body_sha256",
+        "redacted_at",
+        *_RAW_FIELDS,
     )
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer(*(f"connection__{name}" for name in _SECRET_FIELDS))
+
+    def get_fieldsets(self, request, obj=None):
+        """Raw bodies and headers only for platforms.view_raw_payload (operators, not viewers)."""
+        if request.user.has_perm("platforms.view_raw_payload"):
+            return self.fieldsets
+        return tuple(
+            (name, {**options, "fields": tuple(f for f in options["fields"] if f not in _RAW_FIELDS)})
+            for name, options in self.fieldsets
+        )
 
     def has_add_permission(self, request):
         return False  # events arrive through the webhook receiver and the poller only
@@ -295,13 +503,15 @@ class InboundEventAdmin(admin.ModelAdmin):
     def headers_pretty(self, event):
         return format_html("<pre>{}</pre>", json.dumps(event.headers, indent=2, sort_keys=True))
 
-    @admin.display(description="Raw body (as received)")
+    @admin.display(description="Raw body (as received, less capability fields)")
     def body_pretty(self, event):
+        if event.redacted_at:
+            return f"Redacted {date_format(timezone.localtime(event.redacted_at), 'DATETIME_FORMAT')} (privacy)."
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", _pretty(event.body))
 
     @admin.display(description="Decoded payload")
     def decoded_payload(self, event):
-        if event.platform != Platform.WIX:
+        if event.platform != Platform.WIX or event.redacted_at:
             return "- (the raw body is the payload)"
         try:
             decoded = WixAdapter().decoded_event(event.body)
@@ -327,3 +537,209 @@ class InboundEventAdmin(admin.ModelAdmin):
         unsettled = counts.get(InboundEvent.Status.FAILED) or counts.get(InboundEvent.Status.RETRYING)
         level = messages.WARNING if unsettled else messages.SUCCESS
         self.message_user(request, f"Replayed {sum(counts.values())} event(s): {summary}.", level)
+
+
+# --- SFCC merchants' order management systems (issue #25) -------------------------------------------
+
+
+class OmsConnectionForm(forms.ModelForm):
+    """An operator enters the org's My Domain URL and the connected app's credentials; they are
+    checked with real calls (token + test query) before anything is saved, and never shown again."""
+
+    client_id = forms.CharField(label="Consumer key", widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    client_secret = forms.CharField(
+        label="Consumer secret", widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+    )
+
+    class Meta:
+        model = OmsConnection
+        fields = ("merchant", "system", "base_url")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        merchant_field = self.fields.get("merchant")
+        if isinstance(merchant_field, forms.ModelChoiceField):
+            merchant_field.queryset = Merchant.objects.filter(platform=Platform.SFCC)
+        self.checked: CheckedOmsCredentials | None = None
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        merchant = cleaned.get("merchant") or getattr(self.instance, "merchant", None)
+        if self.errors or merchant is None:
+            return cleaned
+        try:
+            self.checked = oms_credentials_check(
+                merchant=merchant,
+                base_url=cleaned.get("base_url", ""),
+                client_id=cleaned.get("client_id", ""),
+                client_secret=cleaned.get("client_secret", ""),
+                system=cleaned.get("system") or OmsSystem.SALESFORCE_OM,
+            )
+        except ValidationFailed as exc:
+            for name, texts in exc.field_errors.items():
+                for text in texts:
+                    self.add_error(name if name in self.fields else None, text)
+            self.add_error(None, exc.message)
+        except PlatformUnavailable:
+            self.add_error(None, "The order management system could not be reached. Nothing was saved; try again.")
+        return cleaned
+
+
+@admin.register(OmsConnection)
+class OmsConnectionAdmin(admin.ModelAdmin):
+    form = OmsConnectionForm
+    list_display = (
+        "merchant",
+        "system",
+        "status",
+        "base_url",
+        "cursor",
+        "last_run_at",
+        "last_success_at",
+        "backoff_until",
+        "short_error",
+    )
+    list_filter = ("status", "system")
+    search_fields = ("merchant__name", "base_url")
+    list_select_related = ("merchant",)
+    readonly_fields = (
+        "status",
+        "last_verified_at",
+        "cursor",
+        "last_run_at",
+        "last_success_at",
+        "last_error",
+        "backoff_until",
+        "api_usage",
+        "date_created",
+        "date_last_modified",
+    )
+    actions = ("disconnect",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("credentials")
+
+    def get_fieldsets(self, request, obj=None):
+        return (
+            (None, {"fields": ("merchant", "system", "base_url", "client_id", "client_secret", "status")}),
+            (
+                "Discovery",
+                {
+                    "fields": (
+                        "cursor",
+                        "last_run_at",
+                        "last_success_at",
+                        "last_error",
+                        "backoff_until",
+                        "api_usage",
+                        "last_verified_at",
+                    )
+                },
+            ),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return (*self.readonly_fields, "merchant") if obj else self.readonly_fields
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return (obj.last_error or "")[:120]
+
+    def save_model(self, request, obj, form, change):
+        # The checked credentials are saved by the service (encrypted, merchant switched to the OMS mode).
+        saved = oms_connection_save(merchant=obj.merchant, checked=form.checked, user=request.user)
+        obj.pk = saved.pk
+        obj.credentials = None
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disconnect instead: the credentials are wiped, the history stays
+
+    @admin.action(description="Disconnect (wipe credentials; merchant back to Option 2)")
+    def disconnect(self, request, queryset):
+        for oms in queryset.select_related("merchant"):
+            oms_disconnect(merchant=oms.merchant, user=request.user)
+        self.message_user(request, f"{queryset.count()} connection(s) disconnected.", messages.SUCCESS)
+
+
+class PrivacyRequestForm(forms.ModelForm):
+    """An operator's erasure: a shopper's e-mail and/or our order ids (comma separated)."""
+
+    email = forms.EmailField(required=False, help_text="The shopper's e-mail (not stored; only its hash is).")
+    orders = forms.CharField(required=False, help_text="Our order ids, comma separated.")
+
+    class Meta:
+        model = PrivacyRequest
+        fields = ()
+
+    def clean_orders(self):
+        raw = self.cleaned_data["orders"]
+        try:
+            return tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+        except ValueError as exc:
+            raise forms.ValidationError("Enter order ids separated by commas.") from exc
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        if not cleaned.get("email") and not cleaned.get("orders"):
+            raise forms.ValidationError("Give the shopper's e-mail or at least one order id.")
+        return cleaned
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin):
+    """Privacy requests by due date; "Add" records and performs an operator's erasure (audited:
+    the request row and the admin log keep who erased what, without the shopper's e-mail)."""
+
+    list_display = ("id", "kind", "state", "merchant", "platform", "due_at", "completed_at", "requested_by")
+    list_filter = ("state", "kind", "platform")
+    search_fields = ("delivery_id", "shop_domain", "customer_external_id", "email_sha256")
+    ordering = ("state", "due_at")
+    actions = ("process_selected",)
+    readonly_fields = (
+        "kind",
+        "state",
+        "platform",
+        "merchant",
+        "delivery_id",
+        "shop_domain",
+        "customer_external_id",
+        "email_sha256",
+        "order_ids",
+        "due_at",
+        "completed_at",
+        "outcome",
+        "requested_by",
+        "export",
+        "date_created",
+    )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = PrivacyRequestForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("email", "orders") if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        email, orders = form.cleaned_data.get("email") or "", form.cleaned_data.get("orders") or ()
+        result = erasure.shopper_erase(email=email, order_ids=orders)
+        now = timezone.now()
+        obj.kind = PrivacyRequest.Kind.ERASURE
+        obj.state = PrivacyRequest.State.DONE
+        obj.email_sha256 = erasure.email_sha256(email)
+        obj.order_ids = [str(pk) for pk in result.order_ids]
+        obj.due_at = now
+        obj.completed_at = now
+        obj.outcome = result.describe()
+        obj.requested_by = f"operator:{request.user.get_username()}"
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Process selected requests now", permissions=("change",))
+    def process_selected(self, request, queryset):
+        for privacy_request in queryset:
+            compliance.privacy_request_process(privacy_request.pk)
+        self.message_user(request, f"Processed {queryset.count()} request(s).", messages.SUCCESS)

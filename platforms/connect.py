@@ -24,7 +24,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from platforms import selectors
 from platforms.clients.wix import GUID_PATTERN, WixCredentialsInvalid, validate_wix_credentials
-from platforms.models import Merchant, Platform, StoreConnection
+from platforms.models import Merchant, Platform, StoreConnection, new_webhook_secret
+from platforms.subscriptions.services import subscriptions_sync_later
 from violet_refunds.exceptions import ValidationFailed
 
 logger = logging.getLogger(__name__)
@@ -109,11 +110,21 @@ def connect_store(*, merchant: Merchant, credentials: Mapping[str, str], user=No
         connection, created = StoreConnection.objects.defer("credentials", "webhook_secret").get_or_create(
             merchant=merchant
         )
+        fields = ["credentials", "status", "last_verified_at", "last_error", "date_last_modified"]
+        if not created and connection.status in (StoreConnection.Status.DISCONNECTED, StoreConnection.Status.INVALID):
+            # Reconnecting after a disconnect (its secret was wiped) or revoked access: a fresh webhook
+            # secret, as a new connection gets (issue #22).
+            connection.webhook_secret = new_webhook_secret()
+            connection.disconnected_at = None
+            connection.disconnect_reason = ""
+            fields += ["webhook_secret", "disconnected_at", "disconnect_reason"]
         connection.credentials = stored
         connection.status = StoreConnection.Status.CONNECTED
         connection.last_verified_at = now
         connection.last_error = ""
-        connection.save(update_fields=["credentials", "status", "last_verified_at", "last_error", "date_last_modified"])
+        connection.save(update_fields=fields)
+        # Issue #24: its webhook subscriptions, in a worker once this commits.
+        subscriptions_sync_later(connection)
     logger.info(
         "Store of merchant %s connected (%s site %r) by user %s",
         merchant.pk,

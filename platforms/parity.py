@@ -42,6 +42,7 @@ from platforms import selectors
 from platforms.adapters import get_adapter
 from platforms.adapters.base import EventIgnored, OrderState, PlatformDataInvalid
 from platforms.clients.base import PlatformClientError, PlatformNotFound, PlatformUnavailable
+from platforms.privacy.disconnect import connection_auth_failure
 from platforms.services import order_reconcile
 from refunds.models import Bag, BagStatus, RefundSource
 
@@ -100,6 +101,14 @@ def bags_parity_check(*, now: datetime | None = None, pacer: Pacer | None = None
         recent_checked_before=now - timedelta(seconds=settings.PARITY_CHECK_RECENT_EVERY_SECONDS),
         slow_checked_before=now - timedelta(seconds=settings.PARITY_CHECK_SLOW_ROUND_SECONDS),
         limit=settings.PARITY_CHECK_BATCH_SIZE,
+        # Issue #24: a store that went silent (or whose subscriptions broke) is read first.
+        first_merchant_ids=list(
+            selectors.connections_needing_attention(
+                now=now,
+                silent_after=timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+                min_bags=settings.STORE_SILENT_MIN_BAGS,
+            ).values_list("merchant_id", flat=True)
+        ),
     )
     queues: dict[str, deque[Bag]] = {}
     for bag in bags:
@@ -162,6 +171,7 @@ def bag_parity_check(bag: Bag, *, now: datetime | None = None) -> BagParity:
     except (PlatformClientError, PlatformDataInvalid, EventIgnored) as exc:
         message = getattr(exc, "message", None) or str(exc)
         logger.warning("Parity check of bag %s failed: %s", bag.pk, message)
+        connection_auth_failure(connection, exc)  # a 401: INVALID, the merchant is told
         _consolidated(bag, now)
         return BagParity(error=message)
     was_canceled = bag.status == BagStatus.CANCELED

@@ -5,11 +5,20 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 
-from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode, StoreConnection
+from platforms.models import (
+    InboundEvent,
+    Merchant,
+    Platform,
+    PrivacyRequest,
+    SfccRefundMode,
+    StoreConnection,
+    WebhookSubscription,
+)
 from refunds.models import Bag, BagStatus, OrderSku, Refund
 
 # Webhook deliveries for one store arrive in bursts; reading (and decrypting) its connection for each
@@ -165,11 +174,14 @@ def bags_for_parity_check(
     recent_checked_before: datetime,
     slow_checked_before: datetime,
     limit: int,
+    first_merchant_ids: Sequence[int] = (),
 ) -> list[Bag]:
     """Bags whose platform order the parity check reads now: recently created or changed ones whose
     last check is older than `recent_checked_before`, then open ones not checked since
     `slow_checked_before`; never checked first, then the longest unchecked. Only bags with a
-    platform order id, of a CONNECTED store of one of `platforms`, never SFCC Option 2."""
+    platform order id, of a CONNECTED store of one of `platforms`, never SFCC Option 2. Within each
+    group, bags of `first_merchant_ids` (silent stores, issue #24) come first."""
+    first = Case(When(merchant_id__in=list(first_merchant_ids), then=Value(0)), default=Value(1))
     base = (
         Bag.objects.select_related("merchant__connection")
         .filter(
@@ -180,7 +192,7 @@ def bags_for_parity_check(
         .exclude(external_id="")
         .exclude(merchant__sfcc_refund_mode=SfccRefundMode.MANUAL_NOTICE)
         .exclude(status__in=(BagStatus.REFUNDED, BagStatus.REJECTED))
-        .order_by(F("date_last_consolidated").asc(nulls_first=True), "pk")
+        .order_by(first, F("date_last_consolidated").asc(nulls_first=True), "pk")
     )
     recent = list(
         base.filter(Q(date_created__gte=recent_since) | Q(date_last_modified__gte=recent_since)).filter(
@@ -204,3 +216,61 @@ def sfcc_connections_to_poll() -> QuerySet[StoreConnection]:
         merchant__sfcc_refund_mode=SfccRefundMode.CANCEL_AS_REFUND,
         status=StoreConnection.Status.CONNECTED,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# Store health (issue #24): broken subscriptions, silent stores
+# --------------------------------------------------------------------------------------------------
+
+
+def _webhook_platforms() -> list[str]:
+    # Imported here: the adapters import this module.
+    from platforms.adapters import ADAPTERS
+
+    return [platform for platform, adapter in ADAPTERS.items() if adapter.receives_webhooks]
+
+
+def connections_broken() -> QuerySet[StoreConnection]:
+    """Connections an operator must look at now: credentials refused (INVALID), or a connected
+    store with a webhook subscription whose last sync failed."""
+    failing = WebhookSubscription.objects.filter(connection=OuterRef("pk"), state=WebhookSubscription.State.ERROR)
+    return StoreConnection.objects.filter(
+        Q(status=StoreConnection.Status.INVALID) | (Q(status=StoreConnection.Status.CONNECTED) & Exists(failing))
+    )
+
+
+def connections_silent(*, now: datetime, silent_after: timedelta, min_bags: int) -> QuerySet[StoreConnection]:
+    """Connected webhook stores from which nothing arrived for `silent_after` (counting from the
+    connection's creation when nothing ever did) although the network placed at least `min_bags`
+    bags with them in that time: their subscriptions are probably gone."""
+    since = now - silent_after
+    recent_bags = (
+        Bag.objects.filter(merchant_id=OuterRef("merchant_id"), date_created__gte=since)
+        .order_by()
+        .values("merchant_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        StoreConnection.objects.filter(
+            status=StoreConnection.Status.CONNECTED, merchant__platform__in=_webhook_platforms()
+        )
+        .filter(Q(last_event_at__lt=since) | Q(last_event_at__isnull=True, date_created__lt=since))
+        .annotate(recent_bags=Coalesce(Subquery(recent_bags, output_field=IntegerField()), Value(0)))
+        .filter(recent_bags__gte=max(min_bags, 1))
+    )
+
+
+def connections_needing_attention(
+    *, now: datetime, silent_after: timedelta, min_bags: int
+) -> QuerySet[StoreConnection]:
+    """Broken or silent connections (the admin triage card and its filtered list)."""
+    silent = connections_silent(now=now, silent_after=silent_after, min_bags=min_bags)
+    return StoreConnection.objects.filter(Q(pk__in=connections_broken().values("pk")) | Q(pk__in=silent.values("pk")))
+
+
+def privacy_data_requests_for_merchants(merchant_ids: Iterable[int]) -> QuerySet[PrivacyRequest]:
+    """Customer data requests of these merchants (the portal's Privacy requests page), newest first."""
+    return PrivacyRequest.objects.filter(
+        merchant_id__in=list(merchant_ids), kind=PrivacyRequest.Kind.CUSTOMER_DATA_REQUEST
+    ).order_by("-date_created")

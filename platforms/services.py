@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ import redis.exceptions
 import requests
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from payments.gateway import TransientGatewayError
@@ -51,6 +52,8 @@ from platforms.adapters.base import (
 )
 from platforms.clients.base import PlatformClientError
 from platforms.models import InboundEvent, StoreConnection
+from platforms.privacy import disconnect, ingest
+from platforms.subscriptions.services import subscriptions_sync_later
 from refunds.models import Bag, Refund, RefundSource
 from refunds.services import (
     PlatformRefundRequest,
@@ -79,7 +82,8 @@ REQUEUE_BATCH_SIZE = 500
 def store_connection_replace_secrets(
     *, connection: StoreConnection, webhook_secret: str | None = None, credentials: dict | None = None
 ) -> StoreConnection:
-    """Replace the webhook secret and/or the platform credentials (both stored encrypted)."""
+    """Replace the webhook secret and/or the platform credentials (both stored encrypted); the
+    store's webhook subscriptions are then synced (a rotated secret is registered at the platform)."""
     update_fields = ["date_last_modified"]
     if webhook_secret is not None:
         connection.webhook_secret = webhook_secret
@@ -89,6 +93,7 @@ def store_connection_replace_secrets(
         update_fields.append("credentials")
     if len(update_fields) > 1:
         connection.save(update_fields=update_fields)
+        subscriptions_sync_later(connection)
     return connection
 
 
@@ -129,7 +134,9 @@ def event_ingest(
                 event_id=envelope.event_id,
                 topic=envelope.topic[:255],
                 headers=headers,
-                body=body,
+                # Least data (platforms.privacy.ingest): capability values stripped, the hash kept.
+                body=ingest.strip_capabilities(body),
+                body_sha256=ingest.body_sha256(body),
                 remote_ip=remote_ip,
             )
             transaction.on_commit(lambda: _enqueue_processing(event.pk))
@@ -137,8 +144,40 @@ def event_ingest(
         existing = InboundEvent.objects.filter(platform=platform, event_id=envelope.event_id).first()
         if existing is None:
             raise
+        if connection is not None:
+            connection_heard_from(connection.pk)
         return IngestResult(event=existing, created=False)
+    if connection is not None:
+        connection_heard_from(connection.pk)
     return IngestResult(event=event, created=True)
+
+
+# A delivery sets its connection's last_event_at (issue #24: a silent store must be noticed), at most
+# once per LAST_EVENT_MARK_INTERVAL per process and store: the webhook hot path pays one UPDATE a
+# minute per busy store, not one per delivery; the UPDATE's own condition skips it when another
+# process wrote it within the interval.
+LAST_EVENT_MARK_INTERVAL = timedelta(seconds=60)
+_LAST_EVENT_MARKS_MAX = 10_000
+_last_event_marked: dict[int, float] = {}
+
+
+def connection_heard_from(connection_id: int) -> None:
+    clock = time.monotonic()
+    marked = _last_event_marked.get(connection_id)
+    if marked is not None and clock - marked < LAST_EVENT_MARK_INTERVAL.total_seconds():
+        return
+    if len(_last_event_marked) >= _LAST_EVENT_MARKS_MAX:
+        _last_event_marked.clear()
+    _last_event_marked[connection_id] = clock
+    now = timezone.now()
+    StoreConnection.objects.filter(pk=connection_id).filter(
+        Q(last_event_at__isnull=True) | Q(last_event_at__lt=now - LAST_EVENT_MARK_INTERVAL)
+    ).update(last_event_at=now)
+
+
+def connection_heard_from_marks_clear() -> None:
+    """Forget which stores this process marked recently (tests)."""
+    _last_event_marked.clear()
 
 
 def _enqueue_processing(event_id: int) -> None:
@@ -301,6 +340,8 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
         reason = _not_due_reason(event, timezone.now())
         if reason:
             return ProcessingResult(event, skipped=reason)
+    if event.redacted_at is not None:
+        return ProcessingResult(event, skipped="its body was redacted (privacy): nothing left to process")
     InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
@@ -308,8 +349,9 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
     except OrderUnknown as exc:
         return ProcessingResult(_await_order(event, exc))
     except EventIgnored as exc:
-        return ProcessingResult(_finish(event, InboundEvent.Status.IGNORED, outcome=exc.reason))
+        return ProcessingResult(_settle_ignored(event, outcome=exc.reason))
     except Exception as exc:
+        disconnect.connection_auth_failure(event.connection, exc)
         if processing_error_is_transient(exc):
             logger.warning("Inbound event %s: transient error, will retry: %s", event.pk, exc, exc_info=True)
             if _is_database_error(exc):
@@ -328,8 +370,18 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
     # PROCESSED when this event's refunds exist (recorded now, or by an earlier run of the same
     # event), so a replay or a concurrent duplicate run never downgrades the outcome.
     own = result.recorded or any(r.inbound_event_id == event.pk for r in result.already_recorded)
-    status = InboundEvent.Status.PROCESSED if own else InboundEvent.Status.IGNORED
-    return ProcessingResult(_finish(event, status, outcome=result.outcome))
+    if not own:
+        return ProcessingResult(_settle_ignored(event, outcome=result.outcome))
+    return ProcessingResult(_finish(event, InboundEvent.Status.PROCESSED, outcome=result.outcome))
+
+
+def _settle_ignored(event: InboundEvent, *, outcome: str) -> InboundEvent:
+    """IGNORED: the event implies no refund, so its body and headers are not kept
+    (platforms.privacy.ingest.event_minimize: ids, topic, outcome and the body hash stay)."""
+    _finish(event, InboundEvent.Status.IGNORED, outcome=outcome)
+    if ingest.event_minimize(event):
+        event.refresh_from_db(fields=["body", "headers", "remote_ip", "redacted_at"])
+    return event
 
 
 def _not_due_reason(event: InboundEvent, now: datetime) -> str:
@@ -461,6 +513,9 @@ def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
         raise EventIgnored(f"No adapter for platform {event.platform}.")
     if event.connection is None:
         event.connection = _connection_for_app_level_event(event, adapter)
+    if event.connection.status == StoreConnection.Status.DISCONNECTED:
+        # Accepted in the seconds a receiver's connection cache still held the old secret.
+        raise EventIgnored(f"The store connection of {event.connection.merchant} is disconnected.")
     state = adapter.order_state(event)
     merchant = event.connection.merchant
     bag = selectors.bag_for_platform_order(merchant, state.order_ids)
@@ -689,6 +744,7 @@ def platform_orders_poll(*, now=None) -> list[PollResult]:
                 result = adapter.connection_poll(connection, now=now or timezone.now(), ingest=_ingest_polled)
             except PlatformClientError as exc:
                 logger.warning("Polling %s failed: %s", connection, exc.message)
+                disconnect.connection_auth_failure(connection, exc)
                 StoreConnection.objects.filter(pk=connection.pk).update(last_error=exc.message[:2000])
                 results.append(PollResult(connection_id=connection.pk, error=exc.message))
                 continue

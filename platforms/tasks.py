@@ -94,3 +94,50 @@ def check_platform_parity() -> int:
     from platforms import parity
 
     return parity.bags_parity_check().refunds_found
+
+
+@shared_task(ignore_result=True)
+def sync_store_subscriptions(connection_id: int) -> str:
+    """A store was connected or its secret replaced: make its webhook subscriptions as declared."""
+    from platforms.subscriptions import services
+
+    result = services.subscriptions_sync_by_id(connection_id)
+    return result.summary() if result is not None else "MISSING"
+
+
+@shared_task(ignore_result=True)
+def sync_due_store_subscriptions() -> int:
+    """Beat: the stores whose subscriptions were last compared a day ago (a bounded batch per run).
+    Returns the write calls made."""
+    from platforms.subscriptions import services
+
+    return sum(result.writes for result in services.subscriptions_sync_due())
+
+
+@shared_task(ignore_result=True)
+def discover_oms_refunds() -> int:
+    """Beat: read each connected order management system's refunds since its cursor (issue #25).
+    Returns events created."""
+    from platforms.oms import discovery
+
+    return sum(run.events_created for run in discovery.oms_refunds_discover())
+
+
+@shared_task(ignore_result=True)
+def process_privacy_request(request_id: int) -> str:
+    """Do one privacy request (Shopify compliance webhook) recorded by the receiver."""
+    from platforms.privacy import compliance
+
+    request = compliance.privacy_request_process(request_id)
+    return request.state if request is not None else "MISSING"
+
+
+@shared_task(ignore_result=True)
+def apply_data_retention() -> str:
+    """Beat, daily: retention (docs/privacy.md), then any privacy request whose message was lost."""
+    from platforms.privacy import compliance, retention
+
+    result = retention.retention_apply()
+    compliance.privacy_requests_open_process()
+    logger.info("%s", result.describe())
+    return result.describe()

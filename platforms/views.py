@@ -12,6 +12,14 @@ Two kinds of URL:
   to the connection with that `external_store_id`. A store no connection names is still stored and
   answered 200 (the platform would retry for a day otherwise); processing then ignores it with
   "No connection for Ecwid store <id>", and a replay once the store is connected records it.
+  `/webhooks/shopify/` (issue #22) is Shopify's app-level URL for the compliance topics and
+  app/uninstalled, verified with SHOPIFY_APP_SECRETS and routed by X-Shopify-Shop-Domain.
+
+Privacy (issue #22, docs/privacy.md): only allow-listed headers are stored (never a signature or
+an auth value); lifecycle deliveries (uninstall, Shopify's compliance topics) are acted on at once
+and stored as no InboundEvent; a DISCONNECTED connection's deliveries are refused with 410 and
+nothing stored, except Shopify's compliance topics verified with the app secret (shop/redact
+arrives 48 hours after the uninstall wiped the connection's secret).
 """
 
 import logging
@@ -24,7 +32,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from platforms import selectors, services
 from platforms.adapters import webhook_adapter_for_slug
-from platforms.adapters.base import PayloadMalformed, SignatureInvalid
+from platforms.adapters.base import (
+    LIFECYCLE_ORDER_ANONYMIZED,
+    LIFECYCLE_UNINSTALLED,
+    PayloadMalformed,
+    SignatureInvalid,
+)
+from platforms.models import StoreConnection
+from platforms.privacy import compliance, disconnect, ingest
 from violet_refunds.crypto import CredentialsUnreadable
 from violet_refunds.exceptions import error_body, request_body_error
 
@@ -33,8 +48,6 @@ logger = logging.getLogger(__name__)
 # The largest webhook body accepted (Shopify orders with many lines stay far below it).
 # Override with the PLATFORM_WEBHOOK_MAX_BODY_BYTES setting.
 DEFAULT_WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
-# Request headers never stored with the event.
-_HEADERS_NOT_STORED = frozenset({"cookie", "authorization"})
 
 
 def webhook_max_body_bytes() -> int:
@@ -52,8 +65,63 @@ def _declared_length(request) -> int:
         return 0
 
 
-def _headers_to_store(request) -> dict:
-    return {name: value for name, value in request.headers.items() if name.lower() not in _HEADERS_NOT_STORED}
+def _headers_to_store(request, adapter) -> dict:
+    return ingest.headers_to_store(request.headers, getattr(adapter, "stored_headers", ()))
+
+
+def _other_store(connection, envelope) -> bool:
+    """A delivery naming another store than the connection's (an app secret is shared by every
+    store of the app, so a genuine delivery for another store verifies too)."""
+    own = connection.external_store_id
+    return bool(own and envelope.store_id and envelope.store_id != own)
+
+
+def _lifecycle_answer(*, adapter, envelope, body: bytes, connection) -> JsonResponse:
+    """Uninstall: the connection is disconnected. Compliance topic: a PrivacyRequest is recorded
+    (and done in a task). Nothing is stored as an InboundEvent."""
+    if connection is not None and _other_store(connection, envelope):
+        return JsonResponse({"status": "ignored", "event_id": envelope.event_id}, status=200)
+    if envelope.lifecycle == LIFECYCLE_UNINSTALLED:
+        if connection is not None:
+            disconnect.store_connection_disconnect(
+                connection=connection, actor=f"platform:{adapter.platform.lower()}", reason=f"{envelope.topic} webhook"
+            )
+        status = "disconnected" if connection is not None else "unknown_store"
+        return JsonResponse({"status": status, "event_id": envelope.event_id}, status=200)
+    if envelope.lifecycle == LIFECYCLE_ORDER_ANONYMIZED:
+        if connection is not None:
+            compliance.order_anonymized_erase(
+                connection=connection,
+                platform=adapter.platform,
+                delivery_id=envelope.event_id,
+                order_id=envelope.order_id,
+            )
+        return JsonResponse({"status": "erased", "event_id": envelope.event_id}, status=200)
+    result = compliance.privacy_request_receive(
+        platform=adapter.platform,
+        topic=envelope.lifecycle,
+        delivery_id=envelope.event_id,
+        body=body,
+        connection=connection,
+    )
+    return JsonResponse(
+        {"status": "received" if result.created else "duplicate", "event_id": envelope.event_id}, status=200
+    )
+
+
+def _refused_disconnected() -> JsonResponse:
+    return _error(410, "This store connection is disconnected.", "connection_disconnected")
+
+
+def _authenticate_with_app_secrets(adapter, body: bytes, headers):
+    """The envelope, verified with any of the app's secrets; SignatureInvalid when none matches."""
+    app_secrets = getattr(adapter, "app_webhook_secrets", None)
+    for secret in app_secrets() if app_secrets is not None else ():
+        try:
+            return adapter.authenticate(body=body, headers=headers, secret=secret)
+        except SignatureInvalid:
+            continue
+    raise SignatureInvalid("The signature matches none of the configured app secrets.")
 
 
 def _method_not_allowed() -> JsonResponse:
@@ -96,23 +164,20 @@ def receive_app_webhook(request, platform: str):
     if isinstance(body, JsonResponse):
         return body
     try:
-        envelope = None
-        for secret in secrets:  # one per app of the network; any may have signed it
-            try:
-                envelope = adapter.authenticate(body=body, headers=request.headers, secret=secret)
-                break
-            except SignatureInvalid:
-                continue
-        if envelope is None:
-            raise SignatureInvalid("The signature matches none of the configured app secrets.")
+        # One secret per app of the network; any may have signed it.
+        envelope = _authenticate_with_app_secrets(adapter, body, request.headers)
         connections = selectors.connections_for_platform_store(adapter.platform, envelope.store_id)
         connection = connections[0] if len(connections) == 1 else None
+        if envelope.lifecycle:
+            return _lifecycle_answer(adapter=adapter, envelope=envelope, body=body, connection=connection)
+        if connection is not None and connection.status == StoreConnection.Status.DISCONNECTED:
+            return _refused_disconnected()
         result = services.event_ingest(
             connection=connection,
             platform=adapter.platform,
             envelope=envelope,
             body=_text(body),
-            headers=_headers_to_store(request),
+            headers=_headers_to_store(request, adapter),
             remote_ip=request.META.get("REMOTE_ADDR") or None,
         )
     except (SignatureInvalid, PayloadMalformed) as exc:
@@ -149,6 +214,9 @@ def receive_webhook(request, platform: str, public_id: str):
     if is_setup_ping is not None and is_setup_ping(body=body, headers=request.headers):
         return JsonResponse({"status": "ping"}, status=200)
 
+    if connection.status == StoreConnection.Status.DISCONNECTED:
+        return _disconnected_answer(request, adapter, body, connection)
+
     try:
         try:
             envelope = adapter.authenticate(body=body, headers=request.headers, secret=connection.webhook_secret or "")
@@ -159,12 +227,16 @@ def receive_webhook(request, platform: str, public_id: str):
             if live is None or live.merchant.platform != adapter.platform:
                 raise
             connection = live
+            if connection.status == StoreConnection.Status.DISCONNECTED:
+                return _disconnected_answer(request, adapter, body, connection)
             envelope = adapter.authenticate(body=body, headers=request.headers, secret=connection.webhook_secret or "")
+        if envelope.lifecycle:
+            return _lifecycle_answer(adapter=adapter, envelope=envelope, body=body, connection=connection)
         result = services.event_ingest(
             connection=connection,
             envelope=envelope,
             body=_text(body),
-            headers=_headers_to_store(request),
+            headers=_headers_to_store(request, adapter),
             remote_ip=request.META.get("REMOTE_ADDR") or None,
         )
     except (SignatureInvalid, PayloadMalformed) as exc:
@@ -180,3 +252,20 @@ def receive_webhook(request, platform: str, public_id: str):
     return JsonResponse(
         {"status": "received" if result.created else "duplicate", "event_id": envelope.event_id}, status=200
     )
+
+
+def _disconnected_answer(request, adapter, body: bytes, connection) -> JsonResponse:
+    """A delivery for a DISCONNECTED connection: refused (410, nothing stored), unless it is a
+    compliance topic verified with the app's secret (the connection's own secret is wiped)."""
+    try:
+        envelope = _authenticate_with_app_secrets(adapter, body, request.headers)
+    except (SignatureInvalid, PayloadMalformed):
+        return _refused_disconnected()
+    if envelope.lifecycle and envelope.lifecycle not in (LIFECYCLE_UNINSTALLED, LIFECYCLE_ORDER_ANONYMIZED):
+        try:
+            return _lifecycle_answer(adapter=adapter, envelope=envelope, body=body, connection=connection)
+        except PayloadMalformed as exc:
+            return _error(exc.status_code, exc.message, exc.error_code)
+    if envelope.lifecycle == LIFECYCLE_UNINSTALLED:
+        return JsonResponse({"status": "disconnected", "event_id": envelope.event_id}, status=200)
+    return _refused_disconnected()

@@ -389,3 +389,55 @@ class ConnectWixForm(forms.Form):
         for name, messages in (field_errors or {}).items():
             for text in messages if isinstance(messages, list) else [messages]:
                 self.add_error(name if name in self.fields else None, str(text))
+
+
+# --- connect your order management system (SFCC, issue #25) ----------------------------------------
+
+_PLAIN = {"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}
+
+
+class ConnectOmsForm(forms.Form):
+    """Salesforce Order Management: the org's My Domain URL and the connected app's credentials."""
+
+    merchant = forms.ModelChoiceField(queryset=Merchant.objects.none(), label="Store", empty_label=None)
+    base_url = forms.CharField(
+        label="My Domain URL",
+        max_length=500,
+        help_text="In Salesforce Setup → My Domain, the “Current My Domain URL”, like https://acme.my.salesforce.com.",
+        widget=forms.TextInput(attrs={**_PLAIN, "inputmode": "url", "placeholder": "https://acme.my.salesforce.com"}),
+    )
+    client_id = forms.CharField(
+        label="Consumer key",
+        max_length=500,
+        strip=False,
+        help_text="The connected app's consumer key (client id): Setup → App Manager → your app → View → "
+        "Manage Consumer Details.",
+        widget=forms.TextInput(attrs=_PLAIN),
+    )
+    client_secret = forms.CharField(
+        label="Consumer secret",
+        max_length=500,
+        strip=False,
+        help_text="Shown next to the consumer key.",
+        # Never sent back to the browser, even after an error.
+        widget=forms.PasswordInput(render_value=False, attrs=_PLAIN),
+    )
+
+    def __init__(self, *args, merchants: QuerySet[Merchant], **kwargs):
+        super().__init__(*args, **kwargs)
+        _limit_to(self.fields["merchant"], merchants)
+
+    def add_service_errors(self, field_errors: dict) -> None:
+        for field, texts in field_errors.items():
+            for text in texts:
+                self.add_error(field if field in self.fields else None, text)
+
+
+class DisconnectOmsForm(forms.Form):
+    merchant = forms.ModelChoiceField(queryset=Merchant.objects.none())
+
+    def __init__(self, *args, merchants: QuerySet[Merchant], **kwargs):
+        super().__init__(*args, **kwargs)
+        merchant_field = self.fields["merchant"]
+        assert isinstance(merchant_field, forms.ModelChoiceField)
+        merchant_field.queryset = merchants

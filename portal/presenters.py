@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from platforms.adapters.wix import WIX_CANCEL_IS_REFUND_BEFORE
-from platforms.models import Merchant, Platform, SfccRefundMode, StoreConnection
+from platforms.models import Merchant, OmsConnection, Platform, SfccRefundMode, StoreConnection
 from portal.selectors import merchant_accepts_refund_notices
 from refunds.models import Bag, FulfillmentStatus, Refund, RefundStatus
 from violet_refunds.money import format_amount
@@ -168,6 +168,8 @@ def platform_instructions(merchant: Merchant, bag: Bag | None = None) -> Instruc
             ),
         )
     if platform == Platform.SFCC:
+        if merchant.sfcc_refund_mode == SfccRefundMode.ORDER_MANAGEMENT:
+            return _oms_instructions(merchant)
         option_2 = merchant.sfcc_refund_mode == SfccRefundMode.MANUAL_NOTICE
         return Instructions(
             title="Salesforce Commerce Cloud",
@@ -184,8 +186,9 @@ def platform_instructions(merchant: Merchant, bag: Bag | None = None) -> Instruc
                 ),
             ),
             notes=(
-                "Once we integrate with the order management system you connect to your Commerce Cloud "
-                "store, refunds will be discovered automatically and this step will go away.",
+                "If you refund in Salesforce Order Management, connect it under \u201cConnect your order "
+                "management system\u201d: we then find every refund (credit memo) there automatically and "
+                "this step goes away.",
             ),
         )
     if platform == Platform.WIX:
@@ -201,12 +204,51 @@ def platform_instructions(merchant: Merchant, bag: Bag | None = None) -> Instruc
     return Instructions(title=merchant.get_platform_display(), paragraphs=(GENERAL,))
 
 
+def _oms_instructions(merchant: Merchant) -> Instructions:
+    oms = _oms_connection(merchant)
+    if oms is None or oms.status != OmsConnection.Status.CONNECTED:
+        return Instructions(
+            title="Salesforce Commerce Cloud with an order management system",
+            paragraphs=(
+                "Your order management system is not connected, so we cannot find your refunds. Connect it "
+                "again under \u201cConnect your order management system\u201d.",
+            ),
+        )
+    synced = (
+        f"Last successful sync: {oms.last_success_at:%Y-%m-%d %H:%M} UTC."
+        if oms.last_success_at
+        else "No successful sync yet: the first one runs within a few minutes of connecting."
+    )
+    return Instructions(
+        title=f"Salesforce Commerce Cloud with {oms.get_system_display()}",
+        paragraphs=(
+            f"Refunds are found automatically: refund in {oms.get_system_display()} as usual (a return, a "
+            "cancellation or an adjustment creates a credit memo) and we record each credit memo as one refund "
+            "and refund the shopper. There is nothing to report here.",
+            synced,
+        ),
+        notes=(
+            "Cancelling an order in Commerce Cloud alone is not a refund: it becomes one through the credit memo "
+            "Order Management creates for it.",
+        ),
+    )
+
+
+def _oms_connection(merchant: Merchant) -> OmsConnection | None:
+    try:
+        return merchant.oms_connection
+    except OmsConnection.DoesNotExist:
+        return None
+
+
 @dataclass(frozen=True)
 class MerchantCard:
     merchant: Merchant
     instructions: Instructions
     accepts_notices: bool
     is_wix: bool
+    is_sfcc: bool
+    oms: OmsConnection | None
     connected: bool
     connection_status: str
     connection_verified_at: object
@@ -219,6 +261,8 @@ def merchant_card(merchant: Merchant) -> MerchantCard:
         instructions=platform_instructions(merchant),
         accepts_notices=merchant_accepts_refund_notices(merchant),
         is_wix=merchant.platform == Platform.WIX,
+        is_sfcc=merchant.platform == Platform.SFCC,
+        oms=_oms_connection(merchant) if merchant.platform == Platform.SFCC else None,
         connected=bool(connection and connection.status == StoreConnection.Status.CONNECTED),
         connection_status=connection.get_status_display() if connection else "Not connected",
         connection_verified_at=connection.last_verified_at if connection else None,

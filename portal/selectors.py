@@ -79,6 +79,11 @@ def wix_merchants_for_user(user) -> QuerySet[Merchant]:
     return merchants_for_user(user).filter(platform=Platform.WIX)
 
 
+def sfcc_merchants_for_user(user) -> QuerySet[Merchant]:
+    """The user's Salesforce Commerce Cloud stores (they may connect an order management system)."""
+    return merchants_for_user(user).filter(platform=Platform.SFCC)
+
+
 # --- orders (bags) ---------------------------------------------------------------------------------
 # A merchant's "order" is our bag: the part of a shopper's order that the merchant sold, known on the
 # merchant's platform by bag.external_id.

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal import api, views
+from portal import api, privacy_views, views
 
 app_name = "portal"
 
@@ -28,6 +28,16 @@ urlpatterns = [
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
     path("connect/wix/", views.connect_wix, name="connect_wix"),
+    path("connect/oms/", views.connect_oms, name="connect_oms"),
+    path("connect/oms/disconnect/", views.disconnect_oms, name="disconnect_oms"),
+    # Privacy (issue #22): disconnect a store; customer data requests and their download.
+    path("stores/<int:merchant_id>/disconnect/", privacy_views.connection_disconnect, name="connection_disconnect"),
+    path("privacy-requests/", privacy_views.privacy_requests, name="privacy_requests"),
+    path(
+        "privacy-requests/<int:request_id>/download/",
+        privacy_views.privacy_request_download,
+        name="privacy_request_download",
+    ),
     # The refund-notice API (SFCC Option 2), authenticated by a merchant API key.
     path("api/refund-notices", api.RefundNoticeApi.as_view(), name="api_refund_notices"),
 ]

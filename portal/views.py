@@ -25,11 +25,14 @@ from platforms.clients.base import PlatformUnavailable
 from platforms.clients.wix import WixCredentialsInvalid
 from platforms.connect import connect_store
 from platforms.models import Platform
+from platforms.oms.connect import oms_connect, oms_disconnect
 from portal import presenters
 from portal import selectors as scoped
 from portal.forms import (
     ApiKeyCreateForm,
+    ConnectOmsForm,
     ConnectWixForm,
+    DisconnectOmsForm,
     PortalLoginForm,
     PortalPasswordResetForm,
     PortalSetPasswordForm,
@@ -66,6 +69,7 @@ def portal_page(view):
         request.portal_nav = {
             "notices": any(scoped.merchant_accepts_refund_notices(m) for m in merchants),
             "wix": any(m.platform == Platform.WIX for m in merchants),
+            "sfcc": any(m.platform == Platform.SFCC for m in merchants),
         }
         return view(request, *args, **kwargs)
 
@@ -405,3 +409,57 @@ def connect_wix(request):
         },
         status=400 if request.method == "POST" else 200,
     )
+
+
+# --- connect your order management system (SFCC, issue #25) ----------------------------------------
+
+
+@sensitive_post_parameters("client_id", "client_secret")
+@portal_page
+@require_http_methods(["GET", "POST"])
+def connect_oms(request):
+    merchants = scoped.sfcc_merchants_for_user(request.user)
+    if not request.portal_nav["sfcc"]:
+        return render(request, "portal/connect_oms.html", {"form": None, "cards": []}, status=404)
+    form = ConnectOmsForm(request.POST or None, merchants=merchants)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                oms_connect(
+                    merchant=form.cleaned_data["merchant"],
+                    base_url=form.cleaned_data["base_url"],
+                    client_id=form.cleaned_data["client_id"],
+                    client_secret=form.cleaned_data["client_secret"],
+                    user=request.user,
+                )
+            except ValidationFailed as exc:
+                form.add_service_errors(exc.field_errors)
+                form.add_error(None, exc.message)
+            except PlatformUnavailable:
+                form.add_error(
+                    None,
+                    "We could not reach Salesforce to check your credentials. Nothing was saved; try again shortly.",
+                )
+            else:
+                messages.success(
+                    request, "Your order management system is connected: refunds are now found automatically."
+                )
+                return redirect("portal:connect_oms")
+    cards = [presenters.merchant_card(merchant) for merchant in merchants]
+    return render(request, "portal/connect_oms.html", {"form": form, "cards": cards}, status=status)
+
+
+@portal_page
+@require_POST
+def disconnect_oms(request):
+    form = DisconnectOmsForm(request.POST, merchants=scoped.sfcc_merchants_for_user(request.user))
+    if not form.is_valid():
+        return redirect("portal:connect_oms")
+    oms_disconnect(merchant=form.cleaned_data["merchant"], user=request.user)
+    messages.success(
+        request,
+        "Your order management system is disconnected. Report each refund here (Option 2) from now on.",
+    )
+    return redirect("portal:connect_oms")

@@ -101,6 +101,21 @@ MERCHANTS = [
             "client_secret": "demo-client-secret-2",
         },
     },
+    {
+        # SFCC with Salesforce Order Management (issue #25): refunds are its credit memos, found by beat.
+        # The demo org is never called at `make run` (no beat runs there); its sync state is seeded.
+        "key": "sfcc_oms",
+        "name": "Cedar Ridge Outdoor",
+        "platform": "SFCC",
+        "store_url": "https://cedar-ridge.example.com",
+        "sfcc_refund_mode": "ORDER_MANAGEMENT",
+        "credentials": {},
+        "oms": {
+            "system": "SALESFORCE_OM",
+            "base_url": "https://cedar-ridge-demo.my.salesforce.com",
+            "credentials": {"client_id": "3MVG9demo.consumer.key", "client_secret": "demo-consumer-secret"},
+        },
+    },
 ]
 
 

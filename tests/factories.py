@@ -24,6 +24,7 @@ from platforms.models import (
     MerchantApiKey,
     MerchantMembership,
     Platform,
+    PrivacyRequest,
     SfccRefundMode,
     StoreConnection,
 )
@@ -116,6 +117,21 @@ class InboundEventFactory(factory.django.DjangoModelFactory):
     topic = "refunds/create"
     headers = factory.LazyFunction(dict)
     body = "{}"
+
+
+class PrivacyRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PrivacyRequest
+
+    kind = PrivacyRequest.Kind.CUSTOMER_REDACT
+    platform = Platform.SHOPIFY
+    merchant = factory.SubFactory(MerchantFactory)
+    delivery_id = factory.Sequence(lambda n: f"wh-privacy-{n}")
+    shop_domain = "blue-mug.myshopify.com"
+    customer_external_id = "191167"
+    order_ids = factory.LazyFunction(lambda: ["450789469"])
+    due_at = factory.LazyFunction(lambda: timezone.now() + dt.timedelta(days=30))
+    requested_by = "platform:shopify"
 
 
 class AppFactory(factory.django.DjangoModelFactory):

@@ -14,7 +14,7 @@ from django.db import connection
 # other advisory-lock user of the same database), the next byte the kind, the low 48 bits the id.
 # Ids are never folded: an id that does not fit is refused rather than sharing a lock with another.
 _OWNER = 0x56
-_KINDS = {"refund": 1, "bag": 2}
+_KINDS = {"refund": 1, "bag": 2, "store_connection": 3}
 _ID_BITS = 48
 
 

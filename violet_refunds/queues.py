@@ -2,8 +2,9 @@
 Django is configured). Routing of each task: CELERY_TASK_ROUTES in settings.
 
 - refunds: Stripe money movement (process_refund).
-- platforms: inbound platform events, and the beat jobs that call platform APIs (SFCC polling, the
-  parity check: minutes of rate-limited reads).
+- platforms: inbound platform events, privacy requests, and the beat jobs that call platform APIs or
+  run long (SFCC polling, OMS discovery, subscription sync, the parity check: minutes of rate-limited
+  reads; the daily retention).
 - notifications: outbound webhook attempts (each may wait NOTIFICATIONS_WEBHOOK_TIMEOUT_SECONDS on a
   channel's server).
 - periodic: beat's short database sweeps, which must never wait behind the others.

@@ -271,6 +271,18 @@ PLATFORM_POLL_INTERVAL_SECONDS = env.int("PLATFORM_POLL_INTERVAL_SECONDS", defau
 # reaches now (catch-up for new stores and after outages), at most this many windows per run.
 SFCC_POLL_FIRST_LOOKBACK_SECONDS = env.int("SFCC_POLL_FIRST_LOOKBACK_SECONDS", default=24 * 3600)
 SFCC_POLL_MAX_WINDOWS_PER_RUN = env.int("SFCC_POLL_MAX_WINDOWS_PER_RUN", default=8)
+# SFCC merchants' order management systems (issue #25, platforms/oms/): beat reads each connected org's
+# refunds (Salesforce Order Management: credit memos) every OMS_DISCOVERY_INTERVAL_SECONDS; an org's
+# first run looks back OMS_FIRST_LOOKBACK_SECONDS; a run reads at most OMS_MAX_REFUNDS_PER_RUN (the
+# next run goes on from there). At OMS_API_USAGE_MAX_PERCENT of the org's daily API requests
+# (Sforce-Limit-Info), or on REQUEST_LIMIT_EXCEEDED, the org is left alone for OMS_LIMIT_BACKOFF_SECONDS.
+OMS_DISCOVERY_INTERVAL_SECONDS = env.int("OMS_DISCOVERY_INTERVAL_SECONDS", default=300)
+OMS_FIRST_LOOKBACK_SECONDS = env.int("OMS_FIRST_LOOKBACK_SECONDS", default=7 * 24 * 3600)
+OMS_MAX_REFUNDS_PER_RUN = env.int("OMS_MAX_REFUNDS_PER_RUN", default=500)
+OMS_API_USAGE_MAX_PERCENT = env.int("OMS_API_USAGE_MAX_PERCENT", default=90)
+OMS_LIMIT_BACKOFF_SECONDS = env.int("OMS_LIMIT_BACKOFF_SECONDS", default=3600)
+# The Salesforce REST API version of /services/data/vXX.X/query (credit memos need 48.0 or later).
+SALESFORCE_OM_API_VERSION = env.str("SALESFORCE_OM_API_VERSION", default="62.0")
 # Parity check: beat reads the platform's state of bags and records what no webhook or poll told us.
 # Bags created or changed within PARITY_CHECK_RECENT_SECONDS are read again once they were last read
 # PARITY_CHECK_RECENT_EVERY_SECONDS ago; every other open bag once per PARITY_CHECK_SLOW_ROUND_SECONDS.
@@ -297,6 +309,22 @@ PARITY_CHECK_CALLS_PER_MINUTE = {
     )
 }
 
+# --- Webhook subscriptions at the platforms (platforms.subscriptions; issue #24) ---
+# The public https origin of this service as platforms reach it (e.g. https://refunds.example.com):
+# subscriptions are registered to <this>/webhooks/<platform>/<connection public id>/. Empty = no
+# subscription can be registered (each sync records that error).
+PLATFORM_WEBHOOK_BASE_URL = env.str("PLATFORM_WEBHOOK_BASE_URL", default="")
+# Beat compares every connected store's subscriptions with what it needs once per this interval
+# (repairing what a platform disabled or removed), at most SUBSCRIPTIONS_SYNC_BATCH_SIZE stores per
+# run, every SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS (the runs spread the stores over the day).
+SUBSCRIPTIONS_SYNC_EVERY_SECONDS = env.int("SUBSCRIPTIONS_SYNC_EVERY_SECONDS", default=24 * 3600)
+SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS = env.int("SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS", default=3600)
+SUBSCRIPTIONS_SYNC_BATCH_SIZE = env.int("SUBSCRIPTIONS_SYNC_BATCH_SIZE", default=100)
+# A store is "silent" when no webhook arrived for this long although the network placed at least
+# STORE_SILENT_MIN_BAGS bags with it in that time (admin triage; the parity check reads it first).
+STORE_SILENT_AFTER_SECONDS = env.int("STORE_SILENT_AFTER_SECONDS", default=7 * 24 * 3600)
+STORE_SILENT_MIN_BAGS = env.int("STORE_SILENT_MIN_BAGS", default=10)
+
 # --- Celery topology: one queue per role (violet_refunds.queues; issue #18), each consumed by its own
 # workers (README "Production shape", Procfile). Every task of the project is routed here
 # (tests/ops/test_celery_topology.py fails on one that is not).
@@ -306,6 +334,12 @@ CELERY_TASK_ROUTES = {
     "platforms.tasks.process_events_awaiting_bag": {"queue": queues.PLATFORMS},
     "platforms.tasks.poll_platform_orders": {"queue": queues.PLATFORMS},
     "platforms.tasks.check_platform_parity": {"queue": queues.PLATFORMS},
+    "platforms.tasks.discover_oms_refunds": {"queue": queues.PLATFORMS},
+    "platforms.tasks.sync_store_subscriptions": {"queue": queues.PLATFORMS},
+    "platforms.tasks.sync_due_store_subscriptions": {"queue": queues.PLATFORMS},
+    "platforms.tasks.process_privacy_request": {"queue": queues.PLATFORMS},
+    # Daily and possibly long (redacting a day of events): not on periodic, where it would hold up the sweeps.
+    "platforms.tasks.apply_data_retention": {"queue": queues.PLATFORMS},
     "notifications.tasks.deliver_webhook": {"queue": queues.NOTIFICATIONS},
     "refunds.tasks.sweep_stuck_refunds": {"queue": queues.PERIODIC},
     "platforms.tasks.requeue_received_events": {"queue": queues.PERIODIC},
@@ -345,11 +379,29 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PLATFORM_POLL_INTERVAL_SECONDS,
         "options": {"expires": PLATFORM_POLL_INTERVAL_SECONDS},
     },
+    # SFCC merchants with an order management system (issue #25): its refunds, org by org.
+    "discover-oms-refunds": {
+        "task": "platforms.tasks.discover_oms_refunds",
+        "schedule": OMS_DISCOVERY_INTERVAL_SECONDS,
+        "options": {"expires": OMS_DISCOVERY_INTERVAL_SECONDS},
+    },
     # Events awaiting their order: processed once the bag exists, FAILED past the expiry.
     "sweep-events-awaiting-order": {
         "task": "platforms.tasks.sweep_events_awaiting_order",
         "schedule": INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS,
         "options": {"expires": INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS},
+    },
+    # Webhook subscriptions at the platforms: created, corrected, re-activated (issue #24).
+    "sync-store-subscriptions": {
+        "task": "platforms.tasks.sync_due_store_subscriptions",
+        "schedule": SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS,
+        "options": {"expires": SUBSCRIPTIONS_SYNC_RUN_INTERVAL_SECONDS},
+    },
+    # Personal data retention, daily (platforms.privacy.retention).
+    "apply-data-retention": {
+        "task": "platforms.tasks.apply_data_retention",
+        "schedule": env.int("RETENTION_INTERVAL_SECONDS", default=24 * 3600),
+        "options": {"expires": 3600},
     },
     # Parity check: missed webhooks become refunds (source PARITY_CHECK, counted in the admin triage).
     "check-platform-parity": {
@@ -367,6 +419,22 @@ READYZ_BEAT_MAX_AGE_SECONDS = env.int("READYZ_BEAT_MAX_AGE_SECONDS", default=60)
 # Checks /readyz leaves out (database, migrations, broker, beat, encryption), e.g. "beat" for a web
 # readiness probe that should not take every web process out of rotation when beat is down.
 READYZ_SKIP_CHECKS = env.list("READYZ_SKIP_CHECKS", default=[])
+
+# --- Personal data retention (platforms.privacy.retention; docs/privacy.md) ---
+# Raw inbound webhook bodies and headers are redacted after this many days (events still to be
+# processed are kept until they settle); id, topic, outcome, body hash and refund links stay.
+RETENTION_INBOUND_EVENT_DAYS = env.int("RETENTION_INBOUND_EVENT_DAYS", default=30)
+# Outbound event bodies (once delivered or given up) and channel reply excerpts are cleared after this.
+RETENTION_OUTBOUND_DAYS = env.int("RETENTION_OUTBOUND_DAYS", default=30)
+# django-axes login records are deleted after this.
+RETENTION_LOGIN_LOG_DAYS = env.int("RETENTION_LOGIN_LOG_DAYS", default=90)
+# A customer data request's assembled export is cleared this long after it was completed.
+RETENTION_PRIVACY_EXPORT_DAYS = env.int("RETENTION_PRIVACY_EXPORT_DAYS", default=30)
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=1000)
+# Shopify app client secrets (one per Shopify app of the network): /webhooks/shopify/ verifies the
+# app-level compliance webhooks and app/uninstalled with them, as do per-connection URLs whose
+# connection is disconnected (shop/redact arrives 48 h after the uninstall wiped its secret).
+SHOPIFY_APP_SECRETS = env.list("SHOPIFY_APP_SECRETS", default=[])
 
 # --- Refund engine ---
 # A refund PROCESSING longer than this is considered stuck (lost message, dead worker) and re-enqueued.
@@ -389,6 +457,8 @@ OUTBOUND_ALLOWED_PRIVATE_NETWORKS = env.list("OUTBOUND_ALLOWED_PRIVATE_NETWORKS"
 # Defaults are the platforms' production hosts. Patterns take the placeholders shown. WooCommerce has
 # none: each store's own URL is its API host.
 SHOPIFY_ADMIN_API_URL = env.str("SHOPIFY_ADMIN_API_URL", default="https://{shop_domain}/admin/api/{api_version}")
+# The Shopify Admin API version of every call (REST, GraphQL, webhook subscriptions; issue #24).
+SHOPIFY_API_VERSION = env.str("SHOPIFY_API_VERSION", default="2025-01")
 ECWID_API_BASE_URL = env.str("ECWID_API_BASE_URL", default="https://app.ecwid.com/api/v3")
 WIX_API_BASE_URL = env.str("WIX_API_BASE_URL", default="https://www.wixapis.com")
 BIGCOMMERCE_API_BASE_URL = env.str("BIGCOMMERCE_API_BASE_URL", default="https://api.bigcommerce.com/stores")

@@ -140,6 +140,11 @@ def event_resend(*, event: WebhookEvent, actor: str, endpoint: WebhookEndpoint |
             raise Conflict(
                 f"No webhook of this app receives {event.event_type} events.", error_code="no_webhook_subscribed"
             )
+    if not (event.resent_from or event).body:
+        # Retention (RETENTION_OUTBOUND_DAYS, docs/privacy.md) removed the body: nothing to resend.
+        raise Conflict(
+            "The event's body is no longer kept (retention); it cannot be resent.", error_code="event_expired"
+        )
     now = timezone.now()
     with transaction.atomic():
         waiting = dict(

@@ -194,6 +194,17 @@ class WebhookEnvelope:
     # The platform's own id of the store the delivery is for, when the body names it (Ecwid
     # `storeId`, Wix `instanceId`): app-level endpoints route by it (StoreConnection.external_store_id).
     store_id: str = ""
+    # A delivery about the connection itself, not an order (issue #22): LIFECYCLE_UNINSTALLED, or a
+    # Shopify compliance topic (customers/data_request, customers/redact, shop/redact). The receiver
+    # acts on it at once and stores no InboundEvent for it.
+    lifecycle: str = ""
+
+
+# The app was removed from the store: platforms.privacy.disconnect.
+LIFECYCLE_UNINSTALLED = "uninstalled"
+# The platform anonymized the order named by `order_id` at a privacy request (Wix
+# `triggeredByAnonymizeRequest`): our copy of its shopper data is erased (platforms.privacy.erasure).
+LIFECYCLE_ORDER_ANONYMIZED = "order_anonymized"
 
 
 @dataclass(frozen=True)
@@ -205,6 +216,39 @@ class PollResult:
     events_created: int = 0
     error: str = ""
     polled_until: datetime | None = None
+
+
+class Delivery:
+    """Where a platform delivers a store's webhooks (issue #24)."""
+
+    # /webhooks/<platform>/<connection public id>/, registered per store through the platform's API.
+    PER_CONNECTION = "per_connection"
+    # The app's one URL (/webhooks/ecwid/, /webhooks/wix/), configured once in the app's settings.
+    APP_LEVEL = "app_level"
+    # No webhooks at all: the store is polled (SFCC).
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class SubscriptionPlan:
+    """What an adapter declares about webhook subscriptions (issue #24):
+
+    - `topics`: registered per store by platforms.subscriptions (the refund and cancellation topics
+      its rules read, plus uninstall), delivered to the connection's own URL;
+    - `app_level_topics`: topics only the app's configuration can subscribe (Ecwid's app Webhook
+      URL, Wix's app dashboard, Shopify's compliance topics): never registered or verified per
+      store; `app_level_setup` tells the operator what to set, once (README, "Webhook subscriptions");
+    - `registration`: how the topics are registered (the platforms.subscriptions module's method).
+    """
+
+    delivery: str
+    topics: tuple[str, ...] = ()
+    registration: str = ""
+    app_level_topics: tuple[str, ...] = ()
+    app_level_setup: str = ""
+
+
+NO_WEBHOOKS = SubscriptionPlan(delivery=Delivery.NONE)
 
 
 # The topic of the order states the parity check reads (`read_order_state`): no event, an API read.
@@ -224,6 +268,8 @@ class PlatformAdapter(Protocol):
     receives_webhooks: bool
     # A platform without (usable) webhooks is polled instead: see PollingAdapter.
     polls_orders: bool
+    # The webhook subscriptions the product needs at the platform (issue #24).
+    subscriptions: SubscriptionPlan
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         """Verify the raw bytes came from the platform, then read the envelope.

@@ -43,7 +43,9 @@ from email.utils import parsedate_to_datetime
 
 from platforms import selectors
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderState,
     OrderUnknown,
@@ -53,6 +55,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     cancellation_refund,
     explicit_refunds_with_money,
@@ -72,6 +75,16 @@ SECRET_SCHEME = "bearer"
 SCOPE_REFUND_CREATED = "store/order/refund/created"
 SCOPE_STATUS_UPDATED = "store/order/statusUpdated"
 ORDER_SCOPES = (SCOPE_REFUND_CREATED, SCOPE_STATUS_UPDATED)
+# The app was uninstalled from the store (a webhook; the app's uninstall callback is not routed here).
+SCOPE_APP_UNINSTALLED = "store/app/uninstalled"
+
+# Issue #24: registered per store with `/v3/hooks` (platforms/subscriptions/bigcommerce.py), each
+# hook carrying `headers: {"Authorization": "Bearer <webhook secret>"}` (SECRET_HEADER above).
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.PER_CONNECTION,
+    topics=(SCOPE_REFUND_CREATED, SCOPE_STATUS_UPDATED, SCOPE_APP_UNINSTALLED),
+    registration="REST /v3/hooks (GET, POST, PUT, DELETE)",
+)
 
 # V2 order status ids (spec 5.3).
 STATUS_NAMES = {
@@ -170,6 +183,7 @@ class BigCommerceAdapter:
     platform = Platform.BIGCOMMERCE
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         presented = _bearer_token(headers.get(SECRET_HEADER))
@@ -184,6 +198,8 @@ class BigCommerceAdapter:
         scope = str(payload.get("scope") or "").strip()
         if not event_hash or not scope:
             raise PayloadMalformed("BigCommerce webhooks carry `scope` and `hash`; one is missing.")
+        if scope == SCOPE_APP_UNINSTALLED:
+            return WebhookEnvelope(event_id=event_hash, topic=scope, lifecycle=LIFECYCLE_UNINSTALLED)
         return WebhookEnvelope(event_id=event_hash, topic=scope, order_id=_order_id_from_body(payload))
 
     def order_state(self, event) -> OrderState:

@@ -34,13 +34,16 @@ from collections.abc import Mapping
 from django.conf import settings
 
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderLine,
     OrderState,
     PayloadMalformed,
     RefundDecision,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     cancellation_refund,
     parse_datetime,
@@ -54,6 +57,18 @@ from violet_refunds.money import AmountParts
 
 SIGNATURE_HEADER = "X-Ecwid-Webhook-Signature"
 ORDER_EVENT_TYPES = ("order.updated", "order.created")
+
+# Issue #24: Ecwid has no per-store webhook API; the app's one Webhook URL and its events are set in
+# the app's settings (by Ecwid's app support for the app), for every store that installs the app.
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.APP_LEVEL,
+    app_level_topics=("order.updated", "application.uninstalled"),
+    app_level_setup="Ecwid app settings (ask Ecwid app support for the app): Webhook URL = "
+    "https://<this service>/webhooks/ecwid/, events order.updated and application.uninstalled; "
+    "the app's client_secret in ECWID_CLIENT_SECRETS.",
+)
+# The app was removed from the store (Ecwid webhook event types: application.installed/uninstalled).
+EVENT_APP_UNINSTALLED = "application.uninstalled"
 # Payment statuses that mean "refund what is left" for a Violet order (seed 000).
 REFUND_PAYMENT_STATUSES = ("CANCELLED", "REFUNDED")
 
@@ -76,6 +91,7 @@ class EcwidAdapter:
     platform = Platform.ECWID
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
     # How an app-level outcome names the store ("No connection for Ecwid store 2004").
     store_label = "Ecwid store"
 
@@ -104,6 +120,7 @@ class EcwidAdapter:
             topic=str(payload.get("eventType") or ""),
             order_id=_order_id_from_body(payload),
             store_id=_store_id_from_body(payload),
+            lifecycle=LIFECYCLE_UNINSTALLED if payload.get("eventType") == EVENT_APP_UNINSTALLED else "",
         )
 
     def order_state(self, event) -> OrderState:

@@ -6,6 +6,11 @@ Rules (seed 000, "Sales Force Commerce Cloud"):
   modified since the last poll (platforms.clients.sfcc), and an order with status
   `cancelled` is a refund of everything still refundable on the bag, `cancel:<orderNo>`.
 - Option 2 (MANUAL_NOTICE): refunds come only from the merchant's notice; nothing automatic, ever.
+- Order management system (ORDER_MANAGEMENT, issue #25): the merchant refunds in its OMS; platforms.oms
+  discovers each refund document (Salesforce Order Management: a credit memo) and stores it as an
+  event of topic OMS_TOPIC, whose state the OMS adapter reads. Such a merchant is never polled for
+  Option 1 cancellations (a cancellation SOM turns into a credit memo is that one refund), and its
+  parity check reads the OMS.
 
 The stored event body is the order exactly as the Orders API returned it.
 Readings of ⚠️/❓ items: order fields `orderNo`, `status`, `currency`, `creationDate`,
@@ -17,12 +22,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    NO_WEBHOOKS,
     PARITY_TOPIC,
     EventSink,
     OrderLine,
@@ -37,9 +44,11 @@ from platforms.adapters.base import (
     parse_json,
     to_minor_units,
 )
-from platforms.clients.base import PlatformClientError
+from platforms.clients.base import ConnectionMisconfigured, PlatformClientError
 from platforms.clients.sfcc import SfccClient
-from platforms.models import Platform, SfccRefundMode, StoreConnection
+from platforms.models import OmsConnection, Platform, SfccRefundMode, StoreConnection
+from platforms.oms import get_oms_adapter
+from platforms.oms.base import OMS_TOPIC
 from violet_refunds.money import AmountParts
 
 CANCELLED = "cancelled"
@@ -80,6 +89,8 @@ class SfccAdapter:
     platform = Platform.SFCC
     receives_webhooks = False
     polls_orders = True
+    # Commerce Cloud reports no refunds: its orders are polled (issue #24: nothing to subscribe).
+    subscriptions = NO_WEBHOOKS
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         raise SignatureInvalid("Salesforce Commerce Cloud sends no webhooks; its orders are polled.")
@@ -127,11 +138,29 @@ class SfccAdapter:
         )
 
     def read_order_state(self, connection: StoreConnection, order_id: str) -> OrderState:
-        """Parity check: the order as the Orders API shows it now (a cancellation the poll missed)."""
+        """Parity check: the order as the Orders API shows it now (a cancellation the poll missed);
+        for an OMS merchant, every refund its OMS holds for the order."""
+        if connection.merchant.sfcc_refund_mode == SfccRefundMode.ORDER_MANAGEMENT:
+            oms = OmsConnection.objects.filter(
+                merchant_id=connection.merchant_id, status=OmsConnection.Status.CONNECTED
+            ).first()
+            oms_adapter = get_oms_adapter(oms.system) if oms else None
+            if oms is None or oms_adapter is None:
+                raise ConnectionMisconfigured(
+                    f"{connection.merchant} refunds in its order management system, which is not connected.",
+                    platform=self.platform,
+                )
+            return oms_adapter.order_refunds_read(oms, order_id, topic=PARITY_TOPIC)
         order = SfccClient.from_connection(connection).get_order(order_id)
         return self.state_from_order(order, topic=PARITY_TOPIC)
 
     def order_state(self, event) -> OrderState:
+        if event.topic == OMS_TOPIC:
+            body = parse_json(event.body)
+            oms_adapter = get_oms_adapter(str(body.get("system") or ""))
+            if oms_adapter is None:
+                raise PlatformDataInvalid(f"OMS event of an unknown system {str(body.get('system'))[:40]!r}")
+            return oms_adapter.order_state_from_body(body, merchant=event.connection.merchant, topic=event.topic)
         return self.state_from_order(parse_json(event.body), topic=event.topic)
 
     def state_from_order(self, order: Mapping, *, topic: str = POLL_TOPIC) -> OrderState:
@@ -175,7 +204,14 @@ class SfccAdapter:
         )
 
     def refund_decision(self, state: OrderState, bag) -> RefundDecision:
-        if bag.merchant.sfcc_refund_mode != SfccRefundMode.CANCEL_AS_REFUND:
+        mode = bag.merchant.sfcc_refund_mode
+        if mode == SfccRefundMode.ORDER_MANAGEMENT:
+            return oms_refund_decision(state, bag)
+        if state.topic == OMS_TOPIC:
+            return RefundDecision(
+                ignored_reason="A refund from the order management system, but the SFCC merchant no longer uses it."
+            )
+        if mode != SfccRefundMode.CANCEL_AS_REFUND:
             return RefundDecision(
                 ignored_reason="SFCC merchant uses Option 2 (manual refund notices): no automatic refunds."
             )
@@ -186,3 +222,37 @@ class SfccAdapter:
                 )
             )
         return RefundDecision(ignored_reason=f"SFCC order status {state.status or 'unknown'} is not a cancellation.")
+
+
+PRODUCT_LINE_PREFIX = "product:"
+
+
+def oms_refund_decision(state: OrderState, bag) -> RefundDecision:
+    """An OMS merchant: the refunds its OMS holds (one per refund document), their product lines
+    matched to the bag's lines by the storefront product id (OrderSku.sku_id). A cancellation seen
+    on the storefront is not a refund here: the OMS's credit memo for it is."""
+    if not state.refunds:
+        if state.cancelled:
+            return RefundDecision(
+                ignored_reason="SFCC merchant uses its order management system: a cancellation becomes a "
+                "refund only through the OMS's refund document."
+            )
+        return RefundDecision(ignored_reason="The order management system holds no refund for this order.")
+    skus = list(bag.skus.all())
+    refunds = []
+    for refund in state.refunds:
+        lines, used = [], set()
+        for line in refund.lines:
+            codes = line.line_item_external_id.removeprefix(PRODUCT_LINE_PREFIX).split("|")
+            sku = next((s for s in skus if s.sku_id in codes and s.external_id and s.pk not in used), None)
+            if sku is None:
+                sku = next((s for s in skus if s.external_id in codes and s.pk not in used), None)
+            if sku is None:
+                continue  # the split (parts) stays exact; only the line's restock detail is lost
+            used.add(sku.pk)
+            # ⚠️ A credit memo line has no quantity: the line's amount over the unit price.
+            quantity = round((line.amount or 0) / sku.price) if sku.price else 1
+            quantity = min(max(quantity, 1), sku.quantity)
+            lines.append(replace(line, line_item_external_id=sku.external_id, quantity=quantity))
+        refunds.append(replace(refund, lines=tuple(lines)))
+    return RefundDecision(refunds=tuple(refunds))

@@ -26,10 +26,13 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import replace
 
+from django.conf import settings
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from platforms.adapters.base import (
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -39,6 +42,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     explicit_refunds_with_money,
     parse_datetime,
@@ -56,10 +60,39 @@ EVENT_ID_HEADER = "X-Shopify-Event-Id"
 SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
 
 TOPIC_REFUNDS_CREATE = "refunds/create"
+TOPIC_APP_UNINSTALLED = "app/uninstalled"
+# Mandatory compliance webhooks (shopify.dev "Privacy law compliance"): platforms.privacy.compliance.
+COMPLIANCE_TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
+# Headers kept with a stored event (platforms.privacy.ingest); never the HMAC.
+STORED_HEADERS = (
+    TOPIC_HEADER,
+    WEBHOOK_ID_HEADER,
+    EVENT_ID_HEADER,
+    SHOP_DOMAIN_HEADER,
+    "X-Shopify-API-Version",
+    "X-Shopify-Triggered-At",
+)
 TOPIC_ORDERS_CANCELLED = "orders/cancelled"
 # orders/updated carries the same Order resource; reconciling it is harmless and catches refunds
 # whose own refunds/create delivery was lost.
 ORDER_TOPICS = (TOPIC_ORDERS_CANCELLED, "orders/updated")
+
+TOPIC_APP_UNINSTALLED = "app/uninstalled"
+
+# Issue #24: registered per shop with the GraphQL Admin API (platforms/subscriptions/shopify.py),
+# delivered to the connection's URL. `orders/updated` is read when it arrives but not subscribed:
+# it fires on every edit of every order (the hot path pays for each), and a refund whose
+# refunds/create was lost is found by the parity check anyway. The compliance topics can only be
+# set in the app's configuration (Partner Dashboard / shopify.app.toml `compliance_topics`): Shopify
+# refuses them through the API.
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.PER_CONNECTION,
+    topics=(TOPIC_REFUNDS_CREATE, TOPIC_ORDERS_CANCELLED, TOPIC_APP_UNINSTALLED),
+    registration="GraphQL Admin API webhookSubscriptionCreate / webhookSubscriptionUpdate / webhookSubscriptionDelete",
+    app_level_topics=("customers/data_request", "customers/redact", "shop/redact"),
+    app_level_setup="Partner Dashboard > the app > Configuration > Compliance webhooks (or `compliance_topics` in "
+    "shopify.app.toml): the three URLs, each an https URL of this service that the privacy handling serves.",
+)
 
 # Shopify cancel_reason -> our reason codes (staff and anything else: OTHER).
 _REASON_CODES = {"customer": "CUSTOMER", "inventory": "INVENTORY", "fraud": "FRAUD", "declined": "DECLINED"}
@@ -147,10 +180,23 @@ def parse_refund(refund: Mapping, *, order_currency: str | None) -> PlatformRefu
     )
 
 
+def _lifecycle(topic: str) -> str:
+    if topic == TOPIC_APP_UNINSTALLED:
+        return LIFECYCLE_UNINSTALLED
+    return topic if topic in COMPLIANCE_TOPICS else ""
+
+
 class ShopifyAdapter:
     platform = Platform.SHOPIFY
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
+    stored_headers = STORED_HEADERS
+
+    def app_webhook_secrets(self) -> tuple[str, ...]:
+        """The client secrets of the network's Shopify apps: /webhooks/shopify/ (compliance topics and
+        app/uninstalled, configured once per app) verifies with them."""
+        return tuple(secret for secret in getattr(settings, "SHOPIFY_APP_SECRETS", ()) if secret)
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         signature = (headers.get(HMAC_HEADER) or "").strip()
@@ -166,7 +212,13 @@ class ShopifyAdapter:
         if not topic:
             raise PayloadMalformed(f"Missing {TOPIC_HEADER} header.")
         order_id = payload.get("order_id") if topic == TOPIC_REFUNDS_CREATE else payload.get("id")
-        return WebhookEnvelope(event_id=event_id, topic=topic, order_id=str(order_id or ""))
+        return WebhookEnvelope(
+            event_id=event_id,
+            topic=topic,
+            order_id=str(order_id or "") if not _lifecycle(topic) else "",
+            store_id=str(headers.get(SHOP_DOMAIN_HEADER) or payload.get("shop_domain") or "").strip().lower(),
+            lifecycle=_lifecycle(topic),
+        )
 
     def order_state(self, event) -> OrderState:
         # The app secret is shared by every shop of the app, so a genuine delivery for another shop

@@ -29,6 +29,7 @@ has one, otherwise an instance another connection claims.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,7 +39,10 @@ from django.conf import settings
 
 from platforms import selectors
 from platforms.adapters.base import (
+    LIFECYCLE_ORDER_ANONYMIZED,
+    LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -48,6 +52,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     cancellation_refund,
     explicit_refunds_with_money,
@@ -66,6 +71,20 @@ ORDER_FQDN = "wix.ecom.v1.order"
 TRANSACTIONS_FQDN = "wix.ecom.v1.order_transactions"
 ORDER_SLUGS = ("canceled", "updated", "payment_status_updated", "approved")
 REFUND_COMPLETED = f"{TRANSACTIONS_FQDN}/refund_completed"
+
+# Issue #24: Wix webhooks are subscribed in the app's dashboard (Develop > Webhooks), once for every
+# site that installs the app; there is no per-site subscription API for an API-key connection.
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.APP_LEVEL,
+    app_level_topics=(f"{ORDER_FQDN}/canceled", f"{ORDER_FQDN}/updated", REFUND_COMPLETED, "app/removed"),
+    app_level_setup="Wix app dashboard > Develop > Webhooks: Order Canceled, Order Updated, Refund Completed "
+    "(eCommerce Order Transactions) and App Removed, each with callback URL https://<this service>/webhooks/wix/; "
+    "the app's webhook public key in WIX_APP_PUBLIC_KEYS.",
+)
+# App management webhook "App Instance Removed" (dev.wix.com, app-management/app-instance): the
+# envelope's `eventType` names it and its `data` is {"appId": …}, without an event id, so the id is
+# a digest of the token (Wix resends the same token on a retry).
+APP_INSTANCE_REMOVED = "AppInstanceRemoved"
 _JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
 
 
@@ -113,6 +132,7 @@ class WixAdapter:
     platform = Platform.WIX
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
     # How an app-level outcome names the site ("No connection for Wix site instance 1b5e…").
     store_label = "Wix site instance"
 
@@ -132,12 +152,25 @@ class WixAdapter:
             raise SignatureInvalid(
                 f"The body is not a JWT signed by the configured Wix key ({type(exc).__name__})."
             ) from exc
+        envelope = json_object(claims.get("data"))
+        if envelope.get("eventType") == APP_INSTANCE_REMOVED:
+            instance_id = str(envelope.get("instanceId") or "").strip()
+            return WebhookEnvelope(
+                event_id=f"{APP_INSTANCE_REMOVED}:{hashlib.sha256(token.encode()).hexdigest()[:40]}",
+                topic=APP_INSTANCE_REMOVED,
+                store_id=instance_id,
+                lifecycle=LIFECYCLE_UNINSTALLED,
+            )
         event, instance_id = _decode_layers(claims)
+        # Wix sets triggeredByAnonymizeRequest on the events a GDPR anonymization causes: the order's
+        # personal data is gone on Wix and must go here too (nothing else in such an event matters).
+        anonymized = event.get("triggeredByAnonymizeRequest") is True and bool(event.get("entityId"))
         return WebhookEnvelope(
             event_id=str(event["id"]),
             topic=_topic(event),
             order_id=str(event.get("entityId") or ""),
             store_id=instance_id,
+            lifecycle=LIFECYCLE_ORDER_ANONYMIZED if anonymized else "",
         )
 
     def _decoded(self, body: str) -> tuple[dict, str]:

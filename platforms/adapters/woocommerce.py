@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from platforms import selectors
 from platforms.adapters.base import (
     PARITY_TOPIC,
+    Delivery,
     EventIgnored,
     OrderLine,
     OrderState,
@@ -55,6 +56,7 @@ from platforms.adapters.base import (
     RefundDecision,
     RefundLine,
     SignatureInvalid,
+    SubscriptionPlan,
     WebhookEnvelope,
     cancellation_refund,
     explicit_refunds_with_money,
@@ -77,9 +79,27 @@ EVENT_HEADER = "X-WC-Webhook-Event"
 
 TOPIC_ORDER_UPDATED = "order.updated"
 STATUS_CANCELLED = "cancelled"
+
+# Issue #24: registered per store with `/wp-json/wc/v3/webhooks` (platforms/subscriptions/
+# woocommerce.py), signed with the connection's webhook secret, status `active`. WooCommerce has no
+# app and so no uninstall topic: a revoked REST key answers 401, which marks the connection INVALID.
+SUBSCRIPTIONS = SubscriptionPlan(
+    delivery=Delivery.PER_CONNECTION,
+    topics=(TOPIC_ORDER_UPDATED,),
+    registration="REST /wp-json/wc/v3/webhooks (GET, POST, PUT, DELETE)",
+)
 STATUS_REFUNDED = "refunded"
 REFUND_WHAT_IS_LEFT_STATUSES = (STATUS_CANCELLED, STATUS_REFUNDED)
 REFUNDED_ITEM_META_KEY = "_refunded_item_id"
+# Headers kept with a stored event (platforms.privacy.ingest); never the signature.
+STORED_HEADERS = (
+    "X-WC-Webhook-Source",
+    TOPIC_HEADER,
+    RESOURCE_HEADER,
+    EVENT_HEADER,
+    "X-WC-Webhook-ID",
+    DELIVERY_ID_HEADER,
+)
 _PING_BODY = re.compile(rb"^webhook_id=\d{1,20}$")
 
 
@@ -149,6 +169,8 @@ class WooCommerceAdapter:
     platform = Platform.WOOCOMMERCE
     receives_webhooks = True
     polls_orders = False
+    subscriptions = SUBSCRIPTIONS
+    stored_headers = STORED_HEADERS
 
     def is_setup_ping(self, *, body: bytes, headers: Mapping[str, str]) -> bool:
         """WooCommerce's unsigned `webhook_id=<id>` test delivery, sent when a webhook is saved."""

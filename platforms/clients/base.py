@@ -74,17 +74,25 @@ class ConnectionMisconfigured(PlatformClientError):
     error_code = "connection_misconfigured"
 
 
-class SettingUrl:
-    """A client's base URL (or URL pattern) read from a setting at every access, on the class or an
-    instance, so staging, a sandbox or a test server needs only a setting (issue #15 item 6). The
-    defaults (violet_refunds/settings.py) are the platforms' production hosts. A trailing slash is
-    dropped: callers join paths with one."""
+class SettingText:
+    """A client attribute read from a setting at every access, on the class or an instance (an API
+    version, issue #24), so overriding the setting is all a deployment or a test needs."""
 
     def __init__(self, setting_name: str):
         self.setting_name = setting_name
 
     def __get__(self, instance, owner=None) -> str:
-        return str(getattr(settings, self.setting_name)).rstrip("/")
+        return str(getattr(settings, self.setting_name))
+
+
+class SettingUrl(SettingText):
+    """A client's base URL (or URL pattern) read from a setting at every access, on the class or an
+    instance, so staging, a sandbox or a test server needs only a setting (issue #15 item 6). The
+    defaults (violet_refunds/settings.py) are the platforms' production hosts. A trailing slash is
+    dropped: callers join paths with one."""
+
+    def __get__(self, instance, owner=None) -> str:
+        return super().__get__(instance, owner).rstrip("/")
 
 
 def _reply_excerpt(response: requests.Response, limit: int = 300) -> str:

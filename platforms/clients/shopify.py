@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from platforms.clients.base import PlatformHttpClient, PlatformRequestRejected, SettingUrl, required_credentials
+from platforms.clients.base import (
+    PlatformHttpClient,
+    PlatformRequestRejected,
+    SettingText,
+    SettingUrl,
+    required_credentials,
+)
 
 ORDER_REFUNDS_QUERY = """
 query OrderRefunds($id: ID!) {
@@ -31,7 +37,8 @@ query OrderRefunds($id: ID!) {
 
 class ShopifyClient(PlatformHttpClient):
     platform = "Shopify"
-    api_version = "2025-01"
+    # SHOPIFY_API_VERSION ("2025-01" by default): the Admin API version of every call.
+    api_version = SettingText("SHOPIFY_API_VERSION")
     # SHOPIFY_ADMIN_API_URL: "https://{shop_domain}/admin/api/{api_version}" by default.
     admin_api_url = SettingUrl("SHOPIFY_ADMIN_API_URL")
 

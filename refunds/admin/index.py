@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
 from platforms.models import InboundEvent
+from platforms.selectors import connections_needing_attention
 from refunds.admin.selectors import DayOfRefunds, refunds_per_day, triage_counts
 from refunds.admin.triage import TRIAGE_FAILED, TRIAGE_PARAMETER, TRIAGE_STUCK, changelist_url
 from refunds.models import RefundSource, RefundStatus
@@ -138,6 +140,26 @@ def index_triage_context(model_admin, request) -> dict:
                 "tone": "events",
                 "help": "Events for an order that is not (yet) a bag: processed when it appears, "
                 "FAILED if it never does.",
+            }
+        )
+    if request.user.has_perm("platforms.view_storeconnection"):
+        attention = connections_needing_attention(
+            now=now,
+            silent_after=dt.timedelta(seconds=settings.STORE_SILENT_AFTER_SECONDS),
+            min_bags=settings.STORE_SILENT_MIN_BAGS,
+        ).count()
+        silent_days = settings.STORE_SILENT_AFTER_SECONDS / 86400
+        cards.append(
+            {
+                "label": "Store connections needing attention",
+                "count": attention,
+                # The StoreConnection list's HealthFilter (platforms/admin.py).
+                "href": reverse("admin:platforms_storeconnection_changelist", current_app=model_admin.admin_site.name)
+                + "?"
+                + urlencode({"health": "attention"}),
+                "tone": "events",
+                "help": "Credentials refused, a webhook subscription failing, or no webhook for "
+                f"{silent_days:g} days although the network placed orders with the store: refunds may go unseen.",
             }
         )
     cards.append(

@@ -39,6 +39,10 @@ SHOPIFY_FIXTURE_TOPICS = {
     "refunds_create": "refunds/create",
     "orders_cancelled_with_refund": "orders/cancelled",
     "orders_cancelled_without_refund": "orders/cancelled",
+    "customers_redact": "customers/redact",
+    "customers_data_request": "customers/data_request",
+    "shop_redact": "shop/redact",
+    "app_uninstalled": "app/uninstalled",
 }
 DEFAULT_EVENT_IDS = {Platform.SHOPIFY: "wh-1", Platform.WOOCOMMERCE: "3f2a7c9e1b5d48e6a0c4f8b2d6e1a9c3"}
 WOOCOMMERCE_STORE_URL = "https://woo.example.com"

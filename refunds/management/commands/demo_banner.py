@@ -25,7 +25,8 @@ class Command(BaseCommand):
             f" Merchant portal: {base}/portal/   (password for every merchant: {demo.MERCHANT_PASSWORD})",
         ]
         for spec in demo.MERCHANTS:
-            lines.append(f"   {demo.merchant_username(spec['key']):<16} {spec['name']} ({spec['platform']})")
+            mode = " + Salesforce Order Management" if spec.get("oms") else ""
+            lines.append(f"   {demo.merchant_username(spec['key']):<16} {spec['name']} ({spec['platform']}{mode})")
         lines.append(f" Channel API    : {base}/v1/   docs: {base}/v1/docs/")
         example_app = None
         for spec in demo.APPS:

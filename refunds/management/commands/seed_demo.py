@@ -1,7 +1,8 @@
 """`manage.py seed_demo`: a realistic, idempotent demo world.
 
 One merchant per platform (Shopify, Ecwid, Wix with orders before and after 2024-04-22, BigCommerce,
-WooCommerce, SFCC in Option 1 and Option 2), two channel apps, ~60 orders (some with several bags) charged and paid out
+WooCommerce, SFCC in Option 1, Option 2 and with Salesforce Order Management), two channel apps,
+~60 orders (some with several bags) charged and paid out
 in the Stripe sandbox, and refunds in every status, moved through the real refund engine (faults
 injected into the sandbox produce the FAILED and PARTIALLY_COMPLETED ones). Running it again
 creates nothing new.
@@ -19,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from platforms.models import Merchant, MerchantMembership, StoreConnection
+from platforms.models import Merchant, MerchantMembership, OmsConnection, StoreConnection
 from refunds import demo
 from refunds.models import App, AppMembership, Bag, BagStatus, Order, OrderSku, Refund, RefundSource
 from refunds.services import (
@@ -135,6 +136,21 @@ class Command(BaseCommand):
                 "last_verified_at": timezone.now(),
             },
         )
+        if spec.get("oms"):
+            # Seeded as if connected and synced a few minutes ago (connecting for real calls the org).
+            now = timezone.now()
+            OmsConnection.objects.get_or_create(
+                merchant=merchant,
+                defaults={
+                    **spec["oms"],
+                    "status": OmsConnection.Status.CONNECTED,
+                    "last_verified_at": now,
+                    "cursor": now - dt.timedelta(minutes=4),
+                    "last_run_at": now - dt.timedelta(minutes=4),
+                    "last_success_at": now - dt.timedelta(minutes=4),
+                    "api_usage": "api-usage=1840/100000",
+                },
+            )
         username = demo.merchant_username(spec["key"])
         user = self._user(username, demo.MERCHANT_PASSWORD, f"{username}@example.com")
         MerchantMembership.objects.get_or_create(merchant=merchant, user=user)

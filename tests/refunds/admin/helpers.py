@@ -14,12 +14,14 @@ from tests.factories import DEFAULT_PASSWORD, UserFactory
 OPERATORS, VIEWERS = "Refund operators", "Refund viewers"
 
 _groups_migration = importlib.import_module("refunds.migrations.0003_refund_operator_groups")
+_raw_payload_migration = importlib.import_module("platforms.migrations.0009_privacy_permissions_and_shopify_routing")
 
 
 def ensure_refund_groups() -> dict[str, Group]:
     """The groups exactly as the migration creates them. Transactional tests flush every table,
     groups included, so tests recreate them the same (idempotent) way."""
     _groups_migration.ensure_groups(apps)
+    _raw_payload_migration.ensure_raw_payload_permission(apps)
     return {name: Group.objects.get(name=name) for name in (OPERATORS, VIEWERS)}
 
 

@@ -19,7 +19,12 @@ def test_the_migration_created_both_groups():
     operators, viewers = codenames("Refund operators"), codenames("Refund viewers")
     assert {"refunds.view_refund", "refunds.view_refunderror", "payments.view_transferreversal"} <= viewers
     assert {p for p in viewers if not p.split(".")[1].startswith("view_")} == set()
-    assert operators - viewers == {"refunds.change_refund", "platforms.change_inboundevent"}
+    # platforms 0007 (issue #22): raw inbound payloads are for operators only.
+    assert operators - viewers == {
+        "refunds.change_refund",
+        "platforms.change_inboundevent",
+        "platforms.view_raw_payload",
+    }
 
 
 @pytest.mark.parametrize("who", ["operator_client", "viewer_client"])
