@@ -56,7 +56,7 @@ lint: install-dev
 	$(VENV)/bin/lint-imports
 
 ## mypy with django-stubs and djangorestframework-stubs (config and baseline in pyproject.toml).
-MYPY_PACKAGES := violet_refunds platforms refunds payments notifications stripe_sandbox portal observability
+MYPY_PACKAGES := violet_refunds platforms stripe_events refunds payments notifications stripe_sandbox portal observability
 typecheck: install-dev
 	$(PY) -m mypy $(MYPY_PACKAGES)
 

@@ -23,6 +23,15 @@ class PaymentTransaction(TimeStampedModel):
     amount_refunded = MoneyField()
     currency = CurrencyField()
     capture_status = models.CharField(max_length=32, default="CAPTURED")
+    # The charge's dispute as Stripe's charge.dispute.* events report it (stripe_events). Blank: never
+    # disputed. While it is open, or once the shopper won it (`lost`: the card network already
+    # returned the money), no refund may be made of this payment (DISPUTE_BLOCKING_STATUSES).
+    dispute_id = models.CharField(max_length=255, blank=True, help_text="du_… / dp_…")
+    dispute_status = models.CharField(max_length=32, blank=True, help_text="Stripe's dispute status.")
+    dispute_reason = models.CharField(max_length=64, blank=True)
+    dispute_amount = MoneyField(help_text="Disputed amount, minor units of `currency`.")
+    # Stripe's `created` of the last event applied: an older event arriving later changes nothing.
+    dispute_updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -35,6 +44,18 @@ class PaymentTransaction(TimeStampedModel):
 
     def __str__(self):
         return self.gateway_transaction_id
+
+    @property
+    def refunds_blocked_by_dispute(self) -> bool:
+        return self.dispute_status in DISPUTE_BLOCKING_STATUSES
+
+
+# Stripe dispute statuses (API reference, the Dispute object) under which refunding is refused: every
+# open status, and `lost` (the shopper got the money back through the dispute). `won`,
+# `warning_closed` (an inquiry closed without a chargeback) and `prevented` leave refunds possible.
+DISPUTE_BLOCKING_STATUSES = frozenset(
+    {"warning_needs_response", "warning_under_review", "needs_response", "under_review", "lost"}
+)
 
 
 class Recipient(models.TextChoices):

@@ -175,7 +175,7 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         "has_error",
     )
     list_filter = (HealthFilter, "status", "merchant__platform")
-    actions = ("sync_subscriptions",)
+    actions = ("sync_subscriptions", "disconnect_selected")
     search_fields = ("merchant__name", "public_id")
     list_select_related = ("merchant",)
     readonly_fields = (
@@ -293,7 +293,6 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         except CredentialsUnreadable:
             return "Unreadable with the configured FIELD_ENCRYPTION_KEY."
 
-    actions = ("disconnect_selected",)
 
     @admin.action(
         description="Disconnect selected stores (wipe credentials and webhook secret)", permissions=("change",)

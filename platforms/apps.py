@@ -7,3 +7,7 @@ class PlatformsConfig(AppConfig):
 
     def ready(self):
         from platforms import signals  # noqa: F401 - connects the bag post_save receiver
+        from platforms.forwarding import forwarding_hooks_install
+
+        # refunds cannot import platforms: it reaches the platforms' forwarding through these hooks.
+        forwarding_hooks_install()

@@ -141,3 +141,14 @@ def apply_data_retention() -> str:
     compliance.privacy_requests_open_process()
     logger.info("%s", result.describe())
     return result.describe()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def forward_refund(refund_id: int) -> None:
+    """Send a channel refund to the merchant's platform (platforms.forwarding). Delivered at least
+    once: a copy finds the forwarding locked, settled or not yet due and does nothing."""
+    from platforms.forwarding import refund_forward
+
+    countdown = refund_forward(refund_id=refund_id)
+    if countdown is not None:
+        forward_refund.apply_async((refund_id,), countdown=countdown)

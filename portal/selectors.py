@@ -11,11 +11,11 @@ merchant membership sees no merchant data at all.
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.http import Http404
 
 from platforms.models import Merchant, MerchantApiKey, Platform, SfccRefundMode
-from refunds.models import App, Bag, OrderSku, Refund, RefundEvent
+from refunds.models import App, Bag, ForwardingState, OrderSku, Refund, RefundEvent, RefundForwarding
 
 _MAX_ID = 2**63 - 1  # bigint: a larger id in a URL would be a database error, not a 404
 
@@ -205,3 +205,27 @@ def app_get_for_redirect(app_id) -> App | None:
         return App.objects.filter(pk=_as_id(app_id, "channel")).first()
     except Http404:
         return None
+
+
+# --- refunds to mirror on the platform (issue 14) --------------------------------------------------
+
+
+def mirror_tasks_for_user(user) -> QuerySet[RefundForwarding]:
+    """Channel refunds the merchant's platform could not be told of (or that moved without it): the
+    merchant records each on the platform by hand. Open tasks first, then newest."""
+    return (
+        RefundForwarding.objects.filter(
+            refund__bag__merchant__in=merchants_for_user(user),
+            state__in=[ForwardingState.NOT_FORWARDED, ForwardingState.BYPASSED],
+        )
+        .select_related("refund", "refund__bag", "refund__bag__merchant", "mirror_done_by")
+        .prefetch_related("refund__skus__order_sku")
+        .order_by(F("mirror_done_at").asc(nulls_first=True), "-date_created", "-pk")
+    )
+
+
+def mirror_task_get_for_user(user, task_id) -> RefundForwarding:
+    try:
+        return mirror_tasks_for_user(user).get(pk=_as_id(task_id, "task"))
+    except RefundForwarding.DoesNotExist:
+        raise Http404("No such task.") from None

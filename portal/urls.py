@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal import api, privacy_views, views
+from portal import api, mirror, privacy_views, views
 
 app_name = "portal"
 
@@ -25,6 +25,8 @@ urlpatterns = [
     path("orders/<int:bag_id>/report-refund/", views.refund_report, name="refund_report"),
     path("refunds/", views.refund_list, name="refunds"),
     path("refunds/<int:refund_id>/", views.refund_detail, name="refund_detail"),
+    path("refunds-to-mirror/", mirror.mirror_list, name="mirror"),
+    path("refunds-to-mirror/<int:task_id>/", mirror.mirror_mark, name="mirror_mark"),
     path("api-keys/", views.api_keys, name="api_keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
     path("connect/wix/", views.connect_wix, name="connect_wix"),

@@ -2,14 +2,19 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from payments.splits import BagTotals
-from refunds.models import Bag, OrderSku, Refund, RefundStatus
+from refunds.models import Bag, ForwardingState, OrderSku, Refund, RefundStatus
 from violet_refunds.money import AmountParts
 
 # Statuses whose amounts no longer count against the bag: nothing moved and nothing will.
 NOT_COUNTING_STATUSES = (RefundStatus.CANCELED,)
+# A channel refund its platform refused ended FAILED before anything moved, and nothing ever will
+# (refunds.services.forwarding): its amounts do not count either (its SKU quantities were given back).
+NOT_COUNTING = Q(status__in=NOT_COUNTING_STATUSES) | Q(
+    status=RefundStatus.FAILED, forwarding__state=ForwardingState.REFUSED
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ def bag_totals(bag: Bag) -> BagTotals:
 
 def bag_refunded_parts(bag: Bag, *, exclude_refund_id: int | None = None) -> AmountParts:
     """Sum of the parts of every refund on the bag that counts (all but CANCELED)."""
-    qs = Refund.objects.filter(bag=bag).exclude(status__in=NOT_COUNTING_STATUSES)
+    qs = Refund.objects.filter(bag=bag).exclude(NOT_COUNTING)
     if exclude_refund_id is not None:
         qs = qs.exclude(pk=exclude_refund_id)
     sums = qs.aggregate(sub_total=Sum("sub_total_amount"), shipping=Sum("shipping_amount"), tax=Sum("tax_amount"))

@@ -20,6 +20,10 @@ class RefundErrorCode(IntEnum):
     MISSING_PAYMENT = 3009
     CURRENCY_MISMATCH = 3010
     INCONSISTENT_AMOUNTS = 3011  # the bag's transfers/refunds cannot be split (data needs an operator)
+    PLATFORM_REFUSED = 3100  # the merchant's platform refused the forwarded refund: nothing moved
+    # A platform refund asked more than was left (part refunded through another source): what was left
+    # was recorded; an operator note, not a failure.
+    PLATFORM_AMOUNT_ADJUSTED = 3101
 
 
 _BY_STRIPE_CODE = {

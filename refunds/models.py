@@ -231,6 +231,9 @@ class RefundSource(models.TextChoices):
     MERCHANT_NOTICE = "MERCHANT_NOTICE", "Merchant notice"
     CHANNEL_API = "CHANNEL_API", "Channel API"
     OPERATOR = "OPERATOR", "Operator"
+    # Made at Stripe outside the product (the Stripe Dashboard, the API by hand): learned from
+    # Stripe's own webhooks, recorded EXTERNAL so what is still refundable stays true.
+    STRIPE_DASHBOARD = "STRIPE_DASHBOARD", "Stripe, outside the product"
 
 
 class Refund(TimeStampedModel):
@@ -423,6 +426,7 @@ class RefundEvent(models.Model):
         ERROR_RESOLVED = "ERROR_RESOLVED"
         REQUEUED = "REQUEUED"
         NOTE = "NOTE"
+        FORWARDING = "FORWARDING"  # a step of the refund's trip to the merchant's platform
 
     refund = models.ForeignKey(Refund, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -441,3 +445,90 @@ class RefundEvent(models.Model):
 
     def __str__(self):
         return f"{self.kind} by {self.actor}"
+
+
+class ReconciliationFinding(TimeStampedModel):
+    """A difference between our books and Stripe's that an operator must look at: found by the
+    nightly reconciliation (refunds.reconciliation) or told by a Stripe event (a refund or reversal
+    made outside the product, a dispute, a refund that failed after succeeding).
+
+    Opened once per difference (`key` names it: the same difference found again only updates
+    `last_seen_at` and `times_seen`, even once resolved, so an accepted difference does not come back
+    every night)."""
+
+    class State(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        RESOLVED = "RESOLVED", "Resolved"
+
+    class Origin(models.TextChoices):
+        RECONCILIATION = "RECONCILIATION", "Nightly reconciliation"
+        STRIPE_EVENT = "STRIPE_EVENT", "Stripe event"
+
+    key = models.CharField(max_length=255, unique=True, help_text="What identifies this difference.")
+    origin = models.CharField(max_length=20, choices=Origin.choices)
+    kind = models.CharField(max_length=40, db_index=True)
+    refund = models.ForeignKey(Refund, on_delete=models.CASCADE, null=True, blank=True, related_name="findings")
+    bag = models.ForeignKey(Bag, on_delete=models.CASCADE, null=True, blank=True, related_name="findings")
+    step = models.CharField(max_length=20, choices=RefundStep.choices, blank=True)
+    detail = models.TextField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    times_seen = models.PositiveIntegerField(default=1)
+    last_seen_at = models.DateTimeField()
+    date_resolved = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-date_created"]
+        indexes = [models.Index(fields=["state", "date_created"], name="finding_state_date")]
+
+    def __str__(self):
+        return f"{self.kind}: {self.detail[:60]}"
+
+
+class ForwardingState(models.TextChoices):
+    """Where a channel refund stands with the merchant's platform (refunds.services.forwarding).
+    Money moves only in ACCEPTED, NOT_FORWARDED and BYPASSED (`MONEY_MAY_MOVE`)."""
+
+    PENDING = "PENDING", "Waiting to be sent to the platform"
+    SENDING = "SENDING", "Being sent to the platform"
+    RETRYING = "RETRYING", "Platform unreachable, retrying"
+    STALLED = "STALLED", "Platform unreachable, waiting for an operator"
+    ACCEPTED = "ACCEPTED", "Accepted by the platform"
+    REFUSED = "REFUSED", "Refused by the platform"
+    NOT_FORWARDED = "NOT_FORWARDED", "Platform cannot be written to: merchant told"
+    BYPASSED = "BYPASSED", "Money moved without the platform (operator)"
+
+
+class RefundForwarding(TimeStampedModel):
+    """A channel refund's trip to the merchant's platform, before its money moves (issue 14).
+
+    One row per channel refund. `attempts` counts sends against FORWARDING_MAX_ATTEMPTS (an operator
+    retry starts a new budget); `sends` counts every request that may have reached the platform and
+    is never reset: once it is above zero the platform is searched for our marker before sending
+    again, so a refund is never created twice there. `mirror_done_at`: the merchant ticked the
+    "mirror this refund" task off in the portal (NOT_FORWARDED and BYPASSED refunds)."""
+
+    refund = models.OneToOneField(Refund, on_delete=models.CASCADE, related_name="forwarding")
+    platform = models.CharField(max_length=20, blank=True)
+    state = models.CharField(max_length=20, choices=ForwardingState.choices, default=ForwardingState.PENDING)
+    reason = models.CharField(max_length=255, blank=True, help_text="Why it was not forwarded, when it was not.")
+    platform_refund_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    sends = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    date_accepted = models.DateTimeField(null=True, blank=True)
+    mirror_done_at = models.DateTimeField(null=True, blank=True)
+    mirror_done_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-date_created"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="refund_forwarding_due")]
+
+    def __str__(self):
+        return f"Forwarding of refund {self.refund_id} ({self.state})"

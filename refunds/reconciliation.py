@@ -50,6 +50,9 @@ class Difference:
     refund_id: int | None
     step: str
     detail: str
+    # The Stripe object a difference is about, when it is about one object of no refund of ours
+    # (outside_engine): findings key on it, as the Stripe event handlers do.
+    stripe_id: str = ""
 
     def line(self) -> str:
         refund = f"refund {self.refund_id}" if self.refund_id is not None else "no refund"
@@ -72,8 +75,8 @@ class Reconciliation:
         self._stripe_refunds: dict[str | None, list] = {}
         self._stripe_reversals: dict[str | None, list] = {}
 
-    def note(self, kind: str, refund_id: int | None, step: str, detail: str) -> None:
-        self.differences.append(Difference(kind, refund_id, step, detail))
+    def note(self, kind: str, refund_id: int | None, step: str, detail: str, stripe_id: str = "") -> None:
+        self.differences.append(Difference(kind, refund_id, step, detail, stripe_id))
 
     # --- what Stripe holds ---
 
@@ -274,7 +277,8 @@ class Reconciliation:
                 continue
             refund_id = stripe_object_refund_id(obj)
             if refund_id is None:
-                self.note("outside_engine", None, "", f"{what}: {_describe([obj])} has no refund_id metadata")
+                detail = f"{what}: {_describe([obj])} has no refund_id metadata"
+                self.note("outside_engine", None, "", detail, stripe_id=obj.id)
             elif refund_id not in in_scope:
                 foreign[refund_id].append(obj)
         if foreign:

@@ -14,7 +14,18 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_r
 from django.utils import timezone
 
 from payments.models import Transfer, TransferReversal
-from refunds.models import App, AppMembership, Bag, Order, Refund, RefundError, RefundSku, RefundStatus
+from refunds.models import (
+    App,
+    AppMembership,
+    Bag,
+    ForwardingState,
+    Order,
+    ReconciliationFinding,
+    Refund,
+    RefundError,
+    RefundSku,
+    RefundStatus,
+)
 
 
 def app_get(app_id: int) -> App | None:
@@ -114,9 +125,18 @@ def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:
     is in fact running finds the refund locked and does nothing."""
     now = now or timezone.now()
     threshold = now - timedelta(seconds=settings.REFUND_STUCK_AFTER_SECONDS)
-    return Refund.objects.filter(status=RefundStatus.PROCESSING).filter(
-        Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold)
+    # A refund whose forwarding waits for an operator (STALLED) is not stuck: triage lists it as such.
+    return (
+        Refund.objects.filter(status=RefundStatus.PROCESSING)
+        .filter(Q(next_attempt_at__lt=threshold) | Q(next_attempt_at__isnull=True, date_last_modified__lt=threshold))
+        .exclude(forwarding__state=ForwardingState.STALLED)
     )
+
+
+def refunds_forwarding_stalled_queryset() -> QuerySet[Refund]:
+    """PROCESSING refunds whose platform stayed unreachable past FORWARDING_MAX_ATTEMPTS: an operator
+    retries forwarding or moves the money without the platform."""
+    return Refund.objects.filter(status=RefundStatus.PROCESSING, forwarding__state=ForwardingState.STALLED)
 
 
 def refunds_outcome_unknown_queryset() -> QuerySet[Refund]:
@@ -135,3 +155,8 @@ def refunds_for_reconciliation() -> QuerySet[Refund]:
         Prefetch("transfer_reversals", queryset=TransferReversal.objects.select_related("transfer").order_by("pk")),
         "shopper_refund__payment_transaction",
     )
+
+
+def findings_open_count() -> int:
+    """Findings with Stripe still waiting for an operator (the admin index's triage card)."""
+    return ReconciliationFinding.objects.filter(state=ReconciliationFinding.State.OPEN).count()

@@ -37,3 +37,25 @@ def sweep_stuck_refunds() -> int:
     if requeued:
         logger.warning("re-enqueued %d stuck refunds: %s", len(requeued), requeued[:20])
     return len(requeued)
+
+
+@shared_task(ignore_result=True)
+def reconcile_refunds_nightly() -> int:
+    """Beat, nightly: compare the last RECONCILIATION_DAYS days of refunds with Stripe; each difference
+    opens one operator finding. Returns the findings opened."""
+    from refunds.reconciliation import StripeUnavailable
+    from refunds.services.findings import findings_from_reconciliation
+
+    try:
+        result = findings_from_reconciliation()
+    except StripeUnavailable as exc:
+        logger.error("Nightly reconciliation: Stripe could not be read, nothing concluded: %s", exc)
+        return 0
+    if result.opened:
+        logger.warning(
+            "Nightly reconciliation (%s): %d new finding(s), %d seen before",
+            result.report.scope,
+            result.opened,
+            result.seen_again,
+        )
+    return result.opened

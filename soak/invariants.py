@@ -489,3 +489,41 @@ def check_reconcile(env: dict) -> tuple[list[Check], str]:
         ],
         output,
     )
+
+
+# --- forwarding to the platform (issue 14) ----------------------------------------------------------
+
+
+def check_forwarding(refunds, receiver) -> list[Check]:
+    """Every channel refund of the Shopify merchant was recorded on (the receiver's) Shopify exactly
+    once before its money moved: forwarding ACCEPTED with the id Shopify gave, one Shopify refund
+    carrying its marker, and no money step planned before acceptance."""
+    from refunds.models import RefundForwarding
+
+    forwardings = {f.refund_id: f for f in RefundForwarding.objects.filter(refund_id__in=[r.pk for r in refunds])}
+    with receiver.lock:
+        created = [refund for refunds_of_order in receiver.shopify_refunds.values() for refund in refunds_of_order]
+    by_marker = Counter()
+    for refund in created:
+        note = str(refund.get("note") or "")
+        if note.startswith("[violet-refund:"):
+            by_marker[int(note.split(":", 1)[1].split("]", 1)[0])] += 1
+    not_accepted, twice, unmatched = [], [], []
+    for refund in refunds:
+        forwarding = forwardings.get(refund.pk)
+        if refund.source != "CHANNEL_API" or forwarding is None or forwarding.platform != "SHOPIFY":
+            continue
+        if forwarding.state != "ACCEPTED" and refund.status != "FAILED":
+            not_accepted.append(f"{_refund_line(refund)}: forwarding {forwarding.state} ({forwarding.last_error[:80]})")
+        if by_marker[refund.pk] > 1:
+            twice.append(f"{_refund_line(refund)}: {by_marker[refund.pk]} refunds on Shopify")
+        if forwarding.state == "ACCEPTED" and (
+            by_marker[refund.pk] != 1 or refund.external_id != forwarding.platform_refund_id
+        ):
+            unmatched.append(f"{_refund_line(refund)}: Shopify holds {by_marker[refund.pk]}, id {refund.external_id}")
+    return [
+        Check("channel refunds on Shopify", len(created), "info", True),
+        Check("channel refunds not accepted by Shopify", len(not_accepted), "0", not not_accepted, not_accepted),
+        Check("channel refunds created twice on Shopify", len(twice), "0", not twice, twice),
+        Check("accepted refunds without their one Shopify refund", len(unmatched), "0", not unmatched, unmatched),
+    ]

@@ -163,6 +163,9 @@ class Run:
         from notifications.models import WebhookEndpoint
 
         self.receiver.secret = WebhookEndpoint.objects.get(pk=world.endpoint_id).signing_secret
+        # Issue 14: channel refunds of the Shopify merchant are forwarded to Shopify before money moves;
+        # the receiver plays that Shopify's refund endpoints (soak/README.md, "Forwarding").
+        self.env["SHOPIFY_ADMIN_API_URL"] = self.receiver.shopify_admin_api_url
         self.summary["bags"] = dict(Counter(kinds))
         log(f"seeded {len(world.bags)} bags charged and paid out in the sandbox ({time.monotonic() - began:.1f}s)")
         self.port = free_port()
@@ -292,6 +295,7 @@ class Run:
         checks += invariants.check_intents(intents, refunds)
         checks += invariants.check_early_attempts(refunds)
         checks += invariants.check_outbox(refunds, self.receiver)
+        checks += invariants.check_forwarding(refunds, self.receiver)
         checks += invariants.check_inbound()
         reconcile_checks, reconcile_output = invariants.check_reconcile(self.env)
         checks += reconcile_checks

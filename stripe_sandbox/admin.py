@@ -13,6 +13,9 @@ from .apps import sandbox_in_use
 from .models import (
     SandboxAccount,
     SandboxBalance,
+    SandboxBalanceTransaction,
+    SandboxDispute,
+    SandboxEvent,
     SandboxFault,
     SandboxIdempotencyKey,
     SandboxPaymentIntent,
@@ -60,7 +63,17 @@ class SandboxTransferReversalAdmin(ReadOnlyAdmin):
 
 
 class SandboxRefundAdmin(ReadOnlyAdmin):
-    list_display = ("stripe_id", "payment_intent", "amount", "currency", "status", "failure_reason", "created")
+    list_display = (
+        "stripe_id",
+        "payment_intent",
+        "amount",
+        "currency",
+        "status",
+        "failure_reason",
+        "settles_to",
+        "settles_at",
+        "created",
+    )
     list_filter = ("status",)
     search_fields = ("stripe_id", "payment_intent__stripe_id", "payment_intent__charge_id")
     list_select_related = ("payment_intent",)
@@ -93,12 +106,34 @@ class SandboxRequestAdmin(ReadOnlyAdmin):
     search_fields = ("path", "idempotency_key", "request_id")
 
 
+class SandboxBalanceTransactionAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "type", "amount", "currency", "source", "created")
+    list_filter = ("type", "currency")
+    search_fields = ("stripe_id", "source")
+
+
+class SandboxDisputeAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "payment_intent", "amount", "currency", "reason", "status", "created")
+    list_filter = ("status",)
+    search_fields = ("stripe_id", "payment_intent__stripe_id", "payment_intent__charge_id")
+    list_select_related = ("payment_intent",)
+
+
+class SandboxEventAdmin(ReadOnlyAdmin):
+    list_display = ("stripe_id", "type", "created", "delivery", "delivery_attempts")
+    list_filter = ("type", "delivery")
+    search_fields = ("stripe_id",)
+
+
 SANDBOX_ADMINS = {
     SandboxAccount: SandboxAccountAdmin,
     SandboxPaymentIntent: SandboxPaymentIntentAdmin,
     SandboxTransfer: SandboxTransferAdmin,
     SandboxTransferReversal: SandboxTransferReversalAdmin,
     SandboxRefund: SandboxRefundAdmin,
+    SandboxBalanceTransaction: SandboxBalanceTransactionAdmin,
+    SandboxDispute: SandboxDisputeAdmin,
+    SandboxEvent: SandboxEventAdmin,
     SandboxIdempotencyKey: SandboxIdempotencyKeyAdmin,
     SandboxFault: SandboxFaultAdmin,
     SandboxRequest: SandboxRequestAdmin,

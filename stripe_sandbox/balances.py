@@ -6,8 +6,8 @@ account balance, platform balance.
 
 from django.db.models import F
 
-from .ids import PLATFORM_ACCOUNT_ID
-from .models import SandboxAccount, SandboxBalance
+from .ids import PLATFORM_ACCOUNT_ID, new_id
+from .models import SandboxAccount, SandboxBalance, SandboxBalanceTransaction
 
 
 def platform_account() -> SandboxAccount:
@@ -33,3 +33,29 @@ def adjust(account: SandboxAccount, currency: str, delta: int) -> None:
 def available(account: SandboxAccount, currency: str) -> int:
     row = SandboxBalance.objects.filter(account=account, currency=currency).first()
     return row.available if row else 0
+
+
+# Stripe's balance transaction `type` and `reporting_category` per movement of the platform's balance.
+CHARGE = ("charge", "charge")
+REFUND = ("refund", "refund")
+REFUND_FAILURE = ("refund_failure", "refund_failure")
+TRANSFER = ("transfer", "transfer")
+TRANSFER_REVERSAL = ("transfer_refund", "transfer_reversal")
+
+
+def post(kind: tuple[str, str], currency: str, amount: int, *, source: str, at, description: str = "") -> str:
+    """Move the platform's balance by `amount` and record the balance transaction. Returns its `txn_` id."""
+    account = platform_account()
+    adjust(account, currency, amount)
+    txn_type, category = kind
+    return SandboxBalanceTransaction.objects.create(
+        stripe_id=new_id("txn"),
+        account=account,
+        amount=amount,
+        currency=currency,
+        type=txn_type,
+        reporting_category=category,
+        source=source,
+        description=description,
+        created=at,
+    ).stripe_id

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 
 from django.db.models import F
 
-from .models import FaultKind, SandboxFault
+from .models import FaultKind, RefundFailureReason, SandboxFault
 
 # Fail before Stripe's idempotency layer: nothing runs, nothing is stored under the key.
 BEFORE_IDEMPOTENCY = (
@@ -30,6 +30,10 @@ BUSINESS = (
     FaultKind.CHARGE_ALREADY_REFUNDED,
     FaultKind.CHARGE_DISPUTED,
     FaultKind.REFUND_FAILS_ASYNC,
+    FaultKind.REFUND_PENDING,
+    FaultKind.REFUND_PENDING_FAILS,
+    FaultKind.REFUND_PENDING_CANCELED,
+    FaultKind.REFUND_FAILS_LATER,
 )
 
 
@@ -48,7 +52,14 @@ def take(kinds, *, method: str, path: str) -> SandboxFault | None:
 
 
 def inject(
-    kind: str, *, times: int = 1, path: str | None = None, method: str | None = None, stall_seconds: float = 1.0
+    kind: str,
+    *,
+    times: int = 1,
+    path: str | None = None,
+    method: str | None = None,
+    stall_seconds: float = 1.0,
+    settle_after_seconds: float = 0.0,
+    failure_reason: str = "",
 ) -> SandboxFault:
     if kind not in FaultKind.values:
         raise ValueError(f"Unknown fault kind {kind!r}; use one of {', '.join(FaultKind.values)}.")
@@ -56,7 +67,15 @@ def inject(
         raise ValueError("times must be at least 1.")
     if path and not path.startswith(("/", "*")):
         raise ValueError(f"path is a glob over the URL path, such as '/v1/transfers/*/reversals'; got {path!r}.")
+    if failure_reason and failure_reason not in RefundFailureReason.values:
+        raise ValueError(
+            f"Unknown failure_reason {failure_reason!r}; use one of {', '.join(RefundFailureReason.values)}."
+        )
+    if settle_after_seconds < 0:
+        raise ValueError("settle_after_seconds cannot be negative.")
     return SandboxFault.objects.create(
+        settle_after_seconds=settle_after_seconds,
+        failure_reason=failure_reason,
         kind=kind,
         remaining=times,
         path_pattern=path or "",

@@ -7,6 +7,7 @@ a strict newest-first order, as Stripe's lists have.
 
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 
 class FaultKind(models.TextChoices):
@@ -25,6 +26,36 @@ class FaultKind(models.TextChoices):
     CHARGE_ALREADY_REFUNDED = "charge_already_refunded", "Next refund: charge already refunded"
     CHARGE_DISPUTED = "charge_disputed", "Next refund: charge disputed"
     REFUND_FAILS_ASYNC = "refund_fails_async", "Next refund: pending, then failed on a later read"
+    # Scheduled refund lifecycles: the transition is due `settle_after_seconds` after creation on the
+    # sandbox clock (0 = on the next read or sweep); `failure_reason` says why a refund fails.
+    REFUND_PENDING = "refund_pending", "Next refund: pending, then succeeded when due"
+    REFUND_PENDING_FAILS = "refund_pending_fails", "Next refund: pending, then failed when due"
+    REFUND_PENDING_CANCELED = "refund_pending_canceled", "Next refund: pending, then canceled when due"
+    REFUND_FAILS_LATER = "refund_fails_later", "Next refund: succeeded, then failed when due"
+
+
+class RefundFailureReason(models.TextChoices):
+    """Stripe's documented values of `refund.failure_reason` (API reference, the Refund object)."""
+
+    LOST_OR_STOLEN_CARD = "lost_or_stolen_card"
+    EXPIRED_OR_CANCELED_CARD = "expired_or_canceled_card"
+    CHARGE_FOR_PENDING_REFUND_DISPUTED = "charge_for_pending_refund_disputed"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    DECLINED = "declined"
+    MERCHANT_REQUEST = "merchant_request"
+    UNKNOWN = "unknown"
+
+
+class SandboxClock(models.Model):
+    """The sandbox's notion of now (one row at most; none = real time). Tests and the switchboard move
+    it forward so scheduled refund transitions fall due without waiting. Stored in the database so a
+    worker process reads the same time as the test that set it."""
+
+    frozen_at = models.DateTimeField(null=True, blank=True, help_text="Fixed time; null = real time + offset.")
+    offset_seconds = models.FloatField(default=0.0)
+
+    def __str__(self):
+        return f"frozen at {self.frozen_at}" if self.frozen_at else f"real time {self.offset_seconds:+.0f}s"
 
 
 class SandboxAccount(models.Model):
@@ -74,9 +105,16 @@ class SandboxPaymentIntent(models.Model):
     description = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     disputed = models.BooleanField(default=False)
-    # Stripe's test card 4000000000005126: every refund on this charge fails asynchronously.
+    # Stripe's test card 4000000000005126 (pm_card_refundFail): every refund on this charge succeeds,
+    # then fails some time later.
     refunds_fail_later = models.BooleanField(default=False)
-    created = models.DateTimeField(auto_now_add=True)
+    # Stripe's test card 4000000000007726 (pm_card_pendingRefund): every refund on this charge is
+    # pending, then succeeds some time later.
+    refunds_pending = models.BooleanField(default=False)
+    # The PaymentMethod Stripe creates from a test token (pm_card_visa -> pm_1Q…).
+    payment_method_id = models.CharField(max_length=64, blank=True)
+    balance_transaction = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
 
     class Meta:
         constraints = [
@@ -100,7 +138,8 @@ class SandboxTransfer(models.Model):
     transfer_group = models.CharField(max_length=255, blank=True)
     description = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
+    balance_transaction = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
 
     class Meta:
         constraints = [
@@ -121,7 +160,8 @@ class SandboxTransferReversal(models.Model):
     currency = models.CharField(max_length=3)
     description = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    created = models.DateTimeField(auto_now_add=True)
+    balance_transaction = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
 
     def __str__(self):
         return self.stripe_id
@@ -134,14 +174,83 @@ class SandboxRefund(models.Model):
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20)
     failure_reason = models.CharField(max_length=100, blank=True)
+    pending_reason = models.CharField(max_length=40, blank=True)
     reason = models.CharField(max_length=100, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    # Pending now, flipped to failed by the next read (retrieve or list) of this refund.
+    balance_transaction = models.CharField(max_length=64, blank=True)
+    failure_balance_transaction = models.CharField(max_length=64, blank=True)
+    # Pending now, flipped to failed by the next read (retrieve or list) of this refund, whatever the
+    # clock says (the `refund_fails_async` fault).
     fails_on_next_read = models.BooleanField(default=False)
-    created = models.DateTimeField(auto_now_add=True)
+    # A scheduled transition: to `settles_to` (succeeded, failed, canceled) once the sandbox clock
+    # reaches `settles_at`, applied by any read of the refund and by the sweep.
+    settles_to = models.CharField(max_length=20, blank=True)
+    settles_at = models.DateTimeField(null=True, blank=True)
+    settle_failure_reason = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
+
+    class Meta:
+        indexes = [models.Index(fields=["settles_at"], name="sandbox_refund_settles_at")]
 
     def __str__(self):
         return self.stripe_id
+
+
+class SandboxBalanceTransaction(models.Model):
+    """A movement of the platform's balance (`txn_…`): a charge, a refund, a failed refund, a transfer
+    or a transfer reversal. Fees are 0 in the sandbox, so `net` equals `amount`."""
+
+    stripe_id = models.CharField(max_length=64, unique=True)
+    account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE, related_name="balance_transactions")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    type = models.CharField(max_length=40)
+    reporting_category = models.CharField(max_length=40)
+    source = models.CharField(max_length=64, help_text="Stripe id of the object that moved the money.")
+    description = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
+
+    def __str__(self):
+        return self.stripe_id
+
+
+class SandboxDispute(models.Model):
+    """A dispute (`dp_…`) opened on a charge by a test (ledger.dispute_charge) or pm_card_createDispute."""
+
+    stripe_id = models.CharField(max_length=64, unique=True)
+    payment_intent = models.ForeignKey(SandboxPaymentIntent, on_delete=models.CASCADE, related_name="disputes")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=40, default="fraudulent")
+    status = models.CharField(max_length=40, default="needs_response")
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
+
+    def __str__(self):
+        return self.stripe_id
+
+
+class SandboxEvent(models.Model):
+    """A Stripe Event the sandbox emitted (`evt_…`), with its webhook delivery state."""
+
+    class Delivery(models.TextChoices):
+        PENDING = "pending"  # delivery runs once the transaction that emitted it commits
+        DELIVERED = "delivered"
+        FAILED = "failed"  # retried by the sweep, at most MAX_DELIVERY_ATTEMPTS times
+        NO_ENDPOINT = "no_endpoint"  # neither STRIPE_SANDBOX_WEBHOOK_URL nor _RECEIVER was set
+
+    stripe_id = models.CharField(max_length=64, unique=True)
+    type = models.CharField(max_length=60, db_index=True)
+    created = models.DateTimeField(default=timezone.now)  # the sandbox clock's time, set by the creator
+    body = models.JSONField(help_text="The whole Event object as delivered.")
+    delivery = models.CharField(max_length=20, choices=Delivery.choices, default=Delivery.PENDING)
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    last_delivery_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["delivery"], name="sandbox_event_delivery")]
+
+    def __str__(self):
+        return f"{self.stripe_id} {self.type}"
 
 
 class SandboxIdempotencyKey(models.Model):
@@ -179,6 +288,12 @@ class SandboxFault(models.Model):
     )
     method = models.CharField(max_length=10, blank=True, help_text="GET or POST; '' = any.")
     stall_seconds = models.FloatField(default=1.0)
+    settle_after_seconds = models.FloatField(
+        default=0.0, help_text="Refund lifecycle faults: seconds on the sandbox clock until the transition."
+    )
+    failure_reason = models.CharField(
+        max_length=40, blank=True, choices=RefundFailureReason.choices, help_text="Refund faults that fail."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -20,9 +20,10 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from requests.structures import CaseInsensitiveDict
 
-from . import faults, idempotency
+from . import expansion, faults, idempotency
 from .encoding import decode_params, fingerprint
 from .endpoints import Call, route
+from .endpoints.params import expand as expand_param
 from .errors import StripeFailure, api_error, key_in_use, rate_limited
 from .ids import new_request_id
 from .models import FaultKind, SandboxAccount, SandboxRequest
@@ -172,7 +173,14 @@ def _dispatch(method, path, query, post_data, headers, request_id, log: _Log) ->
         params = decode_params(post_data if method == "POST" else query)
     except StripeFailure as exc:
         return failure(exc)
-    call = Call(method=method, path=path, path_args=path_args, account=account)
+    call = Call(
+        method=method,
+        path=path,
+        path_args=path_args,
+        account=account,
+        request_id=request_id,
+        idempotency_key=log.idempotency_key or None,
+    )
 
     scope, key = log.account, log.idempotency_key
     request_fingerprint = fingerprint(method, path, params)
@@ -181,6 +189,8 @@ def _dispatch(method, path, query, post_data, headers, request_id, log: _Log) ->
         if key and (replay := _replay(scope, key, request_fingerprint)) is not None:
             return replay
         cleaned = endpoint.validate(params)  # a failure here stores nothing under the key
+        expand_paths = expand_param(params)
+        expansion.check(expand_paths, endpoint.renders)
         if key:
             key_row = idempotency.claim(scope, key, method=method, path=path, fingerprint=request_fingerprint)
             if key_row is None:  # a concurrent request with the same key claimed it first
@@ -191,7 +201,7 @@ def _dispatch(method, path, query, post_data, headers, request_id, log: _Log) ->
     except StripeFailure as exc:
         return failure(exc)
 
-    return _execute(endpoint, call, cleaned, key_row, request_id, log)
+    return _execute(endpoint, call, cleaned, expand_paths, key_row, request_id, log)
 
 
 def _replay(scope: str, key: str, request_fingerprint: str) -> _Outcome | None:
@@ -203,8 +213,10 @@ def _replay(scope: str, key: str, request_fingerprint: str) -> _Outcome | None:
     return _Outcome(stored.status, stored.body, replayed=True)
 
 
-def _execute(endpoint, call: Call, cleaned: dict, key_row, request_id: str, log: _Log) -> _Outcome:
-    """Run the endpoint; its effect and the stored response commit together."""
+def _execute(
+    endpoint, call: Call, cleaned: dict, expand_paths: list[str], key_row, request_id: str, log: _Log
+) -> _Outcome:
+    """Run the endpoint; its effect and the stored response (expanded as asked) commit together."""
     stall = faults.take([FaultKind.STALL], method=call.method, path=call.path)
     if stall is not None:
         log.fault = stall.kind
@@ -220,7 +232,8 @@ def _execute(endpoint, call: Call, cleaned: dict, key_row, request_id: str, log:
             else:
                 lose_response = crash is not None
                 try:
-                    outcome = _Outcome(200, _json(endpoint.execute(call, cleaned)))
+                    body = expansion.expand(endpoint.execute(call, cleaned), expand_paths)
+                    outcome = _Outcome(200, _json(body))
                 except StripeFailure as exc:
                     outcome = _Outcome(exc.status, _json(exc.body(request_id)), stored=exc.stored)
                 if call.taken_faults:

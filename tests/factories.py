@@ -3,6 +3,7 @@ sub_total + shipping_total + tax_total - discount_total, and its SKUs add up to 
 
 import datetime as dt
 import hashlib
+import json
 from decimal import Decimal
 
 import factory
@@ -23,6 +24,7 @@ from platforms.models import (
     Merchant,
     MerchantApiKey,
     MerchantMembership,
+    OmsConnection,
     Platform,
     PrivacyRequest,
     SfccRefundMode,
@@ -34,6 +36,7 @@ from refunds.models import (
     Bag,
     Order,
     OrderSku,
+    ReconciliationFinding,
     Refund,
     RefundError,
     RefundEvent,
@@ -41,6 +44,7 @@ from refunds.models import (
     RefundSource,
     RefundStatus,
 )
+from stripe_events.models import StripeEvent, StripeWebhookEndpoint
 from stripe_sandbox import models as sandbox
 
 DEFAULT_APP_SECRET = "test-app-secret"
@@ -117,6 +121,20 @@ class InboundEventFactory(factory.django.DjangoModelFactory):
     topic = "refunds/create"
     headers = factory.LazyFunction(dict)
     body = "{}"
+
+
+class OmsConnectionFactory(factory.django.DjangoModelFactory):
+    """An SFCC merchant in the order management mode with its Salesforce org connected."""
+
+    class Meta:
+        model = OmsConnection
+
+    merchant = factory.SubFactory(
+        MerchantFactory, platform=Platform.SFCC, sfcc_refund_mode=SfccRefundMode.ORDER_MANAGEMENT
+    )
+    base_url = factory.Sequence(lambda n: f"https://org{n}.my.salesforce.com")
+    credentials = factory.LazyFunction(lambda: {"client_id": "3MVG9-test", "client_secret": "test-secret"})
+    status = OmsConnection.Status.CONNECTED
 
 
 class PrivacyRequestFactory(factory.django.DjangoModelFactory):
@@ -337,6 +355,34 @@ class SandboxRefundFactory(factory.django.DjangoModelFactory):
     amount, currency, status = 1_000, "usd", "succeeded"
 
 
+class SandboxBalanceTransactionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxBalanceTransaction
+
+    stripe_id = factory.Sequence(lambda n: f"txn_sandbox{n:08d}")
+    account = factory.SubFactory(SandboxAccountFactory)
+    amount, currency, type, reporting_category = 10_000, "usd", "charge", "charge"
+    source = factory.Sequence(lambda n: f"ch_sandbox{n:08d}")
+
+
+class SandboxDisputeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxDispute
+
+    stripe_id = factory.Sequence(lambda n: f"dp_sandbox{n:08d}")
+    payment_intent = factory.SubFactory(SandboxPaymentIntentFactory)
+    amount, currency = 10_000, "usd"
+
+
+class SandboxEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = sandbox.SandboxEvent
+
+    stripe_id = factory.Sequence(lambda n: f"evt_sandbox{n:08d}")
+    type = "refund.created"
+    body = factory.LazyAttribute(lambda e: {"id": e.stripe_id, "object": "event", "type": e.type})
+
+
 class SandboxIdempotencyKeyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = sandbox.SandboxIdempotencyKey
@@ -395,3 +441,39 @@ class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
     attempts = 10
     last_status_code = 500
     last_error = "HTTP 500: Internal Server Error"
+
+
+class ReconciliationFindingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReconciliationFinding
+
+    key = factory.Sequence(lambda n: f"reconcile:test:{n}")
+    origin = ReconciliationFinding.Origin.RECONCILIATION
+    kind = "total_mismatch"
+    detail = factory.Sequence(lambda n: f"payment pi_test_{n}: 1000 USD refunded at Stripe, 0 here")
+    last_seen_at = factory.LazyFunction(timezone.now)
+
+
+class StripeWebhookEndpointFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StripeWebhookEndpoint
+
+    name = factory.Sequence(lambda n: f"Stripe account {n}")
+    signing_secrets = factory.Sequence(lambda n: [f"whsec_test_{n}"])
+
+
+class StripeEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StripeEvent
+
+    endpoint = factory.SubFactory(StripeWebhookEndpointFactory)
+    stripe_id = factory.Sequence(lambda n: f"evt_test_{n:08d}")
+    type = "refund.updated"
+    object_id = "re_test_1"
+    body = factory.LazyAttribute(
+        lambda o: json.dumps(
+            {"id": o.stripe_id, "object": "event", "type": o.type, "data": {"object": {"id": o.object_id}}}
+        )
+    )
+    status = StripeEvent.Status.FAILED
+    outcome = "Processing failed on a permanent error; replay the event once the cause is fixed."

@@ -18,6 +18,7 @@ from django.db.models import F
 
 from payments.models import PaymentTransaction, ShopperRefund, Transfer, TransferReversal
 from platforms.models import MerchantApiKey, StoreConnection
+from refunds.models import ReconciliationFinding
 from tests.factories import (
     AppFactory,
     AppMembershipFactory,
@@ -29,6 +30,7 @@ from tests.factories import (
     OrderFactory,
     OrderSkuFactory,
     PaymentTransactionFactory,
+    ReconciliationFindingFactory,
     RefundFactory,
     RefundSkuFactory,
     ShopperRefundFactory,
@@ -272,6 +274,7 @@ UNIQUE_COLUMN_FACTORIES = {
     Transfer: TransferFactory,
     TransferReversal: TransferReversalFactory,
     ShopperRefund: ShopperRefundFactory,
+    ReconciliationFinding: ReconciliationFindingFactory,
 }
 
 

@@ -6,6 +6,7 @@ lock disappears with it, so a redelivered message can take over at once. SQLite 
 process, tasks in-process) has no such lock and needs none.
 """
 
+import threading
 from contextlib import contextmanager
 
 from django.db import connection
@@ -14,8 +15,12 @@ from django.db import connection
 # other advisory-lock user of the same database), the next byte the kind, the low 48 bits the id.
 # Ids are never folded: an id that does not fit is refused rather than sharing a lock with another.
 _OWNER = 0x56
-_KINDS = {"refund": 1, "bag": 2, "store_connection": 3}
+_KINDS = {"refund": 1, "bag": 2, "store_connection": 3, "forwarding": 4}
 _ID_BITS = 48
+# PostgreSQL's session-level advisory locks are re-entrant: the same connection taking the same key
+# again gets it. The keys this thread holds, so a nested attempt (a Stripe event delivered in-process
+# by the sandbox while the engine holds the refund) is refused like another process's would be.
+_held = threading.local()
 
 
 def _key(kind: str, object_id: int) -> int:
@@ -31,12 +36,19 @@ def try_exclusive(kind: str, object_id: int):
         yield True
         return
     key = _key(kind, object_id)
+    held: set = _held.__dict__.setdefault("keys", set())
+    if key in held:
+        yield False
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         acquired = cursor.fetchone()[0]
+    if acquired:
+        held.add(key)
     try:
         yield acquired
     finally:
         if acquired:
+            held.discard(key)
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])

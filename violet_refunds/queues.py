@@ -1,7 +1,7 @@
 """The Celery queues, one per role (no Django here: the soak and prod-smoke harnesses read it before
 Django is configured). Routing of each task: CELERY_TASK_ROUTES in settings.
 
-- refunds: Stripe money movement (process_refund).
+- refunds: Stripe money movement (process_refund), Stripe's own events, the nightly reconciliation.
 - platforms: inbound platform events, privacy requests, and the beat jobs that call platform APIs or
   run long (SFCC polling, OMS discovery, subscription sync, the parity check: minutes of rate-limited
   reads; the daily retention).

@@ -8,6 +8,7 @@ Setting DATABASE_URL / REDIS_URL / STRIPE_API_KEY switches to the production sha
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from violet_refunds import deployment, queues
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: no external CDN
     "platforms",
+    "stripe_events",
     "refunds",
     "payments",
     "notifications",
@@ -324,12 +326,19 @@ SUBSCRIPTIONS_SYNC_BATCH_SIZE = env.int("SUBSCRIPTIONS_SYNC_BATCH_SIZE", default
 # STORE_SILENT_MIN_BAGS bags with it in that time (admin triage; the parity check reads it first).
 STORE_SILENT_AFTER_SECONDS = env.int("STORE_SILENT_AFTER_SECONDS", default=7 * 24 * 3600)
 STORE_SILENT_MIN_BAGS = env.int("STORE_SILENT_MIN_BAGS", default=10)
+# Nightly reconciliation (refunds.reconciliation): refunds created in the last RECONCILIATION_DAYS days
+# are compared with Stripe at RECONCILIATION_HOUR_UTC:17 UTC; each difference opens one finding.
+RECONCILIATION_DAYS = env.int("RECONCILIATION_DAYS", default=7)
+RECONCILIATION_HOUR_UTC = env.int("RECONCILIATION_HOUR_UTC", default=3)
 
 # --- Celery topology: one queue per role (violet_refunds.queues; issue #18), each consumed by its own
 # workers (README "Production shape", Procfile). Every task of the project is routed here
 # (tests/ops/test_celery_topology.py fails on one that is not).
 CELERY_TASK_ROUTES = {
     "refunds.tasks.process_refund": {"queue": queues.REFUNDS},
+    # Stripe's own events settle refunds; the nightly reconciliation reads Stripe (minutes, once a day).
+    "stripe_events.tasks.process_stripe_event": {"queue": queues.REFUNDS},
+    "refunds.tasks.reconcile_refunds_nightly": {"queue": queues.REFUNDS},
     "platforms.tasks.process_inbound_event": {"queue": queues.PLATFORMS},
     "platforms.tasks.process_events_awaiting_bag": {"queue": queues.PLATFORMS},
     "platforms.tasks.poll_platform_orders": {"queue": queues.PLATFORMS},
@@ -338,6 +347,7 @@ CELERY_TASK_ROUTES = {
     "platforms.tasks.sync_store_subscriptions": {"queue": queues.PLATFORMS},
     "platforms.tasks.sync_due_store_subscriptions": {"queue": queues.PLATFORMS},
     "platforms.tasks.process_privacy_request": {"queue": queues.PLATFORMS},
+    "platforms.tasks.forward_refund": {"queue": queues.PLATFORMS},
     # Daily and possibly long (redacting a day of events): not on periodic, where it would hold up the sweeps.
     "platforms.tasks.apply_data_retention": {"queue": queues.PLATFORMS},
     "notifications.tasks.deliver_webhook": {"queue": queues.NOTIFICATIONS},
@@ -345,6 +355,8 @@ CELERY_TASK_ROUTES = {
     "platforms.tasks.requeue_received_events": {"queue": queues.PERIODIC},
     "platforms.tasks.sweep_events_awaiting_order": {"queue": queues.PERIODIC},
     "notifications.tasks.relay_webhook_deliveries": {"queue": queues.PERIODIC},
+    "stripe_events.tasks.requeue_stripe_events": {"queue": queues.PERIODIC},
+    "stripe_sandbox.tasks.sweep_sandbox": {"queue": queues.PERIODIC},
 }
 
 REFUND_SWEEP_INTERVAL_SECONDS = env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60)
@@ -409,6 +421,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PARITY_CHECK_INTERVAL_SECONDS,
         "options": {"expires": PARITY_CHECK_INTERVAL_SECONDS},
     },
+    # Stripe events whose processing message was lost, as for platform events above.
+    "requeue-stripe-events": {
+        "task": "stripe_events.tasks.requeue_stripe_events",
+        "schedule": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS,
+        "options": {"expires": INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS},
+    },
+    # Nightly reconciliation with Stripe: every difference becomes an operator finding (refunds.findings).
+    "reconcile-refunds-nightly": {
+        "task": "refunds.tasks.reconcile_refunds_nightly",
+        "schedule": crontab(hour=RECONCILIATION_HOUR_UTC, minute=17),
+        "options": {"expires": 3600},
+    },
 }
 
 # --- Operations: health (violet_refunds.health, violet_refunds.beat; issue #18) ---
@@ -446,6 +470,16 @@ REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", d
 # Look-ups of a step whose outcome is unknown have no budget; they wait as long again as the outcome
 # has been unknown, up to this (and always below CELERY_VISIBILITY_TIMEOUT).
 REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS", default=900)
+
+# --- Forwarding channel refunds to the merchant's platform (issue 14, refunds.services.forwarding) ---
+# Sends to an unreachable platform before the forwarding waits for an operator (triage: retry
+# forwarding, or move the money without the platform). Waits between sends double from the base up
+# to the max, and always stay below CELERY_VISIBILITY_TIMEOUT - 60 s.
+FORWARDING_MAX_ATTEMPTS = env.int("FORWARDING_MAX_ATTEMPTS", default=6)
+FORWARDING_RETRY_BACKOFF_BASE_SECONDS = env.float("FORWARDING_RETRY_BACKOFF_BASE_SECONDS", default=30.0)
+FORWARDING_RETRY_BACKOFF_MAX_SECONDS = env.int("FORWARDING_RETRY_BACKOFF_MAX_SECONDS", default=900)
+# Sender of the "mirror this refund" e-mails to merchants whose platform cannot be written to.
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="refunds@violet.localhost")
 
 # --- Outbound HTTP on a user's behalf (channel webhooks, platform APIs, Wix connect) ---
 # Only public addresses are contacted (violet_refunds.outbound). CIDRs listed here are allowed
@@ -552,6 +586,26 @@ for _problem in (
         raise ImproperlyConfigured(_problem)
 # Simulated per-call latency of the sandbox, in milliseconds (benchmarks).
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
+# Webhooks the sandbox emits (stripe_sandbox.events), signed like Stripe's with this secret. Delivered
+# to STRIPE_SANDBOX_WEBHOOK_URL (HTTP POST) if set, else in-process to the callable at the dotted path
+# STRIPE_SANDBOX_WEBHOOK_RECEIVER (receiver(payload: bytes, headers: dict)), else not at all. The
+# default receiver, while the sandbox is in use (no STRIPE_API_KEY), is stripe_events': it ingests the
+# event through the same path as /webhooks/stripe/<endpoint>/, for an endpoint holding this secret
+# (created on first use).
+STRIPE_SANDBOX_WEBHOOK_SECRET = env.str("STRIPE_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_development_only")
+STRIPE_SANDBOX_WEBHOOK_URL = env.str("STRIPE_SANDBOX_WEBHOOK_URL", default="")
+STRIPE_SANDBOX_WEBHOOK_RECEIVER = env.str(
+    "STRIPE_SANDBOX_WEBHOOK_RECEIVER",
+    default="" if STRIPE_API_KEY else "stripe_events.sandbox.sandbox_webhook_receive",
+)
+# While the sandbox is in use, beat settles refunds whose time came and retries failed deliveries.
+STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS = env.int("STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS", default=15)
+if not STRIPE_API_KEY:
+    CELERY_BEAT_SCHEDULE["sweep-stripe-sandbox"] = {
+        "task": "stripe_sandbox.tasks.sweep_sandbox",
+        "schedule": STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": STRIPE_SANDBOX_SWEEP_INTERVAL_SECONDS},
+    }
 # The network's own Stripe account currency ("platform currency" in the API's refund object).
 PLATFORM_CURRENCY = env.str("PLATFORM_CURRENCY", default="USD")
 

@@ -24,6 +24,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("refunds.api.urls")),
     path("portal/", include("portal.urls")),
+    # Stripe's own webhooks first: /webhooks/<platform>/<id>/ would take /webhooks/stripe/<id>/ too.
+    path("webhooks/stripe/", include("stripe_events.urls")),
     path("webhooks/", include("platforms.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

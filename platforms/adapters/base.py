@@ -251,6 +251,90 @@ class SubscriptionPlan:
 NO_WEBHOOKS = SubscriptionPlan(delivery=Delivery.NONE)
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What Violet can write to a platform on a channel's behalf (issue 14). The one rule that reads
+    them, "forward, or tell the merchant", is platforms.forwarding.forwarding_decide.
+
+    - `can_refund`: a refund can be recorded on the platform through its API.
+    - `partial`: ... of part of an order too (else only a refund of everything left is forwarded).
+    - `can_cancel`: an order can be cancelled through its API.
+    - `write_credentials`: what the store connection must hold to write (else: tell the merchant).
+    """
+
+    can_refund: bool = False
+    partial: bool = False
+    can_cancel: bool = False
+    write_credentials: tuple[str, ...] = ()
+
+
+NO_WRITES = Capabilities()
+
+
+@dataclass(frozen=True)
+class ForwardLine:
+    line_item_external_id: str  # the platform's line item id (OrderSku.external_id)
+    quantity: int
+    amount: int  # the line's refunded sub_total, minor units
+
+
+@dataclass(frozen=True)
+class ForwardRequest:
+    """A channel refund as the platform is asked to record it (money in minor units of `currency`).
+    `note` starts with our marker (refunds.services.forwarding.forwarding_marker): the platform's
+    refund list and its echo webhook return it, which is how our refund is found there again."""
+
+    refund_id: int
+    order_id: str
+    currency: str
+    amount: int
+    sub_total: int
+    shipping: int
+    tax: int
+    lines: tuple[ForwardLine, ...]
+    restock: bool
+    notify: bool
+    note: str
+    marker: str
+    full: bool
+
+
+class RefundWriter(Protocol):
+    """An adapter whose `capabilities.can_refund` is true also implements these."""
+
+    def refund_find(self, connection: StoreConnection, request: ForwardRequest) -> str | None:
+        """The platform's id of a refund of the order carrying `request.marker`, if one exists."""
+
+    def refund_create(
+        self, connection: StoreConnection, request: ForwardRequest, *, before_send: Callable[[], None]
+    ) -> str:
+        """Record the refund on the platform (never moving money there); its platform id.
+        `before_send()` is called right before the request that creates it (not before read-only
+        calls such as a quote). Raises PlatformRequestRejected (the platform said no),
+        PlatformUnavailable, ..."""
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """A channel's cancellation of one order, as the platform is asked to record it."""
+
+    order_id: str
+    reason: str
+    reason_code: str  # OTHER, CUSTOMER, INVENTORY, FRAUD, DECLINED
+    restock: bool
+    notify: bool
+    note: str
+
+
+class OrderCanceller(Protocol):
+    """An adapter whose `capabilities.can_cancel` is true also implements this."""
+
+    def order_cancel(self, connection: StoreConnection, request: CancelRequest) -> None:
+        """Cancel the order on the platform without refunding there (the network refunds).
+        Idempotent: cancelling a cancelled order is done. Raises PlatformRequestRejected (the
+        platform said no, e.g. fulfilled), PlatformUnavailable, ..."""
+
+
 # The topic of the order states the parity check reads (`read_order_state`): no event, an API read.
 PARITY_TOPIC = "parity/order"
 
@@ -270,6 +354,8 @@ class PlatformAdapter(Protocol):
     polls_orders: bool
     # The webhook subscriptions the product needs at the platform (issue #24).
     subscriptions: SubscriptionPlan
+    # What can be written to the platform (forwarding channel refunds): see Capabilities.
+    capabilities: Capabilities
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         """Verify the raw bytes came from the platform, then read the envelope.

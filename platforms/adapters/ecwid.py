@@ -35,6 +35,7 @@ from django.conf import settings
 
 from platforms.adapters.base import (
     LIFECYCLE_UNINSTALLED,
+    NO_WRITES,
     PARITY_TOPIC,
     Delivery,
     EventIgnored,
@@ -92,6 +93,9 @@ class EcwidAdapter:
     receives_webhooks = True
     polls_orders = False
     subscriptions = SUBSCRIPTIONS
+    # Forwarding (issue 14): the spec documents only reading an order (2.7) and Ecwid has no refund
+    # object (2.3-2.4), so a channel refund is not written to Ecwid: the merchant mirrors it by hand.
+    capabilities = NO_WRITES
     # How an app-level outcome names the store ("No connection for Ecwid store 2004").
     store_label = "Ecwid store"
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from platforms import selectors
 from platforms.adapters.base import (
     NO_WEBHOOKS,
+    NO_WRITES,
     PARITY_TOPIC,
     EventSink,
     OrderLine,
@@ -91,6 +92,9 @@ class SfccAdapter:
     polls_orders = True
     # Commerce Cloud reports no refunds: its orders are polled (issue #24: nothing to subscribe).
     subscriptions = NO_WEBHOOKS
+    # Forwarding (issue 14): B2C Commerce has no refund object or refund write API (spec 4.2), in
+    # both refund modes: the merchant mirrors a channel refund by hand.
+    capabilities = NO_WRITES
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         raise SignatureInvalid("Salesforce Commerce Cloud sends no webhooks; its orders are polled.")

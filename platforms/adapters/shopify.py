@@ -16,6 +16,15 @@ Readings of ⚠️/❓ items, kept here:
   (or plain `amount`/`subtotal`) and `tax_amount_set`/`total_tax_set`, whichever is present.
 - Several `refund_line_items[]` for one `line_item_id` (one per restock location) are one refunded
   line: quantities, subtotals and taxes are summed before the refund is validated.
+
+Forwarding a channel refund (issue 14; REST Admin API Refund resource, shopify.dev
+/docs/api/admin-rest/.../resources/refund): `POST orders/{id}/refunds/calculate.json`, then
+`POST orders/{id}/refunds.json` with the refund lines (restock_type `return` when the channel asked
+to restock, else `no_restock` ⚠️ `cancel` would be the type for unfulfilled lines), the shipping
+amount, `notify` as the channel asked, our marker as `note`, and one `refund` transaction against
+the parent transaction and gateway calculate suggested (Violet's orders are paid through Violet's
+gateway, so Shopify records the refund without moving money). No idempotency key exists for
+REST refunds: a create is sent once and looked up by its note before any resend.
 """
 
 from __future__ import annotations
@@ -32,8 +41,11 @@ from django.utils.datastructures import CaseInsensitiveMapping
 from platforms.adapters.base import (
     LIFECYCLE_UNINSTALLED,
     PARITY_TOPIC,
+    CancelRequest,
+    Capabilities,
     Delivery,
     EventIgnored,
+    ForwardRequest,
     OrderLine,
     OrderState,
     PayloadMalformed,
@@ -49,9 +61,10 @@ from platforms.adapters.base import (
     parse_json,
     to_minor_units,
 )
+from platforms.clients.base import PlatformRequestRejected
 from platforms.clients.shopify import ShopifyClient
 from platforms.models import Platform
-from violet_refunds.money import AmountParts
+from violet_refunds.money import AmountParts, format_major
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
@@ -197,6 +210,88 @@ class ShopifyAdapter:
         """The client secrets of the network's Shopify apps: /webhooks/shopify/ (compliance topics and
         app/uninstalled, configured once per app) verifies with them."""
         return tuple(secret for secret in getattr(settings, "SHOPIFY_APP_SECRETS", ()) if secret)
+    capabilities = Capabilities(
+        can_refund=True, partial=True, can_cancel=True, write_credentials=("shop_domain", "access_token")
+    )
+
+    def order_cancel(self, connection, request: CancelRequest) -> None:
+        """GraphQL `orderCancel` (spec 1.4) with `refund: false` (the network refunds, and records
+        that refund on Shopify as a refund of its own). A cancelled order is left as it is."""
+        client = ShopifyClient.from_connection(connection)
+        order = client.get_order(request.order_id)
+        if order.get("cancelled_at"):
+            return
+        data = client.graphql(
+            ORDER_CANCEL_MUTATION,
+            {
+                "orderId": f"gid://shopify/Order/{request.order_id}",
+                "reason": _CANCEL_REASONS.get(request.reason_code, "OTHER"),
+                "refund": False,
+                "restock": request.restock,
+                "notifyCustomer": request.notify,
+                "staffNote": request.note[:255],
+            },
+        )
+        result = data.get("orderCancel") or {}
+        errors = [e for e in result.get("orderCancelUserErrors") or [] if isinstance(e, Mapping)]
+        if errors:
+            message = "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+            raise PlatformRequestRejected(
+                f"Shopify refused the cancellation: {message}", platform="Shopify", http_status=422
+            )
+
+    def refund_find(self, connection, request: ForwardRequest) -> str | None:
+        for refund in ShopifyClient.from_connection(connection).list_refunds(request.order_id):
+            if request.marker in str(refund.get("note") or ""):
+                return str(refund.get("id"))
+        return None
+
+    def refund_create(self, connection, request: ForwardRequest, *, before_send) -> str:
+        client = ShopifyClient.from_connection(connection)
+        restock_type = "return" if request.restock else "no_restock"
+        lines = [
+            {
+                "line_item_id": _platform_id(line.line_item_external_id),
+                "quantity": line.quantity,
+                "restock_type": restock_type,
+            }
+            for line in request.lines
+        ]
+        asked: dict = {"refund_line_items": lines}
+        if request.shipping:
+            asked["shipping"] = {"amount": format_major(request.shipping, request.currency)}
+        calculated = client.refund_calculate(request.order_id, asked)
+        suggested = [
+            t for t in calculated.get("transactions") or [] if isinstance(t, Mapping) and t.get("parent_id") is not None
+        ]
+        if not suggested:
+            raise PlatformRequestRejected(
+                "Shopify suggests no transaction to refund against: the order has nothing refundable left.",
+                platform="Shopify",
+                http_status=422,
+            )
+        parent = suggested[0]
+        before_send()
+        created = client.refund_create(
+            request.order_id,
+            {
+                **asked,
+                "currency": request.currency,
+                "notify": request.notify,
+                "note": request.note,
+                "transactions": [
+                    {
+                        "parent_id": parent["parent_id"],
+                        "amount": format_major(request.amount, request.currency),
+                        "kind": "refund",
+                        "gateway": parent.get("gateway") or "",
+                    }
+                ],
+            },
+        )
+        if created.get("id") in (None, ""):
+            raise PlatformDataInvalid("Shopify answered the refund create without a refund id.")
+        return str(created["id"])
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         signature = (headers.get(HMAC_HEADER) or "").strip()
@@ -311,3 +406,22 @@ def _refund_currency(refund: Mapping) -> str | None:
 
 def _with_reason_code(refund: PlatformRefund, reason_code: str) -> PlatformRefund:
     return replace(refund, reason_code=reason_code)
+
+
+ORDER_CANCEL_MUTATION = """
+mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason!, $refund: Boolean!, $restock: Boolean!,
+                     $notifyCustomer: Boolean, $staffNote: String) {
+  orderCancel(orderId: $orderId, reason: $reason, refund: $refund, restock: $restock,
+              notifyCustomer: $notifyCustomer, staffNote: $staffNote) {
+    job { id done }
+    orderCancelUserErrors { field message code }
+  }
+}
+"""
+# Our reason codes -> Shopify's OrderCancelReason.
+_CANCEL_REASONS = {"CUSTOMER": "CUSTOMER", "INVENTORY": "INVENTORY", "FRAUD": "FRAUD", "DECLINED": "DECLINED"}
+
+
+def _platform_id(value: str) -> int | str:
+    """Shopify ids are integers in REST bodies; anything else is sent as it is."""
+    return int(value) if str(value).isdigit() else value

@@ -120,10 +120,31 @@ class PlatformHttpClient:
         if delay > 0:
             time.sleep(delay)
 
-    def request_json(self, method: str, url: str, **kwargs) -> dict:
-        """Send the request with retries; return the JSON object (floats parsed as Decimal)."""
+    def request_json(self, method: str, url: str, *, max_attempts: int | None = None, **kwargs) -> dict:
+        """Send the request with retries; return the JSON object (floats parsed as Decimal).
+        `max_attempts=1` for a write the platform cannot deduplicate (a refund create): a timeout or
+        5xx may mean it was done, so the caller looks it up before sending again."""
+        data = self._send(method, url, max_attempts=max_attempts or self.max_attempts, **kwargs)
+        if not isinstance(data, dict):
+            raise PlatformResponseInvalid(
+                f"{self.platform} answered with JSON that is not an object.", platform=self.platform
+            )
+        return data
+
+    def request_json_list(self, method: str, url: str, **kwargs) -> list:
+        """Like request_json, for endpoints that answer a JSON array (WooCommerce lists)."""
+        data = self._send(method, url, max_attempts=self.max_attempts, **kwargs)
+        if data == {}:
+            return []
+        if not isinstance(data, list):
+            raise PlatformResponseInvalid(
+                f"{self.platform} answered with JSON that is not a list.", platform=self.platform
+            )
+        return data
+
+    def _send(self, method: str, url: str, *, max_attempts: int, **kwargs) -> dict | list:
         last_error: PlatformClientError | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, max_attempts + 1):
             retry_after = None
             try:
                 response = self.session.request(
@@ -153,8 +174,8 @@ class PlatformHttpClient:
                     raise self._rejection(response)
                 else:
                     return self._decode(response)
-            logger.warning("%s %s attempt %s/%s failed: %s", method, url, attempt, self.max_attempts, last_error)
-            if attempt < self.max_attempts:
+            logger.warning("%s %s attempt %s/%s failed: %s", method, url, attempt, max_attempts, last_error)
+            if attempt < max_attempts:
                 self._sleep_before_retry(attempt, retry_after)
         assert last_error is not None
         raise last_error
@@ -173,7 +194,7 @@ class PlatformHttpClient:
             cls = PlatformRequestRejected
         return cls(message, platform=self.platform, http_status=status)
 
-    def _decode(self, response: requests.Response) -> dict:
+    def _decode(self, response: requests.Response) -> dict | list:
         if not response.content:
             return {}
         try:
@@ -184,9 +205,9 @@ class PlatformHttpClient:
                 platform=self.platform,
                 http_status=response.status_code,
             ) from exc
-        if not isinstance(data, dict):
+        if not isinstance(data, dict | list):
             raise PlatformResponseInvalid(
-                f"{self.platform} answered with JSON that is not an object.", platform=self.platform
+                f"{self.platform} answered with JSON that is neither an object nor a list.", platform=self.platform
             )
         return data
 

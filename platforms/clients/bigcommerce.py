@@ -45,6 +45,41 @@ class BigCommerceClient(PlatformHttpClient):
             "GET", self._url(f"v2/orders/{quote(str(order_id), safe='')}"), headers=self._headers()
         )
 
+    def _write_headers(self) -> dict[str, str]:
+        return {**self._headers(), "Content-Type": "application/json"}
+
+    def order_status_set(self, order_id: str, status_id: int) -> dict:
+        """PUT /v2/orders/{id} {"status_id": ...}: idempotent, so retried."""
+        return self.request_json(
+            "PUT",
+            self._url(f"v2/orders/{quote(str(order_id), safe='')}"),
+            headers=self._write_headers(),
+            json={"status_id": status_id},
+        )
+
+    def refund_quote(self, order_id: str, items: list[dict]) -> dict:
+        """POST /v3/orders/{id}/payment_actions/refund_quotes (spec 5.6): what BigCommerce would
+        refund and with which payment methods. Writes nothing, so retried."""
+        body = self.request_json(
+            "POST",
+            self._url(f"v3/orders/{quote(str(order_id), safe='')}/payment_actions/refund_quotes"),
+            headers=self._write_headers(),
+            json={"items": items},
+        )
+        return body.get("data") if isinstance(body.get("data"), dict) else {}
+
+    def refund_create(self, order_id: str, refund: dict) -> dict:
+        """POST /v3/orders/{id}/payment_actions/refunds. No idempotency key exists: sent once, and
+        after a timeout or 5xx the caller searches the order's refunds for our marker."""
+        body = self.request_json(
+            "POST",
+            self._url(f"v3/orders/{quote(str(order_id), safe='')}/payment_actions/refunds"),
+            headers=self._write_headers(),
+            json=refund,
+            max_attempts=1,
+        )
+        return body.get("data") if isinstance(body.get("data"), dict) else {}
+
     def get_order_refunds(self, order_id: str) -> list[dict]:
         """Every refund of the order (spec 5.2 refund shape), oldest first as BigCommerce lists them."""
         url = self._url(f"v3/orders/{quote(str(order_id), safe='')}/payment_actions/refunds")

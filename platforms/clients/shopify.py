@@ -83,6 +83,45 @@ class ShopifyClient(PlatformHttpClient):
         )
         return body.get("order") or {}
 
+    def _order_url(self, order_id: str, path: str) -> str:
+        return f"{self.admin_base_url}/orders/{quote(str(order_id), safe='')}/{path}"
+
+    def _write_headers(self) -> dict[str, str]:
+        return {
+            "X-Shopify-Access-Token": self._access_token,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+
+    def refund_calculate(self, order_id: str, refund: dict) -> dict:
+        """POST orders/{id}/refunds/calculate.json: what Shopify would refund (its suggested
+        transactions name the order's gateway and parent transaction). Writes nothing, so retried."""
+        body = self.request_json(
+            "POST",
+            self._order_url(order_id, "refunds/calculate.json"),
+            headers=self._write_headers(),
+            json={"refund": refund},
+        )
+        return body.get("refund") or {}
+
+    def refund_create(self, order_id: str, refund: dict) -> dict:
+        """POST orders/{id}/refunds.json. Shopify's REST refund create takes no idempotency key, so
+        it is sent once: after a timeout or 5xx the caller searches the order's refunds for our note."""
+        body = self.request_json(
+            "POST",
+            self._order_url(order_id, "refunds.json"),
+            headers=self._write_headers(),
+            json={"refund": refund},
+            max_attempts=1,
+        )
+        return body.get("refund") or {}
+
+    def list_refunds(self, order_id: str) -> list[dict]:
+        """GET orders/{id}/refunds.json: every refund of the order (with its `note`)."""
+        body = self.request_json("GET", self._order_url(order_id, "refunds.json"), headers=self._write_headers())
+        refunds = body.get("refunds") or []
+        return [refund for refund in refunds if isinstance(refund, dict)]
+
     def get_order_refunds(self, order_id: str) -> dict:
         data = self.graphql(ORDER_REFUNDS_QUERY, {"id": f"gid://shopify/Order/{order_id}"})
         return data.get("order") or {}

@@ -47,3 +47,36 @@ class WooCommerceClient(PlatformHttpClient):
             auth=self._auth,
             headers={"Accept": "application/json"},
         )
+
+    def refund_create(self, order_id: str, refund: dict) -> dict:
+        """POST orders/{id}/refunds. WooCommerce has no idempotency key: sent once, and after a
+        timeout or 5xx the caller searches the order's refunds for our marker."""
+        return self.request_json(
+            "POST",
+            self._url("orders", order_id, "refunds"),
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+            json=refund,
+            max_attempts=1,
+        )
+
+    def list_refunds(self, order_id: str) -> list[dict]:
+        """GET orders/{id}/refunds: the order's refunds (a JSON array, with each `reason`)."""
+        refunds = self.request_json_list(
+            "GET",
+            self._url("orders", order_id, "refunds"),
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+            params={"per_page": 100},
+        )
+        return [refund for refund in refunds if isinstance(refund, dict)]
+
+    def order_update(self, order_id: str, changes: dict) -> dict:
+        """PUT orders/{id}: a status change is idempotent, so retried."""
+        return self.request_json(
+            "PUT",
+            self._url("orders", order_id),
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+            json=changes,
+        )

@@ -4,12 +4,13 @@ Importing the package registers the model admins:
 - channels: apps (channels) and their users;
 - orders: orders, bags and their lines (read-only mirrors);
 - refunds: the refund list and page (the operators' home), with history for lines, errors, events;
+- findings: differences with Stripe for an operator (nightly reconciliation, Stripe's events);
 and the pages beyond Django's own live next to them: operations (repairs behind a confirmation page),
 notice (the operator's SFCC refund notice), export (CSV), triage (failed/stuck lists), index (the
 triage counts and chart on the admin index). Reads are in selectors, forms in forms; shared building
 blocks (read-only admins, money columns, status badges, can_operate) in violet_refunds.admin.
 """
 
-from refunds.admin import channels, history, orders, refunds
+from refunds.admin import channels, findings, history, orders, refunds
 
-__all__ = ["channels", "history", "orders", "refunds"]
+__all__ = ["channels", "findings", "history", "orders", "refunds"]

@@ -16,7 +16,8 @@ from platforms.models import InboundEvent
 from platforms.selectors import connections_needing_attention
 from refunds.admin.selectors import DayOfRefunds, refunds_per_day, triage_counts
 from refunds.admin.triage import TRIAGE_FAILED, TRIAGE_PARAMETER, TRIAGE_STUCK, changelist_url
-from refunds.models import RefundSource, RefundStatus
+from refunds.models import ReconciliationFinding, RefundSource, RefundStatus
+from refunds.selectors import findings_open_count
 from violet_refunds.admin import can_operate
 
 # Stacking order (bottom up) and colours of the chart; the same colours as the status badges.
@@ -175,6 +176,21 @@ def index_triage_context(model_admin, request) -> dict:
             "help": "Refunds no webhook or poll reported, found by reading the platform: check the stores' webhooks.",
         }
     )
+    if request.user.has_perm("refunds.view_reconciliationfinding"):
+        cards.append(
+            {
+                "label": "Open findings with Stripe",
+                "count": findings_open_count(),
+                "href": reverse(
+                    "admin:refunds_reconciliationfinding_changelist", current_app=model_admin.admin_site.name
+                )
+                + "?"
+                + urlencode({"state__exact": ReconciliationFinding.State.OPEN}),
+                "tone": "events",
+                "help": "Differences the nightly reconciliation or Stripe's events found (Dashboard refunds, "
+                "disputes, totals that disagree): look, then resolve with a note.",
+            }
+        )
     return {
         "triage": {
             "cards": cards,

@@ -24,8 +24,9 @@ from django.urls import reverse
 from refunds.admin.forms import ErrorSelectionForm, OperationNoteForm
 from refunds.admin.selectors import refund_step_outcomes
 from refunds.admin.steps import STEP_MARKS, STEP_SHORT_NAMES, step_title
-from refunds.models import Refund, RefundError, RefundStatus
+from refunds.models import ForwardingState, Refund, RefundError, RefundForwarding, RefundStatus
 from refunds.services import refund_cancel, refund_error_resolve, refund_mark_external, refund_retry
+from refunds.services.forwarding import refund_forwarding_bypass, refund_forwarding_retry
 from violet_refunds.admin import can_operate
 from violet_refunds.exceptions import ApplicationError, InvalidTransition
 from violet_refunds.money import format_amount
@@ -130,8 +131,46 @@ OPERATIONS: dict[str, RefundOperation] = {
             ),
             run=_resolve_open_errors,
         ),
+        # A channel refund whose merchant platform stayed unreachable (issue 14): the two answers.
+        RefundOperation(
+            name="retry-forwarding",
+            action_name="retry_forwarding",
+            title="Retry forwarding to the platform",
+            button="Yes, send it to the platform again",
+            done="sent to their platform again",
+            what_happens=(
+                "Each refund is sent to the merchant's platform again now, with a fresh attempt budget.",
+                "If an earlier send may have reached the platform, the platform's refunds are searched for it "
+                "first, so it is never created there twice.",
+                "No money moves until the platform accepts the refund.",
+            ),
+            run=refund_forwarding_retry,
+        ),
+        RefundOperation(
+            name="move-money-without-platform",
+            action_name="move_money_without_platform",
+            title="Move the money without the platform",
+            button="Yes, refund the shopper without the platform",
+            done="processed without their platform",
+            what_happens=(
+                "Each refund stops waiting for the merchant's platform: the shopper is refunded and the "
+                "transfers reversed now.",
+                "The merchant is e-mailed and sees the refund in the portal's 'Refunds to mirror' list, to "
+                "record it on the platform by hand.",
+                "If an earlier send did reach the platform, its webhook is matched to this refund: nothing is "
+                "refunded twice.",
+            ),
+            run=refund_forwarding_bypass,
+            note_required=True,
+            note_help="Required: why the money moves without the platform (e.g. 'Shopify down since 9:00, "
+            "ticket 77').",
+            destructive=True,
+        ),
     )
 }
+
+# Forwarding states in which the refund still waits for its platform (an operator may act).
+_FORWARDING_WAITING = frozenset({ForwardingState.STALLED, ForwardingState.RETRYING, ForwardingState.PENDING})
 
 
 # Nothing left to repair in these; the buttons would only lead to a refusal.
@@ -143,11 +182,15 @@ def operations_worth_offering(refund: Refund, steps, *, open_errors: int) -> lis
     what the refund's state does not allow at the moment the operator confirms."""
     settled = refund.status in _SETTLED_STATUSES
     money_moved = any(step.money_moved for step in steps)
+    forwarding_state = RefundForwarding.objects.filter(refund=refund).values_list("state", flat=True).first()
+    waits_for_platform = refund.status == RefundStatus.PROCESSING and forwarding_state in _FORWARDING_WAITING
     offered = {
-        "retry": not settled,
+        "retry": not settled and not waits_for_platform,
         "mark-external": not settled,
         "cancel": not settled and not money_moved,
         "resolve-errors": open_errors > 0,
+        "retry-forwarding": waits_for_platform,
+        "move-money-without-platform": waits_for_platform,
     }
     return [operation for name, operation in OPERATIONS.items() if offered[name]]
 

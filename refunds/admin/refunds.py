@@ -95,7 +95,14 @@ class RefundAdmin(admin.ModelAdmin):
     # Per-option counts ("Show counts") would scan the whole table once per filter option.
     show_facets = admin.ShowFacets.NEVER
     raw_id_fields = ("bag", "inbound_event", "created_by")
-    actions = ("retry_refunds", "mark_refunds_external", "cancel_refunds", "resolve_refund_errors")
+    actions = (
+        "retry_refunds",
+        "mark_refunds_external",
+        "cancel_refunds",
+        "resolve_refund_errors",
+        "retry_forwarding",
+        "move_money_without_platform",
+    )
     fieldsets = (
         (
             None,
@@ -312,6 +319,14 @@ class RefundAdmin(admin.ModelAdmin):
     @admin.action(description="Resolve open errors of selected refunds…", permissions=("operate",))
     def resolve_refund_errors(self, request, queryset):
         return refund_operation_action(self, request, queryset, OPERATIONS["resolve-errors"])
+
+    @admin.action(description="Retry forwarding selected refunds to their platform…", permissions=("operate",))
+    def retry_forwarding(self, request, queryset):
+        return refund_operation_action(self, request, queryset, OPERATIONS["retry-forwarding"])
+
+    @admin.action(description="Move the money of selected refunds without their platform…", permissions=("operate",))
+    def move_money_without_platform(self, request, queryset):
+        return refund_operation_action(self, request, queryset, OPERATIONS["move-money-without-platform"])
 
     # --- pages ---
 

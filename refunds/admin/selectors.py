@@ -20,6 +20,7 @@ from payments.models import Recipient, ShopperRefund, Transfer, TransferReversal
 from platforms.models import InboundEvent, Merchant, Platform, SfccRefundMode
 from refunds.amounts import NOT_COUNTING_STATUSES, bag_refundable_remaining, bag_refunded_parts, bag_totals
 from refunds.models import Bag, OrderSku, Refund, RefundSource, RefundStatus, RefundStep
+from refunds.selectors import refunds_forwarding_stalled_queryset
 from refunds.services import refunds_stuck_queryset
 from violet_refunds.money import AmountParts
 
@@ -35,7 +36,11 @@ def refunds_needing_attention(queryset: QuerySet[Refund] | None = None, *, now=N
     """FAILED, PARTIALLY_COMPLETED, and PROCESSING refunds nobody is working on (the engine's own
     definition of stuck), narrowed from `queryset` (the admin's, with its joins) when given."""
     base = Refund.objects.all() if queryset is None else queryset
-    return base & (Refund.objects.filter(status__in=ATTENTION_STATUSES) | refunds_stuck_queryset(now))
+    return base & (
+        Refund.objects.filter(status__in=ATTENTION_STATUSES)
+        | refunds_stuck_queryset(now)
+        | refunds_forwarding_stalled_queryset()
+    )
 
 
 def refunds_stuck(queryset: QuerySet[Refund] | None = None, *, now=None) -> QuerySet[Refund]:
@@ -51,10 +56,12 @@ class TriageCounts:
     inbound_failed_last_24h: int
     inbound_awaiting_order: int = 0
     found_by_parity_last_7d: int = 0
+    # Channel refunds whose platform stayed unreachable (refunds.services.forwarding): an operator acts.
+    forwarding_stalled: int = 0
 
     @property
     def needing_attention(self) -> int:
-        return self.failed + self.partially_completed + self.stuck
+        return self.failed + self.partially_completed + self.stuck + self.forwarding_stalled
 
 
 def triage_counts(*, now=None) -> TriageCounts:
@@ -65,6 +72,7 @@ def triage_counts(*, now=None) -> TriageCounts:
         failed=Refund.objects.filter(status=RefundStatus.FAILED).count(),
         partially_completed=Refund.objects.filter(status=RefundStatus.PARTIALLY_COMPLETED).count(),
         stuck=refunds_stuck_queryset(now).count(),
+        forwarding_stalled=refunds_forwarding_stalled_queryset().count(),
         inbound_failed_last_24h=InboundEvent.objects.filter(
             status=InboundEvent.Status.FAILED, date_created__gte=now - dt.timedelta(hours=24)
         ).count(),

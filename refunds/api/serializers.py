@@ -213,3 +213,42 @@ class ErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(
         child=serializers.JSONField(), required=False, help_text="Field errors, by request field."
     )
+
+
+# --- cancellations (spec 2.3; issue 14) ----------------------------------------------------------
+
+
+class CancelRequestSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """Violet's cancel request: every field optional (send {} for the defaults)."""
+
+    reason = StrictCharField(max_length=255, required=False, allow_null=True, allow_blank=True)
+    reason_code = StrictChoiceField(choices=ReasonCode.choices, required=False, allow_null=True)
+    restock_items = StrictBooleanField(required=False, allow_null=True, help_text="Default true.")
+    notify_customer = StrictBooleanField(required=False, allow_null=True, help_text="Default false.")
+
+
+class CancelErrorSerializer(serializers.Serializer):
+    error_code = serializers.CharField(
+        help_text="bag_not_cancelable, platform_refused, platform_unavailable or nothing_to_refund."
+    )
+    message = serializers.CharField()
+
+
+class CancelledBagSerializer(serializers.Serializer):
+    order_id = serializers.IntegerField()
+    bag_id = serializers.IntegerField()
+    merchant_id = serializers.IntegerField()
+    external_order_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["CANCELED", "CANCELLATION_FAILURE"])
+    originated_by = serializers.CharField(help_text='"VIOLET": cancelled through the API.')
+    date_cancelled = serializers.DateTimeField(allow_null=True)
+    refund = RefundSerializer(allow_null=True, help_text="The full refund of the bag (PROCESSING at first).")
+    errors = CancelErrorSerializer(many=True)
+
+
+class OrderCancellationSerializer(serializers.Serializer):
+    order_id = serializers.IntegerField()
+    app_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["CANCELED", "PARTIALLY_CANCELED", "CANCELLATION_FAILURE"])
+    cancelled_bags = CancelledBagSerializer(many=True)
+    message = serializers.CharField()

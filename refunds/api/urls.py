@@ -21,6 +21,8 @@ urlpatterns = [
         views.BagRefundsView.as_view(),
         name="bag-refunds",
     ),
+    path("orders/<int:order_id>/cancel", views.OrderCancelView.as_view(), name="order-cancel"),
+    path("orders/<int:order_id>/bags/<int:bag_id>/cancel", views.BagCancelView.as_view(), name="bag-cancel"),
     # Outbound webhooks: registration, the app's events, resend (notifications app).
     path("", include("notifications.urls")),
     # The schema describes this API alone, at its public /v1/ prefix (not the whole project).

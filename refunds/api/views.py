@@ -5,6 +5,7 @@ or refund raises DoesNotExist and becomes the same 404 as an id that never exist
 """
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework import status as http_status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -245,7 +246,11 @@ class BagRefundsView(ChannelAPIView):
             "Send {} for that: the body is always a JSON object. "
             "Send an Idempotency-Key header to make retries safe: repeating a key with the same request "
             "returns the refund the first request created (200) and creates nothing; the same key with a "
-            "different request is a 422."
+            "different request is a 422. "
+            "The refund is first recorded on the merchant's platform where the platform can take it, then "
+            "its money moves: it stays PROCESSING until then, and ends FAILED with the platform's message in "
+            "errors[] (error_code 3100, nothing moved) when the platform refuses it. Where the platform cannot "
+            "take it, the merchant is asked to mirror it and the money moves at once."
         ),
         request=api.RefundBagRequestSerializer,
         parameters=[
@@ -298,6 +303,136 @@ class BagRefundsView(ChannelAPIView):
             representation.refund_representation(refund),
             status=http_status.HTTP_201_CREATED if result.created else http_status.HTTP_200_OK,
         )
+
+
+# --- cancellations (spec 2.3; issue 14) ------------------------------------------------------------
+
+
+_DATE = serializers.DateTimeField()
+
+
+def _cancel_arguments(data: dict) -> dict:
+    """Violet's defaults: reason_code OTHER, restock_items true, notify_customer false."""
+    return {
+        "reason": data.get("reason") or "",
+        "reason_code": data.get("reason_code") or "OTHER",
+        "restock_items": True if data.get("restock_items") is None else bool(data["restock_items"]),
+        "notify_customer": bool(data.get("notify_customer")),
+    }
+
+
+def _cancelled_bag(app, result) -> dict:
+    refund = (
+        representation.refund_representation(selectors.refund_get_for_app(app, result.bag.order_id, result.refund.pk))
+        if result.refund is not None
+        else None
+    )
+    return {
+        "order_id": result.bag.order_id,
+        "bag_id": result.bag.pk,
+        "merchant_id": result.bag.merchant_id,
+        "external_order_id": result.bag.external_id,
+        "status": result.status,
+        "originated_by": "VIOLET",
+        "date_cancelled": _DATE.to_representation(result.date_cancelled) if result.date_cancelled else None,
+        "refund": refund,
+        "errors": [{"error_code": e.error_code, "message": e.message} for e in result.errors],
+    }
+
+
+def _order_cancellation(app, order_id: int, results) -> dict:
+    done = [r for r in results if r.status == "CANCELED"]
+    if results and len(done) == len(results):
+        status, message = "CANCELED", "All external orders were cancelled."
+    elif done:
+        status, message = "PARTIALLY_CANCELED", f"{len(done)} of {len(results)} external orders were cancelled."
+    else:
+        status, message = "CANCELLATION_FAILURE", "No external order was cancelled."
+    # Built as the OrderCancellationSerializer documents it; the refunds are already rendered.
+    return {
+        "order_id": order_id,
+        "app_id": app.pk,
+        "status": status,
+        "cancelled_bags": [_cancelled_bag(app, r) for r in results],
+        "message": message,
+    }
+
+
+_CANCEL_DESCRIPTION = (
+    "Cancels at the merchant's platform first (where the platform can be written to), then refunds "
+    "everything still refundable on the bag (a channel refund, forwarded to the platform like any other) and "
+    "sends ORDER_CANCELLED. Eligible bags: ACCEPTED, SUBMITTED, COMPLETED, PARTIALLY_REFUNDED; any other, a "
+    "platform refusal or an unreachable platform is a CANCELLATION_FAILURE with `errors` (200), and nothing "
+    "was cancelled or refunded for that bag. An Idempotency-Key makes a repeat answer the first cancellation; "
+    "the same key with a different body is a 422."
+)
+
+
+def _cancel_schema(operation_id: str, summary: str, *path_ids: str):
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=_CANCEL_DESCRIPTION,
+        request=api.CancelRequestSerializer,
+        parameters=[
+            *_path_ids(*path_ids),
+            OpenApiParameter(
+                IDEMPOTENCY_KEY_HEADER,
+                {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH},
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Any unique string per intended cancellation (at most 255 characters).",
+            ),
+        ],
+        responses={
+            200: OpenApiResponse(api.OrderCancellationSerializer, description="The cancellation, bag by bag."),
+            **BODY_ERRORS,
+            **_READ_ERRORS,
+            422: OpenApiResponse(_ERROR, description="The Idempotency-Key was already used for a different request."),
+        },
+        tags=["cancellations"],
+    )
+
+
+def _cancel_bags(request, app, bags) -> list:
+    from platforms.cancellation import bag_cancel  # the face reaches the platforms service
+
+    request_key = idempotency_key_from_request(request)
+    serializer = api.CancelRequestSerializer(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    arguments = _cancel_arguments(serializer.validated_data)
+    try:
+        return [
+            bag_cancel(bag=bag, actor=f"channel:{app.pk}", user=request.user, request_key=request_key, **arguments)
+            for bag in bags
+        ]
+    except ValidationFailed as exc:  # RequestMismatch (422) keeps its status
+        raise type(exc)(
+            exc.message, error_code=exc.error_code, field_errors=_request_field_errors(exc.field_errors)
+        ) from exc
+
+
+class OrderCancelView(ChannelAPIView):
+    @_cancel_schema("cancel_order", "Cancel every bag of an order", "order_id")
+    def post(self, request, order_id: int):
+        try:
+            order = selectors.order_get_for_app(self.app, order_id)
+        except Order.DoesNotExist:
+            raise _not_found("Order") from None
+        bags = list(Bag.objects.filter(order=order).select_related("merchant").order_by("pk"))
+        results = _cancel_bags(request, self.app, bags)
+        return Response(_order_cancellation(self.app, order.pk, results))
+
+
+class BagCancelView(ChannelAPIView):
+    @_cancel_schema("cancel_bag", "Cancel one bag of an order", "order_id", "bag_id")
+    def post(self, request, order_id: int, bag_id: int):
+        try:
+            bag = selectors.bag_get_for_app(self.app, order_id, bag_id)
+        except Bag.DoesNotExist:
+            raise _not_found("Bag") from None
+        results = _cancel_bags(request, self.app, [bag])
+        return Response(_order_cancellation(self.app, order_id, results))
 
 
 class UnknownEndpointView(JsonAPIView):

@@ -27,6 +27,7 @@ from refunds.services.record import (
     RecordResult,
     RefundSkuLine,
     RequestMismatch,
+    refund_for_request,
     refund_record,
     refund_record_platform,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "reference_problem",
     "refund_cancel",
     "refund_error_resolve",
+    "refund_for_request",
     "refund_mark_external",
     "refund_notice_record",
     "refund_process",

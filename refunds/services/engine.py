@@ -42,6 +42,7 @@ from refunds.errors import RefundErrorCode
 from refunds.models import Bag, Refund, RefundError, RefundEvent, RefundStatus, RefundStep
 from refunds.services.bags import bag_update_refund_state
 from refunds.services.events import WORKER, event_record
+from refunds.services.forwarding import forwarding_blocks_money
 from refunds.services.steps import (
     StepProblem,
     outcome_unknown,
@@ -57,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 
 EARLY = "EARLY"
+AWAITING_PLATFORM = "AWAITING_PLATFORM"  # a channel refund the merchant's platform has not accepted yet
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,11 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
         return ProcessOutcome(status=refund.status, detail="nothing to do")
 
     now = timezone.now()
+    # Issue 14: a channel refund's money moves only once the merchant's platform accepted it (or
+    # cannot be written to, or an operator said to go without it).
+    waiting = forwarding_blocks_money(refund, now=now)
+    if waiting:
+        return ProcessOutcome(status=AWAITING_PLATFORM, detail=waiting)
     if as_delivery and _is_early(refund, due, now):
         return ProcessOutcome(status=EARLY, detail=f"not due before {refund.next_attempt_at}")
 
@@ -211,6 +218,18 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
     if problems:
         return _after_problems(refund, problems, run)
 
+    if _shopper_step_blocked_by_dispute(shopper):
+        # Stop before the shopper step: the card network returns the money through the dispute, and
+        # Stripe would refuse the refund anyway. Nothing was sent for this step, so FAILED is true.
+        payment = shopper.payment_transaction
+        return _finish(
+            refund,
+            failed_error=(
+                RefundErrorCode.CHARGE_DISPUTED,
+                f"The shopper disputed the payment ({payment.dispute_id}, {payment.dispute_status}); the shopper "
+                "refund was not sent. An operator decides once the dispute closes.",
+            ),
+        )
     if shopper.status == ShopperRefund.Status.PENDING:
         problem = run_shopper_refund(gateway, refund, shopper, before_call=run.before_call)
         if problem:
@@ -220,6 +239,13 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
             countdown = _pending_recheck_seconds(refund.attempts)
             return _schedule(refund, countdown, detail="pending at Stripe", unknown=False)
     return _finish(refund)
+
+
+def _shopper_step_blocked_by_dispute(shopper: ShopperRefund) -> bool:
+    """A shopper step never sent to Stripe (or proven absent there) whose payment is disputed."""
+    if shopper.status != ShopperRefund.Status.PENDING or shopper.gateway_refund_id or outcome_unknown(shopper):
+        return False
+    return shopper.payment_transaction.refunds_blocked_by_dispute
 
 
 def _needs_lookup(reversals: list[TransferReversal], shopper: ShopperRefund) -> bool:

@@ -24,14 +24,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from payments.models import PaymentTransaction
 from refunds import announcements as notifications
 from refunds.amounts import Remaining, bag_refundable_remaining
+from refunds.errors import RefundErrorCode
 from refunds.models import (
     Bag,
     BagStatus,
     OrderSku,
     ReasonCode,
     Refund,
+    RefundError,
     RefundEvent,
     RefundSku,
     RefundSource,
@@ -39,8 +42,9 @@ from refunds.models import (
 )
 from refunds.services.engine import enqueue_processing
 from refunds.services.events import event_record
+from refunds.services.forwarding import forwarding_echo_adopt, forwarding_enqueue, forwarding_open, forwarding_waits
 from refunds.services.parts import is_int, platform_amounts, resolve_parts, validate_sku_lines
-from violet_refunds.exceptions import ValidationFailed
+from violet_refunds.exceptions import Conflict, ValidationFailed
 from violet_refunds.money import AmountParts
 
 # Spec section 2.2: the two doc generations agree a bag IN_PROGRESS or REFUNDED cannot be refunded
@@ -55,6 +59,13 @@ REFUNDABLE_BAG_STATUSES = frozenset(
         BagStatus.CANCELED,
     }
 )
+
+
+class ChargeDisputed(Conflict):
+    """The order's payment is disputed (or the shopper won the dispute): refunding it would return
+    the money twice. Stripe refuses such a refund too (`charge_disputed`)."""
+
+    error_code = "charge_disputed"
 
 
 class RequestMismatch(ValidationFailed):
@@ -201,6 +212,52 @@ def _existing_refund(bag: Bag, keys: _Keys) -> Refund | None:
     return found
 
 
+def refund_for_request(*, bag: Bag, source: str, request_key: str, **fields) -> Refund | None:
+    """The refund a client's key already recorded for this very request (None: none yet), or
+    RequestMismatch when the key recorded a different one: the check refund_record makes first, for
+    callers that must know before doing anything else (the cancel endpoints, before the platform)."""
+    keys = _Keys(
+        external_id=None,
+        request_key=request_key,
+        request_scope=request_scope_for(bag, source),
+        fingerprint=_request_fingerprint_for(**fields),
+    )
+    return _existing_refund(bag, keys)
+
+
+def _request_fingerprint_for(
+    *,
+    amount=None,
+    sub_total_amount=None,
+    shipping_amount=None,
+    tax_amount=None,
+    shipping_tax_amount=0,
+    skus=(),
+    external_id=None,
+    currency=None,
+    reason="",
+    reason_code=ReasonCode.OTHER,
+    restock_items=False,
+    notify_customer=False,
+    shipping_full_refund=False,
+) -> str:
+    return request_fingerprint(
+        external_id=external_id,
+        amount=amount,
+        sub_total_amount=sub_total_amount,
+        shipping_amount=shipping_amount,
+        tax_amount=tax_amount,
+        shipping_tax_amount=shipping_tax_amount,
+        skus=skus,
+        currency=currency,
+        reason=reason,
+        reason_code=reason_code,
+        restock_items=restock_items,
+        notify_customer=notify_customer,
+        shipping_full_refund=shipping_full_refund,
+    )
+
+
 def refund_record(
     *,
     bag: Bag,
@@ -223,10 +280,15 @@ def refund_record(
     inbound_event=None,
     user=None,
     enqueue: bool = True,
+    external: bool = False,
 ) -> RecordResult:
     """Record a refund of (part of) a bag and enqueue its processing. Idempotent on
     (bag, external_id) and (bag, sender, request_key): a repeat of the same request returns the first
-    refund unchanged; another request under the same key raises RequestMismatch (422)."""
+    refund unchanged; another request under the same key raises RequestMismatch (422).
+
+    `external`: the money already moved outside the product (a refund made in the Stripe Dashboard):
+    the refund is recorded EXTERNAL, counts against what is still refundable, and is never processed.
+    Otherwise a payment under dispute refuses the refund (ChargeDisputed, 409)."""
     external_id = (external_id or "").strip() or None
     request_key = (request_key or "").strip() or None
     keys = _Keys(external_id=external_id, request_key=request_key)
@@ -257,9 +319,10 @@ def refund_record(
     _check_labels(source, reason_code, reason)
 
     def create(locked_bag: Bag) -> Refund:
-        return _create_refund(
+        remaining = bag_refundable_remaining(locked_bag)
+        refund = _create_refund(
             bag=locked_bag,
-            remaining=bag_refundable_remaining(locked_bag),
+            remaining=remaining,
             source=source,
             actor=actor,
             amount=amount,
@@ -277,9 +340,14 @@ def refund_record(
             shipping_full_refund=shipping_full_refund,
             inbound_event=inbound_event,
             user=user,
+            external=external,
         )
+        if source == RefundSource.CHANNEL_API:
+            # Issue 14: the merchant's platform hears of a channel refund before its money moves.
+            forwarding_open(refund, full=refund.amount >= remaining.total, actor=actor)
+        return refund
 
-    refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue, create=create)
+    refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue and not external, create=create)
     assert refund is not None  # `create` always returns a refund (or raises)
     return RecordResult(refund=refund, created=created)
 
@@ -295,7 +363,16 @@ def refund_record_platform(
     existing = _existing_refund(bag, keys)
     if existing:
         return PlatformRecordResult(refund=existing, created=False)
+    # The echo of a refund we forwarded (our marker in its note) is that refund, not a new one.
+    echoed = forwarding_echo_adopt(bag=bag, platform_refund_id=external_id or "", note=request.reason, actor=actor)
+    if echoed is not None:
+        return PlatformRecordResult(
+            refund=echoed,
+            created=False,
+            notes=(f"platform refund {external_id} is the echo of refund #{echoed.pk}, forwarded by us",),
+        )
     notes: list[str] = []
+    adjusted: list[str] = []
 
     def create(locked_bag: Bag) -> Refund | None:
         remaining = bag_refundable_remaining(locked_bag)
@@ -303,6 +380,16 @@ def refund_record_platform(
             notes.append(f"bag {locked_bag.pk} is already fully refunded, so {request.external_id} records nothing")
             return None
         _check_labels(request.source, request.reason_code, request.reason)
+        asked = platform_amounts(locked_bag, request, remaining, notes)
+        fitted = _fit_to_remaining(locked_bag, asked, remaining)
+        if fitted is not asked:
+            adjusted.append(
+                f"the platform refund {request.external_id} asks {_asked_total(asked)} but only {remaining.total} "
+                f"(minor units) was still refundable, part of the bag having been refunded through another source: "
+                f"recorded {_asked_total(fitted) if fitted else remaining.total}, "
+                "so the shopper gets the platform's total"
+            )
+            notes.append(adjusted[-1])
         amounts = {
             "amount": None,
             "sub_total_amount": None,
@@ -310,9 +397,9 @@ def refund_record_platform(
             "tax_amount": None,
             "shipping_tax_amount": 0,
             "skus": (),
-            **platform_amounts(locked_bag, request, remaining, notes),
+            **fitted,
         }
-        return _create_refund(
+        refund = _create_refund(
             bag=locked_bag,
             remaining=remaining,
             source=request.source,
@@ -328,9 +415,46 @@ def refund_record_platform(
             user=None,
             **amounts,
         )
+        if adjusted:
+            # Mixed sources (issue 14): recorded, and an open error puts it in front of an operator.
+            RefundError.objects.create(
+                refund=refund,
+                error_code=RefundErrorCode.PLATFORM_AMOUNT_ADJUSTED,
+                error_message=f"Operator note: {adjusted[0]}. Check the other refunds of bag {locked_bag.pk}.",
+            )
+            event_record(refund, RefundEvent.Kind.NOTE, actor=actor, message=adjusted[0], data={"mixed_sources": True})
+        return refund
 
     refund, created = _record_under_bag_lock(bag, keys=keys, enqueue=enqueue, create=create)
     return PlatformRecordResult(refund=refund, created=created, notes=tuple(notes))
+
+
+def _asked_total(amounts: dict) -> int:
+    if amounts.get("amount") is not None:
+        return amounts["amount"]
+    return sum(amounts.get(name) or 0 for name in ("sub_total_amount", "shipping_amount", "tax_amount"))
+
+
+def _fit_to_remaining(bag: Bag, amounts: dict, remaining: Remaining) -> dict:
+    """What a platform refund can still record when it asks more than is left on the bag because
+    part was refunded through another source (a channel refund, a notice). The platform's total is
+    the merchant's intent for the bag: everything left when it asks that much or more, else its
+    amount divided over what is left. `amounts` itself when it fits."""
+    if not amounts:
+        return amounts  # everything still refundable: fits by definition
+    left = remaining.parts
+    too_much = (
+        _asked_total(amounts) > remaining.total
+        or (amounts.get("sub_total_amount") or 0) > left.sub_total
+        or (amounts.get("shipping_amount") or 0) > left.shipping
+        or (amounts.get("tax_amount") or 0) > left.tax
+        or any(line.quantity > remaining.skus.get(line.order_sku_id, 0) for line in amounts.get("skus") or ())
+    )
+    if not too_much:
+        return amounts
+    if _asked_total(amounts) >= remaining.total:
+        return {}
+    return {"amount": _asked_total(amounts)}
 
 
 def _check_labels(source: str, reason_code: str, reason: str) -> None:
@@ -365,8 +489,10 @@ def _record_under_bag_lock(
             refund = create(locked_bag)
             if refund is None:
                 return None, False
-            notifications.refund_event_emit(refund)  # outbox: REFUND_PROCESSING, same transaction
-            if enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
+            notifications.refund_event_emit(refund)  # outbox: REFUND_<status>, same transaction
+            if enqueue and forwarding_waits(refund):  # to the platform first (refunds.services.forwarding)
+                transaction.on_commit(lambda: forwarding_enqueue(refund.pk))
+            elif enqueue:  # False only for bulk imports/demo data; the stuck sweep picks those up
                 transaction.on_commit(lambda: enqueue_processing(refund.pk, due=refund.next_attempt_at))
     except IntegrityError:
         # A concurrent writer recorded the same external id / request key first: return theirs.
@@ -377,13 +503,28 @@ def _record_under_bag_lock(
     return refund, True
 
 
-def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], keys: _Keys, **fields) -> Refund:
+def _refuse_if_disputed(bag: Bag) -> None:
+    payment = PaymentTransaction.objects.filter(order_id=bag.order_id).only("dispute_status", "dispute_id").first()
+    if payment is not None and payment.refunds_blocked_by_dispute:
+        raise ChargeDisputed(
+            f"The shopper disputed this order's payment ({payment.dispute_id}, dispute {payment.dispute_status}): "
+            "the card network returns the money through the dispute, so no refund can be made while it is open "
+            "or once the shopper won it.",
+            field_errors={"bag": ["The order's payment is disputed."]},
+        )
+
+
+def _create_refund(
+    *, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], keys: _Keys, external: bool = False, **fields
+) -> Refund:
     errors: dict[str, list[str]] = {}
     if bag.status not in REFUNDABLE_BAG_STATUSES:
         raise ValidationFailed(
             f"Bag {bag.pk} is {bag.status} and cannot be refunded.",
             field_errors={"bag": [f"Bag status {bag.status} is not refundable."]},
         )
+    if not external:
+        _refuse_if_disputed(bag)
     currency = (fields["currency"] or bag.currency).upper()
     if currency != bag.currency:
         errors["currency"] = [f"The bag is in {bag.currency}; a refund in {currency} is not possible."]
@@ -434,7 +575,7 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         request_key=keys.request_key,
         request_scope=keys.request_scope,
         request_fingerprint=keys.fingerprint,
-        status=RefundStatus.PROCESSING,
+        status=RefundStatus.EXTERNAL if external else RefundStatus.PROCESSING,
         amount=parts.total,
         sub_total_amount=parts.sub_total,
         shipping_amount=parts.shipping,
@@ -450,7 +591,7 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         source=fields["source"],
         inbound_event=fields["inbound_event"],
         created_by=fields["user"],
-        next_attempt_at=timezone.now(),
+        next_attempt_at=None if external else timezone.now(),
     )
     for sku, quantity, line_amount in sku_rows:
         RefundSku.objects.create(
@@ -467,8 +608,9 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         RefundEvent.Kind.RECORDED,
         actor=fields["actor"],
         user=fields["user"],
-        to_status=RefundStatus.PROCESSING,
-        message=f"Recorded from {refund.get_source_display()}.",
+        to_status=refund.status,
+        message=f"Recorded from {refund.get_source_display()}."
+        + (" The money already moved outside the product: nothing is processed." if external else ""),
         data={"amount": refund.amount, "currency": currency, "external_id": refund.external_id},
     )
     return refund

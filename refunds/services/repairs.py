@@ -23,6 +23,7 @@ from refunds.selectors import refunds_stuck_queryset
 from refunds.services.bags import bag_update_refund_state
 from refunds.services.engine import enqueue_processing
 from refunds.services.events import event_record, operator_actor
+from refunds.services.forwarding import forwarding_operator_guard
 from refunds.services.steps import (
     REFUND_STATUSES_WITHOUT_MONEY,
     is_step_object,
@@ -116,6 +117,7 @@ def _refund_locked_for_operator(
             current = Refund.objects.select_for_update().get(pk=refund.pk)
             if current.status not in allowed:
                 raise InvalidTransition(f"A {current.status} refund cannot be {action}.")
+            forwarding_operator_guard(current, action=action)
             yield current
 
 

@@ -8,16 +8,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery.schedules import crontab
 from django.conf import settings
 
 from violet_refunds import queues
 from violet_refunds.celery import app as celery_app
 
 PROJECT_DIR = Path(settings.BASE_DIR)
-PROJECT_APPS = ("refunds.", "platforms.", "notifications.", "payments.", "portal.", "stripe_sandbox.")
+PROJECT_APPS = ("refunds.", "platforms.", "notifications.", "payments.", "portal.", "stripe_sandbox.", "stripe_events.")
 
 EXPECTED_ROUTES = {
     "refunds.tasks.process_refund": "refunds",
+    "stripe_events.tasks.process_stripe_event": "refunds",
+    "refunds.tasks.reconcile_refunds_nightly": "refunds",
     "platforms.tasks.process_inbound_event": "platforms",
     "platforms.tasks.process_events_awaiting_bag": "platforms",
     "platforms.tasks.poll_platform_orders": "platforms",
@@ -26,12 +29,15 @@ EXPECTED_ROUTES = {
     "platforms.tasks.sync_store_subscriptions": "platforms",
     "platforms.tasks.sync_due_store_subscriptions": "platforms",
     "platforms.tasks.process_privacy_request": "platforms",
+    "platforms.tasks.forward_refund": "platforms",
     "platforms.tasks.apply_data_retention": "platforms",
     "notifications.tasks.deliver_webhook": "notifications",
     "refunds.tasks.sweep_stuck_refunds": "periodic",
     "platforms.tasks.requeue_received_events": "periodic",
     "platforms.tasks.sweep_events_awaiting_order": "periodic",
     "notifications.tasks.relay_webhook_deliveries": "periodic",
+    "stripe_events.tasks.requeue_stripe_events": "periodic",
+    "stripe_sandbox.tasks.sweep_sandbox": "periodic",
 }
 
 
@@ -62,6 +68,8 @@ def test_every_project_task_is_in_the_routing_table():
 def test_every_beat_entry_expires_within_its_period():
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         period = entry["schedule"]
+        if isinstance(period, crontab):  # a time of day: at most one day apart
+            period = 24 * 3600
         period = period.total_seconds() if isinstance(period, timedelta) else period
         expires = entry.get("options", {}).get("expires")
         assert expires is not None, f"beat entry {name} has no expires"

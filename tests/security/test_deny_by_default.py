@@ -36,7 +36,11 @@ PUBLIC = {
 }
 # Platform webhook receivers: authenticated by each platform's signature on the raw body, not by a
 # login (a request without a valid signature is refused; tests/platforms prove it per platform).
-PUBLIC_PREFIXES = {"platforms:": "platform webhook receivers, verified by signature"}
+PUBLIC_PREFIXES = {
+    "platforms:": "platform webhook receivers, verified by signature",
+    # tests/stripe_events prove a bad signature is a 400 that stores nothing.
+    "stripe_events:": "Stripe's webhook receiver, verified with the endpoint's signing secrets",
+}
 
 LOGIN_PAGES = (settings.LOGIN_URL, "/admin/login/")
 

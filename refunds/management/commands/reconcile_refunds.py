@@ -1,10 +1,11 @@
 """Compare our refund books with Stripe's and print every difference. Read-only.
 
-    manage.py reconcile_refunds [--since DAYS] [--refund ID ...]
+    manage.py reconcile_refunds [--since DAYS] [--refund ID ...] [--open-findings]
 
 The comparison and the kinds of difference it reports are in refunds/reconciliation.py.
 Exit code 0 when everything matches, 1 when differences were found, 2 when Stripe could not be
-asked (nothing is concluded then). Nothing is written.
+asked (nothing is concluded then). Nothing is written, unless --open-findings: then each difference
+opens an operator finding (once; what beat's nightly run does, refunds.services.findings).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from refunds.reconciliation import RefundsUnknown, StripeUnavailable, refunds_reconcile
+from refunds.services.findings import findings_from_reconciliation
 
 
 class Command(BaseCommand):
@@ -22,12 +24,24 @@ class Command(BaseCommand):
             "--since", type=int, default=30, metavar="DAYS", help="Refunds created in the last DAYS days (30)."
         )
         parser.add_argument("--refund", type=int, nargs="+", default=[], metavar="ID", help="Only these refunds.")
+        parser.add_argument(
+            "--open-findings",
+            action="store_true",
+            help="Open an operator finding per difference (not with --refund), as the nightly run does.",
+        )
 
-    def handle(self, *args, since: int, refund: list[int], **options):
+    def handle(self, *args, since: int, refund: list[int], open_findings: bool = False, **options):
         if since < 0:
             raise CommandError("--since must be 0 or more days.")
+        if open_findings and refund:
+            raise CommandError("--open-findings reconciles a period (--since), not chosen refunds.")
+        opened = None
         try:
-            report = refunds_reconcile(since_days=since, refund_ids=refund)
+            if open_findings:
+                findings = findings_from_reconciliation(since_days=since)
+                report, opened = findings.report, findings.opened
+            else:
+                report = refunds_reconcile(since_days=since, refund_ids=refund)
         except RefundsUnknown as exc:
             raise CommandError(str(exc)) from exc
         except StripeUnavailable as exc:
@@ -39,6 +53,8 @@ class Command(BaseCommand):
         )
         for difference in report.differences:
             self.stdout.write(difference.line())
+        if opened is not None:
+            self.stdout.write(f"{opened} new finding(s) opened; the others were already open or resolved.")
         if report.differences:
             count = len(report.differences)
             self.stdout.write(f"{count} difference(s).")

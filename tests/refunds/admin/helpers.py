@@ -15,6 +15,7 @@ OPERATORS, VIEWERS = "Refund operators", "Refund viewers"
 
 _groups_migration = importlib.import_module("refunds.migrations.0003_refund_operator_groups")
 _raw_payload_migration = importlib.import_module("platforms.migrations.0009_privacy_permissions_and_shopify_routing")
+_findings_permissions = importlib.import_module("refunds.migrations.0009_findings_and_stripe_events_permissions")
 
 
 def ensure_refund_groups() -> dict[str, Group]:
@@ -22,6 +23,7 @@ def ensure_refund_groups() -> dict[str, Group]:
     groups included, so tests recreate them the same (idempotent) way."""
     _groups_migration.ensure_groups(apps)
     _raw_payload_migration.ensure_raw_payload_permission(apps)
+    _findings_permissions.ensure_permissions(apps)
     return {name: Group.objects.get(name=name) for name in (OPERATORS, VIEWERS)}
 
 

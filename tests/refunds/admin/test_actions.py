@@ -16,7 +16,14 @@ from tests.world import funded_bag
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:refunds_refund_changelist"
-REFUND_ACTIONS = ("retry_refunds", "mark_refunds_external", "cancel_refunds", "resolve_refund_errors")
+REFUND_ACTIONS = (
+    "retry_refunds",
+    "mark_refunds_external",
+    "cancel_refunds",
+    "resolve_refund_errors",
+    "retry_forwarding",
+    "move_money_without_platform",
+)
 
 
 def changelist_url(**params):

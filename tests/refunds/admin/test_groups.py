@@ -19,12 +19,16 @@ def test_the_migration_created_both_groups():
     operators, viewers = codenames("Refund operators"), codenames("Refund viewers")
     assert {"refunds.view_refund", "refunds.view_refunderror", "payments.view_transferreversal"} <= viewers
     assert {p for p in viewers if not p.split(".")[1].startswith("view_")} == set()
-    # platforms 0007 (issue #22): raw inbound payloads are for operators only.
+    # platforms 0009 (issue #22): raw inbound payloads are for operators only; refunds 0009: resolving
+    # findings, replaying Stripe's events.
     assert operators - viewers == {
         "refunds.change_refund",
         "platforms.change_inboundevent",
         "platforms.view_raw_payload",
+        "refunds.change_reconciliationfinding",
+        "stripe_events.change_stripeevent",
     }
+    assert {"refunds.view_reconciliationfinding", "stripe_events.view_stripeevent"} <= viewers
 
 
 @pytest.mark.parametrize("who", ["operator_client", "viewer_client"])
@@ -37,6 +41,8 @@ def test_both_groups_read_every_triage_page(request, who, failed_refund):
         reverse("admin:refunds_refunderror_changelist"),
         reverse("admin:payments_transferreversal_changelist"),
         reverse("admin:platforms_inboundevent_changelist"),
+        reverse("admin:refunds_reconciliationfinding_changelist"),
+        reverse("admin:stripe_events_stripeevent_changelist"),
     ):
         assert client.get(url).status_code == 200, url
 

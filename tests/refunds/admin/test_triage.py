@@ -177,6 +177,7 @@ def test_index_shows_the_triage_counts_linking_to_their_lists(operator_client, t
         "Inbound events awaiting their order": 0,
         "Store connections needing attention": 0,
         "Found by parity check (7 days)": 0,
+        "Open findings with Stripe": 0,
     }
     assert triage["needing_attention"] == 4
     body = response.content.decode()

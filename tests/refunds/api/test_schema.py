@@ -26,6 +26,8 @@ EXPECTED_OPERATIONS = {
     ("/v1/orders/{order_id}/refunds/{refund_id}", "get"),
     ("/v1/orders/{order_id}/bags/{bag_id}/refunds", "get"),
     ("/v1/orders/{order_id}/bags/{bag_id}/refunds", "post"),
+    ("/v1/orders/{order_id}/cancel", "post"),
+    ("/v1/orders/{order_id}/bags/{bag_id}/cancel", "post"),
     ("/v1/events/webhooks", "get"),
     ("/v1/events/webhooks", "post"),
     ("/v1/events/webhooks/{webhook_id}", "get"),
@@ -191,8 +193,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(channel, oth
         "POST /v1/orders/{order_id}/bags/{bag_id}/refunds": statuses[
             "POST /v1/orders/{order_id}/bags/{bag_id}/refunds"
         ],
-        **{label: statuses[label] for label in statuses if " /v1/events" in label},
+        **{label: statuses[label] for label in statuses if " /v1/events" in label or label.endswith("/cancel")},
     }
+    # Cancellations (issue 14): real answers (200, the OrderCancellation), never a 5xx.
+    for label in ("POST /v1/orders/{order_id}/cancel", "POST /v1/orders/{order_id}/bags/{bag_id}/cancel"):
+        assert 200 in statuses[label] and statuses[label] <= {200, 400, 404, 415, 422}, label
     # Webhooks: fuzzing may delete this app's webhook early, so later calls see 404s only.
     assert statuses["GET /v1/events/webhooks"] == {200}
     assert statuses["POST /v1/events/webhooks"] <= {201, 400, 409}

@@ -1,0 +1,75 @@
+"""A funded bag on a platform that can be written to, a channel to refund it through the API, and
+readers of what moved: the world of the forwarding tests (issue 14)."""
+
+from __future__ import annotations
+
+import json
+
+from django.test import TestCase
+
+from payments.models import ShopperRefund, TransferReversal
+from platforms.models import Platform
+from refunds.models import Refund
+from tests.factories import MerchantFactory, StoreConnectionFactory
+from tests.platforms.conftest import Store
+from tests.refunds.api.conftest import Channel
+from tests.world import funded_bag
+
+
+def funded_store(
+    channel: Channel, platform: str, *, order_id: str, line_ids: tuple[str, str], credentials: dict, secret: str = ""
+) -> Store:
+    """2 x mug (40.00) + 1 x towel (20.00), shipping 10.00, tax 8.00 = 118.00, charged and paid out."""
+    merchant = MerchantFactory(platform=platform)
+    connection = StoreConnectionFactory(merchant=merchant, credentials=credentials, webhook_secret=secret)
+    bag = funded_bag(
+        skus=((4000, 2), (2000, 1)), shipping=1000, tax=800, app=channel.app, merchant=merchant, external_id=order_id
+    )
+    mug, towel = list(bag.skus.order_by("pk"))
+    mug.external_id, towel.external_id = line_ids
+    mug.save(update_fields=["external_id"])
+    towel.save(update_fields=["external_id"])
+    return Store(merchant=merchant, connection=connection, bag=bag, mug=mug, towel=towel)
+
+
+def channel_refund(api_client, channel: Channel, store: Store, body: dict, key: str = "k-1"):
+    """POST the channel refund and run everything it queued (forwarding, then the engine), eagerly."""
+    url = f"/v1/orders/{store.bag.order_id}/bags/{store.bag.pk}/refunds"
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = api_client.post(url, body, format="json", headers={**channel.headers, "Idempotency-Key": key})
+    return response
+
+
+def run_on_commit(function, *args, **kwargs):
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return function(*args, **kwargs)
+
+
+def money_moved(refund: Refund) -> tuple[int, int]:
+    """(shopper refunded, transfer reversals done) for the refund, minor units."""
+    shopper = sum(
+        ShopperRefund.objects.filter(refund=refund, status=ShopperRefund.Status.SUCCEEDED).values_list(
+            "amount", flat=True
+        )
+    )
+    reversed_ = sum(
+        TransferReversal.objects.filter(refund=refund, status=TransferReversal.Status.COMPLETE).values_list(
+            "amount", flat=True
+        )
+    )
+    return shopper, reversed_
+
+
+def nothing_planned(refund: Refund) -> bool:
+    return (
+        not ShopperRefund.objects.filter(refund=refund).exists()
+        and not TransferReversal.objects.filter(refund=refund).exists()
+    )
+
+
+def request_body(call) -> dict:
+    return json.loads(call.request.body)
+
+
+SHOPIFY_CREDENTIALS = {"shop_domain": "blue-mug.myshopify.com", "access_token": "shpat_test"}
+SHOPIFY = Platform.SHOPIFY
