@@ -149,6 +149,7 @@ def run(args) -> tuple[dict, str]:
         from violet_refunds.celery import app as celery_app
 
         celery_app.conf.task_default_queue = queue
+        celery_app.conf.task_routes = {"*": {"queue": queue}}  # as the workers (pipeline_workers.run_worker)
         call_command("migrate", verbosity=0)
         started = time.monotonic()
         bags = build_bags(args.refunds)

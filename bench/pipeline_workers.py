@@ -22,7 +22,10 @@ def run_worker(args) -> None:
     sys.path.insert(0, str(ROOT))
     from violet_refunds.celery import app
 
+    # Every task on the bench's own queue, whatever its role's queue in production (CELERY_TASK_ROUTES):
+    # the bench measures the pipeline, not the topology, and must not touch another run's queues.
     app.conf.task_default_queue = args.queue
+    app.conf.task_routes = {"*": {"queue": args.queue}}
     app.worker_main(
         [
             "worker",

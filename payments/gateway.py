@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 import stripe
 from django.conf import settings
 
+from violet_refunds import logs, metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -199,15 +201,25 @@ def _translate(exc: stripe.StripeError) -> GatewayError:
     return build(PermanentGatewayError)
 
 
+def _outcome_label(error: GatewayError) -> str:
+    if isinstance(error, IdempotencyConflictError):
+        return "idempotency_conflict"
+    return "transient" if isinstance(error, TransientGatewayError) else "permanent"
+
+
 class StripeGateway:
     def __init__(self, client: stripe.StripeClient):
         self._client = client
 
     def _call(self, method, *args, **kwargs):
+        operation = metrics.stripe_operation(method)
         try:
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
         except stripe.StripeError as exc:
             error = _translate(exc)
+            metrics.STRIPE_CALLS.labels(operation=operation, outcome=_outcome_label(error)).inc()
+            # Stripe's request id on the log lines that follow (the refund's outcome, the error).
+            logs.bind(stripe_request_id=error.request_id)
             if isinstance(error, IdempotencyConflictError):
                 sent_key = (kwargs.get("options") or {}).get("idempotency_key", "")
                 logger.error(
@@ -220,6 +232,10 @@ class StripeGateway:
                     error.message,
                 )
             raise error from exc
+        metrics.STRIPE_CALLS.labels(operation=operation, outcome="ok").inc()
+        last_response = getattr(result, "last_response", None)
+        logs.bind(stripe_request_id=getattr(last_response, "request_id", None))
+        return result
 
     # --- payment intents ---
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psycopg
 
+from violet_refunds.queues import ALL_QUEUES
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -238,11 +240,13 @@ def gunicorn_service(env: dict, port: int, log_dir: Path, workers: int = 2, thre
     )
 
 
-def worker_service(env: dict, name: str, log_dir: Path, concurrency: int = 2) -> Service:
+def worker_service(env: dict, name: str, log_dir: Path, concurrency: int = 2, queues: str = ALL_QUEUES) -> Service:
+    """A Celery worker node consuming `queues` (comma-separated; default every role's queue: the soak's
+    chaos kills whole nodes, so each of its two nodes must be able to do all the work)."""
     return Service(
         name=name,
         command=[
-            sys.executable, "-m", "celery", "-A", "violet_refunds", "worker",
+            sys.executable, "-m", "celery", "-A", "violet_refunds", "worker", "-Q", queues,
             "-n", f"{name}@%h", "--concurrency", str(concurrency), "-l", "INFO",
         ],
         env=env,

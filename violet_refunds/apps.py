@@ -9,4 +9,11 @@ class VioletAdminConfig(AdminConfig):
 
     def ready(self):
         super().ready()
-        from violet_refunds import checks  # noqa: F401  (registers the checks)
+        from django.core.signals import request_finished
+
+        from violet_refunds import (
+            checks,  # noqa: F401  (registers the checks)
+            logs,
+        )
+
+        request_finished.connect(logs.clear_on_request_finished, dispatch_uid="violet-logs-request-finished")

@@ -11,7 +11,7 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from violet_refunds import deployment
+from violet_refunds import deployment, queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -69,6 +69,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics answer any Host (probes reach a pod by its IP) and plain
+    # HTTP; they are served here before host validation and the HTTPS redirect (violet_refunds.health).
+    "violet_refunds.health.ProbeHostMiddleware",
+    # The request id (X-Request-ID, or a new one) in every log line of the request and its tasks.
+    "violet_refunds.logs.RequestIdMiddleware",
+    # Request latency per view for /metrics (violet_refunds.metrics).
+    "violet_refunds.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy (nonce per response) for the admin, the portal and the API docs.
     "violet_refunds.csp.ContentSecurityPolicyMiddleware",
@@ -83,6 +90,12 @@ MIDDLEWARE = [
     # Last, as django-axes requires: locks out repeated failed logins (portal and admin).
     "axes.middleware.AxesMiddleware",
 ]
+
+if not DEBUG:
+    # Static files straight from gunicorn (compressed, cacheable) after `collectstatic`: no proxy
+    # configuration needed. With DEBUG on, runserver serves them from the apps (no collectstatic).
+    _after_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
+    MIDDLEWARE.insert(_after_security, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 AUTHENTICATION_BACKENDS = [
     # First: every login (API, portal, admin) counts against the per-IP and per-username rates.
@@ -160,7 +173,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` writes here; whitenoise serves it (issue #18).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies (gzip, brotli when installed) next to each file; no manifest, so a page renders
+    # whether or not collectstatic ran (tests, make run).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 LOGIN_URL = "/portal/login/"
 LOGIN_REDIRECT_URL = "/portal/"
@@ -173,7 +193,7 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.cons
 # Redirect plain-HTTP requests to HTTPS; SECURE_REDIRECT_EXEMPT (regexes on the path without its leading
 # slash) lets a load balancer's health check reach /healthz over HTTP.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$"])
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$", r"^readyz$"])
 # Strict-Transport-Security on HTTPS responses: one year, subdomains, preload consent (submitting the
 # domain to the browsers' preload list stays a separate, manual step).
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
@@ -313,10 +333,42 @@ STORE_SILENT_MIN_BAGS = env.int("STORE_SILENT_MIN_BAGS", default=10)
 RECONCILIATION_DAYS = env.int("RECONCILIATION_DAYS", default=7)
 RECONCILIATION_HOUR_UTC = env.int("RECONCILIATION_HOUR_UTC", default=3)
 
+# --- Celery topology: one queue per role (violet_refunds.queues; issue #18), each consumed by its own
+# workers (README "Production shape", Procfile). Every task of the project is routed here
+# (tests/ops/test_celery_topology.py fails on one that is not).
+CELERY_TASK_ROUTES = {
+    "refunds.tasks.process_refund": {"queue": queues.REFUNDS},
+    # Stripe's own events settle refunds; the nightly reconciliation reads Stripe (minutes, once a day).
+    "stripe_events.tasks.process_stripe_event": {"queue": queues.REFUNDS},
+    "refunds.tasks.reconcile_refunds_nightly": {"queue": queues.REFUNDS},
+    "platforms.tasks.process_inbound_event": {"queue": queues.PLATFORMS},
+    "platforms.tasks.process_events_awaiting_bag": {"queue": queues.PLATFORMS},
+    "platforms.tasks.poll_platform_orders": {"queue": queues.PLATFORMS},
+    "platforms.tasks.check_platform_parity": {"queue": queues.PLATFORMS},
+    "platforms.tasks.discover_oms_refunds": {"queue": queues.PLATFORMS},
+    "platforms.tasks.sync_store_subscriptions": {"queue": queues.PLATFORMS},
+    "platforms.tasks.sync_due_store_subscriptions": {"queue": queues.PLATFORMS},
+    "platforms.tasks.process_privacy_request": {"queue": queues.PLATFORMS},
+    "platforms.tasks.forward_refund": {"queue": queues.PLATFORMS},
+    # Daily and possibly long (redacting a day of events): not on periodic, where it would hold up the sweeps.
+    "platforms.tasks.apply_data_retention": {"queue": queues.PLATFORMS},
+    "notifications.tasks.deliver_webhook": {"queue": queues.NOTIFICATIONS},
+    "refunds.tasks.sweep_stuck_refunds": {"queue": queues.PERIODIC},
+    "platforms.tasks.requeue_received_events": {"queue": queues.PERIODIC},
+    "platforms.tasks.sweep_events_awaiting_order": {"queue": queues.PERIODIC},
+    "notifications.tasks.relay_webhook_deliveries": {"queue": queues.PERIODIC},
+    "stripe_events.tasks.requeue_stripe_events": {"queue": queues.PERIODIC},
+    "stripe_sandbox.tasks.sweep_sandbox": {"queue": queues.PERIODIC},
+}
+
+REFUND_SWEEP_INTERVAL_SECONDS = env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60)
+# Every entry carries `expires` equal to its period: a copy queued while no worker ran is dropped
+# instead of piling up (the next run finds the same work in the database anyway).
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-refunds": {
         "task": "refunds.tasks.sweep_stuck_refunds",
-        "schedule": env.int("REFUND_SWEEP_INTERVAL_SECONDS", default=60),
+        "schedule": REFUND_SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": REFUND_SWEEP_INTERVAL_SECONDS},
     },
     # Inbound events whose processing message was lost (never processed, or a retry overdue) are
     # re-enqueued from the database. Every half requeue age: an event with a lost message settles
@@ -384,6 +436,15 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
 }
+
+# --- Operations: health (violet_refunds.health, violet_refunds.beat; issue #18) ---
+# Every beat writes a heartbeat to Redis (on its ticks, at least every 10 s); /readyz fails its "beat"
+# check when the latest is older than this.
+CELERY_BEAT_SCHEDULER = "violet_refunds.beat:HeartbeatScheduler"
+READYZ_BEAT_MAX_AGE_SECONDS = env.int("READYZ_BEAT_MAX_AGE_SECONDS", default=60)
+# Checks /readyz leaves out (database, migrations, broker, beat, encryption), e.g. "beat" for a web
+# readiness probe that should not take every web process out of rotation when beat is down.
+READYZ_SKIP_CHECKS = env.list("READYZ_SKIP_CHECKS", default=[])
 
 # --- Personal data retention (platforms.privacy.retention; docs/privacy.md) ---
 # Raw inbound webhook bodies and headers are redacted after this many days (events still to be
@@ -602,11 +663,68 @@ API_REFRESH_TOKEN_TTL_SECONDS = env.int("API_REFRESH_TOKEN_TTL_SECONDS", default
 # CI sets REQUIRE_SERVICES=1: tests that need PostgreSQL or Redis fail (never skip) without them.
 REQUIRE_SERVICES = env.bool("REQUIRE_SERVICES", default=False)
 
+# --- Error tracking and mail to operators (violet_refunds.sentry; issue #18) ---
+# SENTRY_DSN switches sentry-sdk on (Django, Celery and Redis integrations); every event is scrubbed of
+# our, channels' and stores' secrets before it leaves (violet_refunds.sentry.scrub_event).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default=DEPLOYMENT_ID)
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", default="")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    from violet_refunds import sentry
+
+    sentry.init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
+# Who receives the mail of a production 500 (Django's mail_admins), comma-separated: "Ops <ops@x.com>"
+# or a bare address.
+def _admin(entry: str) -> tuple[str, str]:
+    name, _, address = entry.strip().rpartition("<")
+    return (name.strip() or address.rstrip(">").strip(), address.rstrip(">").strip())
+
+
+ADMINS = [_admin(entry) for entry in env.list("ADMINS", default=[])]
+# The sender of mail to operators (errors) and to merchants (password reset).
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="violet-refunds@localhost")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=SERVER_EMAIL)
+# EMAIL_URL configures the mail backend in one variable (django-environ): smtp+tls://user:pass@host:587,
+# smtps://... (SSL), consolemail://, dummymail://. Without it EMAIL_BACKEND (console) stays.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    _email = env.email_url("EMAIL_URL")
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+    EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+
+# --- Metrics (/metrics, observability; issue #18) ---
+# Who may scrape: a bearer token, or client addresses (CIDRs, after TRUSTED_PROXY_COUNT). Neither set:
+# nobody (401). Several processes per machine: PROMETHEUS_MULTIPROC_DIR (read by prometheus-client
+# from the environment) adds up the counters of every gunicorn worker and Celery process on it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+
+# --- Logs (violet_refunds.logs; issue #18): JSON lines with DEBUG off, plain text with DEBUG on ---
+# Every line carries the request id (X-Request-ID or a new one; also in the tasks a request enqueues)
+# and the ids of the refund, bag, app, store connection, task and Stripe request in hand.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "violet_refunds.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "violet_refunds.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

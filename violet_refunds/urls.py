@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
+from observability.views import metrics
+from violet_refunds import health
 
 
 def server_error(request):
@@ -28,5 +27,7 @@ urlpatterns = [
     # Stripe's own webhooks first: /webhooks/<platform>/<id>/ would take /webhooks/stripe/<id>/ too.
     path("webhooks/stripe/", include("stripe_events.urls")),
     path("webhooks/", include("platforms.urls")),
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

@@ -155,7 +155,7 @@ def test_worker_lost_messages_are_picked_up_by_the_sweep(start_worker, redis_url
     never_sent = record(funded_bag(), enqueue=False, external_id="never-sent").refund
     purged = record(funded_bag(), external_id="purged").refund  # published now, no worker yet
     broker = redis.Redis.from_url(redis_url)
-    assert broker.llen("celery") == 1
+    assert broker.llen("refunds") == 1  # its role's queue (CELERY_TASK_ROUTES)
     broker.flushdb()
     old = timezone.now() - timezone.timedelta(seconds=30)
     Refund.objects.filter(pk__in=[never_sent.pk, purged.pk]).update(next_attempt_at=old, date_last_modified=old)

@@ -21,6 +21,7 @@ from django.db import connection
 from kombu import pools
 
 from violet_refunds.celery import app as celery_app
+from violet_refunds.queues import ALL_QUEUES
 
 PROJECT_DIR = Path(settings.BASE_DIR)
 READY_SECONDS = 45
@@ -63,7 +64,8 @@ def worker_environment(redis_url: str, **overrides) -> dict:
 
 
 class Worker:
-    """`celery -A violet_refunds worker` (prefork, 2 children) in its own process group."""
+    """`celery -A violet_refunds worker` on every role's queue (prefork, 2 children) in its own process
+    group."""
 
     def __init__(self, env: dict, log_path: Path, *, pool: str = "prefork", concurrency: int = 2):
         self.env = env
@@ -76,6 +78,8 @@ class Worker:
             "-A",
             "violet_refunds",
             "worker",
+            "-Q",
+            ALL_QUEUES,
             "-P",
             pool,
             "-c",

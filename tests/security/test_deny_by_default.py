@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 # name -> why anyone may call it.
 PUBLIC = {
     "healthz": "load balancer health check, says only ok",
+    "readyz": "readiness probe: each check's name and result, no data and no exception messages",
     "api:login": "POST /v1/login: the app id and secret authenticate it; rate limited",
     "api:schema": "the OpenAPI document of the channel API",
     "api:docs": "Swagger UI of that document",
