@@ -31,6 +31,7 @@ EXPECTED_OPERATIONS = {
     ("/v1/events/webhooks/{webhook_id}", "get"),
     ("/v1/events/webhooks/{webhook_id}", "patch"),
     ("/v1/events/webhooks/{webhook_id}", "delete"),
+    ("/v1/events/webhooks/{webhook_id}/test", "post"),
     ("/v1/events", "get"),
     ("/v1/events/{event_id}/resend", "post"),
 }
