@@ -139,6 +139,21 @@ class JsonBodySchema(AutoSchema):
             body["required"] = True
         return body
 
+    def _map_basic_serializer(self, serializer, direction):
+        """A request serializer's cross-field rules that JSON Schema can state, stated: its
+        `exactly_one_of` groups (oneOf of their `required`) and `at_most_one_of` groups (not all
+        required), so a schema-valid request is never refused for them."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        rules: list[dict] = [
+            {"oneOf": [{"required": [name]} for name in names]} for names in getattr(serializer, "exactly_one_of", ())
+        ]
+        rules += [{"not": {"required": list(names)}} for names in getattr(serializer, "at_most_one_of", ())]
+        if len(rules) == 1:
+            schema.update(rules[0])
+        elif rules:
+            schema["allOf"] = rules
+        return schema
+
     def _is_throttled(self) -> bool:
         return bool(self.view.get_throttles())
 

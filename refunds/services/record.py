@@ -40,7 +40,7 @@ from refunds.models import (
 from refunds.services.engine import enqueue_processing
 from refunds.services.events import event_record
 from refunds.services.parts import is_int, platform_amounts, resolve_parts, validate_sku_lines
-from violet_refunds.exceptions import ValidationFailed
+from violet_refunds.exceptions import RequestUnprocessable, ValidationFailed
 from violet_refunds.money import AmountParts
 
 # Spec section 2.2: the two doc generations agree a bag IN_PROGRESS or REFUNDED cannot be refunded
@@ -380,7 +380,7 @@ def _record_under_bag_lock(
 def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLine], keys: _Keys, **fields) -> Refund:
     errors: dict[str, list[str]] = {}
     if bag.status not in REFUNDABLE_BAG_STATUSES:
-        raise ValidationFailed(
+        raise RequestUnprocessable(
             f"Bag {bag.pk} is {bag.status} and cannot be refunded.",
             field_errors={"bag": [f"Bag status {bag.status} is not refundable."]},
         )
@@ -394,7 +394,7 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         if value is not None and (not is_int(value) or value < 0):
             errors[name] = ["Must be a non-negative integer amount in minor units."]
     if errors:
-        raise ValidationFailed("The refund is invalid.", field_errors=errors)
+        raise RequestUnprocessable("The refund is invalid.", field_errors=errors)
 
     parts = resolve_parts(
         amount=fields["amount"],
@@ -406,13 +406,13 @@ def _create_refund(*, bag: Bag, remaining: Remaining, skus: Sequence[RefundSkuLi
         errors=errors,
     )
     if errors:
-        raise ValidationFailed("The refund is invalid.", field_errors=errors)
+        raise RequestUnprocessable("The refund is invalid.", field_errors=errors)
     if parts.total <= 0:
-        raise ValidationFailed(
+        raise RequestUnprocessable(
             "Nothing to refund.", field_errors={"amount": ["The refund amount must be greater than 0."]}
         )
     if fields["shipping_tax_amount"] > parts.tax:
-        raise ValidationFailed(
+        raise RequestUnprocessable(
             "Shipping tax exceeds the refunded tax.",
             field_errors={"shipping_tax_amount": ["Cannot exceed tax_amount."]},
         )
