@@ -3,6 +3,7 @@
 - `POST/GET /events/webhooks`, `GET/PATCH/DELETE /events/webhooks/{webhook_id}`
 - `GET /events` (the app's events, newest first, paginated; filters type, order_id, bag_id)
 - `POST /events/{event_id}/resend`
+- `POST /events/webhooks/{webhook_id}/test` (a signed TEST event to that webhook)
 
 Every lookup is scoped to the authenticated app: another app's id is the same 404 as no id at all.
 """
@@ -22,6 +23,7 @@ from notifications.models import EventType, WebhookEndpoint, WebhookEvent
 from refunds.api.base import ChannelAPIView
 from refunds.api.serializers import ErrorSerializer
 from violet_refunds.exceptions import NotFound
+from violet_refunds.throttling import CredentialRateThrottle, WebhookTestRateThrottle
 
 _AUTH_ERRORS = {401: OpenApiResponse(ErrorSerializer, description="Missing, wrong or expired credentials.")}
 _NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such id for this app.")}
@@ -43,7 +45,8 @@ _DELIVERY_HEADERS = (
     "Headers: Content-Type: application/json; X-Violet-Hmac (Base64 HMAC-SHA256 of the raw body with the "
     "webhook's signing_secret); X-Violet-Event-Id (dedupe on it); X-Violet-Webhook-Id; X-Violet-Topic (the "
     "event type); X-Violet-Order-Id; X-Violet-Bag-Id; X-Violet-Entity-Length (body bytes); "
-    "X-Violet-Event-Id-Source (resends only). Answer 2xx within 10 s; anything else is retried."
+    "X-Violet-Event-Id-Source (resends only); a TEST event has no X-Violet-Order-Id or X-Violet-Bag-Id. "
+    "Answer 2xx within 10 s; anything else is retried."
 )
 # What each event type POSTs to remote_endpoint: one callback, and one body schema, per type.
 _WEBHOOK_CALLBACKS = [
@@ -155,6 +158,38 @@ class WebhookDetailView(_WebhookView):
     def delete(self, request, webhook_id: int):
         services.webhook_endpoint_delete(endpoint=self.endpoint(webhook_id), actor=_actor(self))
         return Response(status=http_status.HTTP_204_NO_CONTENT)
+
+
+class WebhookTestView(_WebhookView):
+    throttle_classes = [CredentialRateThrottle, WebhookTestRateThrottle]
+    json_body_methods = frozenset()  # takes nothing: a bare POST (a body, if any, is not read)
+
+    @extend_schema(
+        operation_id="test_webhook",
+        summary="Send a signed test event to the webhook",
+        description=(
+            "Queues one TEST event to this webhook, signed and sent like every event (same headers, no "
+            "X-Violet-Order-Id or X-Violet-Bag-Id: it is about no order). It is attempted once, is not "
+            "numbered among any bag's events (it neither waits for nor delays them) and does not count "
+            "toward pausing the webhook. Its outcome (status code and timing, never the reply body) shows in "
+            "GET /events?type=TEST. The webhook must be ACTIVE. At most WEBHOOK_TEST_RATE_LIMIT per app."
+        ),
+        parameters=[_WEBHOOK_ID],
+        request=None,
+        responses={
+            202: api.WebhookEventSerializer,
+            **_AUTH_ERRORS,
+            **_NOT_FOUND,
+            409: OpenApiResponse(
+                ErrorSerializer, description="The webhook is PAUSED or DISABLED (webhook_not_active)."
+            ),
+        },
+        tags=["webhooks"],
+    )
+    def post(self, request, webhook_id: int):
+        event = services.webhook_test_event_send(endpoint=self.endpoint(webhook_id), actor=_actor(self))
+        sent = selectors.event_get_for_app(self.app, event.event_id)
+        return Response(api.WebhookEventSerializer(sent).data, status=http_status.HTTP_202_ACCEPTED)
 
 
 class EventsView(ChannelAPIView):

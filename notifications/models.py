@@ -36,9 +36,14 @@ class EventType(models.TextChoices):
     REFUND_FAILED = "REFUND_FAILED", "Refund failed"
     REFUND_EXTERNAL = "REFUND_EXTERNAL", "Refund settled outside the network"
     REFUND_CANCELED = "REFUND_CANCELED", "Refund canceled before money moved"
+    # Asked for by the channel (POST /v1/events/webhooks/{id}/test), to one endpoint: about no order
+    # or bag, so it has no bag sequence and never holds back (nor waits behind) a bag's events.
+    TEST = "TEST", "Test event asked for by the channel"
 
 
 ORDER_EVENT_TYPES = frozenset({EventType.ORDER_UPDATED, EventType.ORDER_REFUNDED, EventType.ORDER_CANCELLED})
+# What an endpoint subscribes to: every type but TEST, which goes to the one endpoint that asked for it.
+SUBSCRIBABLE_EVENT_TYPES = tuple(t for t in EventType.values if t != EventType.TEST)
 
 
 class WebhookEndpoint(TimeStampedModel):
@@ -79,13 +84,18 @@ class WebhookEvent(models.Model):
     event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     app = models.ForeignKey("refunds.App", on_delete=models.CASCADE, related_name="webhook_events")
     event_type = models.CharField(max_length=32, choices=EventType.choices, db_index=True)
-    order = models.ForeignKey("refunds.Order", on_delete=models.CASCADE, related_name="webhook_events")
-    bag = models.ForeignKey("refunds.Bag", on_delete=models.CASCADE, related_name="webhook_events")
+    # Null only for a TEST event (webhook_event_bag_unless_test).
+    order = models.ForeignKey(
+        "refunds.Order", on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events"
+    )
+    bag = models.ForeignKey(
+        "refunds.Bag", on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events"
+    )
     refund = models.ForeignKey(
         "refunds.Refund", on_delete=models.CASCADE, null=True, blank=True, related_name="webhook_events"
     )
     # Position among the bag's events: deliveries to one endpoint go out in this order.
-    sequence = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField(null=True, blank=True)
     # One change, one event: "refund:<id>:<status>:<retry round>", "bag:<id>:<type>:...". Null for
     # a resend, which is a deliberate second copy of an earlier event (resent_from).
     dedupe_key = models.CharField(max_length=200, null=True, blank=True)
@@ -101,6 +111,14 @@ class WebhookEvent(models.Model):
                 fields=["dedupe_key"], condition=Q(dedupe_key__isnull=False), name="webhook_event_unique_dedupe_key"
             ),
             models.UniqueConstraint(fields=["bag", "sequence"], name="webhook_event_unique_sequence_per_bag"),
+            # Every event but a TEST one is about a bag and numbered among its events; a TEST one never is.
+            models.CheckConstraint(
+                condition=(
+                    Q(event_type="TEST", order__isnull=True, bag__isnull=True, sequence__isnull=True)
+                    | (~Q(event_type="TEST") & Q(order__isnull=False, bag__isnull=False, sequence__isnull=False))
+                ),
+                name="webhook_event_bag_unless_test",
+            ),
         ]
         indexes = [models.Index(fields=["app", "date_created"], name="webhook_event_app_date")]
 

@@ -234,7 +234,10 @@ def _earlier_unfinished_of_same_bag():
 
 
 def delivery_is_held_back(delivery: WebhookDelivery) -> bool:
-    """True while an earlier event of the delivery's bag is still on its way to the same endpoint."""
+    """True while an earlier event of the delivery's bag is still on its way to the same endpoint
+    (never for a TEST event: it has no bag)."""
+    if delivery.event.bag_id is None:
+        return False
     return WebhookDelivery.objects.filter(
         endpoint_id=delivery.endpoint_id,
         event__bag_id=delivery.event.bag_id,
@@ -261,6 +264,8 @@ def deliveries_due(*, now: datetime, republish_before: datetime, limit: int) -> 
 
 def delivery_next_of_bag(delivery: WebhookDelivery) -> WebhookDelivery | None:
     """The next CREATED delivery of the same bag to the same endpoint, after `delivery`."""
+    if delivery.event.bag_id is None:  # a TEST event: nothing waits behind it
+        return None
     return (
         WebhookDelivery.objects.filter(
             endpoint_id=delivery.endpoint_id,

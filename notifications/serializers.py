@@ -8,7 +8,13 @@ the body it was given. Serializers only translate.
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from notifications.models import ORDER_EVENT_TYPES, DeliveryStatus, EventType, WebhookEndpoint
+from notifications.models import (
+    ORDER_EVENT_TYPES,
+    SUBSCRIBABLE_EVENT_TYPES,
+    DeliveryStatus,
+    EventType,
+    WebhookEndpoint,
+)
 from refunds.api.serializers import (
     ApiDateTimeField,
     RefundSerializer,
@@ -21,9 +27,34 @@ from refunds.representation import OrderPayloadSerializer
 
 # --- channel API: webhooks -----------------------------------------------------------------------
 
-_EVENT_TYPE_HELP = "Event types to receive; omitted or empty: every type."
+_EVENT_TYPE_HELP = "Event types to receive; omitted or empty: every type (TEST is sent only when asked for)."
+# TEST is not subscribed to: it goes to the one webhook it was asked for.
+_SUBSCRIBABLE_CHOICES = [(value, value) for value in SUBSCRIBABLE_EVENT_TYPES]
 # A channel may resume (or re-enable) and disable its webhook; only delivery failures pause one.
 SETTABLE_WEBHOOK_STATUSES = (WebhookEndpoint.Status.ACTIVE, WebhookEndpoint.Status.DISABLED)
+
+
+# What registration accepts outside DEBUG (services.endpoints.webhook_url_validate: Django's
+# URLValidator, https only, no credentials), as a pattern the schema states: an https URL to a host
+# name with a top-level domain, an optional port and path. The server stays the judge (it also refuses
+# names that resolve to private addresses, and with DEBUG takes http and local hosts).
+WEBHOOK_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,63}"
+    r"(:[1-9][0-9]{0,4})?([/?#][^\s\x00]*)?$"
+)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 500,
+        "pattern": WEBHOOK_URL_PATTERN,
+        "example": "https://example.com/hooks/violet",
+    }
+)
+class WebhookUrlField(StrictCharField):
+    pass
 
 
 class _EventTypesMixin:
@@ -43,29 +74,35 @@ class _EventTypesMixin:
 class WebhookCreateRequestSerializer(_EventTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     """A new endpoint. HTTPS only, unless the server runs with DEBUG."""
 
-    remote_endpoint = StrictCharField(max_length=500, help_text="The URL events are POSTed to.")
+    at_most_one_of = (("event", "events"),)  # the schema says what _EventTypesMixin refuses
+
+    remote_endpoint = WebhookUrlField(max_length=500, help_text="The URL events are POSTed to (https).")
     events = serializers.ListField(
-        child=StrictChoiceField(choices=EventType.choices),
+        child=StrictChoiceField(choices=_SUBSCRIBABLE_CHOICES),
         required=False,
         allow_empty=True,
-        max_length=len(EventType.values),
+        max_length=len(SUBSCRIBABLE_EVENT_TYPES),
         help_text=_EVENT_TYPE_HELP,
     )
-    event = StrictChoiceField(choices=EventType.choices, required=False, help_text="One event type (Violet's form).")
+    event = StrictChoiceField(
+        choices=_SUBSCRIBABLE_CHOICES, required=False, help_text="One event type (Violet's form)."
+    )
 
 
 class WebhookUpdateRequestSerializer(_EventTypesMixin, RejectUnknownFieldsMixin, serializers.Serializer):
     """Change the URL or the subscription; `status` ACTIVE resumes (or re-enables), DISABLED stops."""
 
-    remote_endpoint = StrictCharField(max_length=500, required=False)
+    at_most_one_of = (("event", "events"),)
+
+    remote_endpoint = WebhookUrlField(max_length=500, required=False)
     events = serializers.ListField(
-        child=StrictChoiceField(choices=EventType.choices),
+        child=StrictChoiceField(choices=_SUBSCRIBABLE_CHOICES),
         required=False,
         allow_empty=True,
-        max_length=len(EventType.values),
+        max_length=len(SUBSCRIBABLE_EVENT_TYPES),
         help_text=_EVENT_TYPE_HELP,
     )
-    event = StrictChoiceField(choices=EventType.choices, required=False)
+    event = StrictChoiceField(choices=_SUBSCRIBABLE_CHOICES, required=False)
     status = StrictChoiceField(choices=[(s, s) for s in SETTABLE_WEBHOOK_STATUSES], required=False)
 
 
@@ -140,16 +177,18 @@ class WebhookEventSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="event_id", help_text="X-Violet-Event-Id of its deliveries.")
     type = serializers.ChoiceField(source="event_type", choices=EventType.choices)
     app_id = serializers.IntegerField()
-    order_id = serializers.IntegerField()
-    bag_id = serializers.IntegerField()
+    order_id = serializers.IntegerField(allow_null=True, help_text="Null for a TEST event.")
+    bag_id = serializers.IntegerField(allow_null=True, help_text="Null for a TEST event.")
     refund_id = serializers.IntegerField(allow_null=True)
-    sequence = serializers.IntegerField(help_text="Position among the bag's events.")
+    sequence = serializers.IntegerField(
+        allow_null=True, help_text="Position among the bag's events (null for a TEST event: it has no bag)."
+    )
     event_id_source = serializers.UUIDField(
         source="resent_from.event_id", allow_null=True, default=None, help_text="For a resend: the original event."
     )
     date_created = ApiDateTimeField()
     deliveries = WebhookDeliverySerializer(many=True)
-    payload = serializers.SerializerMethodField(help_text="The body sent: the Order, or the Refund.")
+    payload = serializers.SerializerMethodField(help_text="The body sent: the Order, the Refund, or a test body.")
 
     @extend_schema_field({"type": "object"})
     def get_payload(self, event) -> dict:
@@ -190,6 +229,20 @@ class EventResendRequestSerializer(RejectUnknownFieldsMixin, serializers.Seriali
 # --- the bodies sent to webhooks: one schema per event type (OpenAPI callbacks of create_webhook) ----
 
 
+class TestWebhookBodySerializer(serializers.Serializer):
+    """The body of a TEST event, sent to the one webhook it was asked for
+    (POST /v1/events/webhooks/{webhook_id}/test). About no order: only proves the URL answers and the
+    signature verifies."""
+
+    type = serializers.ChoiceField(choices=[(EventType.TEST, EventType.TEST)], help_text="Always TEST.")
+    test = serializers.BooleanField(help_text="Always true: nothing happened to any order.")
+    event_id = serializers.UUIDField(help_text="The same as the X-Violet-Event-Id header.")
+    app_id = serializers.IntegerField()
+    webhook_id = serializers.IntegerField()
+    message = serializers.CharField()
+    date_created = ApiDateTimeField()
+
+
 def _payload_serializer(event_type: str) -> type[serializers.Serializer]:
     """A serializer named for the event type (so the schema has one component per type), shaped as
     the body that type carries: the Order Refund object, or the full Order."""
@@ -204,5 +257,6 @@ def _payload_serializer(event_type: str) -> type[serializers.Serializer]:
 
 
 WEBHOOK_BODY_SERIALIZERS: dict[str, type[serializers.Serializer]] = {
-    event_type: _payload_serializer(event_type) for event_type in EventType.values
+    **{event_type: _payload_serializer(event_type) for event_type in SUBSCRIBABLE_EVENT_TYPES},
+    EventType.TEST: TestWebhookBodySerializer,
 }

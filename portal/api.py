@@ -40,11 +40,11 @@ from refunds.api.base import (
     JsonAPIView,
     idempotency_key_from_request,
 )
-from refunds.api.serializers import ErrorSerializer
+from refunds.api.serializers import NON_BLANK_TEXT, ErrorSerializer
 from refunds.models import ReasonCode, Refund
 from refunds.services import RequestMismatch
 from refunds.services.notices import REASON_MAX_LENGTH, REFERENCE_MAX_LENGTH, NoticeLine, refund_notice_record
-from violet_refunds.exceptions import NotFound, ValidationFailed
+from violet_refunds.exceptions import NotFound, RequestUnprocessable
 
 MAX_LINES = 300
 
@@ -98,8 +98,12 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class NoticeLineSerializer(serializers.Serializer):
+    exactly_one_of = (("order_sku_id", "external_id"),)  # stated in the schema (JsonBodySchema)
+
     order_sku_id = StrictIntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    external_id = serializers.CharField(required=False, max_length=255, help_text="Line item id on your platform.")
+    external_id = serializers.CharField(
+        required=False, max_length=255, validators=[NON_BLANK_TEXT], help_text="Line item id on your platform."
+    )
     quantity = StrictIntegerField(min_value=1, max_value=1_000_000)
 
     def validate(self, attrs):
@@ -109,17 +113,19 @@ class NoticeLineSerializer(serializers.Serializer):
 
 
 class RefundNoticeSerializer(serializers.Serializer):
+    exactly_one_of = (("bag_id", "platform_order_id"),)
+
     bag_id = StrictIntegerField(required=False, min_value=1, max_value=2**63 - 1)
-    platform_order_id = serializers.CharField(required=False, max_length=255)
+    platform_order_id = serializers.CharField(required=False, max_length=255, validators=[NON_BLANK_TEXT])
     # many=True hands max_length to the ListSerializer it makes; the stubs' __init__ does not list it.
     skus = NoticeLineSerializer(many=True, required=False, max_length=MAX_LINES)  # type: ignore[call-arg]
     sub_total_amount = StrictIntegerField(required=False, min_value=0)
     shipping_amount = StrictIntegerField(required=False, min_value=0, default=0)
     tax_amount = StrictIntegerField(required=False, min_value=0, default=0)
-    currency = serializers.CharField(required=False, min_length=3, max_length=3)
+    currency = serializers.CharField(required=False, min_length=3, max_length=3, validators=[NON_BLANK_TEXT])
     reason_code = serializers.ChoiceField(choices=ReasonCode.choices, required=False, default=ReasonCode.OTHER)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=REASON_MAX_LENGTH, default="")
-    reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH)
+    reference = serializers.CharField(max_length=REFERENCE_MAX_LENGTH, validators=[NON_BLANK_TEXT])
 
     def validate(self, attrs):
         if ("bag_id" in attrs) == ("platform_order_id" in attrs):
@@ -170,7 +176,7 @@ def _lines(bag, items: list[dict]) -> list[NoticeLine]:
         else:
             lines.append(NoticeLine(order_sku_id=item["order_sku_id"], quantity=item["quantity"]))
     if problems:
-        raise ValidationFailed("The refund notice is invalid.", field_errors={"skus": problems})
+        raise RequestUnprocessable("The refund notice is invalid.", field_errors={"skus": problems})
     return lines
 
 
@@ -227,13 +233,18 @@ class RefundNoticeApi(JsonAPIView):
         responses={
             201: OpenApiResponse(RefundNoticeResponseSerializer, description="Refund recorded."),
             200: OpenApiResponse(RefundNoticeResponseSerializer, description="The same notice again: its refund."),
-            400: OpenApiResponse(_NOTICE_ERROR, description="Invalid body or notice (`errors` by field)."),
+            400: OpenApiResponse(_NOTICE_ERROR, description="Invalid body (`errors` by field)."),
             401: OpenApiResponse(_NOTICE_ERROR, description="Missing, unknown or revoked API key."),
             403: OpenApiResponse(_NOTICE_ERROR, description="This merchant's refunds are read from its platform."),
             404: OpenApiResponse(_NOTICE_ERROR, description="No such order for this merchant."),
             413: OpenApiResponse(_NOTICE_ERROR, description="Body larger than the limit."),
             415: OpenApiResponse(_NOTICE_ERROR, description="Body not sent as application/json."),
-            422: OpenApiResponse(_NOTICE_ERROR, description="Reference or key already used for another notice."),
+            422: OpenApiResponse(
+                _NOTICE_ERROR,
+                description="Well-formed, but not possible for this order now (validation_failed, `errors` by "
+                "field: more than is left, a line not in the order, another currency, nothing to refund); or "
+                "the reference or key already used for another notice (idempotency_key_reused).",
+            ),
         },
         tags=["merchant notices"],
     )
@@ -250,7 +261,7 @@ class RefundNoticeApi(JsonAPIView):
         except Http404:
             raise NotFound("Order not found.") from None
         if data.get("currency") and data["currency"].upper() != bag.currency:
-            raise ValidationFailed(
+            raise RequestUnprocessable(
                 "The refund is invalid.",
                 field_errors={
                     "currency": [f"The order is in {bag.currency}; a refund in {data['currency']} is not possible."]

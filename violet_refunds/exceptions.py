@@ -32,6 +32,16 @@ class ValidationFailed(ApplicationError):
     error_code = "validation_failed"
 
 
+class RequestUnprocessable(ValidationFailed):
+    """A well-formed request (valid against the API's schema) that the current state refuses: more
+    than is left on the bag, a line of another bag, a currency not the bag's, nothing to refund.
+    422 (RFC 9110: understood, cannot be processed), with the same `validation_failed` code and field
+    errors as a 400, so a client tells "fix the request's shape" (400) from "not possible for this
+    order now" (422)."""
+
+    status_code = 422
+
+
 class NotFound(ApplicationError):
     status_code = 404
     error_code = "not_found"

@@ -123,6 +123,8 @@ LOGIN_RATE_PER_USERNAME = env.str("LOGIN_RATE_PER_USERNAME", default="10/m")
 # Per credential, after authentication: a channel app on /v1/, a merchant API key on the notice API.
 API_RATE_LIMIT = env.str("API_RATE_LIMIT", default="6000/m")
 NOTICE_API_RATE_LIMIT = env.str("NOTICE_API_RATE_LIMIT", default="600/m")
+# Test events a channel app may ask for (POST /v1/events/webhooks/{id}/test): each one is an outbound POST.
+WEBHOOK_TEST_RATE_LIMIT = env.str("WEBHOOK_TEST_RATE_LIMIT", default="10/m")
 # Content-Security-Policy (violet_refunds.csp): on whenever DEBUG is off.
 CSP_ENABLED = env.bool("CSP_ENABLED", default=not DEBUG)
 CSP_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
@@ -651,6 +653,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "StatusEnum": "refunds.models.RefundStatus",
         "WebhookEventTypeEnum": "notifications.models.EventType",
+        "WebhookSubscribableEventTypeEnum": "notifications.models.SUBSCRIBABLE_EVENT_TYPES",
         "WebhookStatusEnum": "notifications.models.WebhookEndpoint.Status",
         "WebhookSettableStatusEnum": "notifications.serializers.SETTABLE_WEBHOOK_STATUSES",
         "WebhookDeliveryStatusEnum": "notifications.models.DeliveryStatus",

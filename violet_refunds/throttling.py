@@ -10,7 +10,8 @@ shares the counts when CACHES points at Redis (settings: whenever REDIS_URL is s
   answers 429 in its error shape, and `LoginThrottleMiddleware` turns the portal's and admin's
   answer into a 429 page. Both carry `Retry-After`.
 - API credentials: `CredentialRateThrottle` (DRF's default throttle) counts per channel app and
-  per merchant API key, after authentication.
+  per merchant API key, after authentication; `WebhookTestRateThrottle` adds a tighter count of the
+  test events an app asks for (each is an outbound POST).
 - The client's IP: `client_ip()`, REMOTE_ADDR unless TRUSTED_PROXY_COUNT says how many proxies of
   ours append to X-Forwarded-For (then the address the outermost of them saw). django-axes uses the
   same function.
@@ -190,3 +191,14 @@ class CredentialRateThrottle(BaseThrottle):
 
     def wait(self):
         return self._wait
+
+
+class WebhookTestRateThrottle(CredentialRateThrottle):
+    """On top of the app's API rate: test events it may ask for (WEBHOOK_TEST_RATE_LIMIT), since each
+    makes an outbound POST on its behalf."""
+
+    def _scope(self, request) -> tuple[str, str, str | None] | None:
+        scope = super()._scope(request)
+        if scope is None or scope[0] != "api-app":
+            return None
+        return "webhook-test", scope[1], settings.WEBHOOK_TEST_RATE_LIMIT

@@ -44,7 +44,14 @@ from notifications.services.endpoints import (
     webhook_endpoint_update,
     webhook_url_validate,
 )
-from notifications.services.outbox import OutboxEvent, ResendResult, event_resend, events_write, payload_json
+from notifications.services.outbox import (
+    OutboxEvent,
+    ResendResult,
+    event_resend,
+    events_write,
+    payload_json,
+    webhook_test_event_send,
+)
 
 __all__ = [
     "DELIVERY_TIMEOUT_SECONDS",
@@ -80,5 +87,6 @@ __all__ = [
     "webhook_endpoint_register",
     "webhook_endpoint_resume",
     "webhook_endpoint_update",
+    "webhook_test_event_send",
     "webhook_url_validate",
 ]

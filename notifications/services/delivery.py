@@ -31,7 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications import selectors, tasks
-from notifications.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from notifications.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEndpoint
 from notifications.sender import AttemptResult, post_webhook
 from notifications.signing import (
     BAG_ID_HEADER,
@@ -179,10 +179,11 @@ def delivery_headers(delivery: WebhookDelivery, body: bytes) -> dict[str, str]:
         EVENT_ID_HEADER: str(event.event_id),
         WEBHOOK_ID_HEADER: str(delivery.endpoint_id),
         TOPIC_HEADER: event.event_type,
-        ORDER_ID_HEADER: str(event.order_id),
-        BAG_ID_HEADER: str(event.bag_id),
         ENTITY_LENGTH_HEADER: str(len(body)),
     }
+    if event.bag_id is not None:  # every event but TEST, which is about no order
+        headers[ORDER_ID_HEADER] = str(event.order_id)
+        headers[BAG_ID_HEADER] = str(event.bag_id)
     if event.resent_from is not None:
         headers[EVENT_ID_SOURCE_HEADER] = str(event.resent_from.event_id)
     return headers
@@ -266,6 +267,14 @@ def _delivery_attempt_record(delivery_id: int, *, claimed_at: datetime, result: 
         delivery.last_error = result.error[:2000]
         delivery.last_reply_excerpt = result.reply_excerpt[:2000]
         delivery.last_duration_ms = result.duration_ms
+        if delivery.event.event_type == EventType.TEST:
+            # One attempt, and no say in the endpoint's health: a channel probing a broken URL does not
+            # pause its webhook, nor does a test that answers clear a real failing streak.
+            delivery.status = DeliveryStatus.SUCCEEDED if result.succeeded else DeliveryStatus.FAILED
+            delivery.next_attempt_at = None
+            delivery.date_finished = now
+            delivery.save()
+            return AttemptOutcome(delivery.status, result.error)
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
         if result.succeeded:
             delivery.status = DeliveryStatus.SUCCEEDED

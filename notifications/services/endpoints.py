@@ -19,7 +19,7 @@ from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from notifications.models import EventType, WebhookEndpoint
+from notifications.models import SUBSCRIBABLE_EVENT_TYPES, WebhookEndpoint
 from notifications.selectors import ChannelApp
 from notifications.services.delivery import deliveries_relay_kick, endpoint_disable_locked
 from notifications.signing import signing_secret_generate
@@ -90,7 +90,7 @@ def event_types_validate(event_types) -> list[str]:
         return []
     if not isinstance(event_types, list | tuple) or not all(isinstance(t, str) for t in event_types):
         raise ValidationFailed("The webhook is invalid.", field_errors={"events": ["A list of event types."]})
-    unknown = sorted({t for t in event_types if t not in EventType.values})
+    unknown = sorted({t for t in event_types if t not in SUBSCRIBABLE_EVENT_TYPES})
     if unknown:
         raise ValidationFailed(
             "The webhook is invalid.",

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -31,6 +33,7 @@ from notifications import selectors
 from notifications.models import (
     UNFINISHED_DELIVERY_STATUSES,
     DeliveryStatus,
+    EventType,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
@@ -128,6 +131,11 @@ def event_resend(*, event: WebhookEvent, actor: str, endpoint: WebhookEndpoint |
     (same event id, no copy). Elsewhere the event is sent as a new event: a new X-Violet-Event-Id,
     X-Violet-Event-Id-Source naming the original, the original's exact body. Like every event of
     its bag, it goes out after the bag's earlier events for that endpoint."""
+    if event.event_type == EventType.TEST:
+        raise Conflict(
+            "A test event is not resent; ask for a new one (POST /v1/events/webhooks/{webhook_id}/test).",
+            error_code="test_event_not_resendable",
+        )
     if endpoint is not None:
         if endpoint.app_id != event.app_id:
             raise ValidationFailed("That webhook belongs to another app.", field_errors={"webhook_id": ["invalid"]})
@@ -161,6 +169,7 @@ def event_resend(*, event: WebhookEvent, actor: str, endpoint: WebhookEndpoint |
         created = []
         if others:
             original = event.resent_from or event
+            assert event.bag_id is not None  # every event but TEST (refused above) is about a bag
             bag = selectors.bag_lock_for_events(event.bag_id)
             created = events_write(
                 bag,
@@ -183,3 +192,44 @@ def event_resend(*, event: WebhookEvent, actor: str, endpoint: WebhookEndpoint |
         result.retried_now,
     )
     return result
+
+
+TEST_EVENT_MESSAGE = "A test event from violet-refunds: nothing happened to any order."
+
+
+def webhook_test_event_send(*, endpoint: WebhookEndpoint, actor: str) -> WebhookEvent:
+    """A signed TEST event to this one endpoint, asked for by its channel.
+
+    Not about a bag, so it has no sequence: it neither waits behind a bag's unfinished events nor
+    holds any back. It travels like any event (the same relay, sender, signature and headers) and is
+    recorded the same way, so GET /events shows its delivery's status code and timing; but it is
+    attempted once and leaves the endpoint's health alone (delivery records it). Only an ACTIVE
+    endpoint is sent to: a paused or disabled one gets nothing until resumed, a test included."""
+    if endpoint.status != WebhookEndpoint.Status.ACTIVE:
+        raise Conflict(
+            f"The webhook is {endpoint.status}; resume it (PATCH status ACTIVE) before testing it.",
+            error_code="webhook_not_active",
+        )
+    now = timezone.now()
+    event_id = uuid.uuid4()
+    body = {
+        "type": EventType.TEST.value,
+        "test": True,
+        "event_id": str(event_id),
+        "app_id": endpoint.app_id,
+        "webhook_id": endpoint.pk,
+        "message": TEST_EVENT_MESSAGE,
+        # The API's datetime format (refunds.representation.API_DATETIME_FORMAT, not importable here).
+        "date_created": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with transaction.atomic():
+        event = WebhookEvent.objects.create(
+            event_id=event_id,
+            app_id=endpoint.app_id,
+            event_type=EventType.TEST,
+            body=payload_json(body),
+        )
+        delivery = WebhookDelivery.objects.create(event=event, endpoint=endpoint, next_attempt_at=now)
+        transaction.on_commit(lambda: deliveries_publish([delivery.pk]))
+    logger.info("test event %s for webhook %s asked by %s", event.event_id, endpoint.pk, actor)
+    return event

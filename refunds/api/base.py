@@ -10,12 +10,14 @@ from typing import cast
 
 from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from refunds.api.auth import ApiCredentials, VioletAuthentication
+from refunds.api.serializers import ErrorSerializer
 from refunds.models import App
 from violet_refunds.exceptions import BodyInvalid, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -110,15 +112,64 @@ class JsonOnlyNegotiation(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
+THROTTLED_STATUS = "429"
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+        "required": True,
+    }
+}
+THROTTLED_DESCRIPTION = (
+    "Too many requests for this credential (or, on login, this address or username); see Retry-After."
+)
+
+
 class JsonBodySchema(AutoSchema):
-    """The schema says what json_object_required enforces: a body is required (a JSON object, `{}`
-    when no field is needed), even where every field is optional."""
+    """The schema says what the views enforce:
+    - a body is required where json_object_required reads one (a JSON object, `{}` when no field is
+      needed), even where every field is optional;
+    - every operation of a throttled view (any DRF throttle: API_RATE_LIMIT, NOTICE_API_RATE_LIMIT,
+      the login limits, ...) may answer 429 in the error shape with Retry-After. Added here, from the
+      view's own throttles, so no view has to remember it; a view's own 429 description is kept."""
 
     def _get_request_body(self, *args, **kwargs):
         body = super()._get_request_body(*args, **kwargs)
         if body is not None and self.method in BODY_METHODS:
             body["required"] = True
         return body
+
+    def _map_basic_serializer(self, serializer, direction):
+        """A request serializer's cross-field rules that JSON Schema can state, stated: its
+        `exactly_one_of` groups (oneOf of their `required`) and `at_most_one_of` groups (not all
+        required), so a schema-valid request is never refused for them."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        rules: list[dict] = [
+            {"oneOf": [{"required": [name]} for name in names]} for names in getattr(serializer, "exactly_one_of", ())
+        ]
+        rules += [{"not": {"required": list(names)}} for names in getattr(serializer, "at_most_one_of", ())]
+        if len(rules) == 1:
+            schema.update(rules[0])
+        elif rules:
+            schema["allOf"] = rules
+        return schema
+
+    def _is_throttled(self) -> bool:
+        return bool(self.view.get_throttles())
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction=direction)
+        if direction == "response" and self._is_throttled() and THROTTLED_STATUS not in responses:
+            responses[THROTTLED_STATUS] = self._get_response_for_code(
+                OpenApiResponse(ErrorSerializer, description=THROTTLED_DESCRIPTION), THROTTLED_STATUS
+            )
+        return responses
+
+    def _get_response_headers_for_code(self, status_code, direction="response"):
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if str(status_code) == THROTTLED_STATUS:
+            headers = {**RETRY_AFTER_HEADER, **headers}
+        return headers
 
 
 # No docstrings on these views: drf-spectacular would show a base class's docstring as the

@@ -7,6 +7,7 @@ true), booleans must be JSON booleans, strings must be JSON strings, and unknown
 rejected, so a typo never silently turns into a full refund.
 """
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -53,6 +54,11 @@ class StrictBooleanField(serializers.BooleanField):
         if not isinstance(data, bool):
             self.fail("invalid")
         return data
+
+
+# What a CharField that refuses blanks accepts, as a pattern the schema states: some character that is
+# neither whitespace (DRF trims it) nor NUL (DRF refuses it anywhere).
+NON_BLANK_TEXT = RegexValidator(r"^[^\x00]*[^\s\x00][^\x00]*$", "This field may not be blank.")
 
 
 class StrictCharField(serializers.CharField):

@@ -270,8 +270,10 @@ class BagRefundsView(ChannelAPIView):
             **_READ_ERRORS,
             422: OpenApiResponse(
                 _ERROR,
-                description="The Idempotency-Key was already used for a different request "
-                "(idempotency_key_reused; the message names the first refund).",
+                description="Well-formed, but not possible for this bag now (validation_failed, `errors` by "
+                "field: more than is left, a line of another bag, another currency, nothing to refund); or the "
+                "Idempotency-Key was already used for a different request (idempotency_key_reused; the "
+                "message names the first refund).",
             ),
         },
         tags=["refunds"],

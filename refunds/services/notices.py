@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from refunds.amounts import NOT_COUNTING_STATUSES, Remaining
 from refunds.models import Bag, OrderSku, ReasonCode, Refund, RefundSource
 from refunds.services.record import RecordResult, RefundSkuLine, RequestMismatch, refund_record
-from violet_refunds.exceptions import ApplicationError, ValidationFailed
+from violet_refunds.exceptions import ApplicationError, RequestUnprocessable, ValidationFailed
 from violet_refunds.money import AmountParts, format_amount
 
 REFERENCE_MAX_LENGTH = 255
@@ -149,7 +149,7 @@ def refund_notice_record(
         skus = {sku.pk: sku for sku in OrderSku.objects.filter(bag=bag)}
         most = items_amount_for(lines, skus)
         if items_amount > most:
-            raise ValidationFailed(
+            raise RequestUnprocessable(
                 "The items amount exceeds the items refunded.",
                 field_errors={
                     "sub_total_amount": [

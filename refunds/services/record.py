@@ -44,7 +44,7 @@ from refunds.services.engine import enqueue_processing
 from refunds.services.events import event_record
 from refunds.services.forwarding import forwarding_echo_adopt, forwarding_enqueue, forwarding_open, forwarding_waits
 from refunds.services.parts import is_int, platform_amounts, resolve_parts, validate_sku_lines
-from violet_refunds.exceptions import Conflict, ValidationFailed
+from violet_refunds.exceptions import Conflict, RequestUnprocessable, ValidationFailed
 from violet_refunds.money import AmountParts
 
 # Spec section 2.2: the two doc generations agree a bag IN_PROGRESS or REFUNDED cannot be refunded
@@ -519,7 +519,7 @@ def _create_refund(
 ) -> Refund:
     errors: dict[str, list[str]] = {}
     if bag.status not in REFUNDABLE_BAG_STATUSES:
-        raise ValidationFailed(
+        raise RequestUnprocessable(
             f"Bag {bag.pk} is {bag.status} and cannot be refunded.",
             field_errors={"bag": [f"Bag status {bag.status} is not refundable."]},
         )
@@ -535,7 +535,7 @@ def _create_refund(
         if value is not None and (not is_int(value) or value < 0):
             errors[name] = ["Must be a non-negative integer amount in minor units."]
     if errors:
-        raise ValidationFailed("The refund is invalid.", field_errors=errors)
+        raise RequestUnprocessable("The refund is invalid.", field_errors=errors)
 
     parts = resolve_parts(
         amount=fields["amount"],
@@ -548,13 +548,13 @@ def _create_refund(
         currency=bag.currency,
     )
     if errors:
-        raise ValidationFailed("The refund is invalid.", field_errors=errors)
+        raise RequestUnprocessable("The refund is invalid.", field_errors=errors)
     if parts.total <= 0:
-        raise ValidationFailed(
+        raise RequestUnprocessable(
             "Nothing to refund.", field_errors={"amount": ["The refund amount must be greater than 0."]}
         )
     if fields["shipping_tax_amount"] > parts.tax:
-        raise ValidationFailed(
+        raise RequestUnprocessable(
             "Shipping tax exceeds the refunded tax.",
             field_errors={"shipping_tax_amount": ["Cannot exceed tax_amount."]},
         )

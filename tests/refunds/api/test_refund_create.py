@@ -98,13 +98,14 @@ def test_shipping_tax_is_refunded_as_tax(api_client, channel, placed):
     assert body["shipping"]["full_refund"] is False
 
 
-# --- validation: every bad request is a 400 naming the field, and writes nothing ------------------
+# --- validation: a malformed request is a 400 naming the field, a well-formed one the bag's state ---
+# --- refuses (more than is left, another bag's line, a bag not refundable) a 422; neither writes ---
 
 
-def _assert_rejected(response, field: str):
-    assert response.status_code == 400, response.content
+def _assert_rejected(response, field: str, status: int = 400):
+    assert response.status_code == status, response.content
     body = response.json()
-    assert body["status"] == 400
+    assert body["status"] == status
     assert body["error_code"] == "validation_failed"
     assert field in body["errors"], body
     assert Refund.objects.count() == 0
@@ -113,11 +114,15 @@ def _assert_rejected(response, field: str):
 
 @pytest.mark.parametrize(
     "amount",
-    [0, -1, -11300, 10.5, 1e9, "1e9", "abc", "100", True, False, [100], {"value": 100}, 2**70, 11301],
+    [0, -1, -11300, 10.5, 1e9, "1e9", "abc", "100", True, False, [100], {"value": 100}, 2**70],
     ids=lambda amount: repr(amount),
 )
 def test_bad_amounts_are_rejected(api_client, channel, placed, amount):
     _assert_rejected(_post(api_client, channel, placed, {"amount_refunded": amount}), "amount_refunded")
+
+
+def test_an_amount_above_what_is_left_is_422(api_client, channel, placed):
+    _assert_rejected(_post(api_client, channel, placed, {"amount_refunded": 11301}), "amount_refunded", 422)
 
 
 @pytest.mark.parametrize(
@@ -130,12 +135,10 @@ def test_bad_amounts_are_rejected(api_client, channel, placed, amount):
         ({"reason_code": 1}, "reason_code"),
         ({"restock_items": "yes"}, "restock_items"),
         ({"notify_customer": 1}, "notify_customer"),
-        ({"shipping": {"amount": 501}}, "shipping"),
         ({"shipping": {"amount": 5.5}}, "shipping"),
         ({"shipping": {"amount": 100, "currency": "USD"}}, "shipping"),
         ({"shipping": {}}, "shipping"),
         ({"shipping": 100}, "shipping"),
-        ({"shipping": {"amount": 0}}, "amount_refunded"),
         ({"skus": []}, "skus"),
         ({"skus": "all"}, "skus"),
         ({"skus": [{"order_sku_id": 1}]}, "skus"),
@@ -145,10 +148,21 @@ def test_bad_fields_are_rejected(api_client, channel, placed, body, field):
     _assert_rejected(_post(api_client, channel, placed, body), field)
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"shipping": {"amount": 501}}, "shipping"),  # more shipping than the bag has left
+        ({"shipping": {"amount": 0}}, "amount_refunded"),  # nothing to refund
+    ],
+)
+def test_well_formed_fields_the_bag_cannot_take_are_422(api_client, channel, placed, body, field):
+    _assert_rejected(_post(api_client, channel, placed, body), field, 422)
+
+
 def test_a_quantity_above_what_is_left_is_rejected(api_client, channel, placed):
     line = {"order_sku_id": placed.skus[0].pk, "quantity_refunded": 3}
 
-    _assert_rejected(_post(api_client, channel, placed, {"skus": [line]}), "skus")
+    _assert_rejected(_post(api_client, channel, placed, {"skus": [line]}), "skus", 422)
 
 
 def test_a_quantity_already_refunded_is_not_refundable_again(api_client, channel, placed):
@@ -157,7 +171,7 @@ def test_a_quantity_already_refunded_is_not_refundable_again(api_client, channel
 
     response = _post(api_client, channel, placed, {"skus": [{**line, "quantity_refunded": 1}]})
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "skus" in response.json()["errors"]
     assert Refund.objects.count() == 1
 
@@ -179,13 +193,13 @@ def test_a_sku_of_another_bag_is_rejected(api_client, channel, placed):
     other_bag_sku = OrderSkuFactory(bag=place_order(channel.app).bag)
     line = {"order_sku_id": other_bag_sku.pk, "quantity_refunded": 1}
 
-    _assert_rejected(_post(api_client, channel, placed, {"skus": [line]}), "skus")
+    _assert_rejected(_post(api_client, channel, placed, {"skus": [line]}), "skus", 422)
 
 
 def test_a_sku_of_another_apps_bag_is_rejected(api_client, channel, placed, foreign):
     line = {"order_sku_id": foreign.skus[0].pk, "quantity_refunded": 1}
 
-    _assert_rejected(_post(api_client, channel, placed, {"skus": [line]}), "skus")
+    _assert_rejected(_post(api_client, channel, placed, {"skus": [line]}), "skus", 422)
     foreign.skus[0].refresh_from_db()
     assert foreign.skus[0].quantity_refunded == 0
 
@@ -194,7 +208,7 @@ def test_a_sku_of_another_apps_bag_is_rejected(api_client, channel, placed, fore
 def test_a_bag_in_a_non_refundable_status_is_rejected(api_client, channel, status):
     placed = place_order(channel.app, bag_status=status)
 
-    _assert_rejected(_post(api_client, channel, placed, {}), "bag")
+    _assert_rejected(_post(api_client, channel, placed, {}), "bag", 422)
 
 
 def test_nothing_more_can_be_refunded_after_a_full_refund(api_client, channel, placed):
@@ -202,7 +216,7 @@ def test_nothing_more_can_be_refunded_after_a_full_refund(api_client, channel, p
 
     response = _post(api_client, channel, placed, {"amount_refunded": 1})
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "amount_refunded" in response.json()["errors"]
     assert Refund.objects.count() == 1
 
