@@ -53,9 +53,11 @@ _TABLES = [
     # the shopper's payment
     """
     INSERT INTO payments_paymenttransaction (id, date_created, date_last_modified, gateway_transaction_id,
-        gateway_charge_id, amount, amount_refunded, currency, capture_status, order_id)
+        gateway_charge_id, amount, amount_refunded, currency, capture_status, order_id,
+        dispute_id, dispute_status, dispute_reason, dispute_amount)
     SELECT i, ts - interval '1 day', ts, 'pi_bench_' || i, 'ch_bench_' || i, total,
-        CASE WHEN status IN ('COMPLETED', 'PARTIALLY_COMPLETED') THEN total ELSE 0 END, 'USD', 'CAPTURED', i
+        CASE WHEN status IN ('COMPLETED', 'PARTIALLY_COMPLETED') THEN total ELSE 0 END, 'USD', 'CAPTURED', i,
+        '', '', '', 0
     FROM bench_seed
     """,
     # bags

@@ -29,17 +29,20 @@ from platforms.models import (
     PrivacyRequest,
     SfccRefundMode,
     StoreConnection,
+    WebhookSubscription,
 )
 from refunds.models import (
     App,
     AppMembership,
     Bag,
+    ForwardingState,
     Order,
     OrderSku,
     ReconciliationFinding,
     Refund,
     RefundError,
     RefundEvent,
+    RefundForwarding,
     RefundSku,
     RefundSource,
     RefundStatus,
@@ -477,3 +480,24 @@ class StripeEventFactory(factory.django.DjangoModelFactory):
     )
     status = StripeEvent.Status.FAILED
     outcome = "Processing failed on a permanent error; replay the event once the cause is fixed."
+
+
+class RefundForwardingFactory(factory.django.DjangoModelFactory):
+    """A channel refund's trip to its platform, accepted there."""
+
+    class Meta:
+        model = RefundForwarding
+
+    refund = factory.SubFactory(RefundFactory, source=RefundSource.CHANNEL_API)
+    platform = "SHOPIFY"
+    state = ForwardingState.ACCEPTED
+    platform_refund_id = factory.Sequence(lambda n: f"{900000 + n}")
+
+
+class WebhookSubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WebhookSubscription
+
+    connection = factory.SubFactory(StoreConnectionFactory)
+    topic = factory.Sequence(lambda n: f"refunds/create-{n}")
+    state = WebhookSubscription.State.ACTIVE

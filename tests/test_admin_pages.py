@@ -96,7 +96,7 @@ def operator_client(client):
 
 def test_every_refunds_and_payments_model_is_registered():
     models = [model for label in ("refunds", "payments") for model in apps.get_app_config(label).get_models()]
-    assert len(models) == 14
+    assert len(models) == 15
     assert set(models) <= set(REGISTERED_MODELS)
 
 

@@ -17,8 +17,8 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 
 from payments.models import PaymentTransaction, ShopperRefund, Transfer, TransferReversal
-from platforms.models import MerchantApiKey, StoreConnection
-from refunds.models import ReconciliationFinding
+from platforms.models import MerchantApiKey, OmsConnection, StoreConnection
+from refunds.models import ReconciliationFinding, RefundForwarding
 from tests.factories import (
     AppFactory,
     AppMembershipFactory,
@@ -27,16 +27,20 @@ from tests.factories import (
     MerchantApiKeyFactory,
     MerchantFactory,
     MerchantMembershipFactory,
+    OmsConnectionFactory,
     OrderFactory,
     OrderSkuFactory,
     PaymentTransactionFactory,
+    PrivacyRequestFactory,
     ReconciliationFindingFactory,
     RefundFactory,
+    RefundForwardingFactory,
     RefundSkuFactory,
     ShopperRefundFactory,
     StoreConnectionFactory,
     TransferFactory,
     TransferReversalFactory,
+    WebhookSubscriptionFactory,
 )
 
 APPS_WITH_RULES = ("platforms", "refunds", "payments")
@@ -221,6 +225,17 @@ DUPLICATES = [
         _copy_from_first(_pair_of(BagFactory, lambda first: BagFactory(merchant=first.merchant)), "external_id"),
     ),
     Case(
+        "webhook_subscription_unique_topic",
+        _copy_from_first(
+            _pair_of(WebhookSubscriptionFactory, lambda first: WebhookSubscriptionFactory(connection=first.connection)),
+            "topic",
+        ),
+    ),
+    Case(
+        "privacy_request_unique_delivery",
+        _copy_from_first(_pair_of(PrivacyRequestFactory, lambda first: PrivacyRequestFactory()), "delivery_id"),
+    ),
+    Case(
         "refund_unique_external_id_per_bag",
         _copy_from_first(_pair_of(RefundFactory, lambda first: RefundFactory(bag=first.bag)), "external_id"),
     ),
@@ -275,6 +290,8 @@ UNIQUE_COLUMN_FACTORIES = {
     TransferReversal: TransferReversalFactory,
     ShopperRefund: ShopperRefundFactory,
     ReconciliationFinding: ReconciliationFindingFactory,
+    OmsConnection: OmsConnectionFactory,
+    RefundForwarding: RefundForwardingFactory,
 }
 
 

@@ -65,11 +65,15 @@ def webhook_url_validate(url) -> str:
     parts = urlsplit(url)
     if parts.username or parts.password:
         raise _url_error("Credentials in the URL are not allowed; the signature authenticates us.")
+    try:
+        port = parts.port  # urllib raises ValueError for a port outside 0-65535, which URLValidator lets by
+    except ValueError:
+        raise _url_error("The port must be a number from 1 to 65535.") from None
     if not debug:
         host = parts.hostname or ""
         if _is_local_host(host):
             raise _url_error("Must be a public host, not a local or private address.")
-        if host_addresses_check(host, parts.port) is not None:
+        if host_addresses_check(host, port) is not None:
             raise _url_error(f"{host} resolves to a local or private address; webhooks go to public hosts only.")
     return url
 

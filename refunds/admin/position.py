@@ -102,6 +102,18 @@ RECOMMENDED_ACTIONS: dict[RefundErrorCode, Recommendation] = {
         "refund outside and Mark as external, or correct the data and Retry.",
         "mark-external",
     ),
+    RefundErrorCode.PLATFORM_REFUSED: Recommendation(
+        "The merchant's platform refused this channel refund (its message is below): nothing moved and "
+        "the amounts are refundable again. Retrying would be refused the same way; tell the channel, which "
+        "can ask again once the order allows it, and Resolve the error with a note.",
+        "resolve-errors",
+    ),
+    RefundErrorCode.PLATFORM_AMOUNT_ADJUSTED: Recommendation(
+        "The platform refunded more than was left because part of the bag was refunded through another "
+        "source; what was left was refunded, so the shopper has the merchant's total. Check the other "
+        "refunds of the bag, then Resolve the error with a note.",
+        "resolve-errors",
+    ),
 }
 DEFAULT_RECOMMENDATION = Recommendation(
     "Read the error below. Retry once its cause is fixed (steps are looked up at Stripe before being "

@@ -109,6 +109,16 @@ def test_http_is_refused_in_production_with_a_clear_message(api_client, channel,
     assert response.json()["errors"] == {"remote_endpoint": ["Must be an https:// URL."]}
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_port_out_of_range_is_a_clear_400_not_a_500(api_client, channel, settings, debug):
+    settings.DEBUG = debug
+    response = post(api_client, channel, WEBHOOKS, {"remote_endpoint": "https://hooks.channel.example:99999/violet"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"remote_endpoint": ["The port must be a number from 1 to 65535."]}
+    assert not WebhookEndpoint.objects.exists()
+
+
 def test_debug_allows_a_local_http_endpoint(api_client, channel, settings):
     settings.DEBUG = True
     response = post(api_client, channel, WEBHOOKS, {"remote_endpoint": "http://127.0.0.1:8000/hook"})

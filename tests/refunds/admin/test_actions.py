@@ -68,7 +68,13 @@ def test_operator_sees_every_repair_action(operator_client):
     assert choices == list(REFUND_ACTIONS)
 
 
-@pytest.mark.parametrize("action", [action for action in REFUND_ACTIONS if action != "cancel_refunds"])
+# The forwarding answers apply only to a refund waiting for its platform (tests/refunds/admin/test_forwarding_actions.py).
+FORWARDING_ACTIONS = ("retry_forwarding", "move_money_without_platform")
+
+
+@pytest.mark.parametrize(
+    "action", [action for action in REFUND_ACTIONS if action != "cancel_refunds" and action not in FORWARDING_ACTIONS]
+)
 def test_choosing_an_action_only_shows_the_confirmation_page(operator_client, failed_refund, action):
     before = RefundEvent.objects.filter(refund=failed_refund).count()
     response = choose_action(operator_client, action, [failed_refund])
@@ -311,8 +317,14 @@ def test_refund_page_shows_the_operations_and_what_each_step_did(operator_client
         ("Retry processing", True, False),
         ("Mark as settled outside the network", True, False),
         ("Cancel (before any money moved)", False, False),
+        ("Retry forwarding to the platform", False, False),
+        ("Move the money without the platform", False, False),
     ]
-    assert operations[-1]["refused_because"].startswith("Money already moved")
+    by_title = {op["title"]: op for op in operations}
+    assert by_title["Cancel (before any money moved)"]["refused_because"].startswith("Money already moved")
+    assert by_title["Retry forwarding to the platform"]["refused_because"] == (
+        "The refund is not waiting for the merchant's platform."
+    )
     body = response.content.decode()
     assert reverse("admin:refunds_refund_retry", args=[failed_refund.pk]) in body
     assert reverse("admin:refunds_refund_resolve_errors", args=[failed_refund.pk]) + "?error=" in body
