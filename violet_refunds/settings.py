@@ -417,6 +417,9 @@ REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS",
 FORWARDING_MAX_ATTEMPTS = env.int("FORWARDING_MAX_ATTEMPTS", default=6)
 FORWARDING_RETRY_BACKOFF_BASE_SECONDS = env.float("FORWARDING_RETRY_BACKOFF_BASE_SECONDS", default=30.0)
 FORWARDING_RETRY_BACKOFF_MAX_SECONDS = env.int("FORWARDING_RETRY_BACKOFF_MAX_SECONDS", default=900)
+# A channel cancellation whose platform answer was lost and whose order could not be read back is
+# answered 503 cancellation_outcome_unknown with this Retry-After (platforms.cancellation).
+CANCELLATION_RETRY_AFTER_SECONDS = env.int("CANCELLATION_RETRY_AFTER_SECONDS", default=30)
 # Sender of the "mirror this refund" e-mails to merchants whose platform cannot be written to.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="refunds@violet.localhost")
 
