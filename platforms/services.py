@@ -33,6 +33,7 @@ import kombu.exceptions
 import redis.exceptions
 import requests
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -599,9 +600,35 @@ def event_awaiting_order_expiry() -> timedelta:
     return timedelta(seconds=settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS)
 
 
+# What an event that waited for its order in vain becomes. IGNORED (the default) takes it for the
+# merchant's own order, not placed through the network (the usual case: a platform tells us about
+# every order of the store), so it stays out of triage; FAILED puts each one in front of an operator.
+# Either way the body is kept (it carried a refund signal), so a replay by id still works should the
+# order turn out to be a network order recorded late.
+AWAITING_ORDER_EXPIRED_STATUSES = frozenset({InboundEvent.Status.IGNORED, InboundEvent.Status.FAILED})
+
+
+def event_awaiting_order_expired_status() -> str:
+    status = settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS
+    if status not in AWAITING_ORDER_EXPIRED_STATUSES:
+        raise ImproperlyConfigured(f"INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS must be IGNORED or FAILED: {status!r}")
+    return status
+
+
+def _expire_awaiting(event: InboundEvent, now: datetime, *, extra_fields: tuple[str, ...] = ()) -> InboundEvent:
+    """The wait is over: IGNORED or FAILED (the setting), with an outcome saying why and what to do."""
+    return _finish(
+        event,
+        event_awaiting_order_expired_status(),
+        outcome=_awaiting_expired_outcome(event, now),
+        extra_fields=extra_fields,
+    )
+
+
 def _await_order(event: InboundEvent, exc: OrderUnknown) -> InboundEvent:
-    """AWAITING_ORDER until a bag with the order id appears, or FAILED once the wait is past the
-    expiry (counted from the first time the event found no bag, not from this attempt)."""
+    """AWAITING_ORDER until a bag with the order id appears, or expired (IGNORED or FAILED, the
+    setting) once the wait is past the expiry (counted from the first time the event found no bag,
+    not from this attempt)."""
     now = timezone.now()
     # The wait keeps running through automatic retries; an operator's replay of a FAILED event
     # starts a new one.
@@ -611,30 +638,34 @@ def _await_order(event: InboundEvent, exc: OrderUnknown) -> InboundEvent:
     event.awaiting_since = since
     awaiting_fields = ("order_id", "awaiting_since")
     if now - since >= event_awaiting_order_expiry():
-        return _finish(
-            event,
-            InboundEvent.Status.FAILED,
-            outcome=_awaiting_expired_outcome(event, now),
-            extra_fields=awaiting_fields,
-        )
+        return _expire_awaiting(event, now, extra_fields=awaiting_fields)
     expires_at = since + event_awaiting_order_expiry()
     return _finish(
         event,
         InboundEvent.Status.AWAITING_ORDER,
         extra_fields=awaiting_fields,
         outcome=f"{exc.reason.rstrip('.')}: awaiting its order. Processed again automatically as soon as a bag "
-        f"with platform order id {order_id} exists for this merchant; FAILED if none does by "
-        f"{expires_at:%Y-%m-%d %H:%M:%S} UTC.",
+        f"with platform order id {order_id} exists for this merchant; {event_awaiting_order_expired_status()} if "
+        f"none does by {expires_at:%Y-%m-%d %H:%M:%S} UTC.",
     )
 
 
 def _awaiting_expired_outcome(event: InboundEvent, now: datetime) -> str:
     since = event.awaiting_since or event.date_created
-    return (
+    waited = (
         f"No bag with platform order id {event.order_id} appeared for this merchant within "
         f"{_duration(now - since)} (awaiting since {since:%Y-%m-%d %H:%M:%S} UTC; expiry "
-        "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS). Either the order was not placed through the network "
-        "(nothing to do) or it was never recorded here: record the order, then replay the event."
+        "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS)."
+    )
+    if event_awaiting_order_expired_status() == InboundEvent.Status.IGNORED:
+        return (
+            f"{waited} Taken for the merchant's own order, not placed through the network: nothing to do "
+            "(INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS=IGNORED). Should it be a network order never "
+            "recorded here, record the order, then replay this event by id (its body is kept)."
+        )
+    return (
+        f"{waited} Either the order was not placed through the network (nothing to do) or it was never "
+        "recorded here: record the order, then replay the event."
     )
 
 
@@ -647,7 +678,8 @@ class AwaitingSweepResult:
 def events_awaiting_order_sweep(*, now: datetime | None = None) -> AwaitingSweepResult:
     """Beat: events AWAITING_ORDER whose bag now exists are processed again (enqueued; a bag created
     through the ORM is caught at once by the post_save hook, this catches every other way: bulk
-    inserts, raw SQL, a lost message); those still without a bag past the expiry end FAILED."""
+    inserts, raw SQL, a lost message); those still without a bag past the expiry end IGNORED or
+    FAILED (INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS)."""
     now = now or timezone.now()
     requeue_cutoff = now - event_requeue_after()
     enqueued = list(
@@ -661,7 +693,7 @@ def events_awaiting_order_sweep(*, now: datetime | None = None) -> AwaitingSweep
             _enqueue_processing(event_id)
     expired = []
     for event in selectors.events_awaiting_expired(cutoff=now - event_awaiting_order_expiry())[:REQUEUE_BATCH_SIZE]:
-        _finish(event, InboundEvent.Status.FAILED, outcome=_awaiting_expired_outcome(event, now))
+        _expire_awaiting(event, now)
         expired.append(event.pk)
     return AwaitingSweepResult(enqueued=tuple(enqueued), expired=tuple(expired))
 

@@ -235,10 +235,19 @@ INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_
 INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS", default=900)
 INBOUND_EVENT_RETRY_HORIZON_SECONDS = env.int("INBOUND_EVENT_RETRY_HORIZON_SECONDS", default=24 * 3600)
 # An event naming an order that is not (yet) a bag waits AWAITING_ORDER: processed again when the bag
-# appears (at once on its creation, and by the sweep every interval), FAILED after this long without one.
+# appears (at once on its creation, and by the sweep every interval), and settles after this long
+# without one as INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS says (platforms.services).
 INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = env.int(
     "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS", default=7 * 24 * 3600
 )
+# IGNORED (default): an order never learned is almost always the merchant's own order, not placed
+# through the network, so it stays out of triage. FAILED: every expiry is an operator's to look at.
+INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS = env.str("INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS", default="IGNORED")
+if INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS not in ("IGNORED", "FAILED"):
+    raise ImproperlyConfigured(
+        "INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS must be IGNORED or FAILED, not "
+        f"{INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS!r}."
+    )
 INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS = env.int(
     "INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS", default=300
 )
