@@ -343,7 +343,9 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
             return ProcessingResult(event, skipped=reason)
     if event.redacted_at is not None:
         return ProcessingResult(event, skipped="its body was redacted (privacy): nothing left to process")
-    InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
+    claims = _claim(event)
+    if claims > settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME:
+        return ProcessingResult(_poisoned(event, claims - 1))
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
         result = _reconcile_event(event, source)
@@ -383,6 +385,34 @@ def _settle_ignored(event: InboundEvent, *, outcome: str) -> InboundEvent:
     if ingest.event_minimize(event):
         event.refresh_from_db(fields=["body", "headers", "remote_ip", "redacted_at"])
     return event
+
+
+def _claim(event: InboundEvent) -> int:
+    """Count this run before it starts (committed at once outside a transaction, so a run that kills
+    its worker leaves the count behind); the outcome written at the end clears it (_save_outcome).
+    Returns the runs started since the last outcome, this one included."""
+    InboundEvent.objects.filter(pk=event.pk).update(
+        attempts=F("attempts") + 1, claims_without_outcome=F("claims_without_outcome") + 1
+    )
+    claims = InboundEvent.objects.filter(pk=event.pk).values_list("claims_without_outcome", flat=True).first() or 0
+    event.claims_without_outcome = claims
+    return claims
+
+
+def _poisoned(event: InboundEvent, died: int) -> InboundEvent:
+    """FAILED without processing: the last `died` runs started and never recorded an outcome."""
+    logger.error("Inbound event %s: %s processing runs died without an outcome; FAILED, not run again", event.pk, died)
+    return _finish(
+        event,
+        InboundEvent.Status.FAILED,
+        outcome=(
+            f"Processing started {died} times without ever recording an outcome: the worker died in each run "
+            "(out of memory, killed, a hard time limit), so the event is not run again automatically "
+            f"(INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME={settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME}). "
+            "Look for the crash in the worker logs around its last attempt, fix the cause, then replay the event."
+        ),
+        error=f"{died} processing runs without an outcome (worker died)",
+    )
 
 
 def _not_due_reason(event: InboundEvent, now: datetime) -> str:
@@ -574,8 +604,10 @@ def _save_outcome(
     event.next_attempt_at = next_attempt_at
     event.retrying_since = retrying_since
     event.retries = retries
+    event.claims_without_outcome = 0  # an outcome was recorded: the run that claimed it did not die
     event.save(
         update_fields=[
+            "claims_without_outcome",
             "status",
             "outcome",
             "error",

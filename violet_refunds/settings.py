@@ -234,6 +234,10 @@ INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS = env.int("INBOUND_EVENT_REQUEUE_INTERVAL
 INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS", default=10)
 INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS", default=900)
 INBOUND_EVENT_RETRY_HORIZON_SECONDS = env.int("INBOUND_EVENT_RETRY_HORIZON_SECONDS", default=24 * 3600)
+# A poison event (its processing kills the worker every time: out of memory, a hard kill) never
+# records an outcome, so neither the retry horizon nor a status stops it: after this many processing
+# runs started without an outcome it is FAILED for an operator (platforms.services.event_process).
+INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME = env.int("INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME", default=5)
 # An event naming an order that is not (yet) a bag waits AWAITING_ORDER: processed again when the bag
 # appears (at once on its creation, and by the sweep every interval), and settles after this long
 # without one as INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS says (platforms.services).
