@@ -9,7 +9,16 @@ from django.db.models import Sum
 
 from refunds import announcements as notifications
 from refunds.amounts import bag_totals
-from refunds.models import Bag, BagStatus, FinancialStatus, Order, OrderStatus, Refund, RefundStatus
+from refunds.models import (
+    Bag,
+    BagStatus,
+    FinancialStatus,
+    Order,
+    OrderStatus,
+    Refund,
+    RefundEvent,
+    RefundStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +79,19 @@ def bag_update_refund_state(*, bag_id: int) -> None:
         ]
     )
     _order_update_refund_state(bag.order_id)
-    notifications.bag_refund_events_emit(bag, refunded_amount=refunded)
+    notifications.bag_refund_events_emit(bag, refunded_amount=refunded, drops=_refund_drops(bag))
+
+
+def _refund_drops(bag: Bag) -> int:
+    """How often a refund of the bag left the statuses whose money moved (a late Stripe failure
+    makes a COMPLETED refund FAILED): the audit trail's status changes say it."""
+    return (
+        RefundEvent.objects.filter(
+            refund__bag=bag, kind=RefundEvent.Kind.STATUS_CHANGED, from_status__in=MONEY_MOVED_STATUSES
+        )
+        .exclude(to_status__in=MONEY_MOVED_STATUSES)
+        .count()
+    )
 
 
 def _order_update_refund_state(order_id: int) -> None:

@@ -55,13 +55,19 @@ def test_the_only_refund_failing_late_puts_bag_and_order_back_as_they_were():
     )
     # The channel hears the bag is paid again (ORDER_UPDATED with the new financial status).
     updates = WebhookEvent.objects.filter(bag_id=bag.pk, event_type=EventType.ORDER_UPDATED)
-    assert updates.filter(dedupe_key=f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{FinancialStatus.PAID}:0").count() == 1
+    assert updates.filter(dedupe_key=f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{FinancialStatus.PAID}:0:r1").count() == 1
 
     # The operator retries it (the shopper gave a new card): up again, from those statuses.
     refund_retry(refund=refund, note="Shopper's new card")
     assert refund_process(refund_id=refund.pk).status == RefundStatus.COMPLETED
     assert statuses(bag) == (BagStatus.REFUNDED, FinancialStatus.REFUNDED, OrderStatus.REFUNDED)
     assert (bag.status_before_refund, bag.order.status_before_refund) == (BagStatus.COMPLETED, OrderStatus.COMPLETED)
+    # The same refunded total as before the drop is news again: ORDER_REFUNDED twice in all.
+    refunded_events = WebhookEvent.objects.filter(bag_id=bag.pk, event_type=EventType.ORDER_REFUNDED)
+    assert sorted(refunded_events.values_list("dedupe_key", flat=True)) == [
+        f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:11300",
+        f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:11300:r1",
+    ]
 
 
 def test_one_of_two_refunds_failing_late_takes_a_refunded_bag_down_to_partially_refunded():
