@@ -5,10 +5,21 @@ refund of the bag, which is forwarded like any channel refund (platforms.forward
 - Eligible bags: ACCEPTED, SUBMITTED, COMPLETED, PARTIALLY_REFUNDED (spec 2.3); any other is a
   CANCELLATION_FAILURE naming its status, and nothing happens.
 - Where the platform can cancel (adapter `capabilities.can_cancel` and write credentials), it is
-  asked synchronously (the answer is the channel's): a refusal (e.g. fulfilled) or an unreachable
-  platform is a CANCELLATION_FAILURE with the platform's message, and nothing was cancelled or
-  refunded. Where it cannot (Ecwid, Wix, SFCC, no credentials), the network cancels and refunds, and
-  the merchant is told through the refund's "mirror this refund" task.
+  asked synchronously (the answer is the channel's): a refusal (e.g. fulfilled), our credentials
+  refused, or an address we may not call is a CANCELLATION_FAILURE with the platform's message, and
+  nothing was cancelled or refunded. Where it cannot (Ecwid, Wix, SFCC, no credentials), the network
+  cancels and refunds, and the merchant is told through the refund's "mirror this refund" task.
+- An unknown outcome is never a failure: when the cancel may have reached the platform (timeout,
+  connection lost, 5xx/429 after the client's retries, an unreadable 2xx), the order is read back
+  (adapter `order_cancelled`: Shopify `cancelled_at`, BigCommerce `status_id` 5, WooCommerce status
+  `cancelled`). Cancelled there -> the cancellation goes on as if the answer had arrived. Shown not
+  cancelled -> CANCELLATION_FAILURE (nothing happened at either end). The read fails too ->
+  OUTCOME_UNKNOWN: nothing is recorded for that bag and the API answers 503
+  `cancellation_outcome_unknown` with Retry-After (CANCELLATION_RETRY_AFTER_SECONDS); sending the
+  same request again is safe (cancelling at the platform is idempotent; with the same
+  Idempotency-Key, bags already cancelled answer as before). Should the platform have cancelled
+  after all and the channel never come back, the platform's own cancellation webhook cancels and
+  refunds the bag through the ordinary inbound path, so the two sides cannot stay apart.
 - Then the bag becomes CANCELED (outbound ORDER_CANCELLED, as a platform cancellation does) and
   everything still refundable is refunded: a channel refund, recorded under the Idempotency-Key
   prefixed `cancel:`, so a repeated request answers the same cancellation (same refund) and the same
@@ -17,25 +28,36 @@ refund of the bag, which is forwarded like any channel refund (platforms.forward
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
+from django.conf import settings
 from django.utils import timezone
 
 from platforms.adapters import get_adapter
 from platforms.adapters.base import NO_WRITES, CancelRequest, OrderCanceller
-from platforms.clients.base import PlatformAuthenticationFailed, PlatformClientError, PlatformRequestRejected
+from platforms.clients.base import (
+    ConnectionMisconfigured,
+    PlatformAuthenticationFailed,
+    PlatformClientError,
+    PlatformRequestRejected,
+)
 from platforms.forwarding import usable_connection
 from refunds.models import Bag, BagStatus, Refund, RefundSource
 from refunds.services import bag_mark_canceled, refund_for_request, refund_record
-from violet_refunds.exceptions import ValidationFailed
+from violet_refunds.exceptions import TemporarilyUnavailable, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 CANCELABLE_BAG_STATUSES = frozenset(
     {BagStatus.ACCEPTED, BagStatus.SUBMITTED, BagStatus.COMPLETED, BagStatus.PARTIALLY_REFUNDED}
 )
 CANCELED = "CANCELED"
 CANCELLATION_FAILURE = "CANCELLATION_FAILURE"
+# Not one of Violet's bag statuses: the API turns it into a 503 (refunds.api.views) and never shows it.
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -47,7 +69,7 @@ class CancelError:
 @dataclass(frozen=True)
 class BagCancellation:
     bag: Bag
-    status: str  # CANCELED or CANCELLATION_FAILURE
+    status: str  # CANCELED, CANCELLATION_FAILURE or OUTCOME_UNKNOWN (nothing recorded, ask again)
     refund: Refund | None = None
     errors: tuple[CancelError, ...] = ()
     date_cancelled: datetime | None = None
@@ -112,6 +134,29 @@ def bag_cancel(
     return BagCancellation(bag=bag, status=CANCELED, refund=result.refund, date_cancelled=timezone.now())
 
 
+def cancellations_outcome_check(results: list[BagCancellation]) -> list[BagCancellation]:
+    """The answer a channel may be given: the results, or a 503 (Retry-After) when a bag's outcome
+    is unknown. The 503 names the bags this request did cancel (recorded, refunded, announced), so
+    a channel retrying without its Idempotency-Key is not surprised to find them CANCELED."""
+    unknown = [result for result in results if result.status == OUTCOME_UNKNOWN]
+    if not unknown:
+        return results
+    cancelled = [result.bag.pk for result in results if result.status == CANCELED and not result.repeated]
+    message = " ".join(error.message for result in unknown for error in result.errors)
+    if cancelled:
+        message += f" Bags cancelled by this request: {', '.join(str(pk) for pk in cancelled)}."
+    message += " Send the same request again (with the same Idempotency-Key): cancelling is idempotent."
+    raise TemporarilyUnavailable(
+        message,
+        error_code="cancellation_outcome_unknown",
+        retry_after=settings.CANCELLATION_RETRY_AFTER_SECONDS,
+        extra={
+            "outcome_unknown_bag_ids": [result.bag.pk for result in unknown],
+            "cancelled_bag_ids": cancelled,
+        },
+    )
+
+
 def _failure(bag: Bag, code: str, message: str) -> BagCancellation:
     return BagCancellation(bag=bag, status=CANCELLATION_FAILURE, errors=(CancelError(code, message),))
 
@@ -134,16 +179,48 @@ def _cancel_at_platform(bag: Bag, fields: dict, request_key: str) -> BagCancella
         notify=fields["notify_customer"],
         note=f"[violet-cancel:{bag.pk}] {fields['reason']}".strip(),
     )
+    canceller = cast(OrderCanceller, adapter)
     try:
-        cast(OrderCanceller, adapter).order_cancel(connection, request)
+        canceller.order_cancel(connection, request)
     except PlatformRequestRejected as exc:
         if exc.http_status is None or isinstance(exc, PlatformAuthenticationFailed):
             return _failure(bag, "platform_unavailable", f"{merchant.platform} could not be written to: {exc.message}")
         return _failure(bag, "platform_refused", exc.message)
-    except PlatformClientError as exc:
-        return _failure(
-            bag,
-            "platform_unavailable",
-            f"{exc.message} Nothing was cancelled or refunded; send the request again.",
-        )
+    except ConnectionMisconfigured as exc:  # raised before anything was sent
+        return _failure(bag, "platform_unavailable", f"{merchant.platform} could not be written to: {exc.message}")
+    except PlatformClientError as exc:  # the cancel may have reached the platform: read the order back
+        return _cancel_outcome_look_up(bag, canceller, connection, request.order_id, exc)
     return None
+
+
+def _cancel_outcome_look_up(
+    bag: Bag, canceller: OrderCanceller, connection, order_id: str, error: PlatformClientError
+) -> BagCancellation | None:
+    """The cancel's answer was lost: None (it is cancelled there, go on), a failure (the platform
+    shows it not cancelled), or OUTCOME_UNKNOWN (the order could not be read either)."""
+    platform = bag.merchant.platform
+    try:
+        cancelled = canceller.order_cancelled(connection, order_id)
+    except PlatformClientError as exc:
+        logger.warning("bag %s: cancel outcome unknown at %s (%s; read: %s)", bag.pk, platform, error, exc)
+        return BagCancellation(
+            bag=bag,
+            status=OUTCOME_UNKNOWN,
+            errors=(
+                CancelError(
+                    "cancellation_outcome_unknown",
+                    f"{platform} did not confirm the cancellation of order {order_id} ({error.message}) and the "
+                    f"order could not be read back ({exc.message}): it may or may not be cancelled there. "
+                    "Nothing was refunded for this bag.",
+                ),
+            ),
+        )
+    if cancelled:
+        logger.info("bag %s: the lost cancel reached %s (order %s is cancelled there)", bag.pk, platform, order_id)
+        return None
+    return _failure(
+        bag,
+        "platform_unavailable",
+        f"{error.message} {platform} shows order {order_id} not cancelled: nothing was cancelled or refunded; "
+        "send the request again.",
+    )

@@ -225,7 +225,8 @@ class InboundEvent(TimeStampedModel):
     `next_attempt_at` until INBOUND_EVENT_RETRY_HORIZON_SECONDS after `retrying_since`, then FAILED.
     AWAITING_ORDER: the event names an order (`order_id`) that is not (yet) a bag of the merchant; it
     is processed again as soon as such a bag appears (on the bag's creation, and by beat's sweep), and
-    ends FAILED INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS after `awaiting_since` if none does.
+    ends IGNORED (or FAILED: INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS)
+    INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS after `awaiting_since` if none does.
     IGNORED stays for events that imply no refund at all. FAILED needs an operator (a permanent
     error, the retry horizon passed, or no order appeared): fix the cause, then replay.
     """
@@ -262,6 +263,12 @@ class InboundEvent(TimeStampedModel):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Processing runs started since the last recorded outcome: set before a run, cleared by any
+    # outcome. A run that kills its worker (out of memory, a hard kill) leaves it counting; past
+    # INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME the event is FAILED instead of taking workers down forever.
+    claims_without_outcome = models.PositiveIntegerField(
+        default=0, help_text="Processing runs started since the last recorded outcome (a run that died leaves it)."
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
     # Automatic retries after transient errors (RETRYING only; cleared by any other outcome).
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the next automatic attempt is due.")

@@ -33,6 +33,7 @@ import kombu.exceptions
 import redis.exceptions
 import requests
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -342,7 +343,9 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
             return ProcessingResult(event, skipped=reason)
     if event.redacted_at is not None:
         return ProcessingResult(event, skipped="its body was redacted (privacy): nothing left to process")
-    InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
+    claims = _claim(event)
+    if claims > settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME:
+        return ProcessingResult(_poisoned(event, claims - 1))
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
         result = _reconcile_event(event, source)
@@ -382,6 +385,34 @@ def _settle_ignored(event: InboundEvent, *, outcome: str) -> InboundEvent:
     if ingest.event_minimize(event):
         event.refresh_from_db(fields=["body", "headers", "remote_ip", "redacted_at"])
     return event
+
+
+def _claim(event: InboundEvent) -> int:
+    """Count this run before it starts (committed at once outside a transaction, so a run that kills
+    its worker leaves the count behind); the outcome written at the end clears it (_save_outcome).
+    Returns the runs started since the last outcome, this one included."""
+    InboundEvent.objects.filter(pk=event.pk).update(
+        attempts=F("attempts") + 1, claims_without_outcome=F("claims_without_outcome") + 1
+    )
+    claims = InboundEvent.objects.filter(pk=event.pk).values_list("claims_without_outcome", flat=True).first() or 0
+    event.claims_without_outcome = claims
+    return claims
+
+
+def _poisoned(event: InboundEvent, died: int) -> InboundEvent:
+    """FAILED without processing: the last `died` runs started and never recorded an outcome."""
+    logger.error("Inbound event %s: %s processing runs died without an outcome; FAILED, not run again", event.pk, died)
+    return _finish(
+        event,
+        InboundEvent.Status.FAILED,
+        outcome=(
+            f"Processing started {died} times without ever recording an outcome: the worker died in each run "
+            "(out of memory, killed, a hard time limit), so the event is not run again automatically "
+            f"(INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME={settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME}). "
+            "Look for the crash in the worker logs around its last attempt, fix the cause, then replay the event."
+        ),
+        error=f"{died} processing runs without an outcome (worker died)",
+    )
 
 
 def _not_due_reason(event: InboundEvent, now: datetime) -> str:
@@ -590,8 +621,10 @@ def _save_outcome(
     event.next_attempt_at = next_attempt_at
     event.retrying_since = retrying_since
     event.retries = retries
+    event.claims_without_outcome = 0  # an outcome was recorded: the run that claimed it did not die
     event.save(
         update_fields=[
+            "claims_without_outcome",
             "status",
             "outcome",
             "error",
@@ -616,9 +649,35 @@ def event_awaiting_order_expiry() -> timedelta:
     return timedelta(seconds=settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS)
 
 
+# What an event that waited for its order in vain becomes. IGNORED (the default) takes it for the
+# merchant's own order, not placed through the network (the usual case: a platform tells us about
+# every order of the store), so it stays out of triage; FAILED puts each one in front of an operator.
+# Either way the body is kept (it carried a refund signal), so a replay by id still works should the
+# order turn out to be a network order recorded late.
+AWAITING_ORDER_EXPIRED_STATUSES = frozenset({InboundEvent.Status.IGNORED, InboundEvent.Status.FAILED})
+
+
+def event_awaiting_order_expired_status() -> str:
+    status = settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS
+    if status not in AWAITING_ORDER_EXPIRED_STATUSES:
+        raise ImproperlyConfigured(f"INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS must be IGNORED or FAILED: {status!r}")
+    return status
+
+
+def _expire_awaiting(event: InboundEvent, now: datetime, *, extra_fields: tuple[str, ...] = ()) -> InboundEvent:
+    """The wait is over: IGNORED or FAILED (the setting), with an outcome saying why and what to do."""
+    return _finish(
+        event,
+        event_awaiting_order_expired_status(),
+        outcome=_awaiting_expired_outcome(event, now),
+        extra_fields=extra_fields,
+    )
+
+
 def _await_order(event: InboundEvent, exc: OrderUnknown) -> InboundEvent:
-    """AWAITING_ORDER until a bag with the order id appears, or FAILED once the wait is past the
-    expiry (counted from the first time the event found no bag, not from this attempt)."""
+    """AWAITING_ORDER until a bag with the order id appears, or expired (IGNORED or FAILED, the
+    setting) once the wait is past the expiry (counted from the first time the event found no bag,
+    not from this attempt)."""
     now = timezone.now()
     # The wait keeps running through automatic retries; an operator's replay of a FAILED event
     # starts a new one.
@@ -628,30 +687,34 @@ def _await_order(event: InboundEvent, exc: OrderUnknown) -> InboundEvent:
     event.awaiting_since = since
     awaiting_fields = ("order_id", "awaiting_since")
     if now - since >= event_awaiting_order_expiry():
-        return _finish(
-            event,
-            InboundEvent.Status.FAILED,
-            outcome=_awaiting_expired_outcome(event, now),
-            extra_fields=awaiting_fields,
-        )
+        return _expire_awaiting(event, now, extra_fields=awaiting_fields)
     expires_at = since + event_awaiting_order_expiry()
     return _finish(
         event,
         InboundEvent.Status.AWAITING_ORDER,
         extra_fields=awaiting_fields,
         outcome=f"{exc.reason.rstrip('.')}: awaiting its order. Processed again automatically as soon as a bag "
-        f"with platform order id {order_id} exists for this merchant; FAILED if none does by "
-        f"{expires_at:%Y-%m-%d %H:%M:%S} UTC.",
+        f"with platform order id {order_id} exists for this merchant; {event_awaiting_order_expired_status()} if "
+        f"none does by {expires_at:%Y-%m-%d %H:%M:%S} UTC.",
     )
 
 
 def _awaiting_expired_outcome(event: InboundEvent, now: datetime) -> str:
     since = event.awaiting_since or event.date_created
-    return (
+    waited = (
         f"No bag with platform order id {event.order_id} appeared for this merchant within "
         f"{_duration(now - since)} (awaiting since {since:%Y-%m-%d %H:%M:%S} UTC; expiry "
-        "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS). Either the order was not placed through the network "
-        "(nothing to do) or it was never recorded here: record the order, then replay the event."
+        "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS)."
+    )
+    if event_awaiting_order_expired_status() == InboundEvent.Status.IGNORED:
+        return (
+            f"{waited} Taken for the merchant's own order, not placed through the network: nothing to do "
+            "(INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS=IGNORED). Should it be a network order never "
+            "recorded here, record the order, then replay this event by id (its body is kept)."
+        )
+    return (
+        f"{waited} Either the order was not placed through the network (nothing to do) or it was never "
+        "recorded here: record the order, then replay the event."
     )
 
 
@@ -664,7 +727,8 @@ class AwaitingSweepResult:
 def events_awaiting_order_sweep(*, now: datetime | None = None) -> AwaitingSweepResult:
     """Beat: events AWAITING_ORDER whose bag now exists are processed again (enqueued; a bag created
     through the ORM is caught at once by the post_save hook, this catches every other way: bulk
-    inserts, raw SQL, a lost message); those still without a bag past the expiry end FAILED."""
+    inserts, raw SQL, a lost message); those still without a bag past the expiry end IGNORED or
+    FAILED (INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS)."""
     now = now or timezone.now()
     requeue_cutoff = now - event_requeue_after()
     enqueued = list(
@@ -678,7 +742,7 @@ def events_awaiting_order_sweep(*, now: datetime | None = None) -> AwaitingSweep
             _enqueue_processing(event_id)
     expired = []
     for event in selectors.events_awaiting_expired(cutoff=now - event_awaiting_order_expiry())[:REQUEUE_BATCH_SIZE]:
-        _finish(event, InboundEvent.Status.FAILED, outcome=_awaiting_expired_outcome(event, now))
+        _expire_awaiting(event, now)
         expired.append(event.pk)
     return AwaitingSweepResult(enqueued=tuple(enqueued), expired=tuple(expired))
 

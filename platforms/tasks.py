@@ -80,7 +80,8 @@ def process_events_awaiting_bag(bag_id: int) -> int:
 
 @shared_task(ignore_result=True)
 def sweep_events_awaiting_order() -> int:
-    """Beat: events awaiting an order that is now a bag are processed; those past the expiry FAIL."""
+    """Beat: events awaiting an order that is now a bag are processed; those past the expiry settle
+    (IGNORED or FAILED: INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS)."""
     from platforms import services
 
     result = services.events_awaiting_order_sweep()

@@ -72,17 +72,23 @@ def refund_event_emit(refund: Refund) -> WebhookEvent | None:
     return event
 
 
-def bag_refund_events_emit(bag: Bag, *, refunded_amount: int) -> list[WebhookEvent]:
+def bag_refund_events_emit(bag: Bag, *, refunded_amount: int, drops: int = 0) -> list[WebhookEvent]:
     """After the bag's refunded total changed: ORDER_REFUNDED (unless the bag is CANCELED, which
-    Violet reports as ORDER_CANCELLED instead) and ORDER_UPDATED, once per refunded total."""
+    Violet reports as ORDER_CANCELLED instead) and ORDER_UPDATED, once per refunded total. `drops`:
+    how often a refund of the bag stopped counting (a late Stripe failure); a total reached again
+    after a drop is news again, so it is part of the dedupe key from the first drop on."""
+    round_suffix = f":r{drops}" if drops else ""
     planned = []
     if bag.status in REFUNDED_BAG_STATUSES:
         planned.append(
-            OutboxEvent(EventType.ORDER_REFUNDED, f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:{refunded_amount}")
+            OutboxEvent(
+                EventType.ORDER_REFUNDED, f"bag:{bag.pk}:{EventType.ORDER_REFUNDED}:{refunded_amount}{round_suffix}"
+            )
         )
     planned.append(
         OutboxEvent(
-            EventType.ORDER_UPDATED, f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{bag.financial_status}:{refunded_amount}"
+            EventType.ORDER_UPDATED,
+            f"bag:{bag.pk}:{EventType.ORDER_UPDATED}:{bag.financial_status}:{refunded_amount}{round_suffix}",
         )
     )
     return _order_events_emit(bag.pk, planned)

@@ -112,6 +112,9 @@ class Order(TimeStampedModel):
     app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="orders")
     app_order_id = models.CharField(max_length=128, blank=True)
     status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.ACCEPTED, db_index=True)
+    # The status the order had before its first refund moved money, put back when refunds stop
+    # counting (a late Stripe failure drops the refunded total to zero). "" = never refunded.
+    status_before_refund = models.CharField(max_length=20, choices=OrderStatus.choices, blank=True, default="")
     customer_email = models.EmailField(blank=True)
     currency = CurrencyField(default="USD")
     sub_total = MoneyField()
@@ -141,6 +144,12 @@ class Bag(TimeStampedModel):
         max_length=20, choices=FulfillmentStatus.choices, default=FulfillmentStatus.PROCESSING
     )
     financial_status = models.CharField(max_length=20, choices=FinancialStatus.choices, default=FinancialStatus.PAID)
+    # The statuses before the bag's first refund moved money, put back when its refunded total drops
+    # to zero again (refunds.services.bags). "" = never refunded.
+    status_before_refund = models.CharField(max_length=20, choices=BagStatus.choices, blank=True, default="")
+    financial_status_before_refund = models.CharField(
+        max_length=20, choices=FinancialStatus.choices, blank=True, default=""
+    )
     currency = CurrencyField(default="USD")
     sub_total = MoneyField()
     shipping_total = MoneyField()

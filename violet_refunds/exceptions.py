@@ -27,6 +27,19 @@ class ApplicationError(Exception):
         self.extra = extra or {}
 
 
+class TemporarilyUnavailable(ApplicationError):
+    """503: the outcome could not be established now and nothing was recorded; the same request may
+    be sent again after `retry_after` seconds (the `Retry-After` header)."""
+
+    status_code = 503
+    error_code = "temporarily_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = max(int(retry_after), 1)
+        self.headers = {"Retry-After": str(self.retry_after)}
+
+
 class ValidationFailed(ApplicationError):
     status_code = 400
     error_code = "validation_failed"
@@ -131,7 +144,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         body = error_body(exc.status_code, exc.message, exc.error_code, exc.field_errors)
         body.update(exc.extra)
-        return Response(body, status=exc.status_code)
+        return Response(body, status=exc.status_code, headers=getattr(exc, "headers", None))
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -258,11 +258,24 @@ INBOUND_EVENT_REQUEUE_INTERVAL_SECONDS = env.int("INBOUND_EVENT_REQUEUE_INTERVAL
 INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS", default=10)
 INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS = env.int("INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS", default=900)
 INBOUND_EVENT_RETRY_HORIZON_SECONDS = env.int("INBOUND_EVENT_RETRY_HORIZON_SECONDS", default=24 * 3600)
+# A poison event (its processing kills the worker every time: out of memory, a hard kill) never
+# records an outcome, so neither the retry horizon nor a status stops it: after this many processing
+# runs started without an outcome it is FAILED for an operator (platforms.services.event_process).
+INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME = env.int("INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME", default=5)
 # An event naming an order that is not (yet) a bag waits AWAITING_ORDER: processed again when the bag
-# appears (at once on its creation, and by the sweep every interval), FAILED after this long without one.
+# appears (at once on its creation, and by the sweep every interval), and settles after this long
+# without one as INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS says (platforms.services).
 INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = env.int(
     "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS", default=7 * 24 * 3600
 )
+# IGNORED (default): an order never learned is almost always the merchant's own order, not placed
+# through the network, so it stays out of triage. FAILED: every expiry is an operator's to look at.
+INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS = env.str("INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS", default="IGNORED")
+if INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS not in ("IGNORED", "FAILED"):
+    raise ImproperlyConfigured(
+        "INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS must be IGNORED or FAILED, not "
+        f"{INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS!r}."
+    )
 INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS = env.int(
     "INBOUND_EVENT_AWAITING_ORDER_SWEEP_INTERVAL_SECONDS", default=300
 )
@@ -482,6 +495,9 @@ REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS",
 FORWARDING_MAX_ATTEMPTS = env.int("FORWARDING_MAX_ATTEMPTS", default=6)
 FORWARDING_RETRY_BACKOFF_BASE_SECONDS = env.float("FORWARDING_RETRY_BACKOFF_BASE_SECONDS", default=30.0)
 FORWARDING_RETRY_BACKOFF_MAX_SECONDS = env.int("FORWARDING_RETRY_BACKOFF_MAX_SECONDS", default=900)
+# A channel cancellation whose platform answer was lost and whose order could not be read back is
+# answered 503 cancellation_outcome_unknown with this Retry-After (platforms.cancellation).
+CANCELLATION_RETRY_AFTER_SECONDS = env.int("CANCELLATION_RETRY_AFTER_SECONDS", default=30)
 # Sender of the "mirror this refund" e-mails to merchants whose platform cannot be written to.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="refunds@violet.localhost")
 

@@ -334,6 +334,10 @@ class OrderCanceller(Protocol):
         Idempotent: cancelling a cancelled order is done. Raises PlatformRequestRejected (the
         platform said no, e.g. fulfilled), PlatformUnavailable, ..."""
 
+    def order_cancelled(self, connection: StoreConnection, order_id: str) -> bool:
+        """Whether the platform shows the order cancelled now (a read, no write): how a cancel
+        whose answer was lost (timeout, 5xx, unreadable body) is looked up before answering."""
+
 
 # The topic of the order states the parity check reads (`read_order_state`): no event, an API read.
 PARITY_TOPIC = "parity/order"

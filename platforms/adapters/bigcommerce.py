@@ -212,6 +212,11 @@ class BigCommerceAdapter:
         """V2 order `status_id` 5, Cancelled (spec 5.3): setting a status, so a repeat is harmless."""
         BigCommerceClient.from_connection(connection).order_status_set(request.order_id, CANCELLED_STATUS_ID)
 
+    def order_cancelled(self, connection, order_id: str) -> bool:
+        """The V2 order's `status_id` is 5 (Cancelled)."""
+        order = BigCommerceClient.from_connection(connection).get_order(order_id)
+        return str(order.get("status_id")) == str(CANCELLED_STATUS_ID)
+
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         for refund in BigCommerceClient.from_connection(connection).get_order_refunds(request.order_id):
             items = [item for item in refund.get("items") or [] if isinstance(item, Mapping)]

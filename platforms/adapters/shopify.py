@@ -240,6 +240,10 @@ class ShopifyAdapter:
                 f"Shopify refused the cancellation: {message}", platform="Shopify", http_status=422
             )
 
+    def order_cancelled(self, connection, order_id: str) -> bool:
+        """The REST order's `cancelled_at` is set once Shopify's cancel job ran."""
+        return bool(ShopifyClient.from_connection(connection).get_order(order_id).get("cancelled_at"))
+
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         for refund in ShopifyClient.from_connection(connection).list_refunds(request.order_id):
             if request.marker in str(refund.get("note") or ""):

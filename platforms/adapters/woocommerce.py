@@ -190,6 +190,10 @@ class WooCommerceAdapter:
         """`PUT orders/{id}` with status `cancelled` (setting a status: a repeat is harmless)."""
         WooCommerceClient.from_connection(connection).order_update(request.order_id, {"status": "cancelled"})
 
+    def order_cancelled(self, connection, order_id: str) -> bool:
+        """The order's `status` is `cancelled`."""
+        return WooCommerceClient.from_connection(connection).get_order(order_id).get("status") == "cancelled"
+
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         for refund in WooCommerceClient.from_connection(connection).list_refunds(request.order_id):
             if request.marker in str(refund.get("reason") or ""):

@@ -364,9 +364,12 @@ _CANCEL_DESCRIPTION = (
     "Cancels at the merchant's platform first (where the platform can be written to), then refunds "
     "everything still refundable on the bag (a channel refund, forwarded to the platform like any other) and "
     "sends ORDER_CANCELLED. Eligible bags: ACCEPTED, SUBMITTED, COMPLETED, PARTIALLY_REFUNDED; any other, a "
-    "platform refusal or an unreachable platform is a CANCELLATION_FAILURE with `errors` (200), and nothing "
-    "was cancelled or refunded for that bag. An Idempotency-Key makes a repeat answer the first cancellation; "
-    "the same key with a different body is a 422."
+    "platform refusal, or a platform that is unreachable and shows the order not cancelled when read back is a "
+    "CANCELLATION_FAILURE with `errors` (200), and nothing was cancelled or refunded for that bag. When the "
+    "platform's answer was lost and its order cannot be read back either, the outcome is unknown: 503 "
+    "`cancellation_outcome_unknown` with Retry-After, nothing recorded for that bag (bags this request did cancel "
+    "are listed in `cancelled_bag_ids`); send the same request again. An Idempotency-Key makes a repeat answer "
+    "the first cancellation; the same key with a different body is a 422."
 )
 
 
@@ -391,23 +394,34 @@ def _cancel_schema(operation_id: str, summary: str, *path_ids: str):
             **BODY_ERRORS,
             **_READ_ERRORS,
             422: OpenApiResponse(_ERROR, description="The Idempotency-Key was already used for a different request."),
+            503: OpenApiResponse(
+                _ERROR,
+                description="cancellation_outcome_unknown: the platform may or may not have cancelled; nothing was "
+                "recorded for the bags named in `outcome_unknown_bag_ids`. Send the same request again after "
+                "Retry-After seconds.",
+            ),
         },
         tags=["cancellations"],
     )
 
 
 def _cancel_bags(request, app, bags) -> list:
-    from platforms.cancellation import bag_cancel  # the face reaches the platforms service
+    from platforms.cancellation import (  # the face reaches the platforms service
+        bag_cancel,
+        cancellations_outcome_check,
+    )
 
     request_key = idempotency_key_from_request(request)
     serializer = api.CancelRequestSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     arguments = _cancel_arguments(serializer.validated_data)
     try:
-        return [
-            bag_cancel(bag=bag, actor=f"channel:{app.pk}", user=request.user, request_key=request_key, **arguments)
-            for bag in bags
-        ]
+        return cancellations_outcome_check(
+            [
+                bag_cancel(bag=bag, actor=f"channel:{app.pk}", user=request.user, request_key=request_key, **arguments)
+                for bag in bags
+            ]
+        )
     except ValidationFailed as exc:  # RequestMismatch (422) keeps its status
         raise type(exc)(
             exc.message, error_code=exc.error_code, field_errors=_request_field_errors(exc.field_errors)

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from payments.gateway import IdempotencyConflictError, PermanentGatewayError, TransientGatewayError
+from payments.gateway import PermanentGatewayError, TransientGatewayError
 from payments.models import PaymentTransaction, Recipient, ShopperRefund, Transfer, TransferReversal
 from refunds.errors import RefundErrorCode, code_for_gateway_error
 from refunds.models import Refund, RefundError, RefundEvent, RefundStep
@@ -310,8 +310,6 @@ def _apply_shopper_result(refund, shopper: ShopperRefund, result, recovered: boo
 
 def _fail_step(refund, step: str, exc: PermanentGatewayError, *, reversal=None, shopper=None) -> None:
     code = code_for_gateway_error(exc.code, exc.error_type)
-    if isinstance(exc, IdempotencyConflictError):
-        code = RefundErrorCode.IDEMPOTENCY_CONFLICT
     message = exc.message or str(exc)
     with transaction.atomic():
         if reversal is not None:

@@ -1,5 +1,6 @@
 """Events for an order that is not (yet) a bag: AWAITING_ORDER, visible in triage, processed when the
-bag appears (at once from the bag's creation, or by the beat sweep), FAILED past the expiry, and
+bag appears (at once from the bag's creation, or by the beat sweep), IGNORED (default) or FAILED (the
+setting INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS) past the expiry, and
 included in `replay_events --failed`. Events that are no refund at all stay IGNORED."""
 
 import datetime as dt
@@ -7,6 +8,7 @@ from io import StringIO
 
 import pytest
 import responses
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -82,9 +84,37 @@ def test_the_sweep_finds_a_bag_the_creation_hook_never_saw(shopify_store, django
     assert Refund.objects.get().bag == bag
 
 
-def test_an_order_that_never_appears_expires_to_failed(shopify_store, settings):
+def test_an_order_that_never_appears_expires_to_ignored_by_default(shopify_store, settings):
     settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = 3600
+    assert settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS == "IGNORED"
     event = _deliver_early_refund(shopify_store)
+    body = event.body
+    InboundEvent.objects.filter(pk=event.pk).update(awaiting_since=timezone.now() - dt.timedelta(hours=2))
+
+    result = services.events_awaiting_order_sweep()
+
+    assert result.expired == (event.pk,)
+    event.refresh_from_db()
+    assert event.status == InboundEvent.Status.IGNORED
+    assert f"No bag with platform order id {EARLY_ORDER} appeared" in event.outcome
+    assert "Taken for the merchant's own order, not placed through the network: nothing to do" in event.outcome
+    assert "replay this event by id" in event.outcome
+    assert (event.body, event.redacted_at) == (body, None)  # kept: it carried a refund signal
+    counts = triage_counts()
+    assert (counts.inbound_failed_last_24h, counts.inbound_awaiting_order) == (0, 0)
+
+    # Should the order be a network order recorded late, the replay by id still refunds it.
+    Bag.objects.filter(pk=_bag_for_early_order(shopify_store, external_id=None).pk).update(external_id=EARLY_ORDER)
+    call_command("replay_events", "--ids", str(event.pk), stdout=StringIO())
+    event.refresh_from_db()
+    assert event.status == InboundEvent.Status.PROCESSED and Refund.objects.count() == 1
+
+
+def test_an_order_that_never_appears_expires_to_failed_when_so_configured(shopify_store, settings):
+    settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = 3600
+    settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS = "FAILED"
+    event = _deliver_early_refund(shopify_store)
+    assert "FAILED if none does by" in event.outcome
     InboundEvent.objects.filter(pk=event.pk).update(awaiting_since=timezone.now() - dt.timedelta(hours=2))
 
     result = services.events_awaiting_order_sweep()
@@ -93,7 +123,27 @@ def test_an_order_that_never_appears_expires_to_failed(shopify_store, settings):
     event.refresh_from_db()
     assert event.status == InboundEvent.Status.FAILED
     assert f"No bag with platform order id {EARLY_ORDER} appeared" in event.outcome
+    assert "record the order, then replay the event" in event.outcome
     assert triage_counts().inbound_failed_last_24h == 1
+
+
+def test_an_awaiting_event_processed_again_past_the_expiry_settles_by_the_setting(shopify_store, settings):
+    """The expiry is also applied when the event itself is processed again (a replay, a duplicate)."""
+    settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = 3600
+    event = _deliver_early_refund(shopify_store)
+    assert "IGNORED if none does by" in event.outcome
+    InboundEvent.objects.filter(pk=event.pk).update(awaiting_since=timezone.now() - dt.timedelta(hours=2))
+
+    services.event_process(event.pk)
+
+    event.refresh_from_db()
+    assert event.status == InboundEvent.Status.IGNORED and "merchant's own order" in event.outcome
+
+
+def test_an_unknown_expired_status_is_refused(settings):
+    settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS = "PROCESSED"
+    with pytest.raises(ImproperlyConfigured, match="IGNORED or FAILED"):
+        services.event_awaiting_order_expired_status()
 
 
 def test_replay_failed_includes_events_awaiting_their_order(shopify_store):

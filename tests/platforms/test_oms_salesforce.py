@@ -5,8 +5,9 @@ import datetime as dt
 
 import pytest
 import responses
+from django.utils import timezone
 
-from platforms import selectors, tasks
+from platforms import selectors, services, tasks
 from platforms.adapters.sfcc import SfccAdapter
 from platforms.models import InboundEvent, OmsConnection, Platform, SfccRefundMode
 from platforms.oms.base import OMS_TOPIC
@@ -294,6 +295,37 @@ def test_memo_for_an_unknown_order_awaits_it_and_is_refunded_when_the_bag_appear
         2500,
         200,
     )
+
+
+@responses.activate
+@pytest.mark.parametrize("expired_status", ["IGNORED", "FAILED"])
+def test_memo_for_an_order_never_learned_expires_by_the_setting(
+    db, settings, django_capture_on_commit_callbacks, expired_status
+):
+    """A credit memo of the merchant's own (non-network) order: AWAITING_ORDER, then past the expiry
+    IGNORED by default (out of triage) or FAILED when so configured; never a refund."""
+    settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS = 3600
+    settings.INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS = expired_status
+    _store, _oms = _oms_store()
+    org = SalesforceOrg(responses)
+    org.credit_memo(
+        summary_id=org.order_summary("00005555"),
+        changed=NOW - dt.timedelta(hours=1),
+        lines=[{"kind": "product", "amount": "25.00", "product_id": org.product("HAT-1")}],
+        tax="2.00",
+    )
+    _discover(django_capture_on_commit_callbacks)
+    event = InboundEvent.objects.get()
+    assert event.status == InboundEvent.Status.AWAITING_ORDER
+    InboundEvent.objects.filter(pk=event.pk).update(awaiting_since=timezone.now() - dt.timedelta(hours=2))
+
+    assert services.events_awaiting_order_sweep().expired == (event.pk,)
+
+    event.refresh_from_db()
+    assert event.status == expired_status
+    assert "No bag with platform order id 00005555 appeared" in event.outcome
+    assert ("merchant's own order" in event.outcome) == (expired_status == "IGNORED")
+    assert not Refund.objects.exists()
 
 
 @responses.activate

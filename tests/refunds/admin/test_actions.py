@@ -68,7 +68,8 @@ def test_operator_sees_every_repair_action(operator_client):
     assert choices == list(REFUND_ACTIONS)
 
 
-# The forwarding answers apply only to a refund waiting for its platform (tests/refunds/admin/test_forwarding_actions.py).
+# The forwarding answers apply only to a refund waiting for its platform
+# (tests/refunds/admin/test_forwarding_actions.py).
 FORWARDING_ACTIONS = ("retry_forwarding", "move_money_without_platform")
 
 

@@ -1,0 +1,195 @@
+"""A channel cancellation whose platform answer was lost is never answered as a failure without a
+look: the order is read back at the platform (Shopify `cancelled_at`, BigCommerce `status_id` 5,
+WooCommerce status `cancelled`). Cancelled there -> CANCELED and the full refund; shown not cancelled
+-> CANCELLATION_FAILURE, nothing recorded; unreadable -> 503 cancellation_outcome_unknown with
+Retry-After, nothing recorded, and the same request sent again completes it."""
+
+import pytest
+import requests
+import responses
+
+from notifications.models import WebhookEvent
+from platforms.models import Platform
+from refunds.models import BagStatus, Refund, RefundStatus
+from tests.platforms.bigcommerce_store import ACCESS_TOKEN, MUG, STORE_HASH, TOWEL
+from tests.platforms.delivery import WOOCOMMERCE_STORE_URL
+from tests.platforms.forwarding_world import SHOPIFY_CREDENTIALS, funded_store, money_moved, request_body
+from tests.platforms.test_cancellation import GRAPHQL_URL, ORDER_URL, cancel, order_cancel_ok
+from tests.platforms.test_forwarding_shopify import CALCULATE_URL, CREATE_URL, calculated, created
+from tests.refunds.api.conftest import make_channel
+
+pytestmark = pytest.mark.django_db
+
+BC_ORDER_URL = f"https://api.bigcommerce.com/stores/{STORE_HASH}/v2/orders/250"
+WC_ORDER_URL = f"{WOOCOMMERCE_STORE_URL}/wp-json/wc/v3/orders/5120"
+
+
+@pytest.fixture
+def channel(db):
+    return make_channel()
+
+
+def nothing_recorded(bag, status_before) -> bool:
+    bag.refresh_from_db()
+    return (
+        bag.status == status_before
+        and not Refund.objects.filter(bag=bag).exists()
+        and not WebhookEvent.objects.filter(bag_id=bag.pk, event_type="ORDER_CANCELLED").exists()
+    )
+
+
+@responses.activate
+def test_shopify_lost_answer_but_cancelled_there_is_a_cancellation_and_full_refund(channel):
+    shop = funded_store(
+        channel,
+        Platform.SHOPIFY,
+        order_id="450789469",
+        line_ids=("466157049", "518995019"),
+        credentials=SHOPIFY_CREDENTIALS,
+    )
+    # Before the mutation: not cancelled. The mutation's answers are lost (503 on every attempt).
+    # Read back afterwards: Shopify ran the cancel.
+    responses.get(ORDER_URL, json={"order": {"id": 450789469, "cancelled_at": None}})
+    responses.get(ORDER_URL, json={"order": {"id": 450789469, "cancelled_at": "2026-12-02T06:30:00-05:00"}})
+    graphql = responses.post(GRAPHQL_URL, status=503, body="Service Unavailable")
+    responses.post(CALCULATE_URL, json=calculated("118.00"))
+    responses.post(CREATE_URL, json=created(), status=201)
+
+    response = cancel(channel, shop)
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "CANCELED"
+    [bag] = body["cancelled_bags"]
+    assert bag["status"] == "CANCELED" and bag["errors"] == [] and bag["refund"]["amount"] == 11800
+    assert len(graphql.calls) == 3  # the client's own bounded retries, then the read-back
+    shop.bag.refresh_from_db()
+    assert shop.bag.status == BagStatus.CANCELED
+    refund = Refund.objects.get(bag=shop.bag)
+    assert refund.status == RefundStatus.COMPLETED and money_moved(refund)[0] == 11800
+
+
+@responses.activate
+def test_bigcommerce_lost_answer_and_not_cancelled_there_is_a_failure_and_nothing_happens(channel):
+    bc = funded_store(
+        channel,
+        Platform.BIGCOMMERCE,
+        order_id="250",
+        line_ids=(MUG, TOWEL),
+        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
+    )
+    put = responses.put(BC_ORDER_URL, body=requests.ConnectionError("reset by peer"))
+    read = responses.get(BC_ORDER_URL, json={"id": 250, "status_id": 11, "status": "Awaiting Fulfillment"})
+    before = bc.bag.status
+
+    response = cancel(channel, bc)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "CANCELLATION_FAILURE"
+    [bag] = body["cancelled_bags"]
+    assert bag["status"] == "CANCELLATION_FAILURE" and bag["refund"] is None
+    assert bag["errors"][0]["error_code"] == "platform_unavailable"
+    assert "shows order 250 not cancelled" in bag["errors"][0]["message"]
+    assert len(put.calls) == 3 and len(read.calls) == 1
+    assert nothing_recorded(bc.bag, before)
+
+
+@responses.activate
+def test_bigcommerce_lost_answer_and_cancelled_there_goes_on(channel):
+    bc = funded_store(
+        channel,
+        Platform.BIGCOMMERCE,
+        order_id="250",
+        line_ids=(MUG, TOWEL),
+        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
+    )
+    responses.put(BC_ORDER_URL, body=requests.ReadTimeout("read timed out"))
+    responses.get(BC_ORDER_URL, json={"id": 250, "status_id": 5, "status": "Cancelled"})
+    responses.post(
+        f"https://api.bigcommerce.com/stores/{STORE_HASH}/v3/orders/250/payment_actions/refund_quotes", status=503
+    )
+
+    body = cancel(channel, bc).json()
+
+    assert body["status"] == "CANCELED" and body["cancelled_bags"][0]["refund"]["amount"] == 11800
+    bc.bag.refresh_from_db()
+    assert bc.bag.status == BagStatus.CANCELED
+    assert Refund.objects.get(bag=bc.bag).status == RefundStatus.PROCESSING  # its refund waits for BigCommerce
+
+
+@responses.activate
+def test_woocommerce_unknown_outcome_is_a_503_with_retry_after_then_the_repeat_completes(channel, settings):
+    settings.CANCELLATION_RETRY_AFTER_SECONDS = 45
+    wc = funded_store(
+        channel,
+        Platform.WOOCOMMERCE,
+        order_id="5120",
+        line_ids=("311", "312"),
+        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
+    )
+    responses.put(WC_ORDER_URL, status=502, body="Bad Gateway")
+    read = responses.get(WC_ORDER_URL, body=requests.ConnectTimeout("no route"))
+    before = wc.bag.status
+
+    response = cancel(channel, wc, bag_level=False)
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "45"
+    body = response.json()
+    assert body["error_code"] == "cancellation_outcome_unknown" and body["status"] == 503
+    assert body["outcome_unknown_bag_ids"] == [wc.bag.pk] and body["cancelled_bag_ids"] == []
+    assert "may or may not be cancelled" in body["message"] and "Nothing was refunded" in body["message"]
+    assert len(read.calls) == 3
+    assert nothing_recorded(wc.bag, before)
+
+    # The platform answers again: the same request (same key) cancels and refunds, once.
+    responses.replace(responses.PUT, WC_ORDER_URL, json={"id": 5120, "status": "cancelled"})
+    responses.post(f"{WC_ORDER_URL}/refunds", status=201, json={"id": 5150})
+    again = cancel(channel, wc, bag_level=False)
+
+    assert again.status_code == 200 and again.json()["status"] == "CANCELED"
+    puts = [call for call in responses.calls if call.request.method == "PUT"]
+    assert len(puts) == 4 and request_body(puts[-1]) == {"status": "cancelled"}
+    refund = Refund.objects.get(bag=wc.bag)
+    assert refund.status == RefundStatus.COMPLETED and refund.amount == 11800
+    wc.bag.refresh_from_db()
+    assert wc.bag.status == BagStatus.CANCELED
+
+
+@responses.activate
+def test_an_unknown_bag_in_an_order_names_the_bags_this_request_did_cancel(channel):
+    shop = funded_store(
+        channel,
+        Platform.SHOPIFY,
+        order_id="450789469",
+        line_ids=("466157049", "518995019"),
+        credentials=SHOPIFY_CREDENTIALS,
+    )
+    # A second bag of the same order, at a WooCommerce store whose answers are all lost.
+    wc = funded_store(
+        channel,
+        Platform.WOOCOMMERCE,
+        order_id="5120",
+        line_ids=("311", "312"),
+        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
+    )
+    wc.bag.order = shop.bag.order
+    wc.bag.save(update_fields=["order"])
+    responses.get(ORDER_URL, json={"order": {"id": 450789469, "cancelled_at": None}})
+    responses.post(GRAPHQL_URL, json=order_cancel_ok())
+    responses.post(CALCULATE_URL, json=calculated("118.00"))
+    responses.post(CREATE_URL, json=created(), status=201)
+    responses.put(WC_ORDER_URL, body=requests.ReadTimeout("read timed out"))
+    responses.get(WC_ORDER_URL, status=500)
+    wc_before = wc.bag.status
+
+    response = cancel(channel, shop, bag_level=False)
+
+    assert response.status_code == 503 and response.has_header("Retry-After")
+    body = response.json()
+    assert body["outcome_unknown_bag_ids"] == [wc.bag.pk] and body["cancelled_bag_ids"] == [shop.bag.pk]
+    assert f"Bags cancelled by this request: {shop.bag.pk}." in body["message"]
+    shop.bag.refresh_from_db()
+    assert shop.bag.status == BagStatus.CANCELED and Refund.objects.get(bag=shop.bag).amount == 11800
+    assert nothing_recorded(wc.bag, wc_before)
