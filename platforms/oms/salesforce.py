@@ -162,7 +162,7 @@ class SalesforceOmClient(PlatformHttpClient):
 
     # --- HTTP hooks: limits and 403 REQUEST_LIMIT_EXCEEDED ----------------------------------------
 
-    def _decode(self, response: requests.Response) -> dict:
+    def _decode(self, response: requests.Response) -> dict | list:
         self._note_limit_info(response)
         return super()._decode(response)
 

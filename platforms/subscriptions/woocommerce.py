@@ -31,7 +31,7 @@ class _WebhooksClient(WooCommerceClient):
     """The store's client, also accepting the JSON array a collection GET answers: the shared
     client's contract is "a JSON object"; a list is wrapped as {"items": [...], "total_pages": n}."""
 
-    def _decode(self, response: requests.Response) -> dict:
+    def _decode(self, response: requests.Response) -> dict | list:
         if response.content and response.content.lstrip()[:1] == b"[":
             try:
                 items = json.loads(response.content, parse_float=Decimal)
