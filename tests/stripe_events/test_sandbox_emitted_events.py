@@ -324,6 +324,49 @@ def test_a_dashboard_refund_delivered_twice_and_late_is_recorded_once(client):
     assert {e.status for e in StripeEvent.objects.all()} == {StripeEvent.Status.PROCESSED}
 
 
+def test_a_pending_refunds_events_newest_first_complete_it_once(client):
+    ledger.inject_fault(
+        FaultKind.REFUND_PENDING, path="/v1/refunds", method="POST", settle_after_seconds=SETTLE_SECONDS
+    )
+    refund = record(funded_bag())
+    refund_process(refund_id=refund.pk)
+    ledger.advance_clock(SETTLE_SECONDS + 1)
+    ledger.sweep()
+    assert StripeEvent.objects.count() == 0
+
+    for event in [*reversed(ledger.events()), *ledger.events()]:
+        redeliver(event, client)
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.COMPLETED
+    assert payment_of(refund.bag).amount_refunded == refund.amount
+    assert outbox_types(refund) == [EventType.REFUND_PROCESSING, EventType.REFUND_COMPLETED]
+    assert StripeEvent.objects.count() == len(ledger.events())
+
+
+@pytest.mark.parametrize("closed_as, blocks", [("won", False), ("lost", True)])
+def test_a_closed_dispute_is_not_reopened_by_its_created_event_arriving_after_it(client, closed_as, blocks):
+    """Both events carry the same `created` second (the sandbox's clock is frozen; Stripe's are
+    seconds too): the closed status, which never reopens, wins the tie."""
+    bag = funded_bag()
+    payment = payment_of(bag)
+    dispute_id = ledger.dispute_charge(payment.gateway_transaction_id)
+    ledger.close_dispute(dispute_id, closed_as)
+    [created] = ledger.events("charge.dispute.created")
+    [closed] = ledger.events("charge.dispute.closed")
+    assert created.body["created"] == closed.body["created"]
+
+    for event in (closed, created, closed, created):
+        redeliver(event, client)
+    payment.refresh_from_db()
+    assert (payment.dispute_id, payment.dispute_status, payment.refunds_blocked_by_dispute) == (
+        dispute_id,
+        closed_as,
+        blocks,
+    )
+    if not blocks:
+        assert record(bag, amount=1000).status == RefundStatus.PROCESSING
+
+
 # --- (f) signatures ----------------------------------------------------------------------------------------
 
 
