@@ -56,6 +56,8 @@ class PaymentTransaction(TimeStampedModel):
 DISPUTE_BLOCKING_STATUSES = frozenset(
     {"warning_needs_response", "warning_under_review", "needs_response", "under_review", "lost"}
 )
+# A dispute in one of these statuses is decided and never reopens (API reference, the Dispute object).
+DISPUTE_CLOSED_STATUSES = frozenset({"won", "lost", "warning_closed", "prevented"})
 
 
 class Recipient(models.TextChoices):

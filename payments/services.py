@@ -7,7 +7,7 @@ import datetime as dt
 from django.db import transaction
 from django.db.models import Q
 
-from payments.models import PaymentTransaction
+from payments.models import DISPUTE_CLOSED_STATUSES, PaymentTransaction
 
 
 def payment_dispute_record(
@@ -35,6 +35,15 @@ def payment_dispute_record(
         if payment is None:
             return None, False
         if payment.dispute_updated_at is not None and reported_at < payment.dispute_updated_at:
+            return payment, False
+        if (
+            reported_at == payment.dispute_updated_at
+            and dispute_id == payment.dispute_id
+            and payment.dispute_status in DISPUTE_CLOSED_STATUSES
+            and status not in DISPUTE_CLOSED_STATUSES
+        ):
+            # Events carry whole seconds: created and closed in the same second arrive in any order,
+            # and a decided dispute never reopens.
             return payment, False
         unchanged = (payment.dispute_id, payment.dispute_status) == (dispute_id, status)
         payment.dispute_id = dispute_id

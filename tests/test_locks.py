@@ -47,3 +47,21 @@ def test_holding_one_refund_does_not_lock_another_whose_id_differs_by_two_to_the
         assert not _held_elsewhere("refund", 5 + 2**32)
         assert not _held_elsewhere("bag", 5)
     assert not _held_elsewhere("refund", 5)
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "sqlite"])
+@pytest.mark.django_db(transaction=True)
+def test_a_nested_attempt_by_the_same_thread_is_refused_on_every_database(monkeypatch, vendor):
+    """The sandbox delivers Stripe events in-process while the engine holds the refund: the event's
+    engine pass must not re-enter the one running (SQLite has no advisory locks to refuse it)."""
+    if vendor == "postgresql" and connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    monkeypatch.setattr(connection, "vendor", vendor)
+    with try_exclusive("refund", 9) as outer:
+        assert outer
+        with try_exclusive("refund", 9) as nested:
+            assert not nested
+        with try_exclusive("refund", 10) as other:
+            assert other
+    with try_exclusive("refund", 9) as again:
+        assert again

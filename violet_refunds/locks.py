@@ -3,7 +3,8 @@
 On PostgreSQL a session-level advisory lock marks "this refund is being worked on": no row lock is
 held during the (slow) Stripe calls, and if the worker process dies its connection closes and the
 lock disappears with it, so a redelivered message can take over at once. SQLite (development, one
-process, tasks in-process) has no such lock and needs none.
+process, tasks in-process) has no such lock and needs none across processes; a nested attempt by the
+same thread is refused on every database.
 """
 
 import threading
@@ -32,13 +33,19 @@ def _key(kind: str, object_id: int) -> int:
 @contextmanager
 def try_exclusive(kind: str, object_id: int):
     """Yields True when this process holds the lock for (kind, id), False when another one does."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
     key = _key(kind, object_id)
     held: set = _held.__dict__.setdefault("keys", set())
     if key in held:
         yield False
+        return
+    if connection.vendor != "postgresql":
+        # No other process to exclude, but the same thread must not re-enter: the sandbox delivers
+        # its events in-process while the engine's pass is calling it (make run's embedded mode).
+        held.add(key)
+        try:
+            yield True
+        finally:
+            held.discard(key)
         return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])

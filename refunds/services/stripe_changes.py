@@ -51,6 +51,8 @@ from violet_refunds.money import format_amount
 STRIPE_ACTOR = "stripe"
 # Statuses in which the shopper's refund had been recorded as paid.
 SHOPPER_PAID_STATUSES = (RefundStatus.COMPLETED, RefundStatus.PARTIALLY_COMPLETED)
+# Stripe refund statuses after which a refund never changes again, except succeeded -> failed.
+SHOPPER_REFUND_FINAL_STATUSES = frozenset({"succeeded", *REFUND_STATUSES_WITHOUT_MONEY})
 
 
 class RefundBusy(Exception):
@@ -82,6 +84,15 @@ def shopper_refund_sync(*, stripe_refund_id: str, refund_id: int | None) -> Stri
     if shopper is None:
         return StripeChange(f"No shopper refund here is {stripe_refund_id} (refund id {refund_id}).", acted=False)
     refund = shopper.refund
+    if refund.status == RefundStatus.PROCESSING and _still_pending_at_stripe(shopper):
+        # refund.created / charge.refunded for a refund Stripe accepted as pending: the engine's
+        # scheduled re-read stays as it is. A pass here would only reschedule it (and, with tasks
+        # run in-process, the rescheduled task would run at once, again and again).
+        return StripeChange(
+            f"Refund {refund.pk}: {shopper.gateway_refund_id} is still pending at Stripe, as recorded; "
+            "the engine's scheduled re-read stays.",
+            (refund,),
+        )
     if refund.status == RefundStatus.PROCESSING:
         # The engine's own pass: it re-reads the pending refund at Stripe (or looks the step up) and
         # decides, exactly as the next scheduled poll would have.
@@ -104,6 +115,15 @@ def shopper_refund_sync(*, stripe_refund_id: str, refund_id: int | None) -> Stri
     return StripeChange(
         f"Refund {refund.pk} is {refund.status} (shopper refund {shopper.status}); nothing changes.", (refund,)
     )
+
+
+def _still_pending_at_stripe(shopper: ShopperRefund) -> bool:
+    """Whether the shopper refund was recorded pending at Stripe (the engine holds its id) and Stripe
+    still says pending now. Anything else (settled, or no answer recorded yet) needs an engine pass."""
+    if shopper.status != ShopperRefund.Status.PENDING or not shopper.gateway_refund_id:
+        return False
+    # The engine's own reading (steps._apply_shopper_result): any status but a final one is pending.
+    return get_gateway().retrieve_refund(shopper.gateway_refund_id).status not in SHOPPER_REFUND_FINAL_STATUSES
 
 
 def _shopper_refund_failed_late(refund: Refund, shopper: ShopperRefund, result: RefundResult) -> StripeChange:
