@@ -45,9 +45,9 @@ _TABLES = [
     # orders
     """
     INSERT INTO refunds_order (id, date_created, date_last_modified, app_order_id, status, customer_email,
-        currency, sub_total, shipping_total, tax_total, discount_total, total, app_id)
+        currency, sub_total, shipping_total, tax_total, discount_total, total, app_id, status_before_refund)
     SELECT i, ts - interval '1 day', ts, 'app-order-' || i, 'COMPLETED', 'shopper' || i || '@example.com',
-        'USD', sub_total, %(shipping)s, %(tax)s, 0, total, %(app_id)s
+        'USD', sub_total, %(shipping)s, %(tax)s, 0, total, %(app_id)s, ''
     FROM bench_seed
     """,
     # the shopper's payment
@@ -64,10 +64,10 @@ _TABLES = [
     """
     INSERT INTO refunds_bag (id, date_created, date_last_modified, external_id, status, fulfillment_status,
         financial_status, currency, sub_total, shipping_total, tax_total, discount_total, total, commission_rate,
-        placed_at, merchant_id, order_id)
+        placed_at, merchant_id, order_id, status_before_refund, financial_status_before_refund)
     SELECT i, ts - interval '1 day', ts, 'bench-order-' || i, 'COMPLETED', 'DELIVERED',
         CASE WHEN status IN ('COMPLETED', 'PARTIALLY_COMPLETED') THEN 'REFUNDED' ELSE 'PAID' END,
-        'USD', sub_total, %(shipping)s, %(tax)s, 0, total, %(commission)s, ts - interval '1 day', %(merchant_id)s, i
+        'USD', sub_total, %(shipping)s, %(tax)s, 0, total, %(commission)s, ts - interval '1 day', %(merchant_id)s, i, '', ''
     FROM bench_seed
     """,
     # order lines

@@ -35,6 +35,9 @@ _BODY = {
     415: OpenApiResponse(ErrorSerializer, description="Body not sent as application/json."),
 }
 _CONFLICT = {409: OpenApiResponse(ErrorSerializer, description="Conflicts with the app's webhooks or their state.")}
+_UNPROCESSABLE_URL = {
+    422: OpenApiResponse(ErrorSerializer, description="A well-formed URL that names no address (a port out of range).")
+}
 
 _ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
 _WEBHOOK_ID = OpenApiParameter("webhook_id", _ID, OpenApiParameter.PATH, description="ID of the Webhook")
@@ -100,7 +103,7 @@ class WebhooksView(_WebhookView):
             "body, signing_secret)). The signing_secret is in this response only: store it."
         ),
         request=api.WebhookCreateRequestSerializer,
-        responses={201: api.WebhookCreatedSerializer, **_BODY, **_AUTH_ERRORS, **_CONFLICT},
+        responses={201: api.WebhookCreatedSerializer, **_BODY, **_AUTH_ERRORS, **_CONFLICT, **_UNPROCESSABLE_URL},
         callbacks=_WEBHOOK_CALLBACKS,
         tags=["webhooks"],
     )
@@ -131,7 +134,7 @@ class WebhookDetailView(_WebhookView):
         summary="Change a webhook's URL or events; resume (ACTIVE) or disable (DISABLED) it",
         parameters=[_WEBHOOK_ID],
         request=api.WebhookUpdateRequestSerializer,
-        responses={200: api.WebhookSerializer, **_BODY, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT},
+        responses={200: api.WebhookSerializer, **_BODY, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT, **_UNPROCESSABLE_URL},
         tags=["webhooks"],
     )
     def patch(self, request, webhook_id: int):

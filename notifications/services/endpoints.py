@@ -23,7 +23,7 @@ from notifications.models import SUBSCRIBABLE_EVENT_TYPES, WebhookEndpoint
 from notifications.selectors import ChannelApp
 from notifications.services.delivery import deliveries_relay_kick, endpoint_disable_locked
 from notifications.signing import signing_secret_generate
-from violet_refunds.exceptions import Conflict, ValidationFailed
+from violet_refunds.exceptions import Conflict, RequestUnprocessable, ValidationFailed
 from violet_refunds.outbound import address_is_allowed, host_addresses_check
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,10 @@ def webhook_url_validate(url) -> str:
     try:
         port = parts.port  # urllib raises ValueError for a port outside 0-65535, which URLValidator lets by
     except ValueError:
-        raise _url_error("The port must be a number from 1 to 65535.") from None
+        # Well-formed as the schema describes a URL, meaningless as an address: 422, not 400.
+        raise RequestUnprocessable(
+            "The webhook is invalid.", field_errors={"remote_endpoint": ["The port must be a number from 1 to 65535."]}
+        ) from None
     if not debug:
         host = parts.hostname or ""
         if _is_local_host(host):

@@ -110,11 +110,11 @@ def test_http_is_refused_in_production_with_a_clear_message(api_client, channel,
 
 
 @pytest.mark.parametrize("debug", [False, True])
-def test_a_port_out_of_range_is_a_clear_400_not_a_500(api_client, channel, settings, debug):
+def test_a_port_out_of_range_is_a_clear_422_not_a_500(api_client, channel, settings, debug):
     settings.DEBUG = debug
     response = post(api_client, channel, WEBHOOKS, {"remote_endpoint": "https://hooks.channel.example:99999/violet"})
 
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert response.json()["errors"] == {"remote_endpoint": ["The port must be a number from 1 to 65535."]}
     assert not WebhookEndpoint.objects.exists()
 
