@@ -67,7 +67,8 @@ _TABLES = [
         placed_at, merchant_id, order_id, status_before_refund, financial_status_before_refund)
     SELECT i, ts - interval '1 day', ts, 'bench-order-' || i, 'COMPLETED', 'DELIVERED',
         CASE WHEN status IN ('COMPLETED', 'PARTIALLY_COMPLETED') THEN 'REFUNDED' ELSE 'PAID' END,
-        'USD', sub_total, %(shipping)s, %(tax)s, 0, total, %(commission)s, ts - interval '1 day', %(merchant_id)s, i, '', ''
+        'USD', sub_total, %(shipping)s, %(tax)s, 0, total, %(commission)s, ts - interval '1 day', %(merchant_id)s, i,
+        '', ''
     FROM bench_seed
     """,
     # order lines

@@ -134,7 +134,14 @@ class WebhookDetailView(_WebhookView):
         summary="Change a webhook's URL or events; resume (ACTIVE) or disable (DISABLED) it",
         parameters=[_WEBHOOK_ID],
         request=api.WebhookUpdateRequestSerializer,
-        responses={200: api.WebhookSerializer, **_BODY, **_AUTH_ERRORS, **_NOT_FOUND, **_CONFLICT, **_UNPROCESSABLE_URL},
+        responses={
+            200: api.WebhookSerializer,
+            **_BODY,
+            **_AUTH_ERRORS,
+            **_NOT_FOUND,
+            **_CONFLICT,
+            **_UNPROCESSABLE_URL,
+        },
         tags=["webhooks"],
     )
     def patch(self, request, webhook_id: int):

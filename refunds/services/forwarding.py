@@ -465,7 +465,8 @@ def refund_forwarding_retry(*, refund: Refund, user=None, note: str = "") -> Ref
                 message=note or "Forwarding to the platform retried by an operator.",
                 data={"state": ForwardingState.PENDING, "operation": "retry-forwarding"},
             )
-            transaction.on_commit(lambda: forwarding_enqueue(refund.pk))
+    # After the forwarding lock is released, else the send it enqueues finds it held and does nothing.
+    transaction.on_commit(lambda: forwarding_enqueue(refund.pk))
     return refund
 
 
@@ -493,8 +494,9 @@ def refund_forwarding_bypass(*, refund: Refund, user=None, note: str) -> Refund:
                 message=f"Money moves without the platform: {note}",
                 data={"state": ForwardingState.BYPASSED, "operation": "move-money-without-platform"},
             )
-            transaction.on_commit(lambda: enqueue_processing(refund.pk, due=now))
-            transaction.on_commit(lambda: _mirror_email_send(refund.pk))
+    # After the forwarding lock is released, like refund_forwarding_retry.
+    transaction.on_commit(lambda: enqueue_processing(refund.pk, due=now))
+    transaction.on_commit(lambda: _mirror_email_send(refund.pk))
     return refund
 
 

@@ -170,7 +170,10 @@ def refund_retry(*, refund: Refund, user=None, note: str = "") -> Refund:
             next_attempt_at=timezone.now(),
             date_completed=None,
         )
-        transaction.on_commit(lambda: enqueue_processing(current.pk, due=current.next_attempt_at))
+    # Enqueued once the advisory lock is released: a worker that took the message while the lock
+    # was still held would see the refund "being processed" and drop it (and an in-process task run
+    # by this very thread is refused as a nested lock), leaving the refund PROCESSING until the sweep.
+    transaction.on_commit(lambda: enqueue_processing(current.pk, due=current.next_attempt_at))
     return current
 
 
