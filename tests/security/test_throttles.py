@@ -5,6 +5,7 @@ the API's error shape with Retry-After, and X-Forwarded-For trusted only through
 tests/conftest.py gives every test an empty local-memory cache, so no count leaks between tests."""
 
 import json
+import types
 
 import pytest
 from django.test import Client, RequestFactory
@@ -13,7 +14,16 @@ from portal.keys import api_key_create
 from tests.factories import UserFactory
 from tests.portal.conftest import notice_bag
 from tests.refunds.api.conftest import api_client, channel, other_channel  # noqa: F401 - fixtures
+from violet_refunds import throttling
 from violet_refunds.throttling import client_ip, rate_parse
+
+
+@pytest.fixture(autouse=True)
+def one_throttle_window(monkeypatch):
+    """The counters are fixed windows of wall-clock time: a test whose requests straddle a window's
+    end would see its count restart. Every request of a test here falls in the same window."""
+    frozen = types.SimpleNamespace(time=lambda: 1_800_000_010.0)
+    monkeypatch.setattr(throttling, "time", frozen)
 
 pytestmark = pytest.mark.django_db
 
@@ -196,7 +206,6 @@ def test_the_counters_live_in_redis_when_there_is_one(environment, expected):
 @pytest.mark.redis
 def test_the_counter_is_shared_through_redis(redis_url, settings):
     """Two cache handles (as two web processes would have) count together in Redis."""
-    import time
     import uuid
 
     from django.core.cache.backends.redis import RedisCache
@@ -208,7 +217,7 @@ def test_the_counter_is_shared_through_redis(redis_url, settings):
     rate = rate_parse("2/m")
     assert throttling.rate_hit("test", identity, rate) is None
     other_process = RedisCache(redis_url, {})
-    key = throttling._key("test", identity, int(time.time() // 60))
+    key = throttling._key("test", identity, int(throttling.time.time() // 60))
     assert other_process.get(key) == 1
     assert throttling.rate_hit("test", identity, rate) is None
     assert throttling.rate_hit("test", identity, rate) is not None
