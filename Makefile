@@ -48,9 +48,10 @@ lock:
 browser:
 	bash scripts/ensure-chromium.sh
 
-## ruff, migrations in step with the models, mypy (typecheck) and the layering contracts (lint-imports).
+## ruff (check and format), migrations in step with the models, mypy (typecheck) and the layering contracts (lint-imports).
 lint: install-dev
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m mypy $(MYPY_PACKAGES)
 	$(VENV)/bin/lint-imports

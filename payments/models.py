@@ -12,12 +12,8 @@ from violet_refunds.db import CurrencyField, MoneyField, TimeStampedModel, non_n
 class PaymentTransaction(TimeStampedModel):
     """The shopper's payment for one order (one Stripe PaymentIntent / charge per order)."""
 
-    order = models.OneToOneField(
-        "refunds.Order", on_delete=models.PROTECT, related_name="payment_transaction"
-    )
-    gateway_transaction_id = models.CharField(
-        max_length=255, unique=True, help_text="Stripe PaymentIntent id (pi_…)."
-    )
+    order = models.OneToOneField("refunds.Order", on_delete=models.PROTECT, related_name="payment_transaction")
+    gateway_transaction_id = models.CharField(max_length=255, unique=True, help_text="Stripe PaymentIntent id (pi_…).")
     gateway_charge_id = models.CharField(max_length=255, blank=True, help_text="ch_…")
     amount = MoneyField()
     amount_refunded = MoneyField()
@@ -77,9 +73,7 @@ class Transfer(TimeStampedModel):
         BYPASSED = "BYPASSED"
 
     bag = models.ForeignKey("refunds.Bag", on_delete=models.PROTECT, related_name="transfers")
-    payment_transaction = models.ForeignKey(
-        PaymentTransaction, on_delete=models.PROTECT, related_name="transfers"
-    )
+    payment_transaction = models.ForeignKey(PaymentTransaction, on_delete=models.PROTECT, related_name="transfers")
     recipient = models.CharField(max_length=10, choices=Recipient.choices)
     destination_account_id = models.CharField(max_length=255, help_text="acct_…")
     gateway_transfer_id = models.CharField(
@@ -120,9 +114,7 @@ class TransferReversal(TimeStampedModel):
     amount = MoneyField(help_text="In the transfer's currency.")
     currency = CurrencyField()
     bag_amount = MoneyField(help_text="The same amount in the bag's currency.")
-    gateway_reversal_id = models.CharField(
-        max_length=255, unique=True, null=True, blank=True, help_text="trr_…"
-    )
+    gateway_reversal_id = models.CharField(max_length=255, unique=True, null=True, blank=True, help_text="trr_…")
     idempotency_key = models.CharField(max_length=255, unique=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     # Calls made with the current key; after the first, the engine looks the object up at Stripe
@@ -134,9 +126,7 @@ class TransferReversal(TimeStampedModel):
     class Meta:
         constraints = [
             *non_negative("transfer_reversal", "amount", "bag_amount"),
-            models.UniqueConstraint(
-                fields=["refund", "transfer"], name="transfer_reversal_unique_per_refund"
-            ),
+            models.UniqueConstraint(fields=["refund", "transfer"], name="transfer_reversal_unique_per_refund"),
         ]
         indexes = [models.Index(fields=["status", "date_created"], name="reversal_status_date")]
 

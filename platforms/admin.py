@@ -256,7 +256,7 @@ class StoreConnectionAdmin(admin.ModelAdmin):
         """Each declared topic as the last sync found it (read-only: only the sync writes them)."""
         rows = list(connection.subscriptions.all()) if connection.pk else []
         if not rows:
-            return "None recorded yet (use the action \"Sync webhook subscriptions\")."
+            return 'None recorded yet (use the action "Sync webhook subscriptions").'
         return format_html(
             "<table><tr><th>Topic</th><th>State</th><th>Platform id</th><th>Address</th><th>Last verified</th>"
             "<th>Last error</th></tr>{}</table>",
@@ -295,7 +295,6 @@ class StoreConnectionAdmin(admin.ModelAdmin):
             return "Set." if connection.webhook_secret else "Not set."
         except CredentialsUnreadable:
             return "Unreadable with the configured FIELD_ENCRYPTION_KEY."
-
 
     @admin.action(
         description="Disconnect selected stores (wipe credentials and webhook secret)", permissions=("change",)

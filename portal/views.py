@@ -424,7 +424,6 @@ def _kept_wix_key(request) -> str:
         return ""
 
 
-
 @sensitive_post_parameters("api_key", "account_id", "site_id")
 @portal_page
 @require_http_methods(["GET", "POST"])

@@ -189,8 +189,19 @@ class ChaosEvent:
 class Chaos:
     """Process and infrastructure faults over `seconds`; every action is logged as a ChaosEvent."""
 
-    def __init__(self, *, workers: list, redis, database, supervisor: Supervisor, rng: random.Random,
-                 seconds: float, redis_kills: int, db_kills: int, log):
+    def __init__(
+        self,
+        *,
+        workers: list,
+        redis,
+        database,
+        supervisor: Supervisor,
+        rng: random.Random,
+        seconds: float,
+        redis_kills: int,
+        db_kills: int,
+        log,
+    ):
         self.workers = workers
         self.redis = redis
         self.database = database

@@ -208,17 +208,30 @@ def _parallel(calls) -> None:
 def run_api_seq(client: Client, bag: BagInfo) -> None:
     key1, key3 = f"soak-{uuid.uuid4()}", f"soak-{uuid.uuid4()}"
     first = client.new_intent(
-        key=f"api:{bag.bag_id}:1", kind="api", bag_id=bag.bag_id, order_id=bag.order_id, amount=2000,
+        key=f"api:{bag.bag_id}:1",
+        kind="api",
+        bag_id=bag.bag_id,
+        order_id=bag.order_id,
+        amount=2000,
         identity={"request_key": key1},
     )
     client.api_refund(first, amount=2000, key=key1)
     client.api_refund(first, amount=2000, key=key1)  # the client's retry after the answer
     second = client.new_intent(
-        key=f"api:{bag.bag_id}:2", kind="api", bag_id=bag.bag_id, order_id=bag.order_id, amount=3000, identity={},
+        key=f"api:{bag.bag_id}:2",
+        kind="api",
+        bag_id=bag.bag_id,
+        order_id=bag.order_id,
+        amount=3000,
+        identity={},
     )
     client.api_refund(second, amount=3000, key=None)
     third = client.new_intent(
-        key=f"api:{bag.bag_id}:3", kind="api", bag_id=bag.bag_id, order_id=bag.order_id, amount=0,
+        key=f"api:{bag.bag_id}:3",
+        kind="api",
+        bag_id=bag.bag_id,
+        order_id=bag.order_id,
+        amount=0,
         identity={"request_key": key3},
     )
     _parallel([lambda: client.api_refund(third, amount=None, key=key3)] * 2)
@@ -231,8 +244,12 @@ def run_api_concurrent(client: Client, bag: BagInfo) -> None:
         intents.append(
             (
                 client.new_intent(
-                    key=f"api:{bag.bag_id}:c{number}", kind="api", bag_id=bag.bag_id, order_id=bag.order_id,
-                    amount=2950, identity={"request_key": key},
+                    key=f"api:{bag.bag_id}:c{number}",
+                    kind="api",
+                    bag_id=bag.bag_id,
+                    order_id=bag.order_id,
+                    amount=2950,
+                    identity={"request_key": key},
                 ),
                 key,
             )
@@ -275,8 +292,12 @@ def shopify_body(bag: BagInfo, refund_id: int, *, towel: bool) -> bytes:
     adjustments = payload["order_adjustments"]
     if shipping:
         adjustments[0].update(
-            {"order_id": int(bag.external_id), "refund_id": refund_id, "amount": money(-shipping),
-             "amount_set": money_set(-shipping)}
+            {
+                "order_id": int(bag.external_id),
+                "refund_id": refund_id,
+                "amount": money(-shipping),
+                "amount_set": money_set(-shipping),
+            }
         )
     else:
         payload["order_adjustments"] = []
@@ -295,8 +316,12 @@ def run_shopify(client: Client, bag: BagInfo) -> None:
     for number, towel in ((1, False), (2, True)):
         refund_id = 900_000_000 + bag.bag_id * 10 + number
         intent = client.new_intent(
-            key=f"shopify:{bag.bag_id}:{number}", kind="shopify", bag_id=bag.bag_id, order_id=bag.order_id,
-            amount=(2000 + 160 + SHIPPING_REFUND) if towel else (4000 + 320), identity={"external_id": str(refund_id)},
+            key=f"shopify:{bag.bag_id}:{number}",
+            kind="shopify",
+            bag_id=bag.bag_id,
+            order_id=bag.order_id,
+            amount=(2000 + 160 + SHIPPING_REFUND) if towel else (4000 + 320),
+            identity={"external_id": str(refund_id)},
         )
         body = shopify_body(bag, refund_id, towel=towel)
         webhook_id = f"soak-wh-{uuid.uuid4()}"
@@ -313,8 +338,12 @@ def run_sfcc(client: Client, bag: BagInfo) -> None:
     for number, notice in enumerate(notices, start=1):
         reference = f"RF-{bag.bag_id}-{number}"
         intent = client.new_intent(
-            key=f"sfcc:{bag.bag_id}:{number}", kind="sfcc", bag_id=bag.bag_id, order_id=bag.order_id,
-            amount=(4320 if number == 1 else 3160), identity={"external_id": reference},
+            key=f"sfcc:{bag.bag_id}:{number}",
+            kind="sfcc",
+            bag_id=bag.bag_id,
+            order_id=bag.order_id,
+            amount=(4320 if number == 1 else 3160),
+            identity={"external_id": reference},
         )
         payload = {
             "platform_order_id": bag.external_id,

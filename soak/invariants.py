@@ -75,9 +75,7 @@ def check_stripe_vs_records(refunds) -> list[Check]:
 
     by_id = {r.pk: r for r in refunds}
     shopper_rows = {row.gateway_refund_id: row for row in ShopperRefund.objects.exclude(gateway_refund_id=None)}
-    reversal_rows = {
-        row.gateway_reversal_id: row for row in TransferReversal.objects.exclude(gateway_reversal_id=None)
-    }
+    reversal_rows = {row.gateway_reversal_id: row for row in TransferReversal.objects.exclude(gateway_reversal_id=None)}
     unrecorded, mismatched, missing_at_stripe = [], [], []
     money_moved_but_failed = set()
 
@@ -225,7 +223,10 @@ def check_limits(refunds) -> list[Check]:
             commission.append(f"bag {bag_id}: channel reversed {reversed_total} > commission paid {channel.amount}")
     return [
         Check(
-            "Stripe objects per refund step (duplicates)", len(duplicates), "0 steps with 2+", not duplicates,
+            "Stripe objects per refund step (duplicates)",
+            len(duplicates),
+            "0 steps with 2+",
+            not duplicates,
             duplicates,
         ),
         Check("refunded <= charged (per charge, transfer, bag)", len(over), "0 over", not over, over),
@@ -271,13 +272,13 @@ def check_intents(intents, refunds) -> list[Check]:
             failures = [
                 f"event {e.pk} {e.status}: {(e.error or e.outcome)[:160]}" for e in events if e.status != "PROCESSED"
             ]
-            lost.append(f"intent {intent.key} (Shopify refund {intent.identity['external_id']}, bag {intent.bag_id}, "
-                        f"{intent.amount}) acknowledged, no refund; events {states}: {'; '.join(failures)}")
+            lost.append(
+                f"intent {intent.key} (Shopify refund {intent.identity['external_id']}, bag {intent.bag_id}, "
+                f"{intent.amount}) acknowledged, no refund; events {states}: {'; '.join(failures)}"
+            )
             continue
         lost.append(f"intent {intent.key} (bag {intent.bag_id}, {intent.amount}) acknowledged, no refund")
-    unacknowledged_refunds = [
-        _refund_line(r) for r in refunds if r.pk not in claimed
-    ]
+    unacknowledged_refunds = [_refund_line(r) for r in refunds if r.pk not in claimed]
     return [
         Check(
             "acknowledged intents without a refund (lost)",
@@ -286,8 +287,7 @@ def check_intents(intents, refunds) -> list[Check]:
             not lost,
             lost,
             note=(
-                f"{len(acknowledged)} acknowledged of {len(intents)} intents; "
-                f"{len(reasoned)} with a documented reason"
+                f"{len(acknowledged)} acknowledged of {len(intents)} intents; {len(reasoned)} with a documented reason"
             ),
         ),
         Check("acknowledged intents with a documented reason instead", len(reasoned), "info", True, reasoned),
@@ -349,7 +349,10 @@ def check_early_attempts(refunds) -> list[Check]:
                     swept = True
                     continue
                 if later.actor != "worker" or later.kind not in (
-                    "STEP_SUCCEEDED", "STEP_FAILED", "RETRY_SCHEDULED", "STATUS_CHANGED",
+                    "STEP_SUCCEEDED",
+                    "STEP_FAILED",
+                    "RETRY_SCHEDULED",
+                    "STATUS_CHANGED",
                 ):
                     continue
                 if later.date_created < due - EARLY_TOLERANCE:
@@ -432,9 +435,11 @@ def check_outbox(refunds, receiver) -> list[Check]:
             "all SUCCEEDED",
             not undelivered,
             undelivered,
-            note=(f"receiver got {sum(receiver.received.values())} posts for {len(receiver.received)} events "
-                  f"({duplicates} events more than once, {receiver.bad_signatures} bad signatures); "
-                  f"{len(not_received)} SUCCEEDED deliveries never reached it"),
+            note=(
+                f"receiver got {sum(receiver.received.values())} posts for {len(receiver.received)} events "
+                f"({duplicates} events more than once, {receiver.bad_signatures} bad signatures); "
+                f"{len(not_received)} SUCCEEDED deliveries never reached it"
+            ),
         ),
     ]
 

@@ -71,6 +71,6 @@ def markdown(summary: dict, checks) -> str:
     if summary.get("self_deaths"):
         lines += ["## Processes that died on their own", ""]
         for death in summary["self_deaths"]:
-            lines.append(f"- {death['service']} exit {death['returncode']}: `{death['log_tail'].splitlines()[-1:] }`")
+            lines.append(f"- {death['service']} exit {death['returncode']}: `{death['log_tail'].splitlines()[-1:]}`")
         lines.append("")
     return "\n".join(lines) + "\n"

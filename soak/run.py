@@ -53,14 +53,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--refunds", type=int, default=1000, help="refunds the intents should end in (1000)")
     parser.add_argument(
-        "--seconds", type=float, default=None,
+        "--seconds",
+        type=float,
+        default=None,
         help="length of the load + chaos window (default: 120 s up to 200 refunds, else 0.6 s per refund)",
     )
     parser.add_argument("--settle-seconds", type=float, default=240, help="most time to wait for settling (240)")
     parser.add_argument("--seed", type=int, default=13, help="seeds the plan, the fault mix and the kills (13)")
     parser.add_argument("--fault-ratio", type=float, default=0.18, help="share of Stripe calls faulted (0.18)")
     parser.add_argument("--load-threads", type=int, default=6, help="bags worked on at once (6)")
-    parser.add_argument("--postgres-url", default=os.environ.get("SOAK_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("SOAK_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the soak database at the end")
     args = parser.parse_args(argv)
     if args.seconds is None:
@@ -200,9 +204,15 @@ class Run:
         many = self.args.refunds >= 100
         self.injector = FaultInjector(ratio=self.args.fault_ratio, rng=random.Random(self.args.seed + 1), log=log)
         self.chaos = Chaos(
-            workers=self.workers, redis=self.redis, database=self.database, supervisor=self.supervisor,
-            rng=random.Random(self.args.seed + 2), seconds=self.args.seconds, redis_kills=2 if many else 1,
-            db_kills=2 if many else 1, log=log,
+            workers=self.workers,
+            redis=self.redis,
+            database=self.database,
+            supervisor=self.supervisor,
+            rng=random.Random(self.args.seed + 2),
+            seconds=self.args.seconds,
+            redis_kills=2 if many else 1,
+            db_kills=2 if many else 1,
+            log=log,
         )
         stop = threading.Event()
         self.injector.start()

@@ -114,7 +114,12 @@ def _funded(kind: str, index: int, *, app, merchant) -> BagInfo:
 
     external_id = f"{7_000_000_000 + index}" if merchant.platform == "SHOPIFY" else f"SOAK{index:06d}"
     bag = funded_bag(
-        skus=SKUS, shipping=SHIPPING, tax=TAX, commission_rate=COMMISSION, app=app, merchant=merchant,
+        skus=SKUS,
+        shipping=SHIPPING,
+        tax=TAX,
+        commission_rate=COMMISSION,
+        app=app,
+        merchant=merchant,
         external_id=external_id,
     )
     mug, towel = list(bag.skus.order_by("pk"))

@@ -27,9 +27,7 @@ def pytest_sessionstart(session):
     if os.environ.get("REQUIRE_SERVICES") in {"1", "true", "True"}:
         engine = settings.DATABASES["default"]["ENGINE"]
         if "postgresql" not in engine:
-            raise pytest.UsageError(
-                "REQUIRE_SERVICES=1 needs DATABASE_URL pointing at PostgreSQL, got " + engine
-            )
+            raise pytest.UsageError("REQUIRE_SERVICES=1 needs DATABASE_URL pointing at PostgreSQL, got " + engine)
 
 
 @pytest.fixture(autouse=True)

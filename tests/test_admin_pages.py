@@ -41,9 +41,7 @@ ROW_BUILDERS_WITHOUT_FACTORY = {
     "axes.AccessAttempt": lambda model: model.objects.create(
         username="mallory", ip_address="127.0.0.1", user_agent="test", failures_since_start=3
     ),
-    "axes.AccessLog": lambda model: model.objects.create(
-        username="mallory", ip_address="127.0.0.1", user_agent="test"
-    ),
+    "axes.AccessLog": lambda model: model.objects.create(username="mallory", ip_address="127.0.0.1", user_agent="test"),
     "axes.AccessFailureLog": lambda model: model.objects.create(
         username="mallory", ip_address="127.0.0.1", user_agent="test"
     ),

@@ -323,8 +323,6 @@ def _names_constraint(error: IntegrityError, model, constraint) -> bool:
     return False
 
 
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_database_refuses_a_row_that_breaks_the_constraint(case):

@@ -698,6 +698,8 @@ if SENTRY_DSN:
         release=SENTRY_RELEASE,
         traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
     )
+
+
 # Who receives the mail of a production 500 (Django's mail_admins), comma-separated: "Ops <ops@x.com>"
 # or a bare address.
 def _admin(entry: str) -> tuple[str, str]:

@@ -210,6 +210,7 @@ class ShopifyAdapter:
         """The client secrets of the network's Shopify apps: /webhooks/shopify/ (compliance topics and
         app/uninstalled, configured once per app) verifies with them."""
         return tuple(secret for secret in getattr(settings, "SHOPIFY_APP_SECRETS", ()) if secret)
+
     capabilities = Capabilities(
         can_refund=True, partial=True, can_cancel=True, write_credentials=("shop_domain", "access_token")
     )

@@ -1,5 +1,4 @@
-"""Operator views of channels (apps) and their users: configuration, edited here.
-"""
+"""Operator views of channels (apps) and their users: configuration, edited here."""
 
 from __future__ import annotations
 

@@ -89,8 +89,6 @@ class ShopperRefundInline(ReadOnlyTabularInline):
     amount_display = money_display("amount", "currency", "Amount")
 
 
-
-
 @admin.register(RefundSku)
 class RefundSkuAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "refund", "order_sku", "quantity_refunded", "amount_display", "date_created")

@@ -107,9 +107,7 @@ def record_notice_view(model_admin, request):
     lookup = NoticeLookupForm(request.GET if "merchant" in request.GET else None)
     bag = None
     if lookup.is_bound and lookup.is_valid():
-        bag = bag_for_operator_notice(
-            merchant=lookup.cleaned_data["merchant"], reference=lookup.cleaned_data["order"]
-        )
+        bag = bag_for_operator_notice(merchant=lookup.cleaned_data["merchant"], reference=lookup.cleaned_data["order"])
         if bag is None:
             lookup.add_error("order", "This merchant has no order with that id.")
     context["lookup"] = lookup

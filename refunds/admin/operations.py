@@ -169,8 +169,7 @@ OPERATIONS: dict[str, RefundOperation] = {
             ),
             run=refund_forwarding_bypass,
             note_required=True,
-            note_help="Required: why the money moves without the platform (e.g. 'Shopify down since 9:00, "
-            "ticket 77').",
+            note_help="Required: why the money moves without the platform (e.g. 'Shopify down since 9:00, ticket 77').",
             destructive=True,
         ),
     )
@@ -220,16 +219,12 @@ def operation_refusal(
     if name in ("retry-forwarding", "move-money-without-platform"):
         return "" if pending else "The refund is not waiting for the merchant's platform."
     if name == "retry" and pending:
-        return (
-            "The refund waits for the merchant's platform: Retry forwarding, or Move the money without "
-            "the platform."
-        )
+        return "The refund waits for the merchant's platform: Retry forwarding, or Move the money without the platform."
     if name == "cancel":
         moved = [step.label.lower() for step in steps if step.money_moved]
         if moved:
             return (
-                f"Money already moved ({', '.join(moved)}): a cancel cannot undo it. "
-                "Retry or Mark as external instead."
+                f"Money already moved ({', '.join(moved)}): a cancel cannot undo it. Retry or Mark as external instead."
             )
         if refund.status not in _CANCELABLE_STATUSES:
             return f"A {status} refund cannot be canceled."
@@ -318,7 +313,6 @@ def _refunds_for_confirmation(ids) -> list[Refund]:
         .prefetch_related("transfer_reversals__transfer")
         .order_by("date_created", "pk")
     )
-
 
 
 def _confirmation_rows(refunds: list[Refund], operation: RefundOperation) -> list[dict]:

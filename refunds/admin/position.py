@@ -25,6 +25,7 @@ _PARTY_OF_STEP: dict[str, str] = {
     RefundStep.CHANNEL_REVERSAL: "channel",
 }
 
+
 @dataclass(frozen=True)
 class Recommendation:
     """The next step for an error: words for the operator, and the repair to lead with (the

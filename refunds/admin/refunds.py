@@ -149,7 +149,7 @@ class RefundAdmin(admin.ModelAdmin):
                     "date_completed",
                     "date_created",
                     "date_last_modified",
-                )
+                ),
             },
         ),
     )
@@ -393,9 +393,7 @@ class RefundAdmin(admin.ModelAdmin):
             "triage_tabs": [
                 {
                     "label": label,
-                    "href": changelist_url(
-                        self, **({TRIAGE_PARAMETER: value} if value else {})
-                    ),
+                    "href": changelist_url(self, **({TRIAGE_PARAMETER: value} if value else {})),
                     "active": value == current,
                 }
                 for label, value in tabs

@@ -43,7 +43,6 @@ def step_title(outcome: StepOutcome) -> str:
     return title
 
 
-
 def step_badges(refund: Refund):
     """Merchant / Channel / Shopper, each marked with what its money did (title: the details)."""
     return format_html_join(

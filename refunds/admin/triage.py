@@ -30,7 +30,6 @@ def failed_refunds_view(model_admin, request):
     return HttpResponseRedirect(changelist_url(model_admin, **{TRIAGE_PARAMETER: TRIAGE_FAILED}))
 
 
-
 class NeedsAttentionFilter(admin.SimpleListFilter):
     """The operators' first screen: ?triage=failed lists what needs a person, oldest first."""
 

@@ -433,8 +433,10 @@ def forwarding_operator_guard(refund: Refund, *, action: str) -> None:
             "The merchant's platform refused this refund and nothing moved; nothing is left to repair "
             f"(the channel sends a new refund). It cannot be {action}."
         )
-    if action == "canceled" and forwarding.state in IN_FLIGHT and (
-        forwarding.sends > 0 or forwarding.state == ForwardingState.SENDING
+    if (
+        action == "canceled"
+        and forwarding.state in IN_FLIGHT
+        and (forwarding.sends > 0 or forwarding.state == ForwardingState.SENDING)
     ):
         raise InvalidTransition(
             "An earlier send may have recorded this refund on the merchant's platform: retry forwarding "

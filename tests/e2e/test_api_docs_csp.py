@@ -19,7 +19,7 @@ def test_swagger_ui_renders_under_the_policy(live_server, page, screenshot, sett
 
     assert "script-src 'self' 'nonce-" in response.headers["content-security-policy"]
     # The operations come from /v1/schema/, rendered by the UI.
-    page.wait_for_selector(".opblock-summary-path[data-path=\"/v1/login\"]")
+    page.wait_for_selector('.opblock-summary-path[data-path="/v1/login"]')
     assert page.locator(".swagger-ui .info .title").inner_text().startswith("violet-refunds channel API")
     screenshot("api-docs-under-csp")
     assert violations == []

@@ -25,6 +25,7 @@ def one_throttle_window(monkeypatch):
     frozen = types.SimpleNamespace(time=lambda: 1_800_000_010.0)
     monkeypatch.setattr(throttling, "time", frozen)
 
+
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/v1/login"
