@@ -93,6 +93,21 @@ def shopper_refund_sync(*, stripe_refund_id: str, refund_id: int | None) -> Stri
             "the engine's scheduled re-read stays.",
             (refund,),
         )
+    settled_pending = shopper.status == ShopperRefund.Status.PENDING and bool(shopper.gateway_refund_id)
+    if (
+        refund.status == RefundStatus.PROCESSING
+        and not settled_pending
+        and refund.next_attempt_at is not None
+        and refund.next_attempt_at > timezone.now()
+    ):
+        # The engine is waiting out a backoff after an error (a lost answer, a 5xx): its scheduled
+        # pass looks this refund up at Stripe first. A pass now would run before next_attempt_at and
+        # could send the steps left early (issue #13 V2: attempts keep their backoff).
+        return StripeChange(
+            f"Refund {refund.pk}: a retry is scheduled at {refund.next_attempt_at.isoformat()}; that pass looks "
+            f"{stripe_refund_id} up at Stripe.",
+            (refund,),
+        )
     if refund.status == RefundStatus.PROCESSING:
         # The engine's own pass: it re-reads the pending refund at Stripe (or looks the step up) and
         # decides, exactly as the next scheduled poll would have.

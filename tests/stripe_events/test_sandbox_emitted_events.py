@@ -133,6 +133,32 @@ def test_a_pending_refund_completes_from_the_sweeps_refund_updated_before_any_po
     assert outbox_types(refund) == [EventType.REFUND_PROCESSING, EventType.REFUND_COMPLETED]
 
 
+def test_an_event_does_not_run_a_pass_before_the_backoff_after_a_lost_answer(django_capture_on_commit_callbacks, polls):
+    """Stripe created the shopper refund but its answer was lost: the engine scheduled a look-up after
+    its backoff. The refund.created that Stripe sends at once must not run a pass before then (issue
+    #13 V2, the chaos soak's "early attempts"): the scheduled pass looks the refund up."""
+    ledger.inject_fault(FaultKind.RESPONSE_LOST, path="/v1/refunds", method="POST")
+    bag = funded_bag()
+    refund = record(bag)
+    with django_capture_on_commit_callbacks(execute=True):
+        refund_process(refund_id=refund.pk)
+
+    refund.refresh_from_db()
+    shopper = ShopperRefund.objects.get(refund=refund)
+    assert refund.status == RefundStatus.PROCESSING
+    assert refund.next_attempt_at is not None and refund.next_attempt_at > timezone.now()
+    assert shopper.status == ShopperRefund.Status.PENDING and not shopper.gateway_refund_id
+    created = received("refund.created")
+    assert [e.status for e in created] == [StripeEvent.Status.PROCESSED]
+    assert "a retry is scheduled" in created[0].outcome
+
+    # The scheduled pass finds the refund at Stripe and completes it, sending nothing again.
+    refund_process(refund_id=refund.pk)
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.COMPLETED
+    assert ledger.call_count("/v1/refunds", method="POST") == 1
+
+
 # --- (b) succeeded -> failed later ----------------------------------------------------------------------
 
 
