@@ -86,6 +86,8 @@ class RefundResult:
 class GatewayError(Exception):
     """A Stripe call that did not succeed. `code` and `message` are Stripe's own."""
 
+    transient = False
+
     def __init__(
         self,
         message: str,
@@ -111,6 +113,10 @@ class GatewayError(Exception):
 
 class TransientGatewayError(GatewayError):
     """Retry later with the same idempotency key."""
+
+    # The convention violet_refunds.retrying reads: an inbound event whose processing met this error
+    # is retried automatically.
+    transient = True
 
 
 class PermanentGatewayError(GatewayError):

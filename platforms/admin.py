@@ -439,7 +439,21 @@ class InboundEventAdmin(admin.ModelAdmin):
     date_hierarchy = "date_created"
     actions = ("replay_selected_events",)
     fieldsets = (
-        (None, {"fields": ("platform", "connection", "event_id", "topic", "status", "attempts", "processed_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "platform",
+                    "connection",
+                    "event_id",
+                    "topic",
+                    "status",
+                    "attempts",
+                    "claims_without_outcome",
+                    "processed_at",
+                )
+            },
+        ),
         ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Awaiting its order", {"fields": ("order_id", "awaiting_since")}),
         ("Outcome", {"fields": ("outcome", "replay_advice", "linked_refunds")}),
@@ -454,6 +468,7 @@ class InboundEventAdmin(admin.ModelAdmin):
         "topic",
         "status",
         "attempts",
+        "claims_without_outcome",
         "processed_at",
         "next_attempt_at",
         "retrying_since",

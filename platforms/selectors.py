@@ -20,6 +20,7 @@ from platforms.models import (
     WebhookSubscription,
 )
 from refunds.models import Bag, BagStatus, OrderSku, Refund
+from violet_refunds import retrying
 
 # Webhook deliveries for one store arrive in bursts; reading (and decrypting) its connection for each
 # one was a third of the receiver's time (bench/README.md). A short per-process cache is safe because
@@ -109,16 +110,8 @@ def events_for_replay(*, failed: bool = False, ids: Sequence[int] = ()) -> Query
 
 
 def events_to_requeue(*, cutoff: datetime) -> QuerySet[InboundEvent]:
-    """Events whose processing message was lost: RECEIVED since before `cutoff`, or RETRYING with a
-    next attempt due before `cutoff`; not re-enqueued since `cutoff` either. Oldest first."""
-    lost = Q(status=InboundEvent.Status.RECEIVED, date_created__lt=cutoff) | Q(
-        status=InboundEvent.Status.RETRYING, next_attempt_at__lt=cutoff
-    )
-    return (
-        InboundEvent.objects.filter(lost)
-        .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
-        .order_by("date_created", "pk")
-    )
+    """Events whose processing message was lost (violet_refunds.retrying.events_lost)."""
+    return retrying.events_lost(InboundEvent.objects.all(), cutoff=cutoff)
 
 
 def _bag_of_awaited_order():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 import traceback
 from collections import Counter
@@ -29,16 +28,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import kombu.exceptions
-import redis.exceptions
-import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, InterfaceError, OperationalError, connections, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from payments.gateway import TransientGatewayError
 from platforms import selectors, tasks
 from platforms.adapters import get_adapter, polling_adapters
 from platforms.adapters.base import (
@@ -62,17 +57,16 @@ from refunds.services import (
     bag_mark_canceled,
     refund_record_platform,
 )
+from violet_refunds import retrying
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
+from violet_refunds.retrying import database_connections_reset, event_requeue_after, processing_error_is_transient
 
 logger = logging.getLogger(__name__)
 
 # Events whose topic starts with this came from our own polling, not from a platform's webhook.
 POLL_TOPIC_PREFIX = "poll/"
-# A task message may run this much before the event's next_attempt_at and still count as due (the
-# countdown is computed on one host, the check made on another: clocks differ a little).
-DUE_TOLERANCE = timedelta(seconds=2)
-# Beat re-enqueues at most this many events per run (the rest on the next run).
-REQUEUE_BATCH_SIZE = 500
+# Beat expires at most this many events awaiting their order per run (the rest on the next run).
+REQUEUE_BATCH_SIZE = retrying.REQUEUE_BATCH_SIZE
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,10 +182,6 @@ def _enqueue_processing(event_id: int) -> None:
         logger.exception("Could not enqueue inbound event %s; it will be requeued", event_id)
 
 
-def event_requeue_after() -> timedelta:
-    return timedelta(seconds=settings.INBOUND_EVENT_REQUEUE_AFTER_SECONDS)
-
-
 def events_requeue(*, now: datetime | None = None) -> list[int]:
     """Beat: re-enqueue events whose message was lost (a lost message must lose nothing): RECEIVED
     for longer than the requeue age (broker down at enqueue, queue flushed, worker killed), and
@@ -199,13 +189,8 @@ def events_requeue(*, now: datetime | None = None) -> list[int]:
     worker or with Redis). An event is re-enqueued at most once per requeue age, so a backlog in the
     queue does not get a copy per beat run; a copy that finds the event settled does nothing."""
     now = now or timezone.now()
-    cutoff = now - event_requeue_after()
-    ids = list(selectors.events_to_requeue(cutoff=cutoff).values_list("pk", flat=True)[:REQUEUE_BATCH_SIZE])
-    if ids:
-        InboundEvent.objects.filter(pk__in=ids).update(requeued_at=now)
-        for event_id in ids:
-            _enqueue_processing(event_id)
-    return ids
+    lost = selectors.events_to_requeue(cutoff=now - event_requeue_after())
+    return retrying.events_requeue_marked(lost, now=now, enqueue=_enqueue_processing)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -338,13 +323,13 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
         logger.warning("Inbound event %s no longer exists", event_id)
         return None
     if only_if_due:
-        reason = _not_due_reason(event, timezone.now())
+        reason = retrying.not_due_reason(event, timezone.now())
         if reason:
             return ProcessingResult(event, skipped=reason)
     if event.redacted_at is not None:
         return ProcessingResult(event, skipped="its body was redacted (privacy): nothing left to process")
-    claims = _claim(event)
-    if claims > settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME:
+    claims = retrying.run_claim(event)
+    if retrying.claims_exhausted(claims):
         return ProcessingResult(_poisoned(event, claims - 1))
     source = RefundSource.PLATFORM_POLL if event.topic.startswith(POLL_TOPIC_PREFIX) else RefundSource.PLATFORM_WEBHOOK
     try:
@@ -357,7 +342,7 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
         disconnect.connection_auth_failure(event.connection, exc)
         if processing_error_is_transient(exc):
             logger.warning("Inbound event %s: transient error, will retry: %s", event.pk, exc, exc_info=True)
-            if _is_database_error(exc):
+            if retrying.is_database_error(exc):
                 database_connections_reset()
             return ProcessingResult(_retry_later(event, exc, traceback_text=traceback.format_exc()))
         logger.warning("Inbound event %s failed: %s", event.pk, exc, exc_info=True)
@@ -387,155 +372,26 @@ def _settle_ignored(event: InboundEvent, *, outcome: str) -> InboundEvent:
     return event
 
 
-def _claim(event: InboundEvent) -> int:
-    """Count this run before it starts (committed at once outside a transaction, so a run that kills
-    its worker leaves the count behind); the outcome written at the end clears it (_save_outcome).
-    Returns the runs started since the last outcome, this one included."""
-    InboundEvent.objects.filter(pk=event.pk).update(
-        attempts=F("attempts") + 1, claims_without_outcome=F("claims_without_outcome") + 1
-    )
-    claims = InboundEvent.objects.filter(pk=event.pk).values_list("claims_without_outcome", flat=True).first() or 0
-    event.claims_without_outcome = claims
-    return claims
-
-
 def _poisoned(event: InboundEvent, died: int) -> InboundEvent:
     """FAILED without processing: the last `died` runs started and never recorded an outcome."""
     logger.error("Inbound event %s: %s processing runs died without an outcome; FAILED, not run again", event.pk, died)
-    return _finish(
-        event,
-        InboundEvent.Status.FAILED,
-        outcome=(
-            f"Processing started {died} times without ever recording an outcome: the worker died in each run "
-            "(out of memory, killed, a hard time limit), so the event is not run again automatically "
-            f"(INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME={settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME}). "
-            "Look for the crash in the worker logs around its last attempt, fix the cause, then replay the event."
-        ),
-        error=f"{died} processing runs without an outcome (worker died)",
-    )
-
-
-def _not_due_reason(event: InboundEvent, now: datetime) -> str:
-    if event.status in (InboundEvent.Status.PROCESSED, InboundEvent.Status.IGNORED):
-        return f"already {event.status}"
-    if event.status == InboundEvent.Status.FAILED:
-        return "FAILED: waits for an operator's replay"
-    if (
-        event.status == InboundEvent.Status.RETRYING
-        and event.next_attempt_at is not None
-        and event.next_attempt_at > now + DUE_TOLERANCE
-    ):
-        return f"not due before {event.next_attempt_at.isoformat()}"
-    return ""
-
-
-# --- transient or permanent ---------------------------------------------------------------------
-
-# Worth trying again unchanged: the database or the broker was unreachable or dropped us (a server
-# restart terminates every backend: "terminating connection due to administrator command"), a
-# network call timed out, or a platform/Stripe error said so (`transient = True`: timeouts, 5xx, 429).
-# Anything else (bad data, a bug, a 4xx from a platform) is permanent: retrying changes nothing.
-_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,  # django.db: connection lost, server restarting, deadlock, statement timeout
-    InterfaceError,  # django.db: the connection is already closed
-    kombu.exceptions.OperationalError,  # the broker, when enqueueing the refund's processing
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    requests.ConnectionError,
-    requests.Timeout,
-    ConnectionError,
-    TimeoutError,
-    TransientGatewayError,
-)
-
-
-def processing_error_is_transient(exc: BaseException) -> bool:
-    """True when the error (or an error it was raised from) is worth an automatic retry."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _TRANSIENT_ERRORS) or getattr(current, "transient", False) is True:
-            return True
-        current = current.__cause__
-    return False
-
-
-def _is_database_error(exc: BaseException) -> bool:
-    return isinstance(exc, (OperationalError, InterfaceError)) or isinstance(
-        exc.__cause__, (OperationalError, InterfaceError)
-    )
-
-
-def database_connections_reset() -> None:
-    """Close this thread's database connections after a database error, so the next query opens a
-    fresh one: after a server restart or a terminated backend the old connection is dead, and Django
-    checks health only when a task starts (CONN_HEALTH_CHECKS), not between queries of one task.
-    A connection inside a transaction someone else holds (a test's) is left alone: closing it there
-    would only mark that transaction for rollback."""
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close()
-
-
-def event_retry_delay(retries: int) -> timedelta:
-    """The wait after the n-th transient failure of a streak: INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS
-    x 2^(n-1), capped at INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS and always below the broker's
-    visibility timeout (a longer countdown would make Redis deliver the retry twice), with jitter
-    (50-100 %) so events failed by one outage do not all come back at once."""
-    cap = max(
-        1,
-        min(settings.INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS, settings.CELERY_VISIBILITY_TIMEOUT - 60),
-    )
-    delay = min(settings.INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS * 2 ** max(retries - 1, 0), cap)
-    return timedelta(seconds=delay * random.uniform(0.5, 1.0))
-
-
-def event_retry_horizon() -> timedelta:
-    return timedelta(seconds=settings.INBOUND_EVENT_RETRY_HORIZON_SECONDS)
+    poisoned = retrying.poisoned_outcome(died)
+    return _finish(event, InboundEvent.Status.FAILED, outcome=poisoned.outcome, error=poisoned.error)
 
 
 def _retry_later(event: InboundEvent, exc: Exception, *, traceback_text: str) -> InboundEvent:
     """RETRYING at a backed-off time, or FAILED (for an operator) once the streak is past the horizon."""
-    now = timezone.now()
-    streaking = event.status == InboundEvent.Status.RETRYING and event.retrying_since is not None
-    since = event.retrying_since if streaking and event.retrying_since else now
-    retries = (event.retries if streaking else 0) + 1
-    error = _describe_error(exc)
-    if now - since >= event_retry_horizon():
-        return _finish(
-            event,
-            InboundEvent.Status.FAILED,
-            outcome=f"Transient errors for {_duration(now - since)} ({retries} failures in a row since "
-            f"{since:%Y-%m-%d %H:%M:%S} UTC): automatic retries stopped at the retry horizon. Replay the event "
-            "once the cause is fixed.",
-            error=error,
-            traceback_text=traceback_text,
-        )
-    next_attempt_at = now + event_retry_delay(retries)
+    decision = retrying.transient_failure_decide(event)
     return _save_outcome(
         event,
-        InboundEvent.Status.RETRYING,
-        outcome=(
-            f"Transient error (failure {retries} in a row): retrying automatically at "
-            f"{next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, until {since + event_retry_horizon():%Y-%m-%d %H:%M:%S} UTC."
-        ),
-        error=error,
+        decision.status,
+        outcome=decision.outcome,
+        error=_describe_error(exc),
         traceback_text=traceback_text,
-        processed_at=now,
-        next_attempt_at=next_attempt_at,
-        retrying_since=since,
-        retries=retries,
+        next_attempt_at=decision.next_attempt_at,
+        retrying_since=decision.retrying_since,
+        retries=decision.retries,
     )
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds // 60} min"
-    return f"{seconds} s"
 
 
 def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
@@ -612,31 +468,19 @@ def _save_outcome(
     retries: int = 0,
     extra_fields: tuple[str, ...] = (),
 ):
-    """The one write of an event's outcome; the retry fields are cleared unless a retry is pending."""
-    event.status = status
-    event.outcome = outcome
-    event.error = error
-    event.traceback = traceback_text
-    event.processed_at = processed_at or timezone.now()
-    event.next_attempt_at = next_attempt_at
-    event.retrying_since = retrying_since
-    event.retries = retries
-    event.claims_without_outcome = 0  # an outcome was recorded: the run that claimed it did not die
-    event.save(
-        update_fields=[
-            "claims_without_outcome",
-            "status",
-            "outcome",
-            "error",
-            "traceback",
-            "processed_at",
-            "next_attempt_at",
-            "retrying_since",
-            "retries",
-            "date_last_modified",
-            *extra_fields,
-        ]
+    """The one write of an event's outcome (violet_refunds.retrying.outcome_set)."""
+    fields = retrying.outcome_set(
+        event,
+        status,
+        outcome=outcome,
+        error=error,
+        traceback_text=traceback_text,
+        processed_at=processed_at,
+        next_attempt_at=next_attempt_at,
+        retrying_since=retrying_since,
+        retries=retries,
     )
+    event.save(update_fields=[*fields, *extra_fields])
     return event
 
 
@@ -703,7 +547,7 @@ def _awaiting_expired_outcome(event: InboundEvent, now: datetime) -> str:
     since = event.awaiting_since or event.date_created
     waited = (
         f"No bag with platform order id {event.order_id} appeared for this merchant within "
-        f"{_duration(now - since)} (awaiting since {since:%Y-%m-%d %H:%M:%S} UTC; expiry "
+        f"{retrying.duration_text(now - since)} (awaiting since {since:%Y-%m-%d %H:%M:%S} UTC; expiry "
         "INBOUND_EVENT_AWAITING_ORDER_EXPIRY_SECONDS)."
     )
     if event_awaiting_order_expired_status() == InboundEvent.Status.IGNORED:
@@ -730,16 +574,8 @@ def events_awaiting_order_sweep(*, now: datetime | None = None) -> AwaitingSweep
     inserts, raw SQL, a lost message); those still without a bag past the expiry end IGNORED or
     FAILED (INBOUND_EVENT_AWAITING_ORDER_EXPIRED_STATUS)."""
     now = now or timezone.now()
-    requeue_cutoff = now - event_requeue_after()
-    enqueued = list(
-        selectors.events_awaiting_with_bag(requeued_before=requeue_cutoff).values_list("pk", flat=True)[
-            :REQUEUE_BATCH_SIZE
-        ]
-    )
-    if enqueued:
-        InboundEvent.objects.filter(pk__in=enqueued).update(requeued_at=now)
-        for event_id in enqueued:
-            _enqueue_processing(event_id)
+    with_bag = selectors.events_awaiting_with_bag(requeued_before=now - event_requeue_after())
+    enqueued = retrying.events_requeue_marked(with_bag, now=now, enqueue=_enqueue_processing)
     expired = []
     for event in selectors.events_awaiting_expired(cutoff=now - event_awaiting_order_expiry())[:REQUEUE_BATCH_SIZE]:
         _expire_awaiting(event, now)

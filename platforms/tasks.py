@@ -7,6 +7,8 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from violet_refunds import retrying
+
 logger = logging.getLogger(__name__)
 
 # When not even the outcome could be written (the database is unreachable), the task retries on its
@@ -36,10 +38,10 @@ def process_inbound_event(self, event_id: int) -> str:
     except Exception as exc:
         # Not even the outcome could be recorded: the event keeps its state (RECEIVED or RETRYING),
         # which the requeue job also finds. Start the next try on a fresh connection.
-        if not services.processing_error_is_transient(exc) or retries >= UNRECORDED_MAX_RETRIES:
+        if not retrying.processing_error_is_transient(exc) or retries >= UNRECORDED_MAX_RETRIES:
             raise
         services.database_connections_reset()
-        countdown = services.event_retry_delay(retries + 1).total_seconds()
+        countdown = retrying.event_retry_delay(retries + 1).total_seconds()
         logger.warning("Inbound event %s: outcome not recorded (%s); retrying in %.0f s", event_id, exc, countdown)
         raise self.retry(countdown=countdown, exc=exc) from exc
     if result is None:

@@ -111,7 +111,20 @@ class StripeEventAdmin(admin.ModelAdmin):
     actions = ("replay_selected_events",)
     fieldsets = (
         (None, {"fields": ("stripe_id", "type", "api_version", "livemode", "stripe_created", "object_id", "endpoint")}),
-        ("Processing", {"fields": ("status", "attempts", "processed_at", "outcome", "linked_refunds", "error")}),
+        (
+            "Processing",
+            {
+                "fields": (
+                    "status",
+                    "attempts",
+                    "claims_without_outcome",
+                    "processed_at",
+                    "outcome",
+                    "linked_refunds",
+                    "error",
+                )
+            },
+        ),
         ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Delivery", {"fields": ("date_created", "headers_pretty", "body_pretty", "traceback")}),
     )
@@ -125,6 +138,7 @@ class StripeEventAdmin(admin.ModelAdmin):
         "endpoint",
         "status",
         "attempts",
+        "claims_without_outcome",
         "processed_at",
         "outcome",
         "linked_refunds",

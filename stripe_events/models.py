@@ -55,10 +55,12 @@ class StripeWebhookEndpoint(TimeStampedModel):
 class StripeEvent(TimeStampedModel):
     """A Stripe Event object as delivered, and what processing made of it.
 
-    RECEIVED -> PROCESSED | IGNORED | RETRYING | FAILED, as platforms.InboundEvent: RETRYING after a
-    transient error (database, broker, Stripe unreachable), retried at `next_attempt_at` until
-    STRIPE_EVENT_RETRY_HORIZON_SECONDS after `retrying_since`, then FAILED. IGNORED: a type we do not
-    act on, or an event about nothing of ours; stored and acknowledged all the same."""
+    RECEIVED -> PROCESSED | IGNORED | RETRYING | FAILED, as platforms.InboundEvent and through the
+    same code (violet_refunds.retrying): RETRYING after a transient error (database, broker, Stripe
+    unreachable), retried at `next_attempt_at` until INBOUND_EVENT_RETRY_HORIZON_SECONDS after
+    `retrying_since`, then FAILED; FAILED too once INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME runs in a
+    row died without recording an outcome (a poison event). IGNORED: a type we do not act on, or an
+    event about nothing of ours; stored and acknowledged all the same."""
 
     class Status(models.TextChoices):
         RECEIVED = "RECEIVED", "Received"
@@ -85,6 +87,12 @@ class StripeEvent(TimeStampedModel):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Processing runs started since the last recorded outcome: set before a run, cleared by any
+    # outcome. A run that kills its worker leaves it counting; past INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME
+    # the event is FAILED instead of taking workers down forever.
+    claims_without_outcome = models.PositiveIntegerField(
+        default=0, help_text="Processing runs started since the last recorded outcome (a run that died leaves it)."
+    )
     processed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     retrying_since = models.DateTimeField(null=True, blank=True)

@@ -23,22 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import random
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 
-import kombu.exceptions
-import redis.exceptions
 import stripe
 from django.conf import settings
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from payments.gateway import TransientGatewayError
 from payments.models import ShopperRefund
 from payments.services import payment_dispute_record
 from refunds.models import Bag, ReconciliationFinding, Refund, RefundStatus
@@ -51,12 +45,11 @@ from refunds.services.stripe_changes import (
 )
 from stripe_events import tasks
 from stripe_events.models import StripeEvent, StripeWebhookEndpoint
+from violet_refunds import retrying
 from violet_refunds.exceptions import ApplicationError
 
 logger = logging.getLogger(__name__)
 
-DUE_TOLERANCE = timedelta(seconds=2)
-REQUEUE_BATCH_SIZE = 500
 # Request headers never stored with the event.
 _HEADERS_NOT_STORED = frozenset({"cookie", "authorization"})
 
@@ -209,21 +202,27 @@ class ProcessingResult:
 
 def stripe_event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResult | None:
     """Process one stored event (again, if it was before: everything it does is idempotent).
-    `only_if_due` (the task): a settled event, or a RETRYING one before its next attempt, is left alone."""
+    `only_if_due` (the task): a settled event, or a RETRYING one before its next attempt, is left alone.
+    The retry machinery (transient errors, backoff, horizon, runs that died) is the platform events'
+    (violet_refunds.retrying)."""
     event = StripeEvent.objects.filter(pk=event_id).first()
     if event is None:
         logger.warning("Stripe event %s no longer exists", event_id)
         return None
     if only_if_due:
-        reason = _not_due_reason(event, timezone.now())
+        reason = retrying.not_due_reason(event, timezone.now())
         if reason:
             return ProcessingResult(event, skipped=reason)
-    StripeEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
+    claims = retrying.run_claim(event)
+    if retrying.claims_exhausted(claims):
+        return ProcessingResult(_poisoned(event, claims - 1))
     try:
         change = _dispatch(event)
     except Exception as exc:
-        if processing_error_is_transient(exc):
+        if retrying.processing_error_is_transient(exc):
             logger.warning("Stripe event %s: transient error, will retry: %s", event.pk, exc, exc_info=True)
+            if retrying.is_database_error(exc):
+                retrying.database_connections_reset()
             return ProcessingResult(_retry_later(event, exc, traceback_text=traceback.format_exc()))
         logger.warning("Stripe event %s failed: %s", event.pk, exc, exc_info=True)
         return ProcessingResult(
@@ -241,79 +240,25 @@ def stripe_event_process(event_id: int, *, only_if_due: bool = False) -> Process
     return ProcessingResult(_save_outcome(event, status, outcome=change.outcome))
 
 
-def _not_due_reason(event: StripeEvent, now: dt.datetime) -> str:
-    if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
-        return f"already {event.status}"
-    if event.status == StripeEvent.Status.FAILED:
-        return "FAILED: waits for an operator's replay"
-    if (
-        event.status == StripeEvent.Status.RETRYING
-        and event.next_attempt_at is not None
-        and event.next_attempt_at > now + DUE_TOLERANCE
-    ):
-        return f"not due before {event.next_attempt_at.isoformat()}"
-    return ""
-
-
-# Worth trying again unchanged (as for platform events, platforms.services): the database or the
-# broker dropped us, Stripe timed out or answered 5xx/429, or the refund was busy.
-_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    kombu.exceptions.OperationalError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-    TransientGatewayError,
-)
-
-
-def processing_error_is_transient(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _TRANSIENT_ERRORS) or getattr(current, "transient", False) is True:
-            return True
-        current = current.__cause__
-    return False
-
-
-def stripe_event_retry_delay(retries: int) -> timedelta:
-    """The platform events' backoff (INBOUND_EVENT_RETRY_BACKOFF_*), below the visibility timeout, jittered."""
-    cap = max(1, min(settings.INBOUND_EVENT_RETRY_BACKOFF_MAX_SECONDS, settings.CELERY_VISIBILITY_TIMEOUT - 60))
-    delay = min(settings.INBOUND_EVENT_RETRY_BACKOFF_BASE_SECONDS * 2 ** max(retries - 1, 0), cap)
-    return timedelta(seconds=delay * random.uniform(0.5, 1.0))
+def _poisoned(event: StripeEvent, died: int) -> StripeEvent:
+    """FAILED without processing: the last `died` runs started and never recorded an outcome."""
+    logger.error("Stripe event %s: %s processing runs died without an outcome; FAILED, not run again", event.pk, died)
+    poisoned = retrying.poisoned_outcome(died)
+    return _save_outcome(event, StripeEvent.Status.FAILED, outcome=poisoned.outcome, error=poisoned.error)
 
 
 def _retry_later(event: StripeEvent, exc: Exception, *, traceback_text: str) -> StripeEvent:
     """RETRYING at a backed-off time, or FAILED once the streak is past INBOUND_EVENT_RETRY_HORIZON_SECONDS."""
-    now = timezone.now()
-    streaking = event.status == StripeEvent.Status.RETRYING and event.retrying_since is not None
-    since = event.retrying_since if streaking and event.retrying_since else now
-    retries = (event.retries if streaking else 0) + 1
-    error = f"{type(exc).__name__}: {exc}"
-    if now - since >= timedelta(seconds=settings.INBOUND_EVENT_RETRY_HORIZON_SECONDS):
-        return _save_outcome(
-            event,
-            StripeEvent.Status.FAILED,
-            outcome=f"Transient errors since {since:%Y-%m-%d %H:%M:%S} UTC ({retries} in a row): automatic "
-            "retries stopped at the retry horizon. Replay the event once the cause is fixed.",
-            error=error,
-            traceback_text=traceback_text,
-        )
-    next_attempt_at = now + stripe_event_retry_delay(retries)
+    decision = retrying.transient_failure_decide(event)
     return _save_outcome(
         event,
-        StripeEvent.Status.RETRYING,
-        outcome=f"Transient error (failure {retries} in a row): retrying automatically at "
-        f"{next_attempt_at:%Y-%m-%d %H:%M:%S} UTC.",
-        error=error,
+        decision.status,
+        outcome=decision.outcome,
+        error=f"{type(exc).__name__}: {exc}",
         traceback_text=traceback_text,
-        next_attempt_at=next_attempt_at,
-        retrying_since=since,
-        retries=retries,
+        next_attempt_at=decision.next_attempt_at,
+        retrying_since=decision.retrying_since,
+        retries=decision.retries,
     )
 
 
@@ -328,28 +273,18 @@ def _save_outcome(
     retrying_since=None,
     retries: int = 0,
 ) -> StripeEvent:
-    """The one write of an event's outcome; the retry fields are cleared unless a retry is pending."""
-    event.status = status
-    event.outcome = outcome
-    event.error = error
-    event.traceback = traceback_text
-    event.processed_at = timezone.now()
-    event.next_attempt_at = next_attempt_at
-    event.retrying_since = retrying_since
-    event.retries = retries
-    event.save(
-        update_fields=[
-            "status",
-            "outcome",
-            "error",
-            "traceback",
-            "processed_at",
-            "next_attempt_at",
-            "retrying_since",
-            "retries",
-            "date_last_modified",
-        ]
+    """The one write of an event's outcome (violet_refunds.retrying.outcome_set)."""
+    fields = retrying.outcome_set(
+        event,
+        status,
+        outcome=outcome,
+        error=error,
+        traceback_text=traceback_text,
+        next_attempt_at=next_attempt_at,
+        retrying_since=retrying_since,
+        retries=retries,
     )
+    event.save(update_fields=fields)
     return event
 
 
@@ -357,21 +292,8 @@ def stripe_events_requeue(*, now: dt.datetime | None = None) -> list[int]:
     """Beat: re-enqueue events whose message was lost: RECEIVED for longer than the requeue age, or
     RETRYING with a next attempt overdue by as much; at most once per requeue age each."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.INBOUND_EVENT_REQUEUE_AFTER_SECONDS)
-    lost = Q(status=StripeEvent.Status.RECEIVED, date_created__lt=cutoff) | Q(
-        status=StripeEvent.Status.RETRYING, next_attempt_at__lt=cutoff
-    )
-    ids = list(
-        StripeEvent.objects.filter(lost)
-        .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
-        .order_by("date_created", "pk")
-        .values_list("pk", flat=True)[:REQUEUE_BATCH_SIZE]
-    )
-    if ids:
-        StripeEvent.objects.filter(pk__in=ids).update(requeued_at=now)
-        for event_id in ids:
-            _enqueue_processing(event_id)
-    return ids
+    lost = retrying.events_lost(StripeEvent.objects.all(), cutoff=now - retrying.event_requeue_after())
+    return retrying.events_requeue_marked(lost, now=now, enqueue=_enqueue_processing)
 
 
 def stripe_events_replay(events: Iterable[StripeEvent]) -> Counter:

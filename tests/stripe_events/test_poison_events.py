@@ -1,0 +1,119 @@
+"""A poison Stripe event (its processing kills the worker every time) is not retried without limit,
+as platform events are not (tests/platforms/test_poison_events.py, the same code in
+violet_refunds.retrying): each run is counted before it starts, a recorded outcome clears the count,
+and after INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME runs that never recorded one the event is FAILED
+with a reason, without running again; the admin shows the count."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from stripe_events import services
+from stripe_events.models import StripeEvent
+from tests.factories import OperatorFactory, StripeEventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+class WorkerKilled(BaseException):
+    """What the run looks like from inside when the worker dies in it: nothing after it runs (not
+    even an `except Exception`), so no outcome is written."""
+
+
+@pytest.fixture
+def poison(monkeypatch):
+    """While `poison.active`, every processing run dies inside; `poison.runs` counts those runs."""
+    original = services._dispatch
+
+    class Poison:
+        active = True
+        runs = 0
+
+    def dispatch(event):
+        if not Poison.active:
+            return original(event)
+        Poison.runs += 1
+        raise WorkerKilled(f"worker killed processing Stripe event {event.pk}")
+
+    monkeypatch.setattr(services, "_dispatch", dispatch)
+    return Poison
+
+
+def received_event() -> StripeEvent:
+    """A stored event whose processing message has not run yet (a type we store and acknowledge)."""
+    return StripeEventFactory(type="customer.created", object_id="cus_1", status=StripeEvent.Status.RECEIVED, outcome="")
+
+
+def test_after_the_limit_of_runs_without_an_outcome_the_event_is_failed_and_not_run(settings, poison):
+    settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME = 3
+    event = received_event()
+
+    for run in range(1, 4):  # each delivery of the message (a redelivery, beat's requeue) dies
+        with pytest.raises(WorkerKilled):
+            services.stripe_event_process(event.pk, only_if_due=True)
+        event.refresh_from_db()
+        assert (event.status, event.claims_without_outcome, event.attempts) == (StripeEvent.Status.RECEIVED, run, run)
+
+    result = services.stripe_event_process(event.pk, only_if_due=True)
+
+    assert poison.runs == 3  # the fourth claim did not run it
+    event.refresh_from_db()
+    assert result.event.status == event.status == StripeEvent.Status.FAILED
+    assert "Processing started 3 times without ever recording an outcome" in event.outcome
+    assert "INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME=3" in event.outcome and "replay the event" in event.outcome
+    assert event.error == "3 processing runs without an outcome (worker died)"
+    assert (event.claims_without_outcome, event.attempts) == (0, 4)
+    # A stale copy of the message does nothing now (FAILED waits for an operator), nor does beat.
+    assert services.stripe_event_process(event.pk, only_if_due=True).skipped == "FAILED: waits for an operator's replay"
+    assert poison.runs == 3
+
+    # Fixed: the operator's replay runs it again, from a clean count, and it settles.
+    poison.active = False
+    assert services.stripe_events_replay([event]) == {"IGNORED": 1}
+    event.refresh_from_db()
+    assert (event.status, event.claims_without_outcome, event.attempts) == (StripeEvent.Status.IGNORED, 0, 5)
+
+
+def test_an_outcome_clears_the_count_so_only_deaths_in_a_row_count(settings, poison):
+    settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME = 2
+    event = received_event()
+    with pytest.raises(WorkerKilled):
+        services.stripe_event_process(event.pk, only_if_due=True)
+
+    # The next run records its outcome: the count starts again from nothing.
+    poison.active = False
+    services.stripe_event_process(event.pk, only_if_due=True)
+    event.refresh_from_db()
+    assert (event.status, event.claims_without_outcome, event.attempts) == (StripeEvent.Status.IGNORED, 0, 2)
+
+    # Replayed later into a poisoned worker: two deaths in a row are within the limit, the third
+    # claim fails it without running.
+    poison.active = True
+    for run in (1, 2):
+        with pytest.raises(WorkerKilled):
+            services.stripe_event_process(event.pk)
+        event.refresh_from_db()
+        assert (event.status, event.claims_without_outcome) == (StripeEvent.Status.IGNORED, run)
+    services.stripe_event_process(event.pk)
+
+    event.refresh_from_db()
+    assert event.status == StripeEvent.Status.FAILED and "Processing started 2 times" in event.outcome
+    assert poison.runs == 3
+
+
+def test_the_admin_shows_the_runs_without_an_outcome(client, poison):
+    event = received_event()
+    for _ in range(2):
+        with pytest.raises(WorkerKilled):
+            services.stripe_event_process(event.pk, only_if_due=True)
+    client.force_login(OperatorFactory())
+
+    page = client.get(reverse("admin:stripe_events_stripeevent_change", args=[event.pk]))
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Claims without outcome" in html
+    assert "Processing runs started since the last recorded outcome" in html
+    shown = re.search(r'field-claims_without_outcome.*?<div class="readonly">([^<]*)</div>', html, re.S)
+    assert shown is not None and shown.group(1).strip() == "2"
