@@ -198,6 +198,8 @@ class StripeEventAdmin(admin.ModelAdmin):
                 "opts": self.model._meta,
                 "events": events,
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "button": f"Replay {len(events)} event(s)",
+                "back_url": reverse("admin:stripe_events_stripeevent_changelist"),
             }
             return TemplateResponse(request, "admin/stripe_events/stripeevent/confirm_replay.html", context)
         counts = services.stripe_events_replay(events)

@@ -6,6 +6,7 @@ refunds.services.findings."""
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from refunds.models import ReconciliationFinding
 from refunds.services.findings import finding_resolve
@@ -88,6 +89,8 @@ class ReconciliationFindingAdmin(admin.ModelAdmin):
                 "note": note,
                 "note_missing": request.POST.get("confirm") == "yes" and not note,
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "button": f"Resolve {len(findings)} finding(s)",
+                "back_url": reverse("admin:refunds_reconciliationfinding_changelist"),
             }
             return TemplateResponse(request, "admin/refunds/reconciliationfinding/confirm_resolve.html", context)
         resolved = 0
