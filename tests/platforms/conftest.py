@@ -17,6 +17,7 @@ from tests.platforms.delivery import (
     post_webhook,
     wix_key_pair,
 )
+from tests.refunds.api.conftest import channel  # noqa: F401 - a fixture: the channel app refunds go through
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +103,32 @@ def bc_store(db):
         webhook_secret=WEBHOOK_SECRET,
         credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
     )
+
+
+# Funded stores (charged and paid out at the Stripe sandbox, ordered through `channel`): the world of
+# the forwarding and cancellation tests, built by tests/platforms/forwarding_world.py (which imports
+# Store from here, hence the imports inside the fixtures).
+
+
+@pytest.fixture
+def funded_shopify(channel) -> Store:  # noqa: F811 - pytest fixture
+    from tests.platforms.forwarding_world import funded_shopify_store
+
+    return funded_shopify_store(channel)
+
+
+@pytest.fixture
+def funded_bigcommerce(channel) -> Store:  # noqa: F811 - pytest fixture
+    from tests.platforms.forwarding_world import funded_bigcommerce_store
+
+    return funded_bigcommerce_store(channel)
+
+
+@pytest.fixture
+def funded_woocommerce(channel) -> Store:  # noqa: F811 - pytest fixture
+    from tests.platforms.forwarding_world import funded_woocommerce_store
+
+    return funded_woocommerce_store(channel)
 
 
 def shopify_post(client, store: Store, body: bytes, *, topic: str, webhook_id: str, **options):

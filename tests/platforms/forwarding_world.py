@@ -11,7 +11,9 @@ from payments.models import ShopperRefund, TransferReversal
 from platforms.models import Platform
 from refunds.models import Refund
 from tests.factories import MerchantFactory, StoreConnectionFactory
+from tests.platforms.bigcommerce_store import ACCESS_TOKEN, MUG, STORE_HASH, TOWEL
 from tests.platforms.conftest import Store
+from tests.platforms.delivery import WOOCOMMERCE_STORE_URL
 from tests.refunds.api.conftest import Channel
 from tests.world import funded_bag
 
@@ -30,6 +32,42 @@ def funded_store(
     mug.save(update_fields=["external_id"])
     towel.save(update_fields=["external_id"])
     return Store(merchant=merchant, connection=connection, bag=bag, mug=mug, towel=towel)
+
+
+def funded_shopify_store(channel: Channel, *, secret: str = "") -> Store:
+    """The Shopify store of the captured fixtures (order 450789469), funded."""
+    return funded_store(
+        channel,
+        Platform.SHOPIFY,
+        order_id="450789469",
+        line_ids=("466157049", "518995019"),
+        credentials=SHOPIFY_CREDENTIALS,
+        secret=secret,
+    )
+
+
+def funded_bigcommerce_store(channel: Channel, *, secret: str = "") -> Store:
+    """The BigCommerce store of tests/platforms/bigcommerce_store.py (order 250), funded."""
+    return funded_store(
+        channel,
+        Platform.BIGCOMMERCE,
+        order_id="250",
+        line_ids=(MUG, TOWEL),
+        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
+        secret=secret,
+    )
+
+
+def funded_woocommerce_store(channel: Channel, *, secret: str = "") -> Store:
+    """The WooCommerce store at WOOCOMMERCE_STORE_URL (order 5120), funded."""
+    return funded_store(
+        channel,
+        Platform.WOOCOMMERCE,
+        order_id="5120",
+        line_ids=("311", "312"),
+        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
+        secret=secret,
+    )
 
 
 def channel_refund(api_client, channel: Channel, store: Store, body: dict, key: str = "k-1"):

@@ -9,24 +9,17 @@ import requests
 import responses
 
 from notifications.models import WebhookEvent
-from platforms.models import Platform
 from refunds.models import BagStatus, Refund, RefundStatus
-from tests.platforms.bigcommerce_store import ACCESS_TOKEN, MUG, STORE_HASH, TOWEL
+from tests.platforms.bigcommerce_store import STORE_HASH
 from tests.platforms.delivery import WOOCOMMERCE_STORE_URL
-from tests.platforms.forwarding_world import SHOPIFY_CREDENTIALS, funded_store, money_moved, request_body
+from tests.platforms.forwarding_world import money_moved, request_body
 from tests.platforms.test_cancellation import GRAPHQL_URL, ORDER_URL, cancel, order_cancel_ok
 from tests.platforms.test_forwarding_shopify import CALCULATE_URL, CREATE_URL, calculated, created
-from tests.refunds.api.conftest import make_channel
 
 pytestmark = pytest.mark.django_db
 
 BC_ORDER_URL = f"https://api.bigcommerce.com/stores/{STORE_HASH}/v2/orders/250"
 WC_ORDER_URL = f"{WOOCOMMERCE_STORE_URL}/wp-json/wc/v3/orders/5120"
-
-
-@pytest.fixture
-def channel(db):
-    return make_channel()
 
 
 def nothing_recorded(bag, status_before) -> bool:
@@ -39,14 +32,8 @@ def nothing_recorded(bag, status_before) -> bool:
 
 
 @responses.activate
-def test_shopify_lost_answer_but_cancelled_there_is_a_cancellation_and_full_refund(channel):
-    shop = funded_store(
-        channel,
-        Platform.SHOPIFY,
-        order_id="450789469",
-        line_ids=("466157049", "518995019"),
-        credentials=SHOPIFY_CREDENTIALS,
-    )
+def test_shopify_lost_answer_but_cancelled_there_is_a_cancellation_and_full_refund(channel, funded_shopify):
+    shop = funded_shopify
     # Before the mutation: not cancelled. The mutation's answers are lost (503 on every attempt).
     # Read back afterwards: Shopify ran the cancel.
     responses.get(ORDER_URL, json={"order": {"id": 450789469, "cancelled_at": None}})
@@ -70,14 +57,8 @@ def test_shopify_lost_answer_but_cancelled_there_is_a_cancellation_and_full_refu
 
 
 @responses.activate
-def test_bigcommerce_lost_answer_and_not_cancelled_there_is_a_failure_and_nothing_happens(channel):
-    bc = funded_store(
-        channel,
-        Platform.BIGCOMMERCE,
-        order_id="250",
-        line_ids=(MUG, TOWEL),
-        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
-    )
+def test_bigcommerce_lost_answer_and_not_cancelled_there_is_a_failure_and_nothing_happens(channel, funded_bigcommerce):
+    bc = funded_bigcommerce
     put = responses.put(BC_ORDER_URL, body=requests.ConnectionError("reset by peer"))
     read = responses.get(BC_ORDER_URL, json={"id": 250, "status_id": 11, "status": "Awaiting Fulfillment"})
     before = bc.bag.status
@@ -96,14 +77,8 @@ def test_bigcommerce_lost_answer_and_not_cancelled_there_is_a_failure_and_nothin
 
 
 @responses.activate
-def test_bigcommerce_lost_answer_and_cancelled_there_goes_on(channel):
-    bc = funded_store(
-        channel,
-        Platform.BIGCOMMERCE,
-        order_id="250",
-        line_ids=(MUG, TOWEL),
-        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
-    )
+def test_bigcommerce_lost_answer_and_cancelled_there_goes_on(channel, funded_bigcommerce):
+    bc = funded_bigcommerce
     responses.put(BC_ORDER_URL, body=requests.ReadTimeout("read timed out"))
     responses.get(BC_ORDER_URL, json={"id": 250, "status_id": 5, "status": "Cancelled"})
     responses.post(
@@ -119,15 +94,11 @@ def test_bigcommerce_lost_answer_and_cancelled_there_goes_on(channel):
 
 
 @responses.activate
-def test_woocommerce_unknown_outcome_is_a_503_with_retry_after_then_the_repeat_completes(channel, settings):
+def test_woocommerce_unknown_outcome_is_a_503_with_retry_after_then_the_repeat_completes(
+    channel, settings, funded_woocommerce
+):
     settings.CANCELLATION_RETRY_AFTER_SECONDS = 45
-    wc = funded_store(
-        channel,
-        Platform.WOOCOMMERCE,
-        order_id="5120",
-        line_ids=("311", "312"),
-        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
-    )
+    wc = funded_woocommerce
     responses.put(WC_ORDER_URL, status=502, body="Bad Gateway")
     read = responses.get(WC_ORDER_URL, body=requests.ConnectTimeout("no route"))
     before = wc.bag.status
@@ -158,22 +129,9 @@ def test_woocommerce_unknown_outcome_is_a_503_with_retry_after_then_the_repeat_c
 
 
 @responses.activate
-def test_an_unknown_bag_in_an_order_names_the_bags_this_request_did_cancel(channel):
-    shop = funded_store(
-        channel,
-        Platform.SHOPIFY,
-        order_id="450789469",
-        line_ids=("466157049", "518995019"),
-        credentials=SHOPIFY_CREDENTIALS,
-    )
+def test_an_unknown_bag_in_an_order_names_the_bags_this_request_did_cancel(channel, funded_shopify, funded_woocommerce):
     # A second bag of the same order, at a WooCommerce store whose answers are all lost.
-    wc = funded_store(
-        channel,
-        Platform.WOOCOMMERCE,
-        order_id="5120",
-        line_ids=("311", "312"),
-        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
-    )
+    shop, wc = funded_shopify, funded_woocommerce
     wc.bag.order = shop.bag.order
     wc.bag.save(update_fields=["order"])
     responses.get(ORDER_URL, json={"order": {"id": 450789469, "cancelled_at": None}})

@@ -42,7 +42,9 @@ def poison(monkeypatch):
 
 def received_event() -> StripeEvent:
     """A stored event whose processing message has not run yet (a type we store and acknowledge)."""
-    return StripeEventFactory(type="customer.created", object_id="cus_1", status=StripeEvent.Status.RECEIVED, outcome="")
+    return StripeEventFactory(
+        type="customer.created", object_id="cus_1", status=StripeEvent.Status.RECEIVED, outcome=""
+    )
 
 
 def test_after_the_limit_of_runs_without_an_outcome_the_event_is_failed_and_not_run(settings, poison):
