@@ -439,22 +439,11 @@ class InboundEventAdmin(admin.ModelAdmin):
     date_hierarchy = "date_created"
     actions = ("replay_selected_events",)
     fieldsets = (
+        (None, {"fields": ("platform", "connection", "event_id", "topic", "status", "attempts", "processed_at")}),
         (
-            None,
-            {
-                "fields": (
-                    "platform",
-                    "connection",
-                    "event_id",
-                    "topic",
-                    "status",
-                    "attempts",
-                    "claims_without_outcome",
-                    "processed_at",
-                )
-            },
+            "Automatic retry",
+            {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at", "claims_without_outcome")},
         ),
-        ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Awaiting its order", {"fields": ("order_id", "awaiting_since")}),
         ("Outcome", {"fields": ("outcome", "replay_advice", "linked_refunds")}),
         # What a developer reads; the outcome above says the cause in words.

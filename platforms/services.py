@@ -59,7 +59,12 @@ from refunds.services import (
 )
 from violet_refunds import retrying
 from violet_refunds.exceptions import ApplicationError, ValidationFailed
-from violet_refunds.retrying import database_connections_reset, event_requeue_after, processing_error_is_transient
+from violet_refunds.retrying import (
+    ProcessingResult,
+    database_connections_reset,
+    event_requeue_after,
+    processing_error_is_transient,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -300,19 +305,7 @@ def _refund_request(
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProcessingResult:
-    event: InboundEvent
-    # Why nothing was done, when nothing was: a task copy for an event already settled, or early.
-    skipped: str = ""
-
-    @property
-    def retrying(self) -> bool:
-        """A transient error: processing runs again at `event.next_attempt_at`."""
-        return self.event.status == InboundEvent.Status.RETRYING
-
-
-def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResult | None:
+def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResult[InboundEvent] | None:
     """Process one stored event (again, if it was processed before: everything downstream is idempotent).
 
     `only_if_due` (the task): do nothing for an event already PROCESSED, IGNORED or FAILED (a
@@ -322,10 +315,8 @@ def event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResu
     if event is None:
         logger.warning("Inbound event %s no longer exists", event_id)
         return None
-    if only_if_due:
-        reason = retrying.not_due_reason(event, timezone.now())
-        if reason:
-            return ProcessingResult(event, skipped=reason)
+    if only_if_due and (reason := retrying.not_due_reason(event, timezone.now())):
+        return ProcessingResult(event, skipped=reason)
     if event.redacted_at is not None:
         return ProcessingResult(event, skipped="its body was redacted (privacy): nothing left to process")
     claims = retrying.run_claim(event)
@@ -381,17 +372,10 @@ def _poisoned(event: InboundEvent, died: int) -> InboundEvent:
 
 def _retry_later(event: InboundEvent, exc: Exception, *, traceback_text: str) -> InboundEvent:
     """RETRYING at a backed-off time, or FAILED (for an operator) once the streak is past the horizon."""
-    decision = retrying.transient_failure_decide(event)
-    return _save_outcome(
-        event,
-        decision.status,
-        outcome=decision.outcome,
-        error=_describe_error(exc),
-        traceback_text=traceback_text,
-        next_attempt_at=decision.next_attempt_at,
-        retrying_since=decision.retrying_since,
-        retries=decision.retries,
+    event.save(
+        update_fields=retrying.transient_failure_set(event, error=_describe_error(exc), traceback_text=traceback_text)
     )
+    return event
 
 
 def _reconcile_event(event: InboundEvent, source: str) -> ReconcileResult:
@@ -449,37 +433,9 @@ def _finish(
     extra_fields: tuple[str, ...] = (),
 ):
     """A settled outcome (PROCESSED, IGNORED, AWAITING_ORDER, FAILED): no automatic retry is pending
-    any more. `extra_fields`: other fields the caller set on the event, saved with it."""
-    return _save_outcome(
-        event, status, outcome=outcome, error=error, traceback_text=traceback_text, extra_fields=extra_fields
-    )
-
-
-def _save_outcome(
-    event: InboundEvent,
-    status: str,
-    *,
-    outcome: str,
-    error: str,
-    traceback_text: str,
-    processed_at=None,
-    next_attempt_at=None,
-    retrying_since=None,
-    retries: int = 0,
-    extra_fields: tuple[str, ...] = (),
-):
-    """The one write of an event's outcome (violet_refunds.retrying.outcome_set)."""
-    fields = retrying.outcome_set(
-        event,
-        status,
-        outcome=outcome,
-        error=error,
-        traceback_text=traceback_text,
-        processed_at=processed_at,
-        next_attempt_at=next_attempt_at,
-        retrying_since=retrying_since,
-        retries=retries,
-    )
+    any more (violet_refunds.retrying.outcome_set). `extra_fields`: other fields the caller set on the
+    event, saved with it."""
+    fields = retrying.outcome_set(event, status, outcome=outcome, error=error, traceback_text=traceback_text)
     event.save(update_fields=[*fields, *extra_fields])
     return event
 

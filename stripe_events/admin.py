@@ -111,21 +111,11 @@ class StripeEventAdmin(admin.ModelAdmin):
     actions = ("replay_selected_events",)
     fieldsets = (
         (None, {"fields": ("stripe_id", "type", "api_version", "livemode", "stripe_created", "object_id", "endpoint")}),
+        ("Processing", {"fields": ("status", "attempts", "processed_at", "outcome", "linked_refunds", "error")}),
         (
-            "Processing",
-            {
-                "fields": (
-                    "status",
-                    "attempts",
-                    "claims_without_outcome",
-                    "processed_at",
-                    "outcome",
-                    "linked_refunds",
-                    "error",
-                )
-            },
+            "Automatic retry",
+            {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at", "claims_without_outcome")},
         ),
-        ("Automatic retry", {"fields": ("next_attempt_at", "retrying_since", "retries", "requeued_at")}),
         ("Delivery", {"fields": ("date_created", "headers_pretty", "body_pretty", "traceback")}),
     )
     readonly_fields = (

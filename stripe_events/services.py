@@ -47,6 +47,7 @@ from stripe_events import tasks
 from stripe_events.models import StripeEvent, StripeWebhookEndpoint
 from violet_refunds import retrying
 from violet_refunds.exceptions import ApplicationError
+from violet_refunds.retrying import ProcessingResult
 
 logger = logging.getLogger(__name__)
 
@@ -190,17 +191,7 @@ def sandbox_endpoint() -> StripeWebhookEndpoint:
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProcessingResult:
-    event: StripeEvent
-    skipped: str = ""
-
-    @property
-    def retrying(self) -> bool:
-        return self.event.status == StripeEvent.Status.RETRYING
-
-
-def stripe_event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResult | None:
+def stripe_event_process(event_id: int, *, only_if_due: bool = False) -> ProcessingResult[StripeEvent] | None:
     """Process one stored event (again, if it was before: everything it does is idempotent).
     `only_if_due` (the task): a settled event, or a RETRYING one before its next attempt, is left alone.
     The retry machinery (transient errors, backoff, horizon, runs that died) is the platform events'
@@ -209,10 +200,8 @@ def stripe_event_process(event_id: int, *, only_if_due: bool = False) -> Process
     if event is None:
         logger.warning("Stripe event %s no longer exists", event_id)
         return None
-    if only_if_due:
-        reason = retrying.not_due_reason(event, timezone.now())
-        if reason:
-            return ProcessingResult(event, skipped=reason)
+    if only_if_due and (reason := retrying.not_due_reason(event, timezone.now())):
+        return ProcessingResult(event, skipped=reason)
     claims = retrying.run_claim(event)
     if retrying.claims_exhausted(claims):
         return ProcessingResult(_poisoned(event, claims - 1))
@@ -249,42 +238,16 @@ def _poisoned(event: StripeEvent, died: int) -> StripeEvent:
 
 def _retry_later(event: StripeEvent, exc: Exception, *, traceback_text: str) -> StripeEvent:
     """RETRYING at a backed-off time, or FAILED once the streak is past INBOUND_EVENT_RETRY_HORIZON_SECONDS."""
-    decision = retrying.transient_failure_decide(event)
-    return _save_outcome(
-        event,
-        decision.status,
-        outcome=decision.outcome,
-        error=f"{type(exc).__name__}: {exc}",
-        traceback_text=traceback_text,
-        next_attempt_at=decision.next_attempt_at,
-        retrying_since=decision.retrying_since,
-        retries=decision.retries,
-    )
+    error = f"{type(exc).__name__}: {exc}"
+    event.save(update_fields=retrying.transient_failure_set(event, error=error, traceback_text=traceback_text))
+    return event
 
 
-def _save_outcome(
-    event: StripeEvent,
-    status: str,
-    *,
-    outcome: str,
-    error: str = "",
-    traceback_text: str = "",
-    next_attempt_at=None,
-    retrying_since=None,
-    retries: int = 0,
-) -> StripeEvent:
-    """The one write of an event's outcome (violet_refunds.retrying.outcome_set)."""
-    fields = retrying.outcome_set(
-        event,
-        status,
-        outcome=outcome,
-        error=error,
-        traceback_text=traceback_text,
-        next_attempt_at=next_attempt_at,
-        retrying_since=retrying_since,
-        retries=retries,
+def _save_outcome(event: StripeEvent, status: str, *, outcome: str, error: str = "", traceback_text: str = ""):
+    """A settled outcome (PROCESSED, IGNORED, FAILED): no automatic retry is pending any more."""
+    event.save(
+        update_fields=retrying.outcome_set(event, status, outcome=outcome, error=error, traceback_text=traceback_text)
     )
-    event.save(update_fields=fields)
     return event
 
 

@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import kombu.exceptions
 import redis.exceptions
@@ -45,6 +45,8 @@ FAILED = "FAILED"
 DUE_TOLERANCE = timedelta(seconds=2)
 # Beat re-enqueues at most this many events per run (the rest on the next run).
 REQUEUE_BATCH_SIZE = 500
+# InboundEvent or StripeEvent (both carry the fields named in the module docstring).
+EventT = TypeVar("EventT")
 
 
 # --- transient or permanent ---------------------------------------------------------------------
@@ -167,6 +169,35 @@ def transient_failure_decide(event: Any, *, now: datetime | None = None) -> Retr
     )
 
 
+def transient_failure_set(event: Any, *, error: str, traceback_text: str) -> list[str]:
+    """Set the outcome of a transient failure (transient_failure_decide); returns the fields to save."""
+    decision = transient_failure_decide(event)
+    return outcome_set(
+        event,
+        decision.status,
+        outcome=decision.outcome,
+        error=error,
+        traceback_text=traceback_text,
+        next_attempt_at=decision.next_attempt_at,
+        retrying_since=decision.retrying_since,
+        retries=decision.retries,
+    )
+
+
+@dataclass(frozen=True)
+class ProcessingResult(Generic[EventT]):
+    """What one processing run of an event did."""
+
+    event: EventT
+    # Why nothing was done, when nothing was: a task copy for an event already settled, or early.
+    skipped: str = ""
+
+    @property
+    def retrying(self) -> bool:
+        """A transient error: processing runs again at `event.next_attempt_at`."""
+        return getattr(self.event, "status", None) == RETRYING
+
+
 # --- due or not, lost or not --------------------------------------------------------------------
 
 
@@ -252,7 +283,6 @@ def outcome_set(
     outcome: str,
     error: str = "",
     traceback_text: str = "",
-    processed_at: datetime | None = None,
     next_attempt_at: datetime | None = None,
     retrying_since: datetime | None = None,
     retries: int = 0,
@@ -263,7 +293,7 @@ def outcome_set(
     event.outcome = outcome
     event.error = error
     event.traceback = traceback_text
-    event.processed_at = processed_at or timezone.now()
+    event.processed_at = timezone.now()
     event.next_attempt_at = next_attempt_at
     event.retrying_since = retrying_since
     event.retries = retries
