@@ -112,23 +112,23 @@ def bc_store(db):
 
 @pytest.fixture
 def funded_shopify(channel) -> Store:  # noqa: F811 - pytest fixture
-    from tests.platforms.forwarding_world import funded_shopify_store
+    from tests.platforms.forwarding_world import funded_platform_store
 
-    return funded_shopify_store(channel)
+    return funded_platform_store(channel, Platform.SHOPIFY)
 
 
 @pytest.fixture
 def funded_bigcommerce(channel) -> Store:  # noqa: F811 - pytest fixture
-    from tests.platforms.forwarding_world import funded_bigcommerce_store
+    from tests.platforms.forwarding_world import funded_platform_store
 
-    return funded_bigcommerce_store(channel)
+    return funded_platform_store(channel, Platform.BIGCOMMERCE)
 
 
 @pytest.fixture
 def funded_woocommerce(channel) -> Store:  # noqa: F811 - pytest fixture
-    from tests.platforms.forwarding_world import funded_woocommerce_store
+    from tests.platforms.forwarding_world import funded_platform_store
 
-    return funded_woocommerce_store(channel)
+    return funded_platform_store(channel, Platform.WOOCOMMERCE)
 
 
 def shopify_post(client, store: Store, body: bytes, *, topic: str, webhook_id: str, **options):

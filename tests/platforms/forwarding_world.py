@@ -34,40 +34,29 @@ def funded_store(
     return Store(merchant=merchant, connection=connection, bag=bag, mug=mug, towel=towel)
 
 
-def funded_shopify_store(channel: Channel, *, secret: str = "") -> Store:
-    """The Shopify store of the captured fixtures (order 450789469), funded."""
-    return funded_store(
-        channel,
-        Platform.SHOPIFY,
-        order_id="450789469",
-        line_ids=("466157049", "518995019"),
-        credentials=SHOPIFY_CREDENTIALS,
-        secret=secret,
-    )
+# The platforms' stores of the captured fixtures: their order id, line item ids and credentials.
+FUNDED_STORES = {
+    Platform.SHOPIFY: {
+        "order_id": "450789469",
+        "line_ids": ("466157049", "518995019"),
+        "credentials": {"shop_domain": "blue-mug.myshopify.com", "access_token": "shpat_test"},
+    },
+    Platform.BIGCOMMERCE: {
+        "order_id": "250",
+        "line_ids": (MUG, TOWEL),
+        "credentials": {"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
+    },
+    Platform.WOOCOMMERCE: {
+        "order_id": "5120",
+        "line_ids": ("311", "312"),
+        "credentials": {"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
+    },
+}
 
 
-def funded_bigcommerce_store(channel: Channel, *, secret: str = "") -> Store:
-    """The BigCommerce store of tests/platforms/bigcommerce_store.py (order 250), funded."""
-    return funded_store(
-        channel,
-        Platform.BIGCOMMERCE,
-        order_id="250",
-        line_ids=(MUG, TOWEL),
-        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
-        secret=secret,
-    )
-
-
-def funded_woocommerce_store(channel: Channel, *, secret: str = "") -> Store:
-    """The WooCommerce store at WOOCOMMERCE_STORE_URL (order 5120), funded."""
-    return funded_store(
-        channel,
-        Platform.WOOCOMMERCE,
-        order_id="5120",
-        line_ids=("311", "312"),
-        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
-        secret=secret,
-    )
+def funded_platform_store(channel: Channel, platform: str, *, secret: str = "") -> Store:
+    """The platform's store of the captured fixtures (FUNDED_STORES), funded."""
+    return funded_store(channel, platform, secret=secret, **FUNDED_STORES[platform])
 
 
 def channel_refund(api_client, channel: Channel, store: Store, body: dict, key: str = "k-1"):
@@ -109,5 +98,4 @@ def request_body(call) -> dict:
     return json.loads(call.request.body)
 
 
-SHOPIFY_CREDENTIALS = {"shop_domain": "blue-mug.myshopify.com", "access_token": "shpat_test"}
 SHOPIFY = Platform.SHOPIFY

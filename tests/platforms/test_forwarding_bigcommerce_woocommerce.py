@@ -13,11 +13,9 @@ from refunds.services.forwarding import refund_forwarding_bypass
 from tests.factories import UserFactory
 from tests.platforms.bigcommerce_store import (
     ACCESS_TOKEN,
-    MUG,
     REFUND_CREATED,
     REFUNDS_URL,
     STORE_HASH,
-    TOWEL,
     WEBHOOK_SECRET,
     order,
     refunds_body,
@@ -25,13 +23,12 @@ from tests.platforms.bigcommerce_store import (
 from tests.platforms.delivery import WOOCOMMERCE_STORE_URL, deliver
 from tests.platforms.forwarding_world import (
     channel_refund,
-    funded_store,
+    funded_platform_store,
     money_moved,
     nothing_planned,
     request_body,
     run_on_commit,
 )
-from tests.refunds.api.conftest import make_channel
 
 pytestmark = pytest.mark.django_db
 
@@ -42,31 +39,13 @@ WC_REFUNDS_URL = f"{WOOCOMMERCE_STORE_URL}/wp-json/wc/v3/orders/5120/refunds"
 
 
 @pytest.fixture
-def channel(db):
-    return make_channel()
-
-
-@pytest.fixture
 def bc(channel):
-    return funded_store(
-        channel,
-        Platform.BIGCOMMERCE,
-        order_id="250",
-        line_ids=(MUG, TOWEL),
-        credentials={"store_hash": STORE_HASH, "access_token": ACCESS_TOKEN},
-        secret=WEBHOOK_SECRET,
-    )
+    return funded_platform_store(channel, Platform.BIGCOMMERCE, secret=WEBHOOK_SECRET)
 
 
 @pytest.fixture
 def wc(channel):
-    return funded_store(
-        channel,
-        Platform.WOOCOMMERCE,
-        order_id="5120",
-        line_ids=("311", "312"),
-        credentials={"store_url": WOOCOMMERCE_STORE_URL, "consumer_key": "ck_x", "consumer_secret": "cs_x"},
-    )
+    return funded_platform_store(channel, Platform.WOOCOMMERCE)
 
 
 def bc_quote(amount: float = 48) -> dict:

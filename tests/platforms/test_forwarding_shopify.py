@@ -17,15 +17,14 @@ from tests.factories import MerchantMembershipFactory, UserFactory
 from tests.platforms.delivery import SHOPIFY_SECRET, deliver, fixture_json
 from tests.platforms.forwarding_world import (
     SHOPIFY,
-    SHOPIFY_CREDENTIALS,
     channel_refund,
+    funded_platform_store,
     funded_store,
     money_moved,
     nothing_planned,
     request_body,
     run_on_commit,
 )
-from tests.refunds.api.conftest import make_channel
 from violet_refunds.exceptions import InvalidTransition
 
 pytestmark = pytest.mark.django_db
@@ -38,25 +37,13 @@ SHOPIFY_REFUND_ID = 929361470
 
 
 @pytest.fixture
-def channel(db):
-    return make_channel()
-
-
-@pytest.fixture
 def api_client():
     return APIClient()
 
 
 @pytest.fixture
 def store(channel):
-    return funded_store(
-        channel,
-        SHOPIFY,
-        order_id="450789469",
-        line_ids=("466157049", "518995019"),
-        credentials=SHOPIFY_CREDENTIALS,
-        secret=SHOPIFY_SECRET,
-    )
+    return funded_platform_store(channel, SHOPIFY, secret=SHOPIFY_SECRET)
 
 
 def calculated(amount: str = "48.00") -> dict:

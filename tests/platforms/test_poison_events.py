@@ -10,30 +10,12 @@ from platforms.models import InboundEvent
 from refunds.admin.selectors import triage_counts
 from refunds.models import Refund
 from tests.platforms.delivery import post_webhook
-
-
-class WorkerKilled(BaseException):
-    """What the run looks like from inside when the worker dies in it: nothing after it runs (not
-    even an `except Exception`), so no outcome is written."""
+from tests.poison import Poison, WorkerKilled, assert_failed_as_poison, poison_processing
 
 
 @pytest.fixture
-def poison(monkeypatch):
-    """While `poison.active`, every processing run dies inside; `poison.runs` counts those runs."""
-    original = services._reconcile_event
-
-    class Poison:
-        active = True
-        runs = 0
-
-    def reconcile(event, source):
-        if not Poison.active:
-            return original(event, source)
-        Poison.runs += 1
-        raise WorkerKilled(f"worker killed processing event {event.pk}")
-
-    monkeypatch.setattr(services, "_reconcile_event", reconcile)
-    return Poison
+def poison(monkeypatch) -> Poison:
+    return poison_processing(monkeypatch, services, "_reconcile_event")
 
 
 def stored_refund_event(store) -> InboundEvent:
@@ -62,10 +44,7 @@ def test_after_the_limit_of_runs_without_an_outcome_the_event_is_failed_and_not_
     assert poison.runs == 3  # the fourth claim did not run it
     event.refresh_from_db()
     assert result.event.status == event.status == InboundEvent.Status.FAILED
-    assert "Processing started 3 times without ever recording an outcome" in event.outcome
-    assert "INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME=3" in event.outcome and "replay the event" in event.outcome
-    assert event.error == "3 processing runs without an outcome (worker died)"
-    assert event.claims_without_outcome == 0
+    assert_failed_as_poison(event, died=3, limit=3)
     assert triage_counts().inbound_failed_last_24h == 1
     # A stale copy of the message does nothing now (FAILED waits for an operator).
     assert services.event_process(event.pk, only_if_due=True).skipped

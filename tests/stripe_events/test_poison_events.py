@@ -12,32 +12,14 @@ from django.urls import reverse
 from stripe_events import services
 from stripe_events.models import StripeEvent
 from tests.factories import OperatorFactory, StripeEventFactory
+from tests.poison import Poison, WorkerKilled, assert_failed_as_poison, poison_processing
 
 pytestmark = pytest.mark.django_db
 
 
-class WorkerKilled(BaseException):
-    """What the run looks like from inside when the worker dies in it: nothing after it runs (not
-    even an `except Exception`), so no outcome is written."""
-
-
 @pytest.fixture
-def poison(monkeypatch):
-    """While `poison.active`, every processing run dies inside; `poison.runs` counts those runs."""
-    original = services._dispatch
-
-    class Poison:
-        active = True
-        runs = 0
-
-    def dispatch(event):
-        if not Poison.active:
-            return original(event)
-        Poison.runs += 1
-        raise WorkerKilled(f"worker killed processing Stripe event {event.pk}")
-
-    monkeypatch.setattr(services, "_dispatch", dispatch)
-    return Poison
+def poison(monkeypatch) -> Poison:
+    return poison_processing(monkeypatch, services, "_dispatch")
 
 
 def received_event() -> StripeEvent:
@@ -62,10 +44,8 @@ def test_after_the_limit_of_runs_without_an_outcome_the_event_is_failed_and_not_
     assert poison.runs == 3  # the fourth claim did not run it
     event.refresh_from_db()
     assert result.event.status == event.status == StripeEvent.Status.FAILED
-    assert "Processing started 3 times without ever recording an outcome" in event.outcome
-    assert "INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME=3" in event.outcome and "replay the event" in event.outcome
-    assert event.error == "3 processing runs without an outcome (worker died)"
-    assert (event.claims_without_outcome, event.attempts) == (0, 4)
+    assert_failed_as_poison(event, died=3, limit=3)
+    assert event.attempts == 4
     # A stale copy of the message does nothing now (FAILED waits for an operator), nor does beat.
     assert services.stripe_event_process(event.pk, only_if_due=True).skipped == "FAILED: waits for an operator's replay"
     assert poison.runs == 3
@@ -75,33 +55,6 @@ def test_after_the_limit_of_runs_without_an_outcome_the_event_is_failed_and_not_
     assert services.stripe_events_replay([event]) == {"IGNORED": 1}
     event.refresh_from_db()
     assert (event.status, event.claims_without_outcome, event.attempts) == (StripeEvent.Status.IGNORED, 0, 5)
-
-
-def test_an_outcome_clears_the_count_so_only_deaths_in_a_row_count(settings, poison):
-    settings.INBOUND_EVENT_MAX_CLAIMS_WITHOUT_OUTCOME = 2
-    event = received_event()
-    with pytest.raises(WorkerKilled):
-        services.stripe_event_process(event.pk, only_if_due=True)
-
-    # The next run records its outcome: the count starts again from nothing.
-    poison.active = False
-    services.stripe_event_process(event.pk, only_if_due=True)
-    event.refresh_from_db()
-    assert (event.status, event.claims_without_outcome, event.attempts) == (StripeEvent.Status.IGNORED, 0, 2)
-
-    # Replayed later into a poisoned worker: two deaths in a row are within the limit, the third
-    # claim fails it without running.
-    poison.active = True
-    for run in (1, 2):
-        with pytest.raises(WorkerKilled):
-            services.stripe_event_process(event.pk)
-        event.refresh_from_db()
-        assert (event.status, event.claims_without_outcome) == (StripeEvent.Status.IGNORED, run)
-    services.stripe_event_process(event.pk)
-
-    event.refresh_from_db()
-    assert event.status == StripeEvent.Status.FAILED and "Processing started 2 times" in event.outcome
-    assert poison.runs == 3
 
 
 def test_the_admin_shows_the_runs_without_an_outcome(client, poison):
