@@ -8,6 +8,7 @@ from io import StringIO
 import pytest
 from django.contrib.admin import helpers
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 from django.test import TestCase
 from django.urls import reverse
 from django.utils import timezone
@@ -170,3 +171,31 @@ def test_creating_an_endpoint_shows_the_url_to_register_and_stores_the_secret_en
         change_url, {"name": "Live account", "enabled": "on", "tolerance_seconds": 300, "new_signing_secret": "sk_oops"}
     )
     assert "starts with whsec_" in refused.content.decode()
+
+
+def test_a_database_error_retries_with_backoff_until_the_horizon_then_fails(settings, monkeypatch):
+    """The platform events' retry rules (violet_refunds.retrying) hold for Stripe events: a transient
+    error is RETRYING with a backed-off next attempt and a growing streak; past the horizon, FAILED."""
+    settings.INBOUND_EVENT_RETRY_HORIZON_SECONDS = 3600
+
+    def terminated(event):
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(services, "_dispatch", terminated)
+    event = StripeEventFactory(type="customer.created", status=StripeEvent.Status.RECEIVED, outcome="")
+
+    before = timezone.now()
+    first = services.stripe_event_process(event.pk, only_if_due=True)
+    assert first.retrying and (first.event.retries, first.event.claims_without_outcome) == (1, 0)
+    assert first.event.next_attempt_at > before and first.event.retrying_since >= before
+    assert "Transient error (failure 1 in a row): retrying automatically" in first.event.outcome
+    assert first.event.error.startswith("OperationalError: terminating connection")
+    # A copy of the message before the next attempt does nothing.
+    assert services.stripe_event_process(event.pk, only_if_due=True).skipped.startswith("not due before")
+
+    StripeEvent.objects.filter(pk=event.pk).update(retrying_since=timezone.now() - dt.timedelta(hours=2))
+    last = services.stripe_event_process(event.pk)
+    event.refresh_from_db()
+    assert not last.retrying and event.status == StripeEvent.Status.FAILED
+    assert "(2 failures in a row since" in event.outcome and "stopped at the retry horizon" in event.outcome
+    assert (event.next_attempt_at, event.retrying_since, event.retries, event.attempts) == (None, None, 0, 2)
