@@ -3,18 +3,20 @@
 refund of the bag, which is forwarded like any channel refund (platforms.forwarding).
 
 - Eligible bags: ACCEPTED, SUBMITTED, COMPLETED, PARTIALLY_REFUNDED (spec 2.3); any other is a
-  CANCELLATION_FAILURE naming its status, and nothing happens.
+  CANCELLATION_FAILURE naming its status, and nothing happens (one exception: a CANCELED bag a cancel
+  that settled later left with money refundable, below).
 - Where the platform can cancel (adapter `capabilities.can_cancel` and write credentials), it is
   asked synchronously (the answer is the channel's): a refusal (e.g. fulfilled), our credentials
   refused, or an address we may not call is a CANCELLATION_FAILURE with the platform's message, and
-  nothing was cancelled or refunded. Where it cannot (Ecwid, Wix, SFCC, no credentials), the network
-  cancels and refunds, and the merchant is told through the refund's "mirror this refund" task.
+  nothing was cancelled or refunded. Where it cannot (Ecwid, SFCC, Wix with WIX_CANCEL_WRITES off,
+  no credentials), the network cancels and refunds, and the merchant is told through the refund's
+  "mirror this refund" task.
 - An unknown outcome is never a failure: when the cancel may have reached the platform (timeout,
   connection lost, 5xx/429 after the client's retries, an unreadable 2xx), the order is read back
   (adapter `order_cancelled`: Shopify `cancelled_at`, BigCommerce `status_id` 5, WooCommerce status
-  `cancelled`). Cancelled there -> the cancellation goes on as if the answer had arrived. Shown not
-  cancelled -> CANCELLATION_FAILURE (nothing happened at either end). The read fails too ->
-  OUTCOME_UNKNOWN: nothing is recorded for that bag and the API answers 503
+  `cancelled`, Wix status CANCELED). Cancelled there -> the cancellation goes on as if the answer had
+  arrived. Shown not cancelled -> CANCELLATION_FAILURE (nothing happened at either end). The read
+  fails too -> OUTCOME_UNKNOWN: nothing is recorded for that bag and the API answers 503
   `cancellation_outcome_unknown` with Retry-After (CANCELLATION_RETRY_AFTER_SECONDS); sending the
   same request again is safe (cancelling at the platform is idempotent; with the same
   Idempotency-Key, bags already cancelled answer as before). Should the platform have cancelled

@@ -362,8 +362,11 @@ class PlatformAdapter(Protocol):
     polls_orders: bool
     # The webhook subscriptions the product needs at the platform (issue #24).
     subscriptions: SubscriptionPlan
-    # What can be written to the platform (forwarding channel refunds): see Capabilities.
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What can be written to the platform (forwarding channel refunds): see Capabilities.
+        Read-only: most adapters set a class attribute; Wix's follows its settings."""
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         """Verify the raw bytes came from the platform, then read the envelope.

@@ -31,7 +31,9 @@ Writing to Wix (issue 14, docs/platforms.md 6d). Every field name of these reque
   Wix takes no idempotency key for it: sent once, and before any resend the order's `refunds[]` are
   searched for our marker in `details.reason` ⚠️ (where `customerReason` shows up on the refund: the
   same field `refund_completed` carries, so the echo webhook is matched by the same marker).
-  Setting WIX_REFUND_WRITES (default off): while off, Wix is "tell the merchant" as before.
+  Setting WIX_REFUND_WRITES (default off): while off, Wix is "tell the merchant" as before. Orders
+  placed before 2024-04-22 are never sent (Wix's Order API cannot refund them, seeds 000/003): the
+  merchant is told.
 - A channel cancellation is Cancel Order (dev.wix.com/docs/rest/business-solutions/e-commerce/orders/
   cancel-order): `POST /ecom/v1/orders/{id}/cancel` with `sendOrderCanceledEmail`, `customMessage`,
   `restockAllItems` (Wix's own example request), answered with the order, status CANCELED. It moves
@@ -257,6 +259,13 @@ class WixAdapter:
         return Capabilities(
             can_refund=refunds, partial=refunds, can_cancel=cancels, write_credentials=_WRITE_CREDENTIALS
         )
+
+    def refund_write_unavailable(self, bag) -> str:
+        """Seeds 000/003: Wix's Order API cannot refund orders placed before 2024-04-22 (merchants
+        cancel them instead), so such a refund is not sent: the merchant is told, as before."""
+        if bag.placed_at < WIX_CANCEL_IS_REFUND_BEFORE:
+            return "Wix's API cannot refund orders placed before 2024-04-22 (they are refunded by cancelling them)"
+        return ""
 
     def refund_find(self, connection, request: ForwardRequest) -> str | None:
         """The order's refund whose reason carries our marker (an earlier send reached Wix)."""

@@ -5,6 +5,7 @@ with an operator. A channel cancellation is Wix's Cancel Order. WIX_REFUND_WRITE
 is told, as before."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -350,3 +351,18 @@ def test_a_refused_repeat_of_a_cancel_that_went_through_is_no_failure(channel, w
     assert body["status"] == "CANCELED" and body["cancelled_bags"][0]["refund"]["amount"] == 11800
     refund = Refund.objects.get(bag=wix.bag)
     assert refund.forwarding.state == ForwardingState.NOT_FORWARDED  # refunds not written: merchant told
+
+
+@responses.activate
+def test_an_order_placed_before_2024_04_22_is_not_sent_to_wix_the_merchant_is_told(channel, wix):
+    # Seeds 000/003: Wix's Order API cannot refund such orders (merchants cancel them instead).
+    type(wix.bag).objects.filter(pk=wix.bag.pk).update(placed_at=datetime(2024, 3, 14, 16, 20, tzinfo=UTC))
+
+    response = channel_refund(APIClient(), channel, wix, {"amount_refunded": 2000})
+
+    assert response.status_code == 201
+    refund = Refund.objects.get(bag=wix.bag)
+    assert refund.forwarding.state == ForwardingState.NOT_FORWARDED
+    assert "placed before 2024-04-22" in refund.forwarding.reason
+    assert refund.status == RefundStatus.COMPLETED and money_moved(refund)[0] == 2000
+    assert len(responses.calls) == 0
