@@ -28,9 +28,10 @@ refund of the bag, which is forwarded like any channel refund (platforms.forward
   times, waiting CANCELLATION_READBACK_BACKOFF_SECONDS (doubling) in between; cancelled on any read
   -> the cancellation goes on; still open after the last -> OUTCOME_UNKNOWN (the 503 above), never
   CANCELLATION_FAILURE. When the job then runs, the platform's cancellation webhook marks the bag
-  CANCELED before the channel's repeat arrives: a CANCELED bag of such a platform with money still
-  refundable is therefore cancelled by that repeat without asking the platform again (it is
-  cancelled there), and what is left is refunded, so the shopper is never stranded by our 503.
+  CANCELED before the channel's repeat arrives: a CANCELED bag of such a platform, whose store we
+  can write cancels to, with money still refundable is therefore cancelled by that repeat without
+  asking the platform again (it is cancelled there), and what is left is refunded, so the shopper is
+  never stranded by our 503.
 - Then the bag becomes CANCELED (outbound ORDER_CANCELLED, as a platform cancellation does) and
   everything still refundable is refunded: a channel refund, recorded under the Idempotency-Key
   prefixed `cancel:`, so a repeated request answers the same cancellation (same refund) and the same
@@ -173,13 +174,19 @@ def cancellations_outcome_check(results: list[BagCancellation]) -> list[BagCance
 
 
 def _cancelled_there_later(bag: Bag) -> bool:
-    """A bag the platform's own cancellation webhook marked CANCELED, on a platform whose cancel
-    settles later, with money still refundable: what a cancel answered 503 (its job still running)
-    leaves behind when the job ran before the channel's repeat. The repeat refunds what is left."""
+    """A bag the platform's own cancellation webhook marked CANCELED, on a platform we cancel through
+    (write credentials held) and whose cancel settles later, with money still refundable: what a
+    cancel answered 503 (its job still running) leaves behind when the job ran before the channel's
+    repeat. The repeat refunds what is left. Where we never write cancels, a CANCELED bag stays
+    ineligible as before."""
     if bag.status != BagStatus.CANCELED:
         return False
-    adapter = get_adapter(bag.merchant.platform)
-    if adapter is None or not adapter.capabilities.cancel_settles_later:
+    merchant = bag.merchant
+    adapter = get_adapter(merchant.platform)
+    capabilities = adapter.capabilities if adapter is not None else NO_WRITES
+    if not (capabilities.can_cancel and capabilities.cancel_settles_later):
+        return False
+    if usable_connection(merchant, capabilities.write_credentials)[0] is None:
         return False
     return bag_refundable_remaining(bag).total > 0
 

@@ -252,8 +252,8 @@ class WixAdapter:
         """Forwarding (issue 14): Refund Payments with `externalRefund: true` (partial or whole) while
         WIX_REFUND_WRITES is on, Cancel Order while WIX_CANCEL_WRITES is on; with both off, Wix is
         "tell the merchant" (the merchant mirrors the refund by hand)."""
-        refunds = bool(getattr(settings, "WIX_REFUND_WRITES", False))
-        cancels = bool(getattr(settings, "WIX_CANCEL_WRITES", False))
+        refunds = bool(settings.WIX_REFUND_WRITES)
+        cancels = bool(settings.WIX_CANCEL_WRITES)
         if not refunds and not cancels:
             return NO_WRITES
         return Capabilities(
