@@ -3,23 +3,35 @@
 refund of the bag, which is forwarded like any channel refund (platforms.forwarding).
 
 - Eligible bags: ACCEPTED, SUBMITTED, COMPLETED, PARTIALLY_REFUNDED (spec 2.3); any other is a
-  CANCELLATION_FAILURE naming its status, and nothing happens.
+  CANCELLATION_FAILURE naming its status, and nothing happens (one exception: a CANCELED bag a cancel
+  that settled later left with money refundable, below).
 - Where the platform can cancel (adapter `capabilities.can_cancel` and write credentials), it is
   asked synchronously (the answer is the channel's): a refusal (e.g. fulfilled), our credentials
   refused, or an address we may not call is a CANCELLATION_FAILURE with the platform's message, and
-  nothing was cancelled or refunded. Where it cannot (Ecwid, Wix, SFCC, no credentials), the network
-  cancels and refunds, and the merchant is told through the refund's "mirror this refund" task.
+  nothing was cancelled or refunded. Where it cannot (Ecwid, SFCC, Wix with WIX_CANCEL_WRITES off,
+  no credentials), the network cancels and refunds, and the merchant is told through the refund's
+  "mirror this refund" task.
 - An unknown outcome is never a failure: when the cancel may have reached the platform (timeout,
   connection lost, 5xx/429 after the client's retries, an unreadable 2xx), the order is read back
   (adapter `order_cancelled`: Shopify `cancelled_at`, BigCommerce `status_id` 5, WooCommerce status
-  `cancelled`). Cancelled there -> the cancellation goes on as if the answer had arrived. Shown not
-  cancelled -> CANCELLATION_FAILURE (nothing happened at either end). The read fails too ->
-  OUTCOME_UNKNOWN: nothing is recorded for that bag and the API answers 503
+  `cancelled`, Wix status CANCELED). Cancelled there -> the cancellation goes on as if the answer had
+  arrived. Shown not cancelled -> CANCELLATION_FAILURE (nothing happened at either end). The read
+  fails too -> OUTCOME_UNKNOWN: nothing is recorded for that bag and the API answers 503
   `cancellation_outcome_unknown` with Retry-After (CANCELLATION_RETRY_AFTER_SECONDS); sending the
   same request again is safe (cancelling at the platform is idempotent; with the same
   Idempotency-Key, bags already cancelled answer as before). Should the platform have cancelled
   after all and the channel never come back, the platform's own cancellation webhook cancels and
   refunds the bag through the ordinary inbound path, so the two sides cannot stay apart.
+- A platform that performs a cancel later (`capabilities.cancel_settles_later`: Shopify's
+  `orderCancel` runs as a job) may show the order open right after a lost answer although the job
+  will cancel it. Such a read is never final: the order is read up to CANCELLATION_READBACK_ATTEMPTS
+  times, waiting CANCELLATION_READBACK_BACKOFF_SECONDS (doubling) in between; cancelled on any read
+  -> the cancellation goes on; still open after the last -> OUTCOME_UNKNOWN (the 503 above), never
+  CANCELLATION_FAILURE. When the job then runs, the platform's cancellation webhook marks the bag
+  CANCELED before the channel's repeat arrives: a CANCELED bag of such a platform, whose store we
+  can write cancels to, with money still refundable is therefore cancelled by that repeat without
+  asking the platform again (it is cancelled there), and what is left is refunded, so the shopper is
+  never stranded by our 503.
 - Then the bag becomes CANCELED (outbound ORDER_CANCELLED, as a platform cancellation does) and
   everything still refundable is refunded: a channel refund, recorded under the Idempotency-Key
   prefixed `cancel:`, so a repeated request answers the same cancellation (same refund) and the same
@@ -29,6 +41,7 @@ refund of the bag, which is forwarded like any channel refund (platforms.forward
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -45,6 +58,7 @@ from platforms.clients.base import (
     PlatformRequestRejected,
 )
 from platforms.forwarding import usable_connection
+from refunds.amounts import bag_refundable_remaining
 from refunds.models import Bag, BagStatus, Refund, RefundSource
 from refunds.services import bag_mark_canceled, refund_for_request, refund_record
 from violet_refunds.exceptions import TemporarilyUnavailable, ValidationFailed
@@ -101,16 +115,18 @@ def bag_cancel(
             return BagCancellation(
                 bag=bag, status=CANCELED, refund=existing, date_cancelled=existing.date_created, repeated=True
             )
-    if bag.status not in CANCELABLE_BAG_STATUSES:
+    cancelled_there = _cancelled_there_later(bag)
+    if bag.status not in CANCELABLE_BAG_STATUSES and not cancelled_there:
         return _failure(
             bag,
             "bag_not_cancelable",
             f"Bag {bag.pk} is {bag.status}: only ACCEPTED, SUBMITTED, COMPLETED or PARTIALLY_REFUNDED bags "
             "can be cancelled.",
         )
-    refused = _cancel_at_platform(bag, fields, request_key or "")
-    if refused is not None:
-        return refused
+    if not cancelled_there:
+        refused = _cancel_at_platform(bag, fields, request_key or "")
+        if refused is not None:
+            return refused
     bag_mark_canceled(bag=bag, actor=actor)
     try:
         result = refund_record(
@@ -157,6 +173,24 @@ def cancellations_outcome_check(results: list[BagCancellation]) -> list[BagCance
     )
 
 
+def _cancelled_there_later(bag: Bag) -> bool:
+    """A bag the platform's own cancellation webhook marked CANCELED, on a platform we cancel through
+    (write credentials held) and whose cancel settles later, with money still refundable: what a
+    cancel answered 503 (its job still running) leaves behind when the job ran before the channel's
+    repeat. The repeat refunds what is left. Where we never write cancels, a CANCELED bag stays
+    ineligible as before."""
+    if bag.status != BagStatus.CANCELED:
+        return False
+    merchant = bag.merchant
+    adapter = get_adapter(merchant.platform)
+    capabilities = adapter.capabilities if adapter is not None else NO_WRITES
+    if not (capabilities.can_cancel and capabilities.cancel_settles_later):
+        return False
+    if usable_connection(merchant, capabilities.write_credentials)[0] is None:
+        return False
+    return bag_refundable_remaining(bag).total > 0
+
+
 def _failure(bag: Bag, code: str, message: str) -> BagCancellation:
     return BagCancellation(bag=bag, status=CANCELLATION_FAILURE, errors=(CancelError(code, message),))
 
@@ -189,35 +223,76 @@ def _cancel_at_platform(bag: Bag, fields: dict, request_key: str) -> BagCancella
     except ConnectionMisconfigured as exc:  # raised before anything was sent
         return _failure(bag, "platform_unavailable", f"{merchant.platform} could not be written to: {exc.message}")
     except PlatformClientError as exc:  # the cancel may have reached the platform: read the order back
-        return _cancel_outcome_look_up(bag, canceller, connection, request.order_id, exc)
+        return _cancel_outcome_look_up(
+            bag, canceller, connection, request.order_id, exc, settles_later=capabilities.cancel_settles_later
+        )
     return None
 
 
+def _readback_pause(read: int) -> None:
+    """Before read number `read` + 1 of a cancel that settles later: the base, doubling, at most 5 s."""
+    delay = min(float(settings.CANCELLATION_READBACK_BACKOFF_SECONDS) * (2 ** (read - 1)), 5.0)
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _outcome_unknown(bag: Bag, message: str) -> BagCancellation:
+    return BagCancellation(
+        bag=bag,
+        status=OUTCOME_UNKNOWN,
+        errors=(CancelError("cancellation_outcome_unknown", f"{message} Nothing was refunded for this bag."),),
+    )
+
+
 def _cancel_outcome_look_up(
-    bag: Bag, canceller: OrderCanceller, connection, order_id: str, error: PlatformClientError
+    bag: Bag,
+    canceller: OrderCanceller,
+    connection,
+    order_id: str,
+    error: PlatformClientError,
+    *,
+    settles_later: bool = False,
 ) -> BagCancellation | None:
     """The cancel's answer was lost: None (it is cancelled there, go on), a failure (the platform
-    shows it not cancelled), or OUTCOME_UNKNOWN (the order could not be read either)."""
+    shows it not cancelled), or OUTCOME_UNKNOWN (the order could not be read either, or, where the
+    platform cancels later, it still showed open on every read)."""
     platform = bag.merchant.platform
-    try:
-        cancelled = canceller.order_cancelled(connection, order_id)
-    except PlatformClientError as exc:
-        logger.warning("bag %s: cancel outcome unknown at %s (%s; read: %s)", bag.pk, platform, error, exc)
-        return BagCancellation(
-            bag=bag,
-            status=OUTCOME_UNKNOWN,
-            errors=(
-                CancelError(
-                    "cancellation_outcome_unknown",
-                    f"{platform} did not confirm the cancellation of order {order_id} ({error.message}) and the "
-                    f"order could not be read back ({exc.message}): it may or may not be cancelled there. "
-                    "Nothing was refunded for this bag.",
-                ),
-            ),
+    reads = max(1, int(settings.CANCELLATION_READBACK_ATTEMPTS)) if settles_later else 1
+    read_error: PlatformClientError | None = None
+    for read in range(1, reads + 1):
+        if read > 1:
+            _readback_pause(read - 1)
+        try:
+            cancelled = canceller.order_cancelled(connection, order_id)
+        except PlatformClientError as exc:
+            read_error = exc
+            continue
+        read_error = None
+        if cancelled:
+            logger.info(
+                "bag %s: the lost cancel reached %s (order %s is cancelled there, read %s)",
+                bag.pk,
+                platform,
+                order_id,
+                read,
+            )
+            return None
+    if read_error is not None:
+        logger.warning("bag %s: cancel outcome unknown at %s (%s; read: %s)", bag.pk, platform, error, read_error)
+        return _outcome_unknown(
+            bag,
+            f"{platform} did not confirm the cancellation of order {order_id} ({error.message}) and the "
+            f"order could not be read back ({read_error.message}): it may or may not be cancelled there.",
         )
-    if cancelled:
-        logger.info("bag %s: the lost cancel reached %s (order %s is cancelled there)", bag.pk, platform, order_id)
-        return None
+    if settles_later:
+        logger.warning(
+            "bag %s: %s still shows order %s open after %s reads (%s)", bag.pk, platform, order_id, reads, error
+        )
+        return _outcome_unknown(
+            bag,
+            f"{platform} did not confirm the cancellation of order {order_id} ({error.message}) and still shows "
+            f"it open after {reads} reads; {platform} cancels as a background job, so it may still be cancelled.",
+        )
     return _failure(
         bag,
         "platform_unavailable",

@@ -81,10 +81,20 @@ def forwarding_decide(bag: Bag, *, full: bool) -> ForwardingDecision:
         return ForwardingDecision(
             forward=False, platform=platform, reason=f"{platform} records only refunds of a whole order"
         )
+    not_this_order = bag_write_unavailable(adapter, bag)
+    if not_this_order:
+        return ForwardingDecision(forward=False, platform=platform, reason=not_this_order)
     connection, problem = usable_connection(merchant, capabilities.write_credentials)
     if connection is None:
         return ForwardingDecision(forward=False, platform=platform, reason=problem)
     return ForwardingDecision(forward=True, platform=platform)
+
+
+def bag_write_unavailable(adapter, bag: Bag) -> str:
+    """Why this order cannot take a refund on a platform that otherwise can ("" if it can): an
+    adapter's optional `refund_write_unavailable(bag)` (Wix: orders placed before 2024-04-22)."""
+    check = getattr(adapter, "refund_write_unavailable", None)
+    return check(bag) if check is not None else ""
 
 
 def forwarding_enqueue(refund_id: int, countdown: float | None = None) -> None:
@@ -145,10 +155,17 @@ def _forward_locked(refund_id: int) -> float | None:
     adapter = get_adapter(merchant.platform)
     capabilities = adapter.capabilities if adapter is not None else NO_WRITES
     connection, problem = usable_connection(merchant, capabilities.write_credentials)
-    if adapter is None or not capabilities.can_refund or connection is None or not refund.bag.external_id:
+    not_this_order = bag_write_unavailable(adapter, refund.bag) if adapter is not None else ""
+    if (
+        adapter is None
+        or not capabilities.can_refund
+        or not_this_order
+        or connection is None
+        or not refund.bag.external_id
+    ):
         refund_forwarding_not_forwarded(
             refund_id=refund_id,
-            reason=problem or "the bag has no platform order, or the platform takes no refunds",
+            reason=not_this_order or problem or "the bag has no platform order, or the platform takes no refunds",
             actor=actor,
         )
         return None

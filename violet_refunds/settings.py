@@ -498,6 +498,12 @@ FORWARDING_RETRY_BACKOFF_MAX_SECONDS = env.int("FORWARDING_RETRY_BACKOFF_MAX_SEC
 # A channel cancellation whose platform answer was lost and whose order could not be read back is
 # answered 503 cancellation_outcome_unknown with this Retry-After (platforms.cancellation).
 CANCELLATION_RETRY_AFTER_SECONDS = env.int("CANCELLATION_RETRY_AFTER_SECONDS", default=30)
+# A platform that cancels as a background job (Shopify orderCancel) may show the order open right
+# after a lost answer: it is read this many times, waiting the base (doubling, each wait at most 5 s)
+# in between, before the answer is that 503 (never a CANCELLATION_FAILURE). The channel's request
+# waits for these reads: 3 reads at 0.5 s add 1.5 s at most.
+CANCELLATION_READBACK_ATTEMPTS = env.int("CANCELLATION_READBACK_ATTEMPTS", default=3)
+CANCELLATION_READBACK_BACKOFF_SECONDS = env.float("CANCELLATION_READBACK_BACKOFF_SECONDS", default=0.5)
 # Sender of the "mirror this refund" e-mails to merchants whose platform cannot be written to.
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="refunds@violet.localhost")
 
@@ -515,6 +521,13 @@ SHOPIFY_ADMIN_API_URL = env.str("SHOPIFY_ADMIN_API_URL", default="https://{shop_
 SHOPIFY_API_VERSION = env.str("SHOPIFY_API_VERSION", default="2025-01")
 ECWID_API_BASE_URL = env.str("ECWID_API_BASE_URL", default="https://app.ecwid.com/api/v3")
 WIX_API_BASE_URL = env.str("WIX_API_BASE_URL", default="https://www.wixapis.com")
+# Issue 14: record channel refunds on Wix (Refund Payments with externalRefund: true). Off by default:
+# the API is a Developer Preview and part of the request is unconfirmed (platforms/adapters/wix.py),
+# and a wrong guess would end every Wix channel refund FAILED; off, the merchant is told to mirror it.
+WIX_REFUND_WRITES = env.bool("WIX_REFUND_WRITES", default=False)
+# Issue 14: cancel Wix orders on a channel's cancellation (Cancel Order, Wix's own example request).
+# Off: the network cancels and refunds, and the merchant is told.
+WIX_CANCEL_WRITES = env.bool("WIX_CANCEL_WRITES", default=True)
 BIGCOMMERCE_API_BASE_URL = env.str("BIGCOMMERCE_API_BASE_URL", default="https://api.bigcommerce.com/stores")
 SFCC_API_URL = env.str("SFCC_API_URL", default="https://{short_code}.api.commercecloud.salesforce.com")
 SFCC_TOKEN_URL = env.str("SFCC_TOKEN_URL", default="https://account.demandware.com/dwsso/oauth2/access_token")

@@ -260,12 +260,16 @@ class Capabilities:
     - `partial`: ... of part of an order too (else only a refund of everything left is forwarded).
     - `can_cancel`: an order can be cancelled through its API.
     - `write_credentials`: what the store connection must hold to write (else: tell the merchant).
+    - `cancel_settles_later`: the platform accepts a cancel and performs it afterwards (Shopify's
+      `orderCancel` job), so an order read right after a lost answer may still show it open: such a
+      read is never taken as "not cancelled" (platforms.cancellation).
     """
 
     can_refund: bool = False
     partial: bool = False
     can_cancel: bool = False
     write_credentials: tuple[str, ...] = ()
+    cancel_settles_later: bool = False
 
 
 NO_WRITES = Capabilities()
@@ -358,8 +362,11 @@ class PlatformAdapter(Protocol):
     polls_orders: bool
     # The webhook subscriptions the product needs at the platform (issue #24).
     subscriptions: SubscriptionPlan
-    # What can be written to the platform (forwarding channel refunds): see Capabilities.
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What can be written to the platform (forwarding channel refunds): see Capabilities.
+        Read-only: most adapters set a class attribute; Wix's follows its settings."""
 
     def authenticate(self, *, body: bytes, headers: Mapping[str, str], secret: str) -> WebhookEnvelope:
         """Verify the raw bytes came from the platform, then read the envelope.

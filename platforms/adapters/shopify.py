@@ -212,7 +212,13 @@ class ShopifyAdapter:
         return tuple(secret for secret in getattr(settings, "SHOPIFY_APP_SECRETS", ()) if secret)
 
     capabilities = Capabilities(
-        can_refund=True, partial=True, can_cancel=True, write_credentials=("shop_domain", "access_token")
+        can_refund=True,
+        partial=True,
+        can_cancel=True,
+        write_credentials=("shop_domain", "access_token"),
+        # `orderCancel` is asynchronous (spec 1.4: it returns a `job`): the order shows cancelled
+        # once the job ran.
+        cancel_settles_later=True,
     )
 
     def order_cancel(self, connection, request: CancelRequest) -> None:

@@ -19,6 +19,28 @@ Readings of ⚠️/❓ items, kept here:
 - JWT expiry is not enforced: Wix retries for ~47 h and may resend the original token; replays are
   caught by the unique inner event id, as for Shopify (which signs no timestamp at all).
 
+Writing to Wix (issue 14, docs/platforms.md 6d). Every field name of these requests lives here, in
+`_refund_payments_body` and `_cancel_order_body`; the unconfirmed ones are marked ⚠️:
+- A channel refund is recorded with Refund Payments (dev.wix.com/docs/rest/business-solutions/
+  e-commerce/order-billing/refund-payments, "Developer Preview"): `POST /ecom/v1/order-billing/
+  refund-payments` with `orderId`, `paymentRefunds[] {paymentId, amount {amount}, externalRefund:
+  true}` (external: Wix only records the refund and calls no payment provider; the network moves the
+  money), `refundItems`, `sideEffects` and `customerReason` (at most 200 characters; our marker first).
+  The answer's `refund.id` is the platform refund id. The payments refunded against are read from the
+  order's transactions (`GET /ecom/v1/payments/orders/{id}`), what each has left after its refunds.
+  Wix takes no idempotency key for it: sent once, and before any resend the order's `refunds[]` are
+  searched for our marker in `details.reason` ⚠️ (where `customerReason` shows up on the refund: the
+  same field `refund_completed` carries, so the echo webhook is matched by the same marker).
+  Setting WIX_REFUND_WRITES (default off): while off, Wix is "tell the merchant" as before. Orders
+  placed before 2024-04-22 are never sent (Wix's Order API cannot refund them, seeds 000/003): the
+  merchant is told.
+- A channel cancellation is Cancel Order (dev.wix.com/docs/rest/business-solutions/e-commerce/orders/
+  cancel-order): `POST /ecom/v1/orders/{id}/cancel` with `sendOrderCanceledEmail`, `customMessage`,
+  `restockAllItems` (Wix's own example request), answered with the order, status CANCELED. It moves
+  no money. A cancelled order is left as it is; a refusal (428 Failed Precondition) is read back
+  first, since a retried cancel whose first answer was lost is refused as already done ⚠️.
+  Setting WIX_CANCEL_WRITES (default on).
+
 The site (issue #15 item 1): the middle layer's `instanceId` is the app instance on the site. It is
 stored on the connection at connect time (credential `instance_id`, copied to
 StoreConnection.external_store_id). `/webhooks/wix/` verifies with the app's public key (the
@@ -30,6 +52,7 @@ has one, otherwise an instance another connection claims.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,8 +66,11 @@ from platforms.adapters.base import (
     LIFECYCLE_UNINSTALLED,
     NO_WRITES,
     PARITY_TOPIC,
+    CancelRequest,
+    Capabilities,
     Delivery,
     EventIgnored,
+    ForwardRequest,
     OrderLine,
     OrderState,
     PayloadMalformed,
@@ -61,9 +87,10 @@ from platforms.adapters.base import (
     parse_datetime,
     to_minor_units,
 )
+from platforms.clients.base import PlatformAuthenticationFailed, PlatformRequestRejected
 from platforms.clients.wix import WixClient
 from platforms.models import Platform
-from violet_refunds.money import AmountParts
+from violet_refunds.money import AmountParts, format_major
 
 # Seeds 000 and 003: cancellation-as-refund only for orders placed before this instant.
 WIX_CANCEL_IS_REFUND_BEFORE = datetime(2024, 4, 22, tzinfo=UTC)
@@ -87,6 +114,15 @@ SUBSCRIPTIONS = SubscriptionPlan(
 # a digest of the token (Wix resends the same token on a retry).
 APP_INSTANCE_REMOVED = "AppInstanceRemoved"
 _JWT_OPTIONS = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "require": ["data"]}
+
+# Forwarding (issue 14). The API key, and the site it acts on (`wix-site-id`), are what a write needs.
+_WRITE_CREDENTIALS = ("api_key", "site_id")
+# Refund Payments: `customerReason` maxLength 200; `paymentRefunds` 1..50 items.
+_CUSTOMER_REASON_MAX = 200
+_PAYMENT_REFUNDS_MAX = 50
+# Refund transactions in this state moved nothing: they leave their payment's amount refundable.
+_REFUND_FAILED = "FAILED"
+CANCELED = "CANCELED"
 
 
 def _decode_layers(claims: Mapping) -> tuple[dict, str]:
@@ -129,16 +165,156 @@ def parse_refund(refund: Mapping, *, currency: str) -> PlatformRefund:
     )
 
 
+def _price_body(amount: int, currency: str) -> dict:
+    """A Wix Price in a request: `{"amount": "<decimal string>"}` (the shape the order and its
+    transactions carry)."""
+    return {"amount": format_major(amount, currency)}
+
+
+def refundable_payments(transactions: Mapping, currency: str) -> list[tuple[str, int]]:
+    """(payment id, minor units still refundable) of the order's payments, in Wix's order: each
+    payment's amount less its refund transactions that did not fail. Gift card payments are left
+    out ⚠️ (Wix gives a gift card's whole credit back whatever the amount)."""
+    refunded: dict[str, int] = defaultdict(int)
+    for refund in transactions.get("refunds") or []:
+        if not isinstance(refund, Mapping):
+            continue
+        for transaction in refund.get("transactions") or []:
+            if not isinstance(transaction, Mapping) or transaction.get("refundStatus") == _REFUND_FAILED:
+                continue
+            amount = (transaction.get("amount") or {}).get("amount")
+            refunded[str(transaction.get("paymentId") or "")] += to_minor_units(amount, currency, round_half_up=True)
+    payments = []
+    for payment in transactions.get("payments") or []:
+        if not isinstance(payment, Mapping) or not payment.get("id") or payment.get("giftcardPaymentDetails"):
+            continue
+        payment_id = str(payment["id"])
+        left = _price(payment.get("amount"), currency) - refunded[payment_id]
+        if left > 0:
+            payments.append((payment_id, left))
+    return payments
+
+
+def _refund_payments_body(request: ForwardRequest, payments: list[tuple[str, int]]) -> dict:
+    """The Refund Payments request for a channel refund. ⚠️ Unconfirmed against a live site (the API is
+    a Developer Preview): `refundItems {lineItems[] {lineItemId, quantity}, shipping {amount}}` and
+    `sideEffects {restockInfo {type, items[]}, sendOrderRefundedEmail}` (the side-effect names
+    `refund_completed` carries; some third-party callers send `notifications {sendCustomerEmail}`
+    instead). Confirmed by Wix's reference: `orderId`, `paymentRefunds[] {paymentId, amount,
+    externalRefund}`, `customerReason` (<= 200 characters)."""
+    currency = request.currency
+    body: dict = {"orderId": request.order_id, "paymentRefunds": []}
+    still = request.amount
+    for payment_id, left in payments:
+        part = min(left, still)
+        body["paymentRefunds"].append(
+            {"paymentId": payment_id, "amount": _price_body(part, currency), "externalRefund": True}
+        )
+        still -= part
+        if still <= 0:
+            break
+    items = [{"lineItemId": line.line_item_external_id, "quantity": line.quantity} for line in request.lines]
+    refund_items: dict = {}
+    if items:
+        refund_items["lineItems"] = items
+    if request.shipping:
+        refund_items["shipping"] = {"amount": _price_body(request.shipping, currency)}
+    if refund_items:
+        body["refundItems"] = refund_items
+    restock = request.restock and bool(items)
+    body["sideEffects"] = {
+        "restockInfo": {"type": "SOME_ITEMS", "items": items} if restock else {"type": "NO_ITEMS"},
+        "sendOrderRefundedEmail": request.notify,
+    }
+    body["customerReason"] = request.note[:_CUSTOMER_REASON_MAX]
+    return body
+
+
+def _cancel_order_body(request: CancelRequest) -> dict:
+    """Cancel Order's body, as in Wix's own example request. The buyer's e-mail (when the channel asked
+    to notify) carries the channel's reason, never our marker."""
+    body: dict = {"sendOrderCanceledEmail": request.notify, "restockAllItems": request.restock}
+    if request.notify and request.reason.strip():
+        body["customMessage"] = request.reason.strip()
+    return body
+
+
 class WixAdapter:
     platform = Platform.WIX
     receives_webhooks = True
     polls_orders = False
     subscriptions = SUBSCRIPTIONS
-    # Forwarding (issue 14): Wix documents Refund Payments with `externalRefund: true` (spec 3.4), but its
-    # field names are unconfirmed (⚠️) and not built here yet: the merchant mirrors the refund by hand.
-    capabilities = NO_WRITES
     # How an app-level outcome names the site ("No connection for Wix site instance 1b5e…").
     store_label = "Wix site instance"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Forwarding (issue 14): Refund Payments with `externalRefund: true` (partial or whole) while
+        WIX_REFUND_WRITES is on, Cancel Order while WIX_CANCEL_WRITES is on; with both off, Wix is
+        "tell the merchant" (the merchant mirrors the refund by hand)."""
+        refunds = bool(settings.WIX_REFUND_WRITES)
+        cancels = bool(settings.WIX_CANCEL_WRITES)
+        if not refunds and not cancels:
+            return NO_WRITES
+        return Capabilities(
+            can_refund=refunds, partial=refunds, can_cancel=cancels, write_credentials=_WRITE_CREDENTIALS
+        )
+
+    def refund_write_unavailable(self, bag) -> str:
+        """Seeds 000/003: Wix's Order API cannot refund orders placed before 2024-04-22 (merchants
+        cancel them instead), so such a refund is not sent: the merchant is told, as before."""
+        if bag.placed_at < WIX_CANCEL_IS_REFUND_BEFORE:
+            return "Wix's API cannot refund orders placed before 2024-04-22 (they are refunded by cancelling them)"
+        return ""
+
+    def refund_find(self, connection, request: ForwardRequest) -> str | None:
+        """The order's refund whose reason carries our marker (an earlier send reached Wix)."""
+        transactions = WixClient.from_connection(connection).get_order_transactions(request.order_id)
+        for refund in transactions.get("refunds") or []:
+            if not isinstance(refund, Mapping) or not refund.get("id"):
+                continue
+            if request.marker in str((refund.get("details") or {}).get("reason") or ""):
+                return str(refund["id"])
+        return None
+
+    def refund_create(self, connection, request: ForwardRequest, *, before_send) -> str:
+        client = WixClient.from_connection(connection)
+        transactions = client.get_order_transactions(request.order_id)
+        payments = refundable_payments(transactions, request.currency)[:_PAYMENT_REFUNDS_MAX]
+        left = sum(amount for _payment_id, amount in payments)
+        if left < request.amount:
+            raise PlatformRequestRejected(
+                f"Wix shows {format_major(left, request.currency)} {request.currency} refundable on order "
+                f"{request.order_id}, less than the {format_major(request.amount, request.currency)} asked.",
+                platform="Wix",
+                http_status=422,
+            )
+        body = _refund_payments_body(request, payments)
+        before_send()
+        created = client.refund_payments(body)
+        refund = created.get("refund") if isinstance(created.get("refund"), Mapping) else {}
+        if not refund or refund.get("id") in (None, ""):
+            raise PlatformDataInvalid("Wix answered Refund Payments without a refund id.")
+        return str(refund["id"])
+
+    def order_cancel(self, connection, request: CancelRequest) -> None:
+        """Cancel Order, unless Wix shows the order cancelled already. Wix answers a cancel it cannot
+        do with 428 (e.g. already cancelled): the order is read back before that counts as a refusal."""
+        client = WixClient.from_connection(connection)
+        if str(client.get_order(request.order_id).get("status") or "") == CANCELED:
+            return
+        try:
+            client.cancel_order(request.order_id, _cancel_order_body(request))
+        except PlatformRequestRejected as exc:
+            if isinstance(exc, PlatformAuthenticationFailed) or exc.http_status is None:
+                raise
+            if str(client.get_order(request.order_id).get("status") or "") == CANCELED:
+                return
+            raise
+
+    def order_cancelled(self, connection, order_id: str) -> bool:
+        """The order's `status` is CANCELED (Cancel Order answers once it is: no job to wait for)."""
+        return str(WixClient.from_connection(connection).get_order(order_id).get("status") or "") == CANCELED
 
     def app_webhook_secrets(self) -> tuple[str, ...]:
         """The public keys of the network's Wix apps (PEM): what /webhooks/wix/ verifies with."""

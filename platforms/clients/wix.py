@@ -8,6 +8,11 @@ belong together with two cheap calls before the portal stores them:
 
 ⚠️ Spec 3.6: examples send the bare key (`Authorization: <key>`, no `Bearer`), and exactly one of
 `wix-site-id` / `wix-account-id` per call; both read the most likely way and kept here.
+
+Writes (issue 14; the request bodies are built in platforms/adapters/wix.py, the one place their
+field names live): Refund Payments (`POST /ecom/v1/order-billing/refund-payments`) is sent once, never
+retried (Wix takes no idempotency key for it); Cancel Order (`POST /ecom/v1/orders/{id}/cancel`) is
+retried like a read, since cancelling twice cancels once (the adapter reads a refusal back).
 """
 
 from __future__ import annotations
@@ -132,6 +137,31 @@ class WixClient(PlatformHttpClient):
             "GET", f"{self.base_url}/ecom/v1/payments/orders/{quote(order_id, safe='')}", headers=self._site_headers()
         )
         return body.get("orderTransactions") or {}
+
+    def _site_write_headers(self) -> dict[str, str]:
+        return {**self._site_headers(), "Content-Type": "application/json"}
+
+    def refund_payments(self, body: dict) -> dict:
+        """Refund Payments (dev.wix.com .../e-commerce/order-billing/refund-payments): the whole answer,
+        `{refund, orderTransactions}`. No idempotency key exists, so it is sent once: after a timeout or
+        5xx the caller looks for our marker in the order's refunds before anything is sent again."""
+        return self.request_json(
+            "POST",
+            f"{self.base_url}/ecom/v1/order-billing/refund-payments",
+            headers=self._site_write_headers(),
+            json=body,
+            max_attempts=1,
+        )
+
+    def cancel_order(self, order_id: str, body: dict) -> dict:
+        """Cancel Order (dev.wix.com .../e-commerce/orders/cancel-order): `{order}` with status CANCELED."""
+        answer = self.request_json(
+            "POST",
+            f"{self.base_url}/ecom/v1/orders/{quote(order_id, safe='')}/cancel",
+            headers=self._site_write_headers(),
+            json=body,
+        )
+        return answer.get("order") or {}
 
 
 def validate_wix_credentials(*, api_key: str, account_id: str, site_id: str, session=None) -> WixSite:

@@ -21,9 +21,11 @@ from tests.refunds.api.conftest import channel  # noqa: F401 - a fixture: the ch
 
 
 @pytest.fixture(autouse=True)
-def _no_client_backoff(monkeypatch):
-    # Client retries still happen, without sleeping between them.
+def _no_client_backoff(monkeypatch, settings):
+    # Client retries still happen, without sleeping between them; so do the read-backs of a lost
+    # cancel on a platform that cancels later (platforms.cancellation).
     monkeypatch.setattr(PlatformHttpClient, "backoff_seconds", 0)
+    settings.CANCELLATION_READBACK_BACKOFF_SECONDS = 0
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,20 @@
 """A channel cancellation whose platform answer was lost is never answered as a failure without a
 look: the order is read back at the platform (Shopify `cancelled_at`, BigCommerce `status_id` 5,
 WooCommerce status `cancelled`). Cancelled there -> CANCELED and the full refund; shown not cancelled
--> CANCELLATION_FAILURE, nothing recorded; unreadable -> 503 cancellation_outcome_unknown with
-Retry-After, nothing recorded, and the same request sent again completes it."""
+-> CANCELLATION_FAILURE, nothing recorded (Shopify, which cancels as a job: read again with backoff,
+and still open is no answer); unreadable -> 503 cancellation_outcome_unknown with Retry-After,
+nothing recorded, and the same request sent again completes it."""
 
 import pytest
 import requests
 import responses
 
 from notifications.models import WebhookEvent
+from platforms.models import Platform
 from refunds.models import BagStatus, Refund, RefundStatus
 from tests.platforms.bigcommerce_store import STORE_HASH
-from tests.platforms.delivery import WOOCOMMERCE_STORE_URL
-from tests.platforms.forwarding_world import money_moved, request_body
+from tests.platforms.delivery import SHOPIFY_SECRET, WOOCOMMERCE_STORE_URL, deliver
+from tests.platforms.forwarding_world import funded_platform_store, money_moved, request_body
 from tests.platforms.test_cancellation import GRAPHQL_URL, ORDER_URL, cancel, order_cancel_ok
 from tests.platforms.test_forwarding_shopify import CALCULATE_URL, CREATE_URL, calculated, created
 
@@ -151,3 +153,108 @@ def test_an_unknown_bag_in_an_order_names_the_bags_this_request_did_cancel(chann
     shop.bag.refresh_from_db()
     assert shop.bag.status == BagStatus.CANCELED and Refund.objects.get(bag=shop.bag).amount == 11800
     assert nothing_recorded(wc.bag, wc_before)
+
+
+# Shopify performs `orderCancel` as a job: a read right after a lost answer may show the order still
+# open although the job will cancel it. Such a read is never final (capabilities.cancel_settles_later).
+
+
+def _shopify_shop(channel):
+    # The funded_shopify fixture's store, with the webhook secret the orders/cancelled delivery signs with.
+    return funded_platform_store(channel, Platform.SHOPIFY, secret=SHOPIFY_SECRET)
+
+
+OPEN = {"order": {"id": 450789469, "cancelled_at": None}}
+CANCELLED = {"order": {"id": 450789469, "cancelled_at": "2026-12-02T06:30:00-05:00"}}
+
+
+@responses.activate
+def test_shopify_lost_answer_open_at_first_then_cancelled_on_a_later_read_is_cancelled_and_refunded_once(channel):
+    shop = _shopify_shop(channel)
+    # Before the mutation: open. Its answers are lost. Read back: open (the job has not run), then
+    # cancelled (it ran).
+    responses.get(ORDER_URL, json=OPEN)
+    responses.get(ORDER_URL, json=OPEN)
+    responses.get(ORDER_URL, json=CANCELLED)
+    graphql = responses.post(GRAPHQL_URL, body=requests.ReadTimeout("read timed out"))
+    responses.post(CALCULATE_URL, json=calculated("118.00"))
+    create = responses.post(CREATE_URL, json=created(), status=201)
+
+    response = cancel(channel, shop)
+
+    assert response.status_code == 200, response.json()
+    [bag] = response.json()["cancelled_bags"]
+    assert bag["status"] == "CANCELED" and bag["errors"] == [] and bag["refund"]["amount"] == 11800
+    reads = [call for call in responses.calls if call.request.method == "GET"]
+    assert len(reads) == 3 and len(graphql.calls) == 3  # before the cancel, then two read-backs
+    refund = Refund.objects.get(bag=shop.bag)
+    assert refund.status == RefundStatus.COMPLETED and money_moved(refund)[0] == 11800
+    assert len(create.calls) == 1
+
+    # The channel sends the same request again: the same cancellation, still one refund.
+    again = cancel(channel, shop)
+    assert again.status_code == 200 and again.json()["cancelled_bags"][0]["refund"]["id"] == refund.pk
+    assert Refund.objects.filter(bag=shop.bag).count() == 1 and money_moved(refund)[0] == 11800
+
+
+@responses.activate
+def test_shopify_lost_answer_still_open_after_every_read_is_a_503_then_the_repeat_finds_the_truth(channel, settings):
+    settings.CANCELLATION_READBACK_ATTEMPTS = 4
+    shop = _shopify_shop(channel)
+    read = responses.get(ORDER_URL, json=OPEN)
+    responses.post(GRAPHQL_URL, status=503, body="Service Unavailable")
+    before = shop.bag.status
+
+    response = cancel(channel, shop)
+
+    assert response.status_code == 503 and response.has_header("Retry-After")
+    body = response.json()
+    assert body["error_code"] == "cancellation_outcome_unknown"
+    assert body["outcome_unknown_bag_ids"] == [shop.bag.pk] and body["cancelled_bag_ids"] == []
+    assert "still shows it open after 4 reads" in body["message"] and "background job" in body["message"]
+    assert len(read.calls) == 1 + 4  # before the cancel, then every read-back
+    assert nothing_recorded(shop.bag, before)
+
+    # The job ran: Shopify's orders/cancelled ("Refund later": no refund in it) marks the bag CANCELED.
+    deliver(shop, "orders_cancelled_without_refund", event_id="job-ran")
+    shop.bag.refresh_from_db()
+    assert shop.bag.status == BagStatus.CANCELED and not Refund.objects.filter(bag=shop.bag).exists()
+
+    # The channel's repeat (same Idempotency-Key) finds the order cancelled and refunds the bag, once.
+    responses.post(CALCULATE_URL, json=calculated("118.00"))
+    responses.post(CREATE_URL, json=created(), status=201)
+    graphql_before = len([call for call in responses.calls if call.request.url == GRAPHQL_URL])
+    again = cancel(channel, shop)
+
+    assert again.status_code == 200, again.json()
+    [bag] = again.json()["cancelled_bags"]
+    assert bag["status"] == "CANCELED" and bag["refund"]["amount"] == 11800
+    assert len([call for call in responses.calls if call.request.url == GRAPHQL_URL]) == graphql_before
+    refund = Refund.objects.get(bag=shop.bag)
+    assert refund.status == RefundStatus.COMPLETED and money_moved(refund)[0] == 11800
+    assert cancel(channel, shop).json()["cancelled_bags"][0]["refund"]["id"] == refund.pk
+    assert Refund.objects.filter(bag=shop.bag).count() == 1
+
+
+@responses.activate
+def test_shopify_repeat_after_a_503_while_the_job_has_run_but_its_webhook_not_arrived(channel):
+    shop = _shopify_shop(channel)
+    responses.get(ORDER_URL, json=OPEN)
+    responses.post(GRAPHQL_URL, body=requests.ConnectionError("reset by peer"))
+    before = shop.bag.status
+
+    assert cancel(channel, shop).status_code == 503
+    assert nothing_recorded(shop.bag, before)
+
+    # The repeat: Shopify now shows the order cancelled, so nothing is sent again and the bag refunds.
+    responses.replace(responses.GET, ORDER_URL, json=CANCELLED)
+    responses.post(CALCULATE_URL, json=calculated("118.00"))
+    responses.post(CREATE_URL, json=created(), status=201)
+    graphql_before = len([call for call in responses.calls if call.request.url == GRAPHQL_URL])
+
+    again = cancel(channel, shop)
+
+    assert again.status_code == 200 and again.json()["status"] == "CANCELED"
+    assert len([call for call in responses.calls if call.request.url == GRAPHQL_URL]) == graphql_before
+    shop.bag.refresh_from_db()
+    assert shop.bag.status == BagStatus.CANCELED and Refund.objects.get(bag=shop.bag).amount == 11800
