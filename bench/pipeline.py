@@ -40,7 +40,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.pipeline_results import REPORT, RESULTS, measure, write_outputs  # noqa: E402 - the project root first
-from bench.pipeline_workers import run_worker, start_worker, stop_worker, wait_until_ready  # noqa: E402
+from bench.pipeline_workers import (  # noqa: E402
+    SandboxServer,
+    pipeline_meter,
+    record_refunds,
+    run_worker,
+    start_sandbox,
+    start_worker,
+    stop_worker,
+    wait_until_ready,
+)
 from bench.pipeline_world import build_bags, create_database, delete_queue_keys, drop_database  # noqa: E402
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -79,13 +88,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS,
         help="Redis broker (BENCH_REDIS_URL, else REDIS_URL); only the bench's own queue keys are touched.",
     )
+    parser.add_argument(
+        "--sandbox",
+        default="http",
+        choices=("http", "in-process"),
+        help="The Stripe sandbox in its own process, over HTTP (http: its CPU apart from ours), or inside "
+        "the workers as the SDK's transport (in-process).",
+    )
+    parser.add_argument("--recorders", type=int, default=4, help="Threads recording the refunds (4).")
+    parser.add_argument("--results", default=str(RESULTS), help="Where the JSON goes (bench/results/pipeline.json).")
     parser.add_argument("--no-report", action="store_true", help="Print the results without writing files.")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: run as the worker
     parser.add_argument("--queue", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.refunds is None:
         args.refunds = 100 if args.quick else 300
-    if args.refunds < 1 or args.concurrency < 1 or args.processes < 1 or args.latency_ms < 0:
+    if args.refunds < 1 or args.concurrency < 1 or args.processes < 1 or args.latency_ms < 0 or args.recorders < 1:
         parser.error("--refunds and --concurrency must be at least 1, --latency-ms at least 0.")
     if args.pool == "gevent":
         try:
@@ -126,6 +144,8 @@ def run(args) -> tuple[dict, str]:
     create_database(args.postgres_url, db_name)
     log(f"database {db_name} created; queue {queue} on {args.redis_url}")
     workers: list[subprocess.Popen] = []
+    sandbox: SandboxServer | None = None
+    sandbox_url = ""
     try:
         os.environ.update(
             {
@@ -143,8 +163,7 @@ def run(args) -> tuple[dict, str]:
         from django.core.management import call_command
         from django.db import connections
 
-        from refunds.models import Refund, RefundSource, RefundStatus
-        from refunds.services import refund_record
+        from refunds.models import Refund, RefundStatus
         from stripe_sandbox.models import SandboxRequest
         from violet_refunds.celery import app as celery_app
 
@@ -155,31 +174,30 @@ def run(args) -> tuple[dict, str]:
         bags = build_bags(args.refunds)
         log(f"{len(bags)} funded bags built in {time.monotonic() - started:.1f} s")
 
+        if args.sandbox == "http":
+            sandbox = start_sandbox(args, database_url, log_path.with_suffix(".sandbox.log"))
+            sandbox_url = sandbox.url
         log_paths = [log_path.with_suffix(f".{node}.log") for node in range(args.processes)]
-        workers = [start_worker(args, queue, database_url, path, node=node) for node, path in enumerate(log_paths)]
+        workers = [
+            start_worker(args, queue, database_url, path, node=node, sandbox_url=sandbox_url)
+            for node, path in enumerate(log_paths)
+        ]
         wait_until_ready(celery_app, queue, workers, log_paths)
 
         calls_before = SandboxRequest.objects.count()
         bag_ids = [bag.pk for bag in bags]
-        # Recording is measured on its own: in production many web and worker processes record in
-        # parallel, while one loop here would make the whole pipeline wait on it.
-        started = time.monotonic()
-        refund_ids = [
-            refund_record(
-                bag=bag, source=RefundSource.CHANNEL_API, actor="bench", external_id=f"bench-{bag.pk}", enqueue=False
-            ).refund.pk
-            for bag in bags
-        ]
-        record_seconds = time.monotonic() - started
-        log(f"{len(bags)} refunds recorded in {record_seconds:.1f} s; enqueueing them all")
+        meter = pipeline_meter(args, db_name, workers, sandbox)
+        # The clock starts before the first refund is recorded: recording (refund_record, enqueued on
+        # commit as in production) is part of the pipeline. A few threads record, as several web and
+        # worker processes would; their CPU (thread time) is the product's too.
         from django.utils import timezone
 
-        from refunds.tasks import process_refund
-
-        enqueued_at = timezone.now()
+        started_at = timezone.now()
         started = time.monotonic()
-        for refund_id in refund_ids:
-            process_refund.delay(refund_id)
+        meter.start()
+        recorded = record_refunds(bags, threads=args.recorders)
+        record_seconds = time.monotonic() - started
+        log(f"{len(bags)} refunds recorded (and enqueued) in {record_seconds:.1f} s by {args.recorders} threads")
 
         expected = args.refunds * 3 * args.latency_ms / 1000 / (args.concurrency * args.processes)
         timeout = args.timeout or max(60.0, 4 * expected + 30)
@@ -193,8 +211,11 @@ def run(args) -> tuple[dict, str]:
                     raise RuntimeError(f"a worker died:\n{path.read_text(errors='replace')[-3000:]}")
             time.sleep(0.25)
         wall = time.monotonic() - started
-        results = measure(args, bag_ids, calls_before, wall, enqueued_at=enqueued_at)
-        results["record_per_second_one_process"] = round(len(refund_ids) / record_seconds, 1)
+        cpu = meter.stop()
+        cpu["recording_python"] = round(recorded.cpu_seconds, 3)
+        results = measure(args, bag_ids, calls_before, wall, started_at=started_at, cpu=cpu)
+        results["record_seconds"] = round(record_seconds, 2)
+        results["recorders"] = args.recorders
         results.update(
             {
                 "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -209,6 +230,8 @@ def run(args) -> tuple[dict, str]:
     finally:
         for worker in workers:
             stop_worker(worker)
+        if sandbox is not None:
+            stop_worker(sandbox.process)
         try:
             from django.db import connections
 
@@ -218,7 +241,11 @@ def run(args) -> tuple[dict, str]:
         drop_database(args.postgres_url, db_name)
         delete_queue_keys(args.redis_url, queue)
         log(f"database {db_name} dropped, queue {queue} deleted, worker stopped")
-        for path in [log_path, *(log_path.with_suffix(f".{node}.log") for node in range(args.processes))]:
+        for path in [
+            log_path,
+            log_path.with_suffix(".sandbox.log"),
+            *(log_path.with_suffix(f".{node}.log") for node in range(args.processes)),
+        ]:
             if path.exists():
                 path.unlink()
 
@@ -236,13 +263,17 @@ def main(argv=None) -> int:
         "calls_per_refund",
         "theoretical_limit_per_second",
         "ratio_to_limit",
+        "product_cpu_ms_per_refund",
+        "sandbox_cpu_ms_per_refund",
+        "cpu_limit_per_second",
         "completed",
         "not_completed",
     ):
         print(f"{key:>30}: {results[key]}")
     if not args.no_report:
-        write_outputs(results, command)
-        log(f"wrote {REPORT.relative_to(ROOT)} and {RESULTS.relative_to(ROOT)}")
+        write_outputs(results, command, Path(args.results))
+        written = f"{REPORT.relative_to(ROOT)} and " if Path(args.results).resolve() == RESULTS.resolve() else ""
+        log(f"wrote {written}{args.results}")
     return 0 if results["not_completed"] == 0 and results["stripe_refunds_created"] == results["completed"] else 1
 
 
