@@ -1,22 +1,26 @@
-"""Refund pipeline benchmark: refunds per second from recorded (PROCESSING, enqueued) to COMPLETED.
+"""Refund pipeline benchmark: refunds per second from the first refund recorded to the last COMPLETED.
 
-    python bench/pipeline.py [--refunds N] [--latency-ms MS] [--concurrency C]
-                             [--pool threads|prefork|gevent] [--quick]
+    python bench/pipeline.py [--refunds N] [--latency-ms MS] [--concurrency C] [--processes P]
+                             [--pool threads|prefork|gevent] [--sandbox http|in-process] [--quick]
 
 What it does, all on 127.0.0.1 and cleaning up after itself:
 1. creates its own PostgreSQL database `violet_bench_<pid>` and migrates it;
 2. builds N bags, each charged and paid out (merchant + channel transfers) in the Stripe sandbox
-   through refunds.services.checkout.order_charge_and_transfer (no simulated latency while building);
-3. starts a real Celery worker (its own queue `bench-<pid>` on Redis) whose sandbox adds
-   --latency-ms to every Stripe call, as the network would;
-4. records one full refund per bag (refund_record, enqueued on commit, exactly as in production)
-   and waits, with a deadline, until every refund is final;
-5. writes its section of bench/report.md and bench/results/pipeline.json; stops the worker, deletes
-   its queue keys and drops the database.
+   through refunds.services.checkout.order_charge_and_transfer (in-process, no latency: not measured);
+3. starts the Stripe sandbox in its own process (python -m stripe_sandbox.http_server, --latency-ms
+   per call, the same database) and real Celery workers (their own queue `bench-<pid>` on Redis) whose
+   SDK talks HTTP to it (STRIPE_SANDBOX_URL); `--sandbox in-process` puts it back inside the workers;
+4. starts the clock and the CPU meters, records one full refund per bag (refund_record in a few
+   threads, enqueued on commit, exactly as in production) and waits, with a deadline, until every
+   refund is final;
+5. writes its section of bench/report.md and its JSON (bench/results/pipeline.json, or --results);
+   stops the workers and the sandbox, deletes its queue keys and drops the database.
 
-The theoretical limit is concurrency / (Stripe calls per refund x latency): each worker slot spends
-at least that long waiting on Stripe per refund. The ratio says how close the pipeline gets; the gap
-is our own work (database, broker, Python) on this machine's 2 cores.
+The slot limit is slots / (Stripe calls per refund x latency): each worker slot spends at least that
+long waiting on Stripe per refund. The CPU limit is cores / CPU per refund: the product's (workers,
+recording threads, their PostgreSQL backends) is metered apart from the sandbox's (its process and its
+backends, application_name violet-stripe-sandbox). The ratio to the slot limit says how close the
+pipeline gets; the CPU numbers say what the gap is made of.
 
 This file is the entry point and the run; the rest lives beside it: bench/pipeline_world.py (database,
 queue keys, funded bags), bench/pipeline_workers.py (the Celery workers, and this file's --worker mode)
