@@ -90,6 +90,7 @@ def compare(
         result = _wrk(target, label, duration)
         if meter is not None:
             result.cpu = meter.stop()
+        server.drain()
         return result
 
     def _wrk(target: Target, label: str, duration: int) -> LoadResult:

@@ -268,3 +268,53 @@ def test_postgres_backends_are_found_by_database_and_application_name():
     finally:
         for backends in (everyone, named, others):
             backends.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_pipeline_results_put_recording_on_the_clock_and_the_sandbox_cpu_apart():
+    import argparse
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from bench.pipeline_results import measure
+    from refunds.models import Refund, RefundStatus
+    from tests.factories import RefundFactory, SandboxRefundFactory, SandboxRequestFactory
+
+    started_at = timezone.now() - dt.timedelta(seconds=10)
+    done = [
+        RefundFactory(status=RefundStatus.COMPLETED, date_completed=started_at + dt.timedelta(seconds=seconds))
+        for seconds in (4, 5, 8)
+    ]
+    stuck = RefundFactory(status=RefundStatus.PROCESSING)
+    # Recorded one second after the clock started (the factory's date_created is now: set it).
+    Refund.objects.filter(pk__in=[r.pk for r in done]).update(date_created=started_at + dt.timedelta(seconds=1))
+    SandboxRequestFactory.create_batch(9)
+    SandboxRefundFactory.create_batch(3)
+    args = argparse.Namespace(
+        refunds=4, latency_ms=100, concurrency=16, processes=2, pool="threads", sandbox="http", recorders=4
+    )
+    cpu = {
+        "workers_python": 0.03,
+        "recording_python": 0.006,
+        "product_postgres": 0.024,
+        "sandbox_python": 0.09,
+        "sandbox_postgres": 0.03,
+    }
+
+    results = measure(args, [*(r.bag_id for r in done), stuck.bag_id], 0, 9.0, started_at=started_at, cpu=cpu)
+
+    assert (results["completed"], results["not_completed"], results["left_processing"]) == (3, 1, 1)
+    assert results["span_seconds"] == 8.0  # from the clock's start (before recording) to the last COMPLETED
+    assert results["refunds_per_second"] == 0.38  # 3 / 8 s
+    assert results["latency_p50_seconds"] == 4.0  # recorded -> completed: 3, 4, 7 s
+    assert results["calls_per_refund"] == 3.0
+    assert results["theoretical_limit_per_second"] == 106.67  # 32 slots / (3 calls x 0.1 s)
+    assert results["product_cpu_ms_per_refund"] == 20.0  # (30 + 6 + 24 ms) / 3
+    assert results["product_python_cpu_ms_per_refund"] == 12.0
+    assert results["product_postgres_cpu_ms_per_refund"] == 8.0
+    assert results["sandbox_cpu_ms_per_refund"] == 40.0  # (90 + 30 ms) / 3, apart from ours
+    cores = results["cores"]
+    assert results["cpu_limit_per_second"] == round(1000 * cores / 20.0, 1)
+    assert results["cpu_limit_with_sandbox_per_second"] == round(1000 * cores / 60.0, 1)
