@@ -232,7 +232,13 @@ def main(argv=None) -> int:
     if "slots" in args.skip:
         results["pipeline_slots_error"] = "skipped (--skip slots)"
     elif "pipeline" not in args.skip:
-        run_pipeline(args, plan, results, key="pipeline_slots", extra=("--concurrency", str(SLOTS_RUN_CONCURRENCY)))
+        run_pipeline(
+            args,
+            plan,
+            results,
+            key="pipeline_slots",
+            extra=("--concurrency", str(SLOTS_RUN_CONCURRENCY), "--warmup", "0"),
+        )
     results["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     results["elapsed_seconds"] = round(time.monotonic() - run_started, 1)
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

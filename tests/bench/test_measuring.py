@@ -303,7 +303,7 @@ def test_pipeline_results_put_recording_on_the_clock_and_the_sandbox_cpu_apart()
         "sandbox_postgres": 0.03,
     }
 
-    results = measure(args, [*(r.bag_id for r in done), stuck.bag_id], 0, 9.0, started_at=started_at, cpu=cpu)
+    results = measure(args, [*(r.bag_id for r in done), stuck.bag_id], {}, 9.0, started_at=started_at, cpu=cpu)
 
     assert (results["completed"], results["not_completed"], results["left_processing"]) == (3, 1, 1)
     assert results["span_seconds"] == 8.0  # from the clock's start (before recording) to the last COMPLETED
