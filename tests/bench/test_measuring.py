@@ -318,3 +318,13 @@ def test_pipeline_results_put_recording_on_the_clock_and_the_sandbox_cpu_apart()
     cores = results["cores"]
     assert results["cpu_limit_per_second"] == round(1000 * cores / 20.0, 1)
     assert results["cpu_limit_with_sandbox_per_second"] == round(1000 * cores / 60.0, 1)
+
+
+def test_a_run_on_a_busy_machine_says_its_absolute_numbers_are_inflated():
+    quiet = report.build(_results(machine={"cores": 2, "load_average_before": [0.4, 1, 1]}), Plan.for_mode(False))
+    busy = report.build(
+        _results(machine={"cores": 2, "load_average_before": [1.5, 1, 1], "load_average_after": [9.2, 8, 7]}),
+        Plan.for_mode(quick=False),
+    )
+    assert quiet["busy_note"] == ""
+    assert "BUSY machine: 1-minute load average 1.5 -> 9.2 on 2 cores" in report.render(busy, pipeline_section="")
