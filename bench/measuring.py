@@ -4,9 +4,10 @@ alternating wrk runs, and in-process query counts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from bench.cpu import CpuMeter
 from bench.tools import LoadResult, Server, log, run_wrk
 
 CONNECTIONS = 16
@@ -37,7 +38,7 @@ class Plan:
                 quick=True,
                 api_refunds=10_000,
                 admin_refunds=50_000,
-                rounds=4,
+                rounds=5,
                 round_seconds=2,
                 warmup_seconds=1,
                 admin_seconds=5,
@@ -46,7 +47,7 @@ class Plan:
             quick=False,
             api_refunds=100_000,
             admin_refunds=1_000_000,
-            rounds=6,
+            rounds=7,
             round_seconds=5,
             warmup_seconds=3,
             admin_seconds=15,
@@ -68,13 +69,31 @@ class Target:
         return self.script_args(label) if self.script_args else None
 
 
-def compare(server: Server, plan: Plan, targets: list[Target], *, rounds: int, seconds: int) -> dict[str, LoadResult]:
+def compare(
+    server: Server,
+    plan: Plan,
+    targets: list[Target],
+    *,
+    rounds: int,
+    seconds: int,
+    cpu: dict[str, Callable[[], Iterable[int]]] | None = None,
+) -> dict[str, LoadResult]:
     """A warm-up of each target, then `rounds` measured runs of each, alternating (ABBA...), so a
     neighbour's burst of load on this shared machine falls on both sides alike. Runs are merged:
-    requests over total time, percentiles from the merged latency histogram."""
+    requests over total time, percentiles from the merged latency histogram; each run's requests/s
+    is kept, so a ratio can be taken round by round (its median and spread). `cpu`: process groups
+    (bench/cpu.py) whose CPU seconds each measured run records."""
     measured: dict[str, list[LoadResult]] = {target.name: [] for target in targets}
 
     def run(target: Target, label: str, duration: int) -> LoadResult:
+        meter = CpuMeter(cpu).start() if cpu and label != "warm" else None
+        result = _wrk(target, label, duration)
+        if meter is not None:
+            result.cpu = meter.stop()
+        server.drain()
+        return result
+
+    def _wrk(target: Target, label: str, duration: int) -> LoadResult:
         return run_wrk(
             server.base_url + target.path,
             script=target.script,
@@ -92,9 +111,11 @@ def compare(server: Server, plan: Plan, targets: list[Target], *, rounds: int, s
             measured[target.name].append(run(target, f"run{index}", seconds))
     merged = {name: LoadResult.merge(runs) for name, runs in measured.items()}
     for name, result in merged.items():
+        cpu_ms = result.cpu_ms_per_request()
         log(
             f"{name}: {result.requests_per_second:.0f} req/s, p50 {result.p50_ms:.1f} ms, "
             f"p99 {result.p99_ms:.1f} ms, errors {result.failed_requests}; runs {result.per_run_rps}"
+            + (f"; CPU {cpu_ms:.2f} ms/request {result.cpu}" if cpu_ms is not None else "")
         )
     return merged
 

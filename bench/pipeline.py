@@ -1,22 +1,26 @@
-"""Refund pipeline benchmark: refunds per second from recorded (PROCESSING, enqueued) to COMPLETED.
+"""Refund pipeline benchmark: refunds per second from the first refund recorded to the last COMPLETED.
 
-    python bench/pipeline.py [--refunds N] [--latency-ms MS] [--concurrency C]
-                             [--pool threads|prefork|gevent] [--quick]
+    python bench/pipeline.py [--refunds N] [--latency-ms MS] [--concurrency C] [--processes P]
+                             [--pool threads|prefork|gevent] [--sandbox http|in-process] [--quick]
 
 What it does, all on 127.0.0.1 and cleaning up after itself:
 1. creates its own PostgreSQL database `violet_bench_<pid>` and migrates it;
 2. builds N bags, each charged and paid out (merchant + channel transfers) in the Stripe sandbox
-   through refunds.services.checkout.order_charge_and_transfer (no simulated latency while building);
-3. starts a real Celery worker (its own queue `bench-<pid>` on Redis) whose sandbox adds
-   --latency-ms to every Stripe call, as the network would;
-4. records one full refund per bag (refund_record, enqueued on commit, exactly as in production)
-   and waits, with a deadline, until every refund is final;
-5. writes its section of bench/report.md and bench/results/pipeline.json; stops the worker, deletes
-   its queue keys and drops the database.
+   through refunds.services.checkout.order_charge_and_transfer (in-process, no latency: not measured);
+3. starts the Stripe sandbox in its own process (python -m stripe_sandbox.http_server, --latency-ms
+   per call, the same database) and real Celery workers (their own queue `bench-<pid>` on Redis) whose
+   SDK talks HTTP to it (STRIPE_SANDBOX_URL); `--sandbox in-process` puts it back inside the workers;
+4. starts the clock and the CPU meters, records one full refund per bag (refund_record in a few
+   threads, enqueued on commit, exactly as in production) and waits, with a deadline, until every
+   refund is final;
+5. writes its section of bench/report.md and its JSON (bench/results/pipeline.json, or --results);
+   stops the workers and the sandbox, deletes its queue keys and drops the database.
 
-The theoretical limit is concurrency / (Stripe calls per refund x latency): each worker slot spends
-at least that long waiting on Stripe per refund. The ratio says how close the pipeline gets; the gap
-is our own work (database, broker, Python) on this machine's 2 cores.
+The slot limit is slots / (Stripe calls per refund x latency): each worker slot spends at least that
+long waiting on Stripe per refund. The CPU limit is cores / CPU per refund: the product's (workers,
+recording threads, their PostgreSQL backends) is metered apart from the sandbox's (its process and its
+backends, application_name violet-stripe-sandbox). The ratio to the slot limit says how close the
+pipeline gets; the CPU numbers say what the gap is made of.
 
 This file is the entry point and the run; the rest lives beside it: bench/pipeline_world.py (database,
 queue keys, funded bags), bench/pipeline_workers.py (the Celery workers, and this file's --worker mode)
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import time
@@ -40,7 +45,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.pipeline_results import REPORT, RESULTS, measure, write_outputs  # noqa: E402 - the project root first
-from bench.pipeline_workers import run_worker, start_worker, stop_worker, wait_until_ready  # noqa: E402
+from bench.pipeline_workers import (  # noqa: E402
+    SandboxServer,
+    pipeline_meter,
+    record_refunds,
+    run_worker,
+    start_sandbox,
+    start_worker,
+    stop_worker,
+    wait_until_ready,
+)
 from bench.pipeline_world import build_bags, create_database, delete_queue_keys, drop_database  # noqa: E402
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -79,13 +93,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS,
         help="Redis broker (BENCH_REDIS_URL, else REDIS_URL); only the bench's own queue keys are touched.",
     )
+    parser.add_argument(
+        "--sandbox",
+        default="http",
+        choices=("http", "in-process"),
+        help="The Stripe sandbox in its own process, over HTTP (http: its CPU apart from ours), or inside "
+        "the workers as the SDK's transport (in-process).",
+    )
+    parser.add_argument("--recorders", type=int, default=4, help="Threads recording the refunds (4).")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="Refunds processed before the clock starts (one per slot)."
+    )
+    parser.add_argument("--results", default=str(RESULTS), help="Where the JSON goes (bench/results/pipeline.json).")
     parser.add_argument("--no-report", action="store_true", help="Print the results without writing files.")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: run as the worker
     parser.add_argument("--queue", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.refunds is None:
         args.refunds = 100 if args.quick else 300
-    if args.refunds < 1 or args.concurrency < 1 or args.processes < 1 or args.latency_ms < 0:
+    if args.refunds < 1 or args.concurrency < 1 or args.processes < 1 or args.latency_ms < 0 or args.recorders < 1:
         parser.error("--refunds and --concurrency must be at least 1, --latency-ms at least 0.")
     if args.pool == "gevent":
         try:
@@ -126,6 +152,8 @@ def run(args) -> tuple[dict, str]:
     create_database(args.postgres_url, db_name)
     log(f"database {db_name} created; queue {queue} on {args.redis_url}")
     workers: list[subprocess.Popen] = []
+    sandbox: SandboxServer | None = None
+    sandbox_url = ""
     try:
         os.environ.update(
             {
@@ -134,8 +162,17 @@ def run(args) -> tuple[dict, str]:
                 "REDIS_URL": args.redis_url,
                 "STRIPE_SANDBOX_LATENCY_MS": "0",  # building the world is not what we measure
                 "LOG_LEVEL": "WARNING",
+                # Production shape for every process (this one, the workers, the sandbox server): DEBUG
+                # off (no per-query bookkeeping), its own keys, the sandbox allowed explicitly.
+                "DEBUG": "false",
+                "STRIPE_SANDBOX_ALLOWED": "true",
             }
         )
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+        if "FIELD_ENCRYPTION_KEY" not in os.environ:
+            from cryptography.fernet import Fernet
+
+            os.environ["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
         sys.path.insert(0, str(ROOT))
         import django
 
@@ -143,58 +180,75 @@ def run(args) -> tuple[dict, str]:
         from django.core.management import call_command
         from django.db import connections
 
-        from refunds.models import Refund, RefundSource, RefundStatus
-        from refunds.services import refund_record
-        from stripe_sandbox.models import SandboxRequest
+        from refunds.models import Refund, RefundStatus
+        from stripe_sandbox.models import SandboxEvent, SandboxRefund, SandboxRequest
         from violet_refunds.celery import app as celery_app
 
         celery_app.conf.task_default_queue = queue
         celery_app.conf.task_routes = {"*": {"queue": queue}}  # as the workers (pipeline_workers.run_worker)
         call_command("migrate", verbosity=0)
         started = time.monotonic()
-        bags = build_bags(args.refunds)
-        log(f"{len(bags)} funded bags built in {time.monotonic() - started:.1f} s")
+        warmup = args.processes * args.concurrency if args.warmup is None else args.warmup
+        all_bags = build_bags(args.refunds + warmup)
+        warmup_bags, bags = all_bags[:warmup], all_bags[warmup:]
+        log(f"{len(all_bags)} funded bags built in {time.monotonic() - started:.1f} s ({warmup} for the warm-up)")
 
+        if args.sandbox == "http":
+            sandbox = start_sandbox(args, database_url, log_path.with_suffix(".sandbox.log"))
+            sandbox_url = sandbox.url
         log_paths = [log_path.with_suffix(f".{node}.log") for node in range(args.processes)]
-        workers = [start_worker(args, queue, database_url, path, node=node) for node, path in enumerate(log_paths)]
+        workers = [
+            start_worker(args, queue, database_url, path, node=node, sandbox_url=sandbox_url)
+            for node, path in enumerate(log_paths)
+        ]
         wait_until_ready(celery_app, queue, workers, log_paths)
 
-        calls_before = SandboxRequest.objects.count()
+        def wait_until_final(bag_ids: list[int], deadline: float) -> None:
+            while time.monotonic() < deadline:
+                pending = Refund.objects.filter(bag_id__in=bag_ids, status=RefundStatus.PROCESSING).count()
+                if pending == 0:
+                    return
+                for worker, path in zip(workers, log_paths, strict=True):
+                    if worker.poll() is not None:
+                        raise RuntimeError(f"a worker died:\n{path.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.25)
+
+        if warmup_bags:
+            # Discarded: every slot's first refund pays for its database connection, its SDK session
+            # and the imports on first use; the measured refunds run in the steady state.
+            record_refunds(warmup_bags, threads=args.recorders)
+            wait_until_final([bag.pk for bag in warmup_bags], time.monotonic() + 60)
+            log(f"{len(warmup_bags)} warm-up refunds processed")
+
+        counts_before = {
+            "calls": SandboxRequest.objects.count(),
+            "stripe_refunds": SandboxRefund.objects.count(),
+            "events": SandboxEvent.objects.count(),
+        }
         bag_ids = [bag.pk for bag in bags]
-        # Recording is measured on its own: in production many web and worker processes record in
-        # parallel, while one loop here would make the whole pipeline wait on it.
-        started = time.monotonic()
-        refund_ids = [
-            refund_record(
-                bag=bag, source=RefundSource.CHANNEL_API, actor="bench", external_id=f"bench-{bag.pk}", enqueue=False
-            ).refund.pk
-            for bag in bags
-        ]
-        record_seconds = time.monotonic() - started
-        log(f"{len(bags)} refunds recorded in {record_seconds:.1f} s; enqueueing them all")
+        meter = pipeline_meter(args, db_name, workers, sandbox)
+        # The clock starts before the first refund is recorded: recording (refund_record, enqueued on
+        # commit as in production) is part of the pipeline. A few threads record, as several web and
+        # worker processes would; their CPU (thread time) is the product's too.
         from django.utils import timezone
 
-        from refunds.tasks import process_refund
-
-        enqueued_at = timezone.now()
+        started_at = timezone.now()
         started = time.monotonic()
-        for refund_id in refund_ids:
-            process_refund.delay(refund_id)
+        meter.start()
+        recorded = record_refunds(bags, threads=args.recorders)
+        record_seconds = time.monotonic() - started
+        log(f"{len(bags)} refunds recorded (and enqueued) in {record_seconds:.1f} s by {args.recorders} threads")
 
         expected = args.refunds * 3 * args.latency_ms / 1000 / (args.concurrency * args.processes)
         timeout = args.timeout or max(60.0, 4 * expected + 30)
-        deadline = started + timeout
-        while time.monotonic() < deadline:
-            pending = Refund.objects.filter(bag_id__in=bag_ids, status=RefundStatus.PROCESSING).count()
-            if pending == 0:
-                break
-            for worker, path in zip(workers, log_paths, strict=True):
-                if worker.poll() is not None:
-                    raise RuntimeError(f"a worker died:\n{path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.25)
+        wait_until_final(bag_ids, started + timeout)
         wall = time.monotonic() - started
-        results = measure(args, bag_ids, calls_before, wall, enqueued_at=enqueued_at)
-        results["record_per_second_one_process"] = round(len(refund_ids) / record_seconds, 1)
+        cpu = meter.stop()
+        cpu["recording_python"] = round(recorded.cpu_seconds, 3)
+        results = measure(args, bag_ids, counts_before, wall, started_at=started_at, cpu=cpu)
+        results["warmup_refunds"] = warmup
+        results["record_seconds"] = round(record_seconds, 2)
+        results["recorders"] = args.recorders
         results.update(
             {
                 "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -209,6 +263,8 @@ def run(args) -> tuple[dict, str]:
     finally:
         for worker in workers:
             stop_worker(worker)
+        if sandbox is not None:
+            stop_worker(sandbox.process)
         try:
             from django.db import connections
 
@@ -218,7 +274,11 @@ def run(args) -> tuple[dict, str]:
         drop_database(args.postgres_url, db_name)
         delete_queue_keys(args.redis_url, queue)
         log(f"database {db_name} dropped, queue {queue} deleted, worker stopped")
-        for path in [log_path, *(log_path.with_suffix(f".{node}.log") for node in range(args.processes))]:
+        for path in [
+            log_path,
+            log_path.with_suffix(".sandbox.log"),
+            *(log_path.with_suffix(f".{node}.log") for node in range(args.processes)),
+        ]:
             if path.exists():
                 path.unlink()
 
@@ -236,13 +296,17 @@ def main(argv=None) -> int:
         "calls_per_refund",
         "theoretical_limit_per_second",
         "ratio_to_limit",
+        "product_cpu_ms_per_refund",
+        "sandbox_cpu_ms_per_refund",
+        "cpu_limit_per_second",
         "completed",
         "not_completed",
     ):
         print(f"{key:>30}: {results[key]}")
     if not args.no_report:
-        write_outputs(results, command)
-        log(f"wrote {REPORT.relative_to(ROOT)} and {RESULTS.relative_to(ROOT)}")
+        write_outputs(results, command, Path(args.results))
+        written = f"{REPORT.relative_to(ROOT)} and " if Path(args.results).resolve() == RESULTS.resolve() else ""
+        log(f"wrote {written}{args.results}")
     return 0 if results["not_completed"] == 0 and results["stripe_refunds_created"] == results["completed"] else 1
 
 

@@ -9,10 +9,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.tools import ROOT
+from bench.cpu import CpuMeter, PostgresBackends, process_tree
+from bench.tools import HOST, ROOT, free_port
+
+SANDBOX_APPLICATION_NAME = "violet-stripe-sandbox"  # stripe_sandbox.http_server.APPLICATION_NAME
 
 PIPELINE_SCRIPT = ROOT / "bench" / "pipeline.py"  # started again with --worker
 
@@ -46,14 +54,18 @@ def run_worker(args) -> None:
     )
 
 
-def start_worker(args, queue: str, database_url: str, log_path: Path, node: int = 0) -> subprocess.Popen:
+def start_worker(
+    args, queue: str, database_url: str, log_path: Path, node: int = 0, sandbox_url: str = ""
+) -> subprocess.Popen:
     env = dict(os.environ)
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
             "DATABASE_URL": database_url,
             "REDIS_URL": args.redis_url,
-            "STRIPE_SANDBOX_LATENCY_MS": str(args.latency_ms),
+            # In-process sandbox: it sleeps in the worker's thread. Out of process: the server does.
+            "STRIPE_SANDBOX_LATENCY_MS": "0" if sandbox_url else str(args.latency_ms),
+            "STRIPE_SANDBOX_URL": sandbox_url,
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
@@ -111,3 +123,120 @@ def wait_until_ready(celery_app, queue: str, workers, log_paths, timeout: float 
         if len({name for reply in replies for name in reply if queue in name}) >= len(workers):
             return
     raise RuntimeError(f"the workers did not answer within {timeout:.0f} s")
+
+
+# --- the Stripe sandbox in its own process ----------------------------------------------------------
+
+
+@dataclass
+class SandboxServer:
+    process: subprocess.Popen
+    url: str
+
+
+def start_sandbox(args, database_url: str, log_path: Path, timeout: float = 45) -> SandboxServer:
+    """python -m stripe_sandbox.http_server on a free port of 127.0.0.1: the SDK's Stripe, sleeping
+    --latency-ms per call, on the pipeline's database (the same sandbox tables)."""
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": args.redis_url,
+            "STRIPE_SANDBOX_URL": "",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "stripe_sandbox.http_server",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--pool-size",
+        "8",
+    ]
+    handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the sandbox server exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/v1/balance", timeout=2)  # noqa: S310 - our own 127.0.0.1 URL
+        except urllib.error.HTTPError:  # Stripe's 401 without a key: it answers
+            return SandboxServer(process=process, url=url)
+        except OSError:
+            time.sleep(0.2)
+    stop_worker(process)
+    raise RuntimeError(f"the sandbox server did not answer within {timeout:.0f} s")
+
+
+def pipeline_meter(args, database: str, workers, sandbox: SandboxServer | None) -> CpuMeter:
+    """CPU of the product (Celery workers and their PostgreSQL sessions) apart from the sandbox's
+    (its server process and its sessions, named by application_name). Sampled every 0.25 s: database
+    sessions may come and go. The in-process sandbox's CPU cannot be separated: it is the workers'."""
+
+    def worker_pids() -> list[int]:
+        return [pid for worker in workers for pid in process_tree(worker.pid, include_root=True)()]
+
+    groups = {
+        "workers_python": worker_pids,
+        "product_postgres": PostgresBackends(args.postgres_url, database, other_than=SANDBOX_APPLICATION_NAME),
+    }
+    if sandbox is not None:
+        groups["sandbox_python"] = process_tree(sandbox.process.pid, include_root=True)
+        groups["sandbox_postgres"] = PostgresBackends(args.postgres_url, database, application=SANDBOX_APPLICATION_NAME)
+    return CpuMeter(groups, interval=0.25)
+
+
+@dataclass
+class Recorded:
+    refund_ids: list[int]
+    cpu_seconds: float  # the recording threads' own CPU (thread time)
+
+
+def record_refunds(bags, *, threads: int) -> Recorded:
+    """One full refund per bag, recorded and enqueued on commit exactly as in production, by `threads`
+    threads of this process (each with its own database connection, closed at the end)."""
+    from django.db import connections
+
+    from refunds.models import RefundSource
+    from refunds.services import refund_record
+
+    lock = threading.Lock()
+    cpu = [0.0]
+    chunks = [bags[index::threads] for index in range(threads)]
+
+    def record(chunk) -> list[int]:
+        started = time.thread_time()
+        try:
+            return [
+                refund_record(
+                    bag=bag, source=RefundSource.CHANNEL_API, actor="bench", external_id=f"bench-{bag.pk}"
+                ).refund.pk
+                for bag in chunk
+            ]
+        finally:
+            with lock:
+                cpu[0] += time.thread_time() - started
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        ids = [refund_id for chunk_ids in pool.map(record, chunks) for refund_id in chunk_ids]
+    return Recorded(refund_ids=ids, cpu_seconds=cpu[0])

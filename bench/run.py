@@ -62,7 +62,9 @@ PIPELINE_SCRIPT = BENCH_DIR / "pipeline.py"
 PIPELINE_RESULTS = BENCH_DIR / "results" / "pipeline.json"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-PARTS = ("webhook", "api", "admin", "pipeline")
+# "slots": the pipeline's second run at 2 x 64 slots (it may take most of PostgreSQL's connections while
+# the product has no connection pool: skip it on a server others are using).
+PARTS = ("webhook", "api", "admin", "pipeline", "slots")
 
 
 def _server_of(database_url: str) -> str:
@@ -112,9 +114,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def run_pipeline(args, plan: Plan, results: dict) -> None:
-    """bench/pipeline.py (its own database and Celery worker); its JSON is read back."""
-    command = [sys.executable, str(PIPELINE_SCRIPT), "--redis-url", args.redis_url, "--postgres-url", args.postgres_url]
+# The second pipeline run: many slots (2 x 64 threads) against PostgreSQL's connection limit; every
+# refund must end final (none left PROCESSING), whatever its rate.
+SLOTS_RUN_CONCURRENCY = 64
+
+
+def run_pipeline(args, plan: Plan, results: dict, *, key: str = "pipeline", extra: tuple[str, ...] = ()) -> None:
+    """bench/pipeline.py (its own database, Celery workers and sandbox server); its JSON is read back
+    into results[key]."""
+    results_path = PIPELINE_RESULTS if key == "pipeline" else PIPELINE_RESULTS.with_name(f"{key}.json")
+    command = [
+        sys.executable,
+        str(PIPELINE_SCRIPT),
+        "--redis-url",
+        args.redis_url,
+        "--postgres-url",
+        args.postgres_url,
+        "--results",
+        str(results_path),
+        *extra,
+    ]
     if plan.quick:
         command.append("--quick")
     started = time.time()
@@ -125,17 +144,22 @@ def run_pipeline(args, plan: Plan, results: dict) -> None:
         with PeakMemory(process.pid) as memory:
             process.wait(timeout=240 if plan.quick else 900)
     except subprocess.TimeoutExpired:
-        results["pipeline_error"] = "bench/pipeline.py did not finish in time"
+        results[f"{key}_error"] = "bench/pipeline.py did not finish in time"
         return
     finally:
         if process.poll() is None:
             stop_process_group(process, grace=60, first=signal.SIGINT)
-    results["memory"] = {**results.get("memory", {}), "celery_worker_peak_mib": memory.peak_mib(matching="--worker")}
-    if not PIPELINE_RESULTS.exists() or PIPELINE_RESULTS.stat().st_mtime < started:
-        results["pipeline_error"] = f"bench/pipeline.py exited {process.returncode} without writing its results"
+    if key == "pipeline":
+        results["memory"] = {
+            **results.get("memory", {}),
+            "celery_worker_peak_mib": memory.peak_mib(matching="--worker"),
+            "sandbox_server_peak_mib": memory.peak_mib(matching="stripe_sandbox.http_server"),
+        }
+    if not results_path.exists() or results_path.stat().st_mtime < started:
+        results[f"{key}_error"] = f"bench/pipeline.py exited {process.returncode} without writing its results"
         return
-    results["pipeline"] = json.loads(PIPELINE_RESULTS.read_text())
-    results["pipeline"]["exit_code"] = process.returncode
+    results[key] = json.loads(results_path.read_text())
+    results[key]["exit_code"] = process.returncode
 
 
 def _exit_on_sigterm(signum, frame):
@@ -205,6 +229,16 @@ def main(argv=None) -> int:
             log(f"database {db_name} dropped, queue {queue} deleted, server stopped")
     if "pipeline" not in args.skip:
         run_pipeline(args, plan, results)
+    if "slots" in args.skip:
+        results["pipeline_slots_error"] = "skipped (--skip slots)"
+    elif "pipeline" not in args.skip:
+        run_pipeline(
+            args,
+            plan,
+            results,
+            key="pipeline_slots",
+            extra=("--concurrency", str(SLOTS_RUN_CONCURRENCY), "--warmup", "0"),
+        )
     results["machine"]["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     results["elapsed_seconds"] = round(time.monotonic() - run_started, 1)
     results["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -151,6 +151,13 @@ class Server:
     def stop(self) -> None:
         stop_process_group(self.process)
 
+    def drain(self, timeout: float = 120) -> None:
+        """Wait until the requests wrk left behind at its deadline are answered: a sync worker answers
+        this one only after the listen queue ahead of it, so the next run (and its CPU meter) starts
+        on an idle server instead of paying for the previous run's backlog."""
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            urllib.request.urlopen(f"{self.base_url}/healthz", timeout=timeout).close()  # noqa: S310 - 127.0.0.1
+
     def log_text(self, limit: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-limit:] if self.log_path.exists() else ""
 
@@ -171,6 +178,16 @@ class LoadResult:
     runs: int = 1
     per_run_rps: list[float] = field(default_factory=list)
     command: str = ""
+    # CPU seconds the server spent on these requests, per group ("python": the gunicorn workers,
+    # "postgres": their database backends), read from /proc (bench/cpu.py); empty when not metered.
+    cpu: dict[str, float] = field(default_factory=dict)
+    per_run_cpu_ms: list[float] = field(default_factory=list)  # each run's total, ms per request
+
+    def cpu_ms_per_request(self, group: str | None = None) -> float | None:
+        if not self.cpu or not self.requests:
+            return None
+        seconds = sum(self.cpu.values()) if group is None else self.cpu.get(group, 0.0)
+        return 1000 * seconds / self.requests
 
     @property
     def requests_per_second(self) -> float:
@@ -218,6 +235,11 @@ class LoadResult:
             runs=len(results),
             per_run_rps=[round(r.requests_per_second, 1) for r in results],
             command=results[0].command,
+            cpu={
+                group: round(sum(r.cpu.get(group, 0.0) for r in results), 3)
+                for group in sorted({group for r in results for group in r.cpu})
+            },
+            per_run_cpu_ms=[round(r.cpu_ms_per_request() or 0.0, 3) for r in results if r.cpu],
         )
 
     def as_dict(self) -> dict:
@@ -234,6 +256,17 @@ class LoadResult:
             "errors": self.errors,
             "connections": self.connections,
             "command": self.command,
+            "cpu_seconds": self.cpu,
+            "cpu_ms_per_request": {
+                group: round(value, 3)
+                for group, value in (
+                    ("python", self.cpu_ms_per_request("python")),
+                    ("postgres", self.cpu_ms_per_request("postgres")),
+                    ("total", self.cpu_ms_per_request()),
+                )
+                if value is not None
+            },
+            "per_run_cpu_ms_per_request": self.per_run_cpu_ms,
         }
 
 

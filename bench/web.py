@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import time
 from functools import partial
 from pathlib import Path
 
+from bench.cpu import PostgresBackends, process_tree
 from bench.measuring import Plan, Target, compare, count_queries, failed_refunds_query, rows_on_page
 from bench.services import redis_client
 from bench.tools import LoadResult, PeakMemory, Server, ServerConfig, log
@@ -94,10 +96,13 @@ def run_web(args, plan: Plan, database_url: str, work_dir: Path, results: dict) 
     results["server"] = server_config.describe()
     server.start()
     log(f"{server_config.describe()} on {server.base_url}")
+    # CPU per request, in-process: the gunicorn workers (not the arbiter) and their PostgreSQL backends.
+    backends = PostgresBackends(args.postgres_url, settings.DATABASES["default"]["NAME"])
+    cpu_groups = {"python": process_tree(server.process.pid), "postgres": backends}
     try:
         with PeakMemory(server.process.pid) as web_memory:
             loads: dict[str, LoadResult] = {}
-            measure = partial(compare, server, plan, rounds=plan.rounds, seconds=plan.round_seconds)
+            measure = partial(compare, server, plan, rounds=plan.rounds, seconds=plan.round_seconds, cpu=cpu_groups)
             loads.update(measure([Target("plain", "/bench/plain", "plain.lua")]))
             if "webhook" not in args.skip:
                 loads.update(
@@ -190,13 +195,79 @@ def run_web(args, plan: Plan, database_url: str, work_dir: Path, results: dict) 
                         [Target("admin", admin_path, "plain.lua", headers={"Cookie": session_cookie}, connections=1)],
                         rounds=1,
                         seconds=plan.admin_seconds,
+                        cpu=cpu_groups,
                     )
                 )
+                if "api" not in args.skip:
+                    # The same endpoint with requests spread over every refund of the grown table:
+                    # its CPU per request beside the small table's says whether it is flat in size.
+                    large_ids = random.Random(11).sample(range(1, plan.admin_refunds + 1), k=plan.api_refunds)
+                    large_paths = write_paths(work_dir / "api-paths-large", "/v1/orders/{id}/refunds/{id}", large_ids)
+                    probe = large_ids[0]
+                    queries, status, _ = count_queries(client, f"/v1/orders/{probe}/refunds/{probe}", **api_headers)
+                    results["api_queries"]["at_admin_size"] = queries
+                    loads.update(
+                        measure(
+                            [
+                                Target(
+                                    "api_large",
+                                    "/v1/orders/1/refunds/1",
+                                    "paths.lua",
+                                    headers=api_headers,
+                                    script_args=lambda _: [large_paths],
+                                )
+                            ]
+                        )
+                    )
+                results["attention_counts"] = attention_count_scaling(failed_now=results["admin_needing_attention"])
             results["loads"] = {name: result.as_dict() for name, result in loads.items()}
         results["memory"] = {"web_worker_peak_mib": web_memory.peak_mib(exclude_root=True)}
     finally:
         server.stop()
+        backends.close()
         connections.close_all()
+
+
+def _timed_ms(work, repeats: int = 7) -> float:
+    """Median wall time of `work()` in-process, in ms (the database does the work: one caller, no load)."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        samples.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(samples), 2)
+
+
+def attention_count_scaling(*, failed_now: int) -> dict:
+    """The admin's triage counts ("needs attention") timed at the seeded failed count, then again with
+    as many more refunds turned FAILED (their status only: these counts read nothing else). Linear
+    in the failed count would take about twice as long; the ratio is the report's number."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from refunds.admin.selectors import triage_counts
+
+    with CaptureQueriesContext(connection) as captured:
+        triage_counts()
+    before_ms = _timed_ms(triage_counts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE refunds_refund SET status = 'FAILED' WHERE id IN "
+            "(SELECT id FROM refunds_refund WHERE status = 'COMPLETED' ORDER BY id LIMIT %s)",
+            [max(failed_now, 1)],
+        )
+        cursor.execute("ANALYZE refunds_refund")
+    failed_after = _count("SELECT count(*) FROM refunds_refund WHERE status IN ('FAILED', 'PARTIALLY_COMPLETED')")
+    after_ms = _timed_ms(triage_counts)
+    return {
+        "queries": len(captured.captured_queries),
+        "failed_before": failed_now,
+        "failed_after": failed_after,
+        "ms_before": before_ms,
+        "ms_after": after_ms,
+        "time_ratio": round(after_ms / before_ms, 3) if before_ms else None,
+        "failed_ratio": round(failed_after / failed_now, 3) if failed_now else None,
+    }
 
 
 def _count(sql: str) -> int:

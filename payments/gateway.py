@@ -412,7 +412,9 @@ def _refund_result(refund) -> RefundResult:
     )
 
 
-_gateways: dict[tuple[int, str, str], StripeGateway] = {}
+_gateways: dict[tuple[int, str, str, str], StripeGateway] = {}
+# The key the SDK sends to the out-of-process sandbox, which accepts any test-mode key.
+SANDBOX_API_KEY = "sk_test_sandbox"
 _gateways_lock = threading.Lock()
 
 
@@ -422,6 +424,15 @@ def _new_client(api_key: str, api_version: str) -> stripe.StripeClient:
     # sent as Stripe-Version on every call.
     if api_key:
         return stripe.StripeClient(api_key, stripe_version=api_version, max_network_retries=0)
+    if settings.STRIPE_SANDBOX_URL:
+        # The sandbox in its own process (stripe_sandbox.http_server), over real HTTP: the bench's way
+        # to keep the emulator's CPU apart from ours. Only ever without a real key (settings refuse both).
+        return stripe.StripeClient(
+            SANDBOX_API_KEY,
+            stripe_version=api_version,
+            max_network_retries=0,
+            base_addresses={"api": settings.STRIPE_SANDBOX_URL},
+        )
     from stripe_sandbox.transport import sandbox_stripe_client
 
     return sandbox_stripe_client(stripe_version=api_version)
@@ -432,7 +443,7 @@ def get_gateway() -> StripeGateway:
     version (a forked Celery child builds its own, never sharing the parent's HTTP connections)."""
     api_key = settings.STRIPE_API_KEY or ""
     api_version = settings.STRIPE_API_VERSION
-    cache_key = (os.getpid(), api_key, api_version)
+    cache_key = (os.getpid(), api_key, api_version, settings.STRIPE_SANDBOX_URL)
     gateway = _gateways.get(cache_key)
     if gateway is None:
         with _gateways_lock:

@@ -83,6 +83,21 @@ def api_version_problem(version: str) -> str | None:
     return None
 
 
+def sandbox_url_problem(api_key: str, sandbox_url: str) -> str | None:
+    """STRIPE_SANDBOX_URL (the sandbox in its own process) is for the sandbox only: with a real key
+    it would send that key, and real-money requests, to a server that is not Stripe."""
+    if not sandbox_url:
+        return None
+    if api_key:
+        return (
+            "STRIPE_SANDBOX_URL is set together with STRIPE_API_KEY: the sandbox's HTTP server is for runs "
+            "without a Stripe key (benchmarks); unset one of them."
+        )
+    if not sandbox_url.startswith(("http://", "https://")):
+        return f"STRIPE_SANDBOX_URL {sandbox_url!r} is not an http(s):// URL."
+    return None
+
+
 # --- Production guardrails ---
 
 

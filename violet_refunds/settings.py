@@ -617,6 +617,12 @@ for _problem in (
 ):
     if _problem:
         raise ImproperlyConfigured(_problem)
+# The sandbox in its own process (python -m stripe_sandbox.http_server), e.g. http://127.0.0.1:12111:
+# the SDK then talks HTTP to it instead of calling it in-process (benchmarks: its CPU is not ours).
+# Only without STRIPE_API_KEY: a real key is never sent anywhere but Stripe.
+STRIPE_SANDBOX_URL = env.str("STRIPE_SANDBOX_URL", default="")
+if _problem := deployment.sandbox_url_problem(STRIPE_API_KEY, STRIPE_SANDBOX_URL):
+    raise ImproperlyConfigured(_problem)
 # Simulated per-call latency of the sandbox, in milliseconds (benchmarks).
 STRIPE_SANDBOX_LATENCY_MS = env.int("STRIPE_SANDBOX_LATENCY_MS", default=0)
 # Webhooks the sandbox emits (stripe_sandbox.events), signed like Stripe's with this secret. Delivered
