@@ -60,3 +60,16 @@ def screenshot(page):
         return path
 
     return take
+
+
+@pytest.fixture
+def screenshot_of():
+    """screenshot_of(page, "name"): the same, for a page the test opened itself (its own context)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
