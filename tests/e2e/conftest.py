@@ -42,7 +42,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # The admin shows dates in the browser's zone (violet_refunds.timezones): UTC here, whatever the
+    # machine running the tests is set to, so pages read the same everywhere.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page

@@ -49,7 +49,7 @@ def test_every_other_row_leads_with_its_action_and_the_action_works(live_server,
     assert len(ROWS) == len(RefundErrorCode) - len(COVERED_ELSEWHERE)
     operator = staff_in(OPERATORS, "olivia")
     refunds = {code: failed_refund_with_error(code) for code in ROWS}
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
     page = context.new_page()
     page.set_default_timeout(15_000)
     try:

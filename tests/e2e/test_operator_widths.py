@@ -10,13 +10,14 @@ from platforms.models import InboundEvent
 from refunds.models import RefundEvent, RefundStatus
 from tests.factories import (
     InboundEventFactory,
+    OperatorFactory,
     RefundEventFactory,
     RefundFactory,
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
     WebhookEventFactory,
 )
-from tests.refunds.admin.helpers import OPERATORS, log_in, staff_in
+from tests.refunds.admin.helpers import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -66,10 +67,12 @@ def long_rows():
 @pytest.fixture
 def wide_page(browser, live_server):
     long_rows()
-    context = browser.new_context(viewport={"width": WIDTH, "height": 900})
+    context = browser.new_context(viewport={"width": WIDTH, "height": 900}, timezone_id="UTC")
     page = context.new_page()
     page.set_default_timeout(15_000)
-    log_in(page, live_server, staff_in(OPERATORS, "olivia"))
+    # A superuser: the lists span three apps, and a transactional test's flush leaves the groups with
+    # only the permissions tests.refunds.admin.helpers recreates. Layout is what is tested here.
+    log_in(page, live_server, OperatorFactory())
     yield page
     context.close()
 
