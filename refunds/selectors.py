@@ -26,6 +26,7 @@ from refunds.models import (
     RefundSku,
     RefundStatus,
 )
+from violet_refunds.money import allocate_pro_rata
 
 
 def app_get(app_id: int) -> App | None:
@@ -160,3 +161,24 @@ def refunds_for_reconciliation() -> QuerySet[Refund]:
 def findings_open_count() -> int:
     """Findings with Stripe still waiting for an operator (the admin index's triage card)."""
     return ReconciliationFinding.objects.filter(state=ReconciliationFinding.State.OPEN).count()
+
+
+def refund_sku_amounts(refund: Refund) -> dict[int, int]:
+    """What each of the refund's lines (RefundSku id) returned, in minor units of the refund currency.
+
+    A line keeps the amount the platform gave for it. Lines without one share what is left of the
+    refund's sub_total once those are taken out, in proportion to price x quantity refunded (so a
+    bag discount is spread over them the way the sub_total was), adding up to exactly that sub_total
+    (violet_refunds.money.allocate_pro_rata). Should the platform's line amounts exceed the sub_total
+    (nothing left to share), such a line shows price x quantity."""
+    lines = list(refund.skus.select_related("order_sku").order_by("pk"))
+    amounts = {line.pk: line.amount_refunded for line in lines if line.amount_refunded is not None}
+    missing = [line for line in lines if line.amount_refunded is None]
+    if not missing:
+        return amounts
+    values = [line.order_sku.price * line.quantity_refunded for line in missing]
+    left = refund.sub_total_amount - sum(amounts.values())
+    if left >= 0:
+        values = allocate_pro_rata(left, values)
+    amounts.update({line.pk: value for line, value in zip(missing, values, strict=True)})
+    return amounts

@@ -1,6 +1,7 @@
 """The one money module: every currency round-trips through format and parse, to the minor unit."""
 
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -88,3 +89,30 @@ def test_parts_are_non_negative_integers_and_add_up():
         AmountParts(sub_total=-1)
     with pytest.raises(TypeError, match="int of minor units"):
         AmountParts(tax=Decimal("1.5"))  # type: ignore[arg-type]
+
+
+@given(
+    total=st.integers(min_value=0, max_value=10**12),
+    weights=st.lists(st.integers(min_value=0, max_value=10**9), min_size=1, max_size=12),
+)
+def test_a_pro_rata_allocation_adds_up_to_the_cent_and_stays_within_a_unit_of_the_exact_share(total, weights):
+    shares = money.allocate_pro_rata(total, weights)
+    assert sum(shares) == total
+    assert len(shares) == len(weights) and all(share >= 0 for share in shares)
+    effective = weights if any(weights) else [1] * len(weights)
+    for share, weight in zip(shares, effective, strict=True):
+        exact = Fraction(total * weight, sum(effective))
+        assert exact - 1 < share < exact + 1
+        if weight == 0:
+            assert share == 0
+
+
+def test_a_pro_rata_allocation_gives_left_over_units_to_the_largest_remainders():
+    assert money.allocate_pro_rata(2450, [2, 1]) == [1633, 817]
+    assert money.allocate_pro_rata(100, [1, 1, 1]) == [34, 33, 33]  # a tie: the earlier share
+    assert money.allocate_pro_rata(5, [0, 0]) == [3, 2]
+    assert money.allocate_pro_rata(0, []) == []
+    with pytest.raises(ValueError):
+        money.allocate_pro_rata(1, [])
+    with pytest.raises(ValueError):
+        money.allocate_pro_rata(10, [1, -1])

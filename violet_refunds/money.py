@@ -9,7 +9,7 @@ display can never disagree. Never a float: Decimal for text, int for amounts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
@@ -38,6 +38,29 @@ DEFAULT_EXPONENT = 2
 # A typed amount is at most this many characters ("1e9", "12,50", "$5" are refused anyway).
 _TYPED_MAX_LENGTH = 20
 _TYPED_AMOUNT = re.compile(r"[0-9]*(\.[0-9]*)?")
+
+
+def allocate_pro_rata(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` minor units divided in proportion to `weights`, in whole minor units that add up to
+    exactly `total`: each share is rounded down, and the units left over go one each to the largest
+    remainders (the earlier share on a tie). All weights zero: equal shares. 2450 over [2, 1] ->
+    [1633, 817]."""
+    check_minor_units("total", total)
+    for weight in weights:
+        check_minor_units("weight", weight)
+    if not weights:
+        if total:
+            raise ValueError(f"Cannot divide {total} over no shares.")
+        return []
+    if not any(weights):
+        weights = [1] * len(weights)
+    weight_sum = sum(weights)
+    shares = [total * weight // weight_sum for weight in weights]
+    remainders = [total * weight % weight_sum for weight in weights]
+    left_over = total - sum(shares)
+    for index in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left_over]:
+        shares[index] += 1
+    return shares
 
 
 class AmountInvalid(ValueError):

@@ -80,6 +80,8 @@ MIDDLEWARE = [
     # Content-Security-Policy (nonce per response) for the admin, the portal and the API docs.
     "violet_refunds.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Admin pages in the operator's own time zone (the browser's, from the `tz` cookie).
+    "violet_refunds.timezones.OperatorTimeZoneMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -195,8 +195,12 @@ class AttemptOutcome:
     detail: str = ""
 
 
-def delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
-    """One attempt of one delivery, if it is due, first of its bag, and nobody else has it."""
+def delivery_attempt(*, delivery_id: int, send: Callable[..., AttemptResult] = post_webhook) -> AttemptOutcome:
+    """One attempt of one delivery, if it is due, first of its bag, and nobody else has it.
+
+    `send` makes the POST (`post_webhook`: over the network). The demo world (seed_demo) passes an
+    in-process channel instead, so its deliveries are claimed, attempted and recorded exactly as real
+    ones without anything leaving the machine."""
     delivery = selectors.delivery_for_attempt(delivery_id)
     if delivery is None:
         return AttemptOutcome("MISSING")
@@ -224,7 +228,7 @@ def delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
     except CredentialsUnreadable:
         result = AttemptResult(None, "The signing secret cannot be decrypted with FIELD_ENCRYPTION_KEY.", 0)
     else:
-        result = post_webhook(url=delivery.endpoint.url, body=body, headers=headers, timeout=delivery_timeout_seconds())
+        result = send(url=delivery.endpoint.url, body=body, headers=headers, timeout=delivery_timeout_seconds())
     return _delivery_attempt_record_retrying(delivery.pk, claimed_at=now, result=result)
 
 

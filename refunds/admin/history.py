@@ -13,7 +13,20 @@ from django.utils.text import Truncator
 from payments.models import ShopperRefund, TransferReversal
 from refunds.admin.operations import error_resolve_action
 from refunds.models import RefundError, RefundEvent, RefundSku, RefundStatus
+from refunds.selectors import refund_sku_amounts
 from violet_refunds.admin import ReadOnlyAdminMixin, ReadOnlyTabularInline, can_operate, money_display, status_badge
+from violet_refunds.money import format_amount
+
+
+@admin.display(description="Amount refunded")
+def refund_sku_amount_display(line: RefundSku, amounts_by_refund: dict[int, dict[int, int]]) -> str:
+    """The line's amount (refunds.selectors.refund_sku_amounts: the platform's, else its share of the
+    refund's sub_total), "24.50 USD"; read once per refund into `amounts_by_refund`."""
+    if not line.pk:
+        return "-"
+    if line.refund_id not in amounts_by_refund:
+        amounts_by_refund[line.refund_id] = refund_sku_amounts(line.refund)
+    return format_amount(amounts_by_refund[line.refund_id].get(line.pk), line.refund.refund_currency)
 
 
 class RefundSkuInline(ReadOnlyTabularInline):
@@ -21,7 +34,15 @@ class RefundSkuInline(ReadOnlyTabularInline):
     fields = ("order_sku", "external_id", "quantity_refunded", "amount_display")
     readonly_fields = fields
     list_select_related = ("order_sku", "refund")
-    amount_display = money_display("amount_refunded", "refund.refund_currency", "Amount refunded")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Inline instances live for one request: the refund's line amounts are read once per page.
+        self._amounts_by_refund: dict[int, dict[int, int]] = {}
+        return super().get_formset(request, obj, **kwargs)
+
+    @admin.display(description="Amount refunded")
+    def amount_display(self, line: RefundSku) -> str:
+        return refund_sku_amount_display(line, getattr(self, "_amounts_by_refund", {}))
 
 
 class RefundErrorInline(ReadOnlyTabularInline):
@@ -98,7 +119,9 @@ class RefundSkuAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     raw_id_fields = ("refund", "order_sku")
     readonly_fields = ("amount_display",)
 
-    amount_display = money_display("amount_refunded", "refund.refund_currency", "Amount refunded")
+    @admin.display(description="Amount refunded")
+    def amount_display(self, line: RefundSku) -> str:
+        return refund_sku_amount_display(line, {})
 
 
 @admin.register(RefundError)

@@ -50,7 +50,8 @@ def validate_sku_lines(
             continue
         if line.amount is not None and line.amount > sku.price * line.quantity:
             problems.append(
-                f"amount_refunded for order_sku_id {sku.pk} exceeds price x quantity ({sku.price * line.quantity})."
+                f"amount_refunded {format_amount(line.amount, bag.currency)} for order_sku_id {sku.pk} exceeds "
+                f"price x quantity ({format_amount(sku.price * line.quantity, bag.currency)})."
             )
             continue
         rows.append((sku, line.quantity, line.amount))

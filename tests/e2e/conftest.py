@@ -42,7 +42,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # The admin shows dates in the browser's zone (violet_refunds.timezones): UTC here, whatever the
+    # machine running the tests is set to, so pages read the same everywhere.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -55,6 +57,19 @@ def screenshot(page):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def take(name: str) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def screenshot_of():
+    """screenshot_of(page, "name"): the same, for a page the test opened itself (its own context)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         return path

@@ -16,7 +16,7 @@ def test_failed_list_at_390_px_shows_the_columns_operators_need(live_server, bro
     operator = staff_in(OPERATORS, "olivia")
     failed = processed(record(funded_bag()), fault="charge_disputed", path="/v1/refunds")
     assert failed.status == RefundStatus.FAILED
-    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context = browser.new_context(viewport={"width": 390, "height": 844}, timezone_id="UTC")
     page = context.new_page()
     page.set_default_timeout(15_000)
     try:

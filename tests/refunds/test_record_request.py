@@ -6,6 +6,7 @@ import pytest
 from refunds.models import Refund, RefundSource
 from refunds.services import PlatformRefundRequest, RefundSkuLine, refund_record_platform
 from tests.factories import BagFactory, OrderSkuFactory
+from violet_refunds.exceptions import ValidationFailed
 from violet_refunds.money import AmountParts
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +71,19 @@ def test_a_split_that_does_not_fit_falls_back_to_pro_rata_with_a_note(bag):
     assert sum(parts_of(result.refund)) == 6000
     assert not result.refund.skus.exists()
     assert result.notes == ("refund r: the platform's split does not fit, amount divided pro rata",)
+
+
+def test_a_line_refunded_for_more_than_it_cost_is_refused_with_formatted_amounts(bag):
+    sku = bag.skus.get()
+    with pytest.raises(ValidationFailed) as refused:
+        record(
+            bag,
+            external_id="over",
+            amount=6000,
+            parts=AmountParts(6000, 0, 0),
+            skus=(RefundSkuLine(sku.pk, 1, amount=6000),),
+        )
+    assert refused.value.field_errors["skus"] == [
+        f"amount_refunded 60.00 USD for order_sku_id {sku.pk} exceeds price x quantity (50.00 USD)."
+    ]
+    assert not Refund.objects.exists()

@@ -5,10 +5,15 @@ WooCommerce, SFCC in Option 1, Option 2 and with Salesforce Order Management), t
 ~60 orders (some with several bags) charged and paid out in the Stripe sandbox, and refunds in every
 settled status, moved through the real refund engine (faults injected into the sandbox produce the
 FAILED and PARTIALLY_COMPLETED ones) and dated over the last 30 days. None is left PROCESSING: it
-would turn "stuck" by itself with nothing working on it. Running it again creates nothing new.
+would turn "stuck" by itself with nothing working on it. Then what operators watch besides refunds:
+Shopify webhooks received through the real ingest and processing (one PROCESSED, one FAILED because
+it refunds a line for more than it cost, one AWAITING_ORDER), and a channel webhook endpoint whose
+deliveries were attempted and recorded by the real delivery service against an in-process channel
+(some delivered, some failing), nothing sent over the network. Running it again creates nothing new.
 """
 
 import datetime as dt
+import json
 import random
 import uuid
 from decimal import Decimal
@@ -21,7 +26,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from notifications.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from notifications.sender import AttemptResult
+from notifications.services.delivery import delivery_attempt
+from notifications.services.outbox import event_resend
+from notifications.signing import signing_secret_generate
+from platforms.adapters.base import WebhookEnvelope
+from platforms.adapters.shopify import SHOP_DOMAIN_HEADER, TOPIC_REFUNDS_CREATE
 from platforms.models import Merchant, MerchantMembership, OmsConnection, StoreConnection
+from platforms.services import event_ingest
 from refunds import demo
 from refunds.models import App, AppMembership, Bag, BagStatus, Order, OrderSku, Refund, RefundEvent, RefundSource
 from refunds.services import (
@@ -95,10 +108,13 @@ class Command(BaseCommand):
         for order in orders:
             order_charge_and_transfer(order=order)
         created_refunds = self._refunds(orders, operator, ledger)
+        created_events = self._inbound_events(merchants)
+        created_deliveries = self._webhook_deliveries(apps[0])
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo world ready: {created_orders} new orders ({Order.objects.count()} in all), "
-                f"{created_refunds} new refunds ({Refund.objects.count()} in all)."
+                f"{created_refunds} new refunds ({Refund.objects.count()} in all), "
+                f"{created_events} new inbound events, {created_deliveries} new webhook deliveries."
             )
         )
 
@@ -312,3 +328,187 @@ class Command(BaseCommand):
             if result.created:
                 _spread_over_the_last_30_days(result.refund, index)
         return created
+
+    # ------------------------------------------------------------------------------------------------
+    def _inbound_events(self, merchants: list[Merchant]) -> int:
+        """Three Shopify `refunds/create` webhooks for Northwind Outfitters, stored and processed by the
+        real ingest (processing runs in-process: the demo's tasks are eager): one recorded as a refund
+        (PROCESSED), one refunding a line for more than it cost (FAILED: the refund rules refuse it,
+        and the page says a replay cannot fix that), one for an order that is not (yet) a network
+        order (AWAITING_ORDER). Each keyed by a fixed event id: ingested once."""
+        shopify = next(m for m in merchants if m.platform == "SHOPIFY")
+        connection = StoreConnection.objects.get(merchant=shopify)
+        free_bags = [
+            bag
+            for bag in Bag.objects.filter(merchant=shopify, status__in=[BagStatus.ACCEPTED, BagStatus.COMPLETED])
+            .prefetch_related("skus")
+            .order_by("pk")
+            if not bag.refunds.exists()
+        ]
+        if len(free_bags) < 2:
+            return 0
+        processed_bag, failed_bag = free_bags[0], free_bags[-1]
+        processed_sku = processed_bag.skus.order_by("pk").first()
+        failed_sku = failed_bag.skus.order_by("pk").first()
+        webhooks = [
+            (
+                "demo-shopify-refund-processed",
+                _shopify_refund_payload(
+                    refund_id=880_000_001,
+                    order_id=processed_bag.external_id,
+                    line_external_id=processed_sku.external_id,
+                    quantity=1,
+                    subtotal=processed_sku.price,
+                    tax=(processed_sku.price * 8 + 50) // 100,
+                    note="Returned: wrong size.",
+                ),
+            ),
+            (
+                # One unit refunded for the price of the line plus 50.00: more than the line cost.
+                "demo-shopify-refund-over-line",
+                _shopify_refund_payload(
+                    refund_id=880_000_011,
+                    order_id=failed_bag.external_id,
+                    line_external_id=failed_sku.external_id,
+                    quantity=1,
+                    subtotal=failed_sku.price + 5000,
+                    tax=0,
+                    note="Goodwill refund entered on the line.",
+                ),
+            ),
+            (
+                "demo-shopify-refund-unknown-order",
+                _shopify_refund_payload(
+                    refund_id=880_000_021,
+                    order_id="5100999000123",
+                    line_external_id=None,
+                    quantity=0,
+                    subtotal=0,
+                    tax=1250,
+                    note="Refund on an order placed in the store itself.",
+                ),
+            ),
+        ]
+        created = 0
+        for event_id, body in webhooks:
+            headers = {
+                "X-Shopify-Topic": TOPIC_REFUNDS_CREATE,
+                SHOP_DOMAIN_HEADER: connection.credentials["shop_domain"],
+                "X-Shopify-Webhook-Id": event_id,
+            }
+            with transaction.atomic():
+                result = event_ingest(
+                    connection=connection,
+                    envelope=WebhookEnvelope(event_id=event_id, topic=TOPIC_REFUNDS_CREATE),
+                    body=body,
+                    headers=headers,
+                    remote_ip="203.0.113.7",
+                )
+            created += result.created
+        return created
+
+    def _webhook_deliveries(self, app: App) -> int:
+        """The first demo channel's webhook endpoint and a few deliveries of its refunds' events,
+        claimed, attempted and recorded by the real delivery service against the in-process demo
+        channel: some delivered, some failing (a 503 with its reply, a timeout), retried later."""
+        if WebhookEndpoint.objects.filter(app=app).exists():
+            return 0
+        # Created PAUSED: the resends below publish their deliveries on commit, and an attempt then
+        # (tasks are eager here) would go to the real sender; a paused endpoint's delivery waits.
+        endpoint = WebhookEndpoint.objects.create(
+            app=app,
+            url=DEMO_WEBHOOK_URL,
+            signing_secret=signing_secret_generate(),
+            status=WebhookEndpoint.Status.PAUSED,
+        )
+        events: list[WebhookEvent] = []
+        seen_bags: set[int] = set()
+        # One event per bag: a bag's later events wait behind an unfinished earlier one.
+        for event in WebhookEvent.objects.filter(app=app, refund__isnull=False, resent_from=None).order_by("pk"):
+            if event.bag_id not in seen_bags:
+                seen_bags.add(event.bag_id)
+                events.append(event)
+            if len(events) == len(DEMO_CHANNEL_ANSWERS):
+                break
+        resent = [event_resend(event=event, actor="demo", endpoint=endpoint).event for event in events]
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(status=WebhookEndpoint.Status.ACTIVE)
+        deliveries = WebhookDelivery.objects.filter(endpoint=endpoint, event__in=resent, status=DeliveryStatus.CREATED)
+        by_event = {delivery.event_id: delivery.pk for delivery in deliveries}
+        for event, answer in zip(resent, DEMO_CHANNEL_ANSWERS, strict=False):
+            delivery_attempt(delivery_id=by_event[event.pk], send=_demo_channel(answer))
+        return len(by_event)
+
+
+# --------------------------------------------------------------------------------------------------
+# Inbound platform webhooks and outbound channel webhooks
+# --------------------------------------------------------------------------------------------------
+
+# The demo channel's webhook address: TEST-NET-1 (RFC 5737), reserved for documentation. The sender
+# refuses a non-public address before opening a socket, so an attempt made later (an operator's
+# repair during `make run` writes events) fails at once and nothing leaves the machine. The
+# registration service refuses such an address outside DEBUG for the same reason, hence the row is
+# created here directly.
+DEMO_WEBHOOK_URL = "https://192.0.2.10/aurora/violet-webhooks"
+
+
+def _demo_channel(answer: AttemptResult):
+    """The demo channel's receiver, in process: hands the delivery service `answer` as if the channel
+    had given it (delivered, or failing the ways channels fail), without any request being made."""
+
+    def send(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> AttemptResult:
+        return answer
+
+    return send
+
+
+DEMO_CHANNEL_ANSWERS = (
+    *[AttemptResult(status_code=200, error="", duration_ms=40 + 7 * n) for n in range(4)],
+    AttemptResult(
+        status_code=503,
+        error="HTTP 503",
+        duration_ms=212,
+        reply_excerpt='{"error": "upstream_unavailable", "message": "Order service is down for maintenance."}',
+    ),
+    AttemptResult(status_code=None, error="No answer within 10 s.", duration_ms=10_000),
+)
+
+
+def _shopify_refund_payload(
+    *, refund_id: int, order_id: str, line_external_id: str | None, quantity: int, subtotal: int, tax: int, note: str
+) -> str:
+    def dollars(minor: int) -> str:
+        return f"{minor / 100:.2f}"
+
+    lines = []
+    if line_external_id is not None:
+        lines.append(
+            {
+                "id": refund_id + 1,
+                "quantity": quantity,
+                "line_item_id": line_external_id,
+                "restock_type": "return",
+                "subtotal": dollars(subtotal),
+                "total_tax": dollars(tax),
+            }
+        )
+    return json.dumps(
+        {
+            "id": refund_id,
+            "order_id": order_id,
+            "note": note,
+            "restock": True,
+            "refund_line_items": lines,
+            "refund_shipping_lines": [],
+            "order_adjustments": [],
+            "transactions": [
+                {
+                    "id": refund_id + 2,
+                    "order_id": order_id,
+                    "kind": "refund",
+                    "status": "success",
+                    "amount": dollars(subtotal + tax),
+                    "currency": "USD",
+                }
+            ],
+        }
+    )
