@@ -46,7 +46,7 @@ from kombu import Queue
 # Seconds before a publish gives up on an unreachable or stuck broker (unless the broker's transport
 # options set their own): a web worker must not hang on Redis; the caller logs the failure and the
 # stored row is requeued by beat.
-DEFAULT_SOCKET_TIMEOUT_SECONDS = 2.0
+DEFAULT_SOCKET_TIMEOUT_SECONDS = 1.0
 # Celery's protocol 2 body ends with the workflow fields; none are used by these tasks.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 # kombu's Redis channel encodes bodies in base64 and says so in the properties.
