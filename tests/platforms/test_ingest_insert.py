@@ -9,9 +9,12 @@ import hashlib
 from django.db import transaction
 from django.utils import timezone
 
-from platforms import services
+from platforms import services, tasks
 from platforms.adapters.base import WebhookEnvelope
 from platforms.models import InboundEvent, Platform
+from tests.platforms.delivery import post_webhook
+from tests.reliability.workers import LiveBroker
+from violet_refunds import publishing
 from violet_refunds.db import row_insert_unless_conflict
 
 BODY = '{"id": 1, "order_id": 450789469, "order_status_url": "https://shop/orders/abc/authenticate?key=k1"}'
@@ -95,3 +98,30 @@ def test_each_new_event_is_enqueued_once(shopify_store, django_capture_on_commit
 
     assert [r.created for r in results] == [True] * 3 + [False] * 3
     assert len(enqueued) == 3
+
+
+def test_a_publish_that_fails_still_answers_2xx_and_leaves_the_event_to_the_requeue_job(
+    shopify_store, django_capture_on_commit_callbacks, monkeypatch, caplog
+):
+    """Acknowledged means processed: the row is committed before the publish; a broker that refuses
+    the LPUSH costs the message, not the event, which beat's requeue job finds still RECEIVED."""
+    fell_back = []
+    real_task = tasks.process_inbound_event._get_current_object()
+    monkeypatch.setattr(real_task, "apply_async", lambda *args, **kwargs: fell_back.append(args))
+    publishing.publishing_reset()
+    try:
+        with LiveBroker("redis://127.0.0.1:1/0"), django_capture_on_commit_callbacks(execute=True):
+            response = post_webhook(shopify_store, "refunds_create", event_id="wh-broker-down")
+    finally:
+        publishing.publishing_reset()
+
+    assert (response.status_code, response.json()["status"]) == (200, "received")
+    assert fell_back == []  # the one-LPUSH path was taken, and failed
+    assert "Could not enqueue inbound event" in caplog.text
+    event = InboundEvent.objects.get(event_id="wh-broker-down")
+    assert (event.status, event.attempts) == (InboundEvent.Status.RECEIVED, 0)
+    requeued = []
+    monkeypatch.setattr(services, "_enqueue_processing", requeued.append)
+    later = event.date_created + services.event_requeue_after() + dt.timedelta(seconds=1)
+    assert services.events_requeue(now=later) == [event.pk]
+    assert requeued == [event.pk]
