@@ -46,7 +46,9 @@ from refunds.services.stripe_changes import (
 from stripe_events import tasks
 from stripe_events.models import StripeEvent, StripeWebhookEndpoint
 from violet_refunds import retrying
+from violet_refunds.db import row_insert_unless_conflict
 from violet_refunds.exceptions import ApplicationError
+from violet_refunds.publishing import task_publish
 from violet_refunds.retrying import ProcessingResult
 
 logger = logging.getLogger(__name__)
@@ -138,31 +140,34 @@ def stripe_event_ingest(
     stored_headers = {name: value for name, value in headers.items() if name.lower() not in _HEADERS_NOT_STORED}
     if remote_ip:
         stored_headers.setdefault("X-Remote-Addr", remote_ip)
-    try:
-        with transaction.atomic():
-            row = StripeEvent.objects.create(
-                endpoint=endpoint,
-                stripe_id=event["id"],
-                type=event["type"],
-                api_version=str(event.get("api_version") or "")[:64],
-                livemode=bool(event.get("livemode")),
-                stripe_created=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
-                object_id=str(obj.get("id") or "")[:255],
-                body=payload.decode("utf-8"),
-                headers=stored_headers,
-            )
-            transaction.on_commit(lambda: _enqueue_processing(row.pk))
-    except IntegrityError:
+    row = StripeEvent(
+        endpoint=endpoint,
+        stripe_id=event["id"],
+        type=event["type"],
+        api_version=str(event.get("api_version") or "")[:64],
+        livemode=bool(event.get("livemode")),
+        stripe_created=dt.datetime.fromtimestamp(created, tz=dt.UTC) if isinstance(created, int) else None,
+        object_id=str(obj.get("id") or "")[:255],
+        body=payload.decode("utf-8"),
+        headers=stored_headers,
+    )
+    # One statement, no savepoint (the receiver's hot path, issue #20): a repeated event inserts
+    # nothing and raises nothing.
+    if not row_insert_unless_conflict(row, conflict_fields=("stripe_id",)):
         existing = StripeEvent.objects.filter(stripe_id=event["id"]).first()
-        if existing is None:
-            raise
+        if existing is None:  # the row it collided with was deleted meanwhile
+            raise IntegrityError(f"Stripe event {event['id']} collided with a row that is gone.")
         return IngestResult(existing, created=False)
+    # Outside a transaction (the webhook view) the row is committed already and this runs now.
+    transaction.on_commit(lambda: _enqueue_processing(row.pk))
     return IngestResult(row, created=True)
 
 
 def _enqueue_processing(event_id: int) -> None:
     try:
-        tasks.process_stripe_event.delay(event_id)
+        # One LPUSH of the message apply_async would send (violet_refunds.publishing); in a worker
+        # (beat's requeue) or in eager mode it is apply_async itself.
+        task_publish(tasks.process_stripe_event, event_id)
     except Exception:  # broker down: stripe_events_requeue picks the event up from the database
         logger.exception("Could not enqueue Stripe event %s; it will be requeued", event_id)
 
