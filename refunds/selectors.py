@@ -9,9 +9,11 @@ that returns the rendered Order Refund objects (`refund_documents_*`, representa
 elsewhere the ORM and representation.refund_representation.
 """
 
+import functools
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -72,32 +74,48 @@ def app_owner_membership_get(*, app_id: int, user_id: int) -> AppMembership | No
 _M = TypeVar("_M", bound=Model)
 
 
-def _owner_columns(model, alias: str) -> tuple[str, list]:
+@dataclass(frozen=True)
+class _RowReader:
+    """How to select a model's concrete columns and turn them into an instance as the ORM would
+    (booleans on SQLite, JSON, decimals...): built once per model and database vendor."""
+
+    columns: str
+    attnames: list[str]
+    converters: list[tuple]  # per column: (converters, the column expression they are given)
+
+
+@functools.cache
+def _row_reader(model: type[Model], alias: str, vendor: str) -> _RowReader:
     fields = list(model._meta.concrete_fields)
-    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields), fields
-
-
-def _instance_from_row(model: type[_M], fields: list, values) -> _M:
-    """A model instance from raw column values, converted as the ORM would (booleans on SQLite,
-    JSON, decimals...)."""
-    converted = []
-    for field, value in zip(fields, values, strict=True):
+    converters = []
+    for field in fields:
         col = field.get_col(model._meta.db_table)
-        for converter in (*connection.ops.get_db_converters(col), *field.get_db_converters(connection)):
+        converters.append(((*connection.ops.get_db_converters(col), *field.get_db_converters(connection)), col))
+    return _RowReader(
+        columns=", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields),
+        attnames=[f.attname for f in fields],
+        converters=converters,
+    )
+
+
+def _instance_from_row(model: type[_M], reader: _RowReader, values) -> _M:
+    converted = []
+    for (converters, col), value in zip(reader.converters, values, strict=True):
+        for converter in converters:
             value = converter(value, col, connection)
         converted.append(value)
-    return model.from_db(DEFAULT_DB_ALIAS, [f.attname for f in fields], converted)
+    return model.from_db(DEFAULT_DB_ALIAS, reader.attnames, converted)
 
 
-def app_owner_credentials_get(*, app_id: int, user_id: int) -> tuple[App, object] | None:
+def app_owner_credentials_get(*, app_id: int, user_id: int) -> tuple[App, Any] | None:
     """The app and its active owner with this user id, or None: the API's authentication hot path,
     one plain statement (no queryset to build and compile on every request). Read fresh on every
     call, so a revoked ownership or a deactivated user is refused at once."""
     user_model = get_user_model()
-    app_columns, app_fields = _owner_columns(App, "a")
-    user_columns, user_fields = _owner_columns(user_model, "u")
+    app_reader = _row_reader(App, "a", connection.vendor)
+    user_reader = _row_reader(user_model, "u", connection.vendor)
     sql = (
-        f"SELECT {app_columns}, {user_columns} FROM {AppMembership._meta.db_table} m "  # noqa: S608 - table and column names only; values are parameters
+        f"SELECT {app_reader.columns}, {user_reader.columns} FROM {AppMembership._meta.db_table} m "  # noqa: S608 - table and column names only; values are parameters
         f"JOIN {App._meta.db_table} a ON a.id = m.app_id "
         f"JOIN {user_model._meta.db_table} u ON u.id = m.user_id "
         "WHERE m.app_id = %s AND m.user_id = %s AND m.role = %s AND u.is_active = %s"
@@ -107,10 +125,8 @@ def app_owner_credentials_get(*, app_id: int, user_id: int) -> tuple[App, object
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(app_fields)
-    app = _instance_from_row(App, app_fields, row[:split])
-    user = _instance_from_row(user_model, user_fields, row[split:])
-    return app, user
+    split = len(app_reader.attnames)
+    return _instance_from_row(App, app_reader, row[:split]), _instance_from_row(user_model, user_reader, row[split:])
 
 
 def order_get_for_app(app: App, order_id: int) -> Order:
