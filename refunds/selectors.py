@@ -13,7 +13,7 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -92,7 +92,8 @@ def _row_reader(model: type[Model], alias: str, vendor: str) -> _RowReader:
         col = field.get_col(model._meta.db_table)
         converters.append(((*connection.ops.get_db_converters(col), *field.get_db_converters(connection)), col))
     return _RowReader(
-        columns=", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields),
+        # A concrete field always has a column (only non-concrete ones have None).
+        columns=", ".join(f"{alias}.{connection.ops.quote_name(cast(str, f.column))}" for f in fields),
         attnames=[f.attname for f in fields],
         converters=converters,
     )
