@@ -195,7 +195,8 @@ def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
 
 # --- the Order Refund object, rendered (what the API answers and the outbox sends) -----------------
 
-# Ids are int64 in the database; a larger one names nothing (the ORM answers the same for it).
+# Ids are int64 in the database: a larger one names nothing, and is refused before it reaches a driver
+# (SQLite's would raise OverflowError, a 500).
 _MAX_ID = 2**63 - 1
 
 
@@ -235,11 +236,11 @@ _REFUNDS_OF_BAG_SQL = (
 def refund_document_for_app(app: App, order_id: int, refund_id: int) -> dict:
     """The Order Refund object of the app's refund: one statement on PostgreSQL.
     Refund.DoesNotExist when the app has no such refund in that order."""
+    if not _ids_in_range(order_id, refund_id):
+        raise Refund.DoesNotExist
     if not refunds_render_in_sql():
         return refund_representation(refund_get_for_app(app, order_id, refund_id))
-    document = None
-    if _ids_in_range(order_id, refund_id):
-        document = _json_row(_REFUND_FOR_APP_SQL, [*refund_json_params(), refund_id, order_id, app.pk])
+    document = _json_row(_REFUND_FOR_APP_SQL, [*refund_json_params(), refund_id, order_id, app.pk])
     if document is None:
         raise Refund.DoesNotExist
     return document
@@ -248,11 +249,11 @@ def refund_document_for_app(app: App, order_id: int, refund_id: int) -> dict:
 def refund_documents_for_order(app: App, order_id: int) -> list[dict]:
     """The order's refunds (every bag), by id: one statement on PostgreSQL. Order.DoesNotExist
     when the app has no such order."""
+    if not _ids_in_range(order_id):
+        raise Order.DoesNotExist
     if not refunds_render_in_sql():
         return [refund_representation(refund) for refund in refund_list_for_order(app, order_id)]
-    documents = None
-    if _ids_in_range(order_id):
-        documents = _json_row(_REFUNDS_OF_ORDER_SQL, [*refund_json_params(), order_id, app.pk])
+    documents = _json_row(_REFUNDS_OF_ORDER_SQL, [*refund_json_params(), order_id, app.pk])
     if documents is None:
         raise Order.DoesNotExist
     return documents
@@ -261,11 +262,11 @@ def refund_documents_for_order(app: App, order_id: int) -> list[dict]:
 def refund_documents_for_bag(app: App, order_id: int, bag_id: int) -> list[dict]:
     """The bag's refunds, by id: one statement on PostgreSQL. Bag.DoesNotExist when the app has no
     such bag in that order."""
+    if not _ids_in_range(order_id, bag_id):
+        raise Bag.DoesNotExist
     if not refunds_render_in_sql():
         return [refund_representation(refund) for refund in refund_list_for_bag(app, order_id, bag_id)]
-    documents = None
-    if _ids_in_range(order_id, bag_id):
-        documents = _json_row(_REFUNDS_OF_BAG_SQL, [*refund_json_params(), bag_id, order_id, app.pk])
+    documents = _json_row(_REFUNDS_OF_BAG_SQL, [*refund_json_params(), bag_id, order_id, app.pk])
     if documents is None:
         raise Bag.DoesNotExist
     return documents

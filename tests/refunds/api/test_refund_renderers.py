@@ -201,8 +201,10 @@ def test_the_list_endpoints_answer_the_same_bytes_both_ways(require_postgres, ap
 
 @pytest.mark.parametrize("in_sql", [True, False], ids=["postgresql", "plain"])
 def test_not_found_and_another_apps_ids_are_the_same_404_both_ways(
-    require_postgres, api_client, channel, other_channel, settings, in_sql
+    request, api_client, channel, other_channel, settings, in_sql
 ):
+    if in_sql:
+        request.getfixturevalue("require_postgres")
     settings.REFUND_JSON_IN_SQL = in_sql
     mine = place_order(channel.app)
     theirs = place_order(other_channel.app)
@@ -289,7 +291,9 @@ def test_the_authenticated_app_and_owner_are_whole_rows(api_client, channel):
 
 
 @pytest.mark.parametrize("in_sql", [True, False], ids=["postgresql", "plain"])
-def test_the_outbox_sends_what_the_api_returns(require_postgres, api_client, channel, settings, in_sql):
+def test_the_outbox_sends_what_the_api_returns(request, api_client, channel, settings, in_sql):
+    if in_sql:
+        request.getfixturevalue("require_postgres")
     settings.REFUND_JSON_IN_SQL = in_sql
     full = next(r for r in _shapes(channel.app) if r.reason == AWKWARD_TEXT)
 
