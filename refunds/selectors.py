@@ -62,15 +62,6 @@ def app_owner_get(*, app: App, user_id: int):
     return membership.user if membership else None
 
 
-def app_owner_membership_get(*, app_id: int, user_id: int) -> AppMembership | None:
-    """The app and its active owner with this user id, in one query (the API's hot path)."""
-    return (
-        AppMembership.objects.select_related("app", "user")
-        .filter(app_id=app_id, user_id=user_id, role=AppMembership.Role.OWNER, user__is_active=True)
-        .first()
-    )
-
-
 _M = TypeVar("_M", bound=Model)
 
 
