@@ -11,16 +11,20 @@ reprocessed refund or a replayed platform signal never sends twice.
 Cost: a fixed handful of queries per call, however many events, endpoints, bags or SKUs
 (tests/notifications/test_outbox_cost.py): the bag's lock (with the app's endpoints, and a refund's
 retry round), the body's root row with the outbox state (stop there if nothing is new), the rest of
-the body (only relations that have rows), then one INSERT of events and one of deliveries.
+the body (only relations that have rows; none for a refund on PostgreSQL, whose body comes rendered
+with the root row), then one INSERT of events and one of deliveries. Bodies are rendered by
+refunds.representation without DRF.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
 from notifications import selectors as notification_selectors
@@ -62,12 +66,11 @@ def refund_event_emit(refund: Refund) -> WebhookEvent | None:
         )
         if dedupe_key in state.emitted:
             return None
-        _refund_payload_load(current)
         (event,) = outbox.events_write(
             bag,
             state,
             [OutboxEvent(event_type, dedupe_key, refund_id=refund.pk)],
-            payload=representation.refund_representation(current),
+            payload=_refund_payload(current),
         )
     return event
 
@@ -154,8 +157,17 @@ class _PayloadFlags(TypedDict):
 
 
 def _refund_for_payload(refund_id: int) -> QuerySet[Refund]:
-    """The refund with its bag, order and payment (one row). Whether it has SKUs, errors and
-    transfer reversals is read along, so `_refund_payload_load` queries only those it has."""
+    """On PostgreSQL: the refund's id and its Order Refund object, rendered by the statement that
+    also reads the outbox state (representation.REFUND_JSON, the API's renderer). Elsewhere: the
+    refund with its bag, order and payment (one row); whether it has SKUs, errors and transfer
+    reversals is read along, so `_refund_payload_load` queries only those it has."""
+    if representation.refunds_render_in_sql():
+        rendered = RawSQL(  # noqa: S611 - constant SQL; its one value is a parameter
+            f"(SELECT ({representation.REFUND_JSON})::text FROM {Refund._meta.db_table} r "  # noqa: S608
+            f"{representation.REFUND_JSON_JOINS} WHERE r.id = {Refund._meta.db_table}.id)",
+            representation.refund_json_params(),
+        )
+        return Refund.objects.filter(pk=refund_id).only("id").annotate(payload_json=rendered)
     return (
         Refund.objects.filter(pk=refund_id)
         .select_related("bag__order__payment_transaction")
@@ -165,6 +177,15 @@ def _refund_for_payload(refund_id: int) -> QuerySet[Refund]:
             payload_has_transfer_reversals=Exists(TransferReversal.objects.filter(refund_id=OuterRef("pk"))),
         )
     )
+
+
+def _refund_payload(refund) -> dict:
+    """The Order Refund object of a row read through `_refund_for_payload`."""
+    rendered = getattr(refund, "payload_json", None)
+    if rendered is not None:
+        return json.loads(rendered)
+    _refund_payload_load(refund)
+    return representation.refund_representation(refund)
 
 
 def _refund_payload_load(refund: WithAnnotations[Refund, _PayloadFlags]) -> None:

@@ -4,16 +4,24 @@ bags and refunds.
 Every function takes the authenticated app and filters by it in the same query, so an id that
 belongs to another app behaves exactly like an id that does not exist: `<Model>.DoesNotExist`,
 which the API turns into the same 404. Refund reads load everything the API shows in a fixed
-number of queries, however many SKUs, errors or reversals a refund has.
+number of queries, however many SKUs, errors or reversals a refund has: on PostgreSQL one statement
+that returns the rendered Order Refund objects (`refund_documents_*`, representation.REFUND_JSON),
+elsewhere the ORM and representation.refund_representation.
 """
 
+import functools
+import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.contrib.auth import get_user_model
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from payments.models import Transfer, TransferReversal
+from payments.models import PaymentTransaction, Transfer, TransferReversal
 from refunds.models import (
     App,
     AppMembership,
@@ -25,6 +33,13 @@ from refunds.models import (
     RefundError,
     RefundSku,
     RefundStatus,
+)
+from refunds.representation import (
+    REFUND_JSON,
+    REFUND_JSON_JOINS,
+    refund_json_params,
+    refund_representation,
+    refunds_render_in_sql,
 )
 from violet_refunds.money import allocate_pro_rata
 
@@ -48,13 +63,63 @@ def app_owner_get(*, app: App, user_id: int):
     return membership.user if membership else None
 
 
-def app_owner_membership_get(*, app_id: int, user_id: int) -> AppMembership | None:
-    """The app and its active owner with this user id, in one query (the API's hot path)."""
-    return (
-        AppMembership.objects.select_related("app", "user")
-        .filter(app_id=app_id, user_id=user_id, role=AppMembership.Role.OWNER, user__is_active=True)
-        .first()
+_M = TypeVar("_M", bound=Model)
+
+
+@dataclass(frozen=True)
+class _RowReader:
+    """How to select a model's concrete columns and turn them into an instance as the ORM would
+    (booleans on SQLite, JSON, decimals...): built once per model and database vendor."""
+
+    columns: str
+    attnames: list[str]
+    converters: list[tuple]  # per column: (converters, the column expression they are given)
+
+
+@functools.cache
+def _row_reader(model: type[Model], alias: str, vendor: str) -> _RowReader:
+    fields = list(model._meta.concrete_fields)
+    converters = []
+    for field in fields:
+        col = field.get_col(model._meta.db_table)
+        converters.append(((*connection.ops.get_db_converters(col), *field.get_db_converters(connection)), col))
+    return _RowReader(
+        # A concrete field always has a column (only non-concrete ones have None).
+        columns=", ".join(f"{alias}.{connection.ops.quote_name(cast(str, f.column))}" for f in fields),
+        attnames=[f.attname for f in fields],
+        converters=converters,
     )
+
+
+def _instance_from_row(model: type[_M], reader: _RowReader, values) -> _M:
+    converted = []
+    for (converters, col), value in zip(reader.converters, values, strict=True):
+        for converter in converters:
+            value = converter(value, col, connection)
+        converted.append(value)
+    return model.from_db(DEFAULT_DB_ALIAS, reader.attnames, converted)
+
+
+def app_owner_credentials_get(*, app_id: int, user_id: int) -> tuple[App, Any] | None:
+    """The app and its active owner with this user id, or None: the API's authentication hot path,
+    one plain statement (no queryset to build and compile on every request). Read fresh on every
+    call, so a revoked ownership or a deactivated user is refused at once."""
+    user_model = get_user_model()
+    app_reader = _row_reader(App, "a", connection.vendor)
+    user_reader = _row_reader(user_model, "u", connection.vendor)
+    sql = (
+        f"SELECT {app_reader.columns}, {user_reader.columns} FROM {AppMembership._meta.db_table} m "  # noqa: S608 - table and column names only; values are parameters
+        f"JOIN {App._meta.db_table} a ON a.id = m.app_id "
+        f"JOIN {user_model._meta.db_table} u ON u.id = m.user_id "
+        "WHERE m.app_id = %s AND m.user_id = %s AND m.role = %s AND u.is_active = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [app_id, user_id, AppMembership.Role.OWNER.value, True])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(app_reader.attnames)
+    return _instance_from_row(App, app_reader, row[:split]), _instance_from_row(user_model, user_reader, row[split:])
 
 
 def order_get_for_app(app: App, order_id: int) -> Order:
@@ -118,6 +183,85 @@ def refund_list_for_bag(app: App, order_id: int, bag_id: int) -> list[Refund]:
     if not Bag.objects.filter(pk=bag_id, order_id=order_id, order__app=app).exists():
         raise Bag.DoesNotExist
     return _with_details(list(_refunds_for_api().filter(bag_id=bag_id)))
+
+
+# --- the Order Refund object, rendered (what the API answers and the outbox sends) -----------------
+
+# Ids are int64 in the database: a larger one names nothing, and is refused before it reaches a driver
+# (SQLite's would raise OverflowError, a 500).
+_MAX_ID = 2**63 - 1
+
+
+def _ids_in_range(*ids: int) -> bool:
+    return all(0 < value <= _MAX_ID for value in ids)
+
+
+def _json_row(sql: str, params: list):
+    """The first column of the statement's one row, parsed from JSON text; None without a row."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+_REFUND_FOR_APP_SQL = (
+    f"SELECT ({REFUND_JSON})::text FROM {Refund._meta.db_table} r {REFUND_JSON_JOINS} "  # noqa: S608 - table and column names only; values are parameters
+    "WHERE r.id = %s AND b.order_id = %s AND o.app_id = %s"
+)
+# The outer row says the order (or bag) is the app's, so no refunds ([]) differs from not found.
+_REFUNDS_OF_ORDER_SQL = (
+    f"SELECT COALESCE((SELECT json_agg({REFUND_JSON} ORDER BY r.id) FROM {Refund._meta.db_table} r "  # noqa: S608 - table and column names only; values are parameters
+    f"JOIN {Bag._meta.db_table} b ON b.id = r.bag_id "
+    f"LEFT JOIN {PaymentTransaction._meta.db_table} p ON p.order_id = o.id "
+    "WHERE b.order_id = o.id), '[]')::text "
+    f"FROM {Order._meta.db_table} o WHERE o.id = %s AND o.app_id = %s"
+)
+_REFUNDS_OF_BAG_SQL = (
+    f"SELECT COALESCE((SELECT json_agg({REFUND_JSON} ORDER BY r.id) FROM {Refund._meta.db_table} r "  # noqa: S608 - table and column names only; values are parameters
+    f"LEFT JOIN {PaymentTransaction._meta.db_table} p ON p.order_id = o.id "
+    "WHERE r.bag_id = b.id), '[]')::text "
+    f"FROM {Bag._meta.db_table} b JOIN {Order._meta.db_table} o ON o.id = b.order_id "
+    "WHERE b.id = %s AND b.order_id = %s AND o.app_id = %s"
+)
+
+
+def refund_document_for_app(app: App, order_id: int, refund_id: int) -> dict:
+    """The Order Refund object of the app's refund: one statement on PostgreSQL.
+    Refund.DoesNotExist when the app has no such refund in that order."""
+    if not _ids_in_range(order_id, refund_id):
+        raise Refund.DoesNotExist
+    if not refunds_render_in_sql():
+        return refund_representation(refund_get_for_app(app, order_id, refund_id))
+    document = _json_row(_REFUND_FOR_APP_SQL, [*refund_json_params(), refund_id, order_id, app.pk])
+    if document is None:
+        raise Refund.DoesNotExist
+    return document
+
+
+def refund_documents_for_order(app: App, order_id: int) -> list[dict]:
+    """The order's refunds (every bag), by id: one statement on PostgreSQL. Order.DoesNotExist
+    when the app has no such order."""
+    if not _ids_in_range(order_id):
+        raise Order.DoesNotExist
+    if not refunds_render_in_sql():
+        return [refund_representation(refund) for refund in refund_list_for_order(app, order_id)]
+    documents = _json_row(_REFUNDS_OF_ORDER_SQL, [*refund_json_params(), order_id, app.pk])
+    if documents is None:
+        raise Order.DoesNotExist
+    return documents
+
+
+def refund_documents_for_bag(app: App, order_id: int, bag_id: int) -> list[dict]:
+    """The bag's refunds, by id: one statement on PostgreSQL. Bag.DoesNotExist when the app has no
+    such bag in that order."""
+    if not _ids_in_range(order_id, bag_id):
+        raise Bag.DoesNotExist
+    if not refunds_render_in_sql():
+        return [refund_representation(refund) for refund in refund_list_for_bag(app, order_id, bag_id)]
+    documents = _json_row(_REFUNDS_OF_BAG_SQL, [*refund_json_params(), bag_id, order_id, app.pk])
+    if documents is None:
+        raise Bag.DoesNotExist
+    return documents
 
 
 def refunds_stuck_queryset(now: datetime | None = None) -> QuerySet[Refund]:

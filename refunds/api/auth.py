@@ -256,8 +256,8 @@ class VioletAuthentication(BaseAuthentication):
         return user, ApiCredentials(app=app, user=user, claims=claims)
 
     def _authenticate_in_one_query(self, request):
-        """Valid credentials cost one query (app + owner together, after the token is checked
-        without the database). Anything unusual returns None and takes the step-by-step path, so
+        """Valid credentials cost one plain SQL statement (app + owner together, after the token is
+        checked without the database). Anything unusual returns None and takes the step-by-step path, so
         every error keeps its precise code and order."""
         raw_app_id, secret = _header(request, APP_ID_HEADER), _header(request, APP_SECRET_HEADER)
         raw_token = _header(request, TOKEN_HEADER)
@@ -271,10 +271,14 @@ class VioletAuthentication(BaseAuthentication):
             return None
         if claims["app_id"] != str(app_id):
             return None
-        membership = selectors.app_owner_membership_get(app_id=app_id, user_id=claims["user_id"])
-        if membership is None or not app_secret_matches(membership.app, secret):
+        # Read on every request (no cache): a revoked ownership or a deactivated user ends the token at once.
+        credentials = selectors.app_owner_credentials_get(app_id=app_id, user_id=claims["user_id"])
+        if credentials is None:
             return None
-        return membership.user, ApiCredentials(app=membership.app, user=membership.user, claims=claims)
+        app, user = credentials
+        if not app_secret_matches(app, secret):
+            return None
+        return user, ApiCredentials(app=app, user=user, claims=claims)
 
     def authenticate_header(self, request):
         # Any value makes DRF answer 401 (not 403) to unauthenticated requests.

@@ -10,7 +10,7 @@ from rest_framework import status as http_status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from refunds import representation, selectors
+from refunds import selectors
 from refunds.api import serializers as api
 from refunds.api.auth import TokenType, VioletAuthentication, login_owner, token_issue
 from refunds.api.base import (
@@ -162,10 +162,10 @@ class RefundDetailView(ChannelAPIView):
     )
     def get(self, request, order_id: int, refund_id: int):
         try:
-            refund = selectors.refund_get_for_app(self.app, order_id, refund_id)
+            document = selectors.refund_document_for_app(self.app, order_id, refund_id)
         except Refund.DoesNotExist:
             raise _not_found("Refund") from None
-        return Response(representation.refund_representation(refund))
+        return Response(document)
 
 
 class OrderRefundsView(ChannelAPIView):
@@ -178,10 +178,10 @@ class OrderRefundsView(ChannelAPIView):
     )
     def get(self, request, order_id: int):
         try:
-            refunds = selectors.refund_list_for_order(self.app, order_id)
+            documents = selectors.refund_documents_for_order(self.app, order_id)
         except Order.DoesNotExist:
             raise _not_found("Order") from None
-        return Response(representation.refunds_representation(refunds))
+        return Response(documents)
 
 
 def _refund_record_arguments(data: dict) -> dict:
@@ -233,10 +233,10 @@ class BagRefundsView(ChannelAPIView):
     )
     def get(self, request, order_id: int, bag_id: int):
         try:
-            refunds = selectors.refund_list_for_bag(self.app, order_id, bag_id)
+            documents = selectors.refund_documents_for_bag(self.app, order_id, bag_id)
         except Bag.DoesNotExist:
             raise _not_found("Bag") from None
-        return Response(representation.refunds_representation(refunds))
+        return Response(documents)
 
     @extend_schema(
         operation_id="refund_bag",
@@ -300,9 +300,8 @@ class BagRefundsView(ChannelAPIView):
             raise type(exc)(
                 exc.message, error_code=exc.error_code, field_errors=_request_field_errors(exc.field_errors)
             ) from exc
-        refund = selectors.refund_get_for_app(app, order_id, result.refund.pk)
         return Response(
-            representation.refund_representation(refund),
+            selectors.refund_document_for_app(app, order_id, result.refund.pk),
             status=http_status.HTTP_201_CREATED if result.created else http_status.HTTP_200_OK,
         )
 
@@ -325,7 +324,7 @@ def _cancel_arguments(data: dict) -> dict:
 
 def _cancelled_bag(app, result) -> dict:
     refund = (
-        representation.refund_representation(selectors.refund_get_for_app(app, result.bag.order_id, result.refund.pk))
+        selectors.refund_document_for_app(app, result.bag.order_id, result.refund.pk)
         if result.refund is not None
         else None
     )
