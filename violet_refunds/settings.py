@@ -487,6 +487,9 @@ REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", d
 # Look-ups of a step whose outcome is unknown have no budget; they wait as long again as the outcome
 # has been unknown, up to this (and always below CELERY_VISIBILITY_TIMEOUT).
 REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS", default=900)
+# A database error in process_refund (connection refused, too many connections, a restart) is retried
+# with the same backoff as a transient Stripe error this many times; then the stuck-refund sweep.
+REFUND_DATABASE_RETRY_LIMIT = env.int("REFUND_DATABASE_RETRY_LIMIT", default=12)
 
 # --- Forwarding channel refunds to the merchant's platform (issue 14, refunds.services.forwarding) ---
 # Sends to an unreachable platform before the forwarding waits for an operator (triage: retry

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -97,6 +97,53 @@ def _lookup_backoff_seconds(waited: float) -> float:
     cap = min(settings.REFUND_LOOKUP_BACKOFF_MAX_SECONDS, max(settings.CELERY_VISIBILITY_TIMEOUT - 60, 1))
     target = min(cap, max(settings.REFUND_RETRY_BACKOFF_BASE_SECONDS, waited))
     return max(0.5, random.uniform(target / 2, target))
+
+
+@dataclass(frozen=True)
+class DatabaseRetry:
+    countdown: float
+    due: str | None  # the refund's next_attempt_at the retry message carries (ISO), if any
+
+
+def database_retry_plan(refund_id: int, exc: BaseException, *, due: str | None, retries: int) -> DatabaseRetry | None:
+    """The next pass after a database error ended this one (issue #20: at 2 x 64 slots PostgreSQL
+    refused connections and refunds waited 15 minutes for the sweep). The dead connection is closed
+    so the next query opens a fresh one (Django checks health only when a task starts). Backoff like
+    a transient Stripe error, below the visibility timeout; after REFUND_DATABASE_RETRY_LIMIT retries
+    the sweep takes over (None). Nothing about money is decided here: the pass that runs next finds
+    every step row as the failed pass left it (a call in flight is `unknown:sent` and looked up).
+
+    The retry carries the due time the refund waits for: the one it was delivered with, or, when the
+    failed pass had already written a new next_attempt_at (its answer was lost after the commit), that
+    one, read back once the database answers again, so the retry is never taken for an early copy."""
+    _database_connections_reset()
+    if retries >= settings.REFUND_DATABASE_RETRY_LIMIT:
+        logger.error(
+            "refund %s: database error after %d retries (%s); the stuck-refund sweep takes over",
+            refund_id,
+            retries,
+            exc,
+        )
+        return None
+    countdown = _backoff_seconds(retries + 1)
+    try:
+        waiting_for = Refund.objects.filter(pk=refund_id).values_list("next_attempt_at", flat=True).first()
+    except (OperationalError, InterfaceError):
+        _database_connections_reset()
+        waiting_for = None
+    if waiting_for is not None and waiting_for > timezone.now():
+        due = waiting_for.isoformat()
+        countdown = max(countdown, (waiting_for - timezone.now()).total_seconds())
+    logger.warning("refund %s: database error (%s); retrying in %.1fs", refund_id, exc, countdown)
+    return DatabaseRetry(countdown=countdown, due=due)
+
+
+def _database_connections_reset() -> None:
+    """Close this thread's connections after a database error (a terminated backend, a restarted
+    server): the next query reconnects. Not one inside a transaction someone else holds (a test's)."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def refund_process(*, refund_id: int, as_delivery: bool = False, due: str | None = None) -> ProcessOutcome:
@@ -428,15 +475,18 @@ def _schedule(
         fields["outcome_unknown_since"] = refund.outcome_unknown_since = now
     elif not unknown and refund.outcome_unknown_since is not None:
         fields["outcome_unknown_since"] = refund.outcome_unknown_since = None
-    Refund.objects.filter(pk=refund.pk).update(**fields)
-    if kind:
-        event_record(
-            refund,
-            kind,
-            actor=WORKER,
-            message=message,
-            data={"problems": [str(p) for p in problems or []], "countdown": countdown, "unknown": unknown},
-        )
+    # One transaction: the new due time and its audit event stand or fall together (a database error
+    # between them would leave a due time no message carries).
+    with transaction.atomic():
+        Refund.objects.filter(pk=refund.pk).update(**fields)
+        if kind:
+            event_record(
+                refund,
+                kind,
+                actor=WORKER,
+                message=message,
+                data={"problems": [str(p) for p in problems or []], "countdown": countdown, "unknown": unknown},
+            )
     return ProcessOutcome(status=RefundStatus.PROCESSING, retry_in=countdown, detail=detail, due=due)
 
 
