@@ -355,7 +355,11 @@ def _ensure_plan(refund: Refund, *, claim: dict, note: str) -> _Plan | tuple[Ref
         )
         bag = (
             Bag.objects.select_for_update()
-            .annotate(**{name: _subquery_sum(planned, column) for name, column in _PLANNED_SUMS.items()})
+            .annotate(
+                planned_sub_total=_subquery_sum(planned, "sub_total_amount"),
+                planned_shipping=_subquery_sum(planned, "shipping_amount"),
+                planned_tax=_subquery_sum(planned, "tax_amount"),
+            )
             .get(pk=refund.bag_id)
         )
         refunded_before = AmountParts(
@@ -424,14 +428,6 @@ def _ensure_plan(refund: Refund, *, claim: dict, note: str) -> _Plan | tuple[Ref
             event_record(refund, RefundEvent.Kind.NOTE, actor=WORKER, message=note)
         event_record(refund, RefundEvent.Kind.CLAIMED, actor=WORKER, message="Processing started.")
     return _Plan(reversals=reversals, shopper=shopper)
-
-
-# Bag annotation -> the Refund column it sums over the refunds planned before this one.
-_PLANNED_SUMS = {
-    "planned_sub_total": "sub_total_amount",
-    "planned_shipping": "shipping_amount",
-    "planned_tax": "tax_amount",
-}
 
 
 def _subquery_sum(rows, column: str) -> Coalesce:

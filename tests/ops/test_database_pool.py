@@ -118,7 +118,8 @@ def test_settings_on_sqlite_ignore_the_pool():
 @pytest.mark.django_db
 def test_threads_beyond_the_pool_wait_for_a_connection_instead_of_opening_their_own():
     params = connection.settings_dict
-    url = f"postgres://{params['USER']}:{params['PASSWORD'] or ''}@{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}/{params['NAME']}"
+    host = f"{params['HOST'] or '127.0.0.1'}:{params['PORT'] or 5432}"
+    url = f"postgres://{params['USER']}:{params['PASSWORD'] or ''}@{host}/{params['NAME']}"
     seen = _run(
         THREADS_SHARE_THE_POOL,
         DATABASE_URL=url,

@@ -132,7 +132,7 @@ def test_fault_26_db_connection_killed_after_stripe_ok(monkeypatch, settings, ea
     monkeypatch.setattr(engine, "database_retry_plan", plan)
     stripe_refunds_before = len(money_at_stripe(bag).refunds)
 
-    assert process_refund.delay(refund.pk).get() == "DATABASE_RETRY"  # its retry ran (eagerly) inside
+    assert process_refund.delay(refund.pk).result == "DATABASE_RETRY"  # its retry ran (eagerly) inside
 
     assert killed
     assert recorded_before_retry == [None]  # the answer was lost with the session
