@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from refunds import announcements as notifications
@@ -44,10 +44,12 @@ def bag_update_refund_state(*, bag_id: int) -> None:
     come back (kept in `status_before_refund`; the model defaults for rows refunded before it was
     kept). A CANCELED bag stays CANCELED. Nothing changes (and nothing is announced) for a bag that
     has no refund and never had one."""
-    # The bag locked, its refunded total and its refunds' drops in one statement.
+    bag = Bag.objects.select_for_update().get(pk=bag_id)
+    # After the lock, in a statement of its own (one that waited for a row lock reads other tables as
+    # of its start): the refunded total and the refunds' drops together.
     moved = Refund.objects.filter(bag=OuterRef("pk"), status__in=MONEY_MOVED_STATUSES).values("bag")
-    bag = (
-        Bag.objects.select_for_update()
+    counts = (
+        Bag.objects.filter(pk=bag_id)
         .annotate(
             refunded=Coalesce(Subquery(moved.annotate(total=Sum("amount")).values("total")[:1]), Value(0)),
             drops=Coalesce(
@@ -55,9 +57,10 @@ def bag_update_refund_state(*, bag_id: int) -> None:
                 Value(0),
             ),
         )
-        .get(pk=bag_id)
+        .values("refunded", "drops")
+        .get()
     )
-    refunded = bag.refunded
+    refunded = counts["refunded"]
     total = bag_totals(bag).total
     was_refunded = bag.financial_status in _REFUNDED_FINANCIAL
     if refunded <= 0 and not was_refunded:
@@ -90,7 +93,7 @@ def bag_update_refund_state(*, bag_id: int) -> None:
         ]
     )
     _order_update_refund_state(bag.order_id)
-    notifications.bag_refund_events_emit(bag, refunded_amount=refunded, drops=bag.drops)
+    notifications.bag_refund_events_emit(bag, refunded_amount=refunded, drops=counts["drops"])
 
 
 def _refund_drops(bag) -> QuerySet[RefundEvent]:
@@ -102,20 +105,17 @@ def _refund_drops(bag) -> QuerySet[RefundEvent]:
 
 
 def _order_update_refund_state(order_id: int) -> None:
-    # The order locked with what its bags' financial statuses say, in one statement.
-    bags = Bag.objects.filter(order_id=OuterRef("pk"))
-    order = (
-        Order.objects.select_for_update()
-        .annotate(
-            any_refunded=Exists(bags.filter(financial_status__in=_REFUNDED_FINANCIAL)),
-            any_not_refunded=Exists(bags.exclude(financial_status=FinancialStatus.REFUNDED)),
-        )
-        .get(pk=order_id)
-    )
-    if order.any_refunded:
+    order = Order.objects.select_for_update().get(pk=order_id)
+    # After the lock, in a statement of its own: another bag of the order may have committed its new
+    # status while this transaction waited for the order (a statement that waited for a row lock
+    # reads other tables as of its start).
+    statuses = set(Bag.objects.filter(order_id=order_id).values_list("financial_status", flat=True))
+    if statuses & set(_REFUNDED_FINANCIAL):
         if order.status not in _REFUNDED_ORDER:
             order.status_before_refund = order.status
-        order.status = OrderStatus.PARTIALLY_REFUNDED if order.any_not_refunded else OrderStatus.REFUNDED
+        order.status = (
+            OrderStatus.REFUNDED if statuses == {FinancialStatus.REFUNDED} else OrderStatus.PARTIALLY_REFUNDED
+        )
     elif order.status in _REFUNDED_ORDER:
         order.status = order.status_before_refund or OrderStatus.ACCEPTED
         order.status_before_refund = ""

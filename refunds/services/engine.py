@@ -347,24 +347,17 @@ def _ensure_plan(refund: Refund, *, claim: dict, note: str) -> _Plan | tuple[Ref
                 RefundErrorCode.CURRENCY_MISMATCH,
                 f"The payment is in {payment.currency} but the refund is in {refund.refund_currency}.",
             )
+        # The bag lock first, then what it guards in statements of their own: in READ COMMITTED a
+        # statement that waited for a row lock still reads every other table as of its start, so sums
+        # read with the lock could miss a refund planned by the transaction that held it.
+        bag = Bag.objects.select_for_update().get(pk=refund.bag_id)
         # Refunds already planned (they have their step rows) are what earlier reversals covered.
-        planned = (
-            Refund.objects.filter(bag=OuterRef("pk"), shopper_refund__isnull=False)
+        before = (
+            Refund.objects.filter(bag=bag, shopper_refund__isnull=False)
             .exclude(status=RefundStatus.CANCELED)
-            .values("bag")
+            .aggregate(s=Sum("sub_total_amount"), h=Sum("shipping_amount"), t=Sum("tax_amount"))
         )
-        bag = (
-            Bag.objects.select_for_update()
-            .annotate(
-                planned_sub_total=_subquery_sum(planned, "sub_total_amount"),
-                planned_shipping=_subquery_sum(planned, "shipping_amount"),
-                planned_tax=_subquery_sum(planned, "tax_amount"),
-            )
-            .get(pk=refund.bag_id)
-        )
-        refunded_before = AmountParts(
-            sub_total=bag.planned_sub_total, shipping=bag.planned_shipping, tax=bag.planned_tax
-        )
+        refunded_before = AmountParts(sub_total=before["s"] or 0, shipping=before["h"] or 0, tax=before["t"] or 0)
         this = AmountParts(sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount)
         # What other, not canceled refunds reverse from each transfer.
         others = (
