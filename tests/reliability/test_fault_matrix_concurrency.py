@@ -8,11 +8,11 @@ import functools
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from payments.models import Recipient, ShopperRefund
-from refunds.models import Bag, Refund, RefundStatus
-from refunds.services import engine, refund_cancel, refund_mark_external, refund_retry
+from payments.models import Recipient, ShopperRefund, TransferReversal
+from refunds.models import Bag, OrderSku, Refund, RefundStatus
+from refunds.services import RefundSkuLine, engine, refund_cancel, refund_mark_external, refund_retry
 from refunds.tasks import process_refund
 from stripe_sandbox import ledger
 from tests.parallel import run_in_parallel
@@ -193,3 +193,62 @@ def test_fault_28_concurrent_writers_on_one_bag(eager_propagates):
     merchant, channel = transfer_of(bag, Recipient.MERCHANT), transfer_of(bag, Recipient.DEVELOPER)
     assert stripe.merchant_reversed == merchant.reversed_amount and stripe.channel_reversed == channel.reversed_amount
     assert stripe.merchant_reversed + stripe.channel_reversed == total
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_plan_that_waited_for_the_bag_lock_sees_the_plan_committed_meanwhile():
+    """Row 28, the plan's reads (issue #20): two partial refunds of one bag planned at the same time.
+    The second waits for the bag lock the first holds; once it has the lock it must read the first
+    one's plan (in READ COMMITTED a statement that waited for a row lock reads other tables as of its
+    start, so the sums must not be read in the locking statement). Each refund reverses its own
+    commission share: 10% of its 5000 sub_total from the channel, the rest from the merchant."""
+    bag = funded_bag(skus=((5000, 2),))  # channel transfer 1000 (10% of 10000), merchant 10300
+    sku = OrderSku.objects.get(bag=bag)
+
+    def half(external_id):
+        line = [RefundSkuLine(order_sku_id=sku.pk, quantity=1)]
+        return record(bag, enqueue=False, external_id=external_id, skus=line, shipping_amount=0, tax_amount=0).refund
+
+    first, second = half("p1"), half("p2")
+    holding, release, planned = threading.Event(), threading.Event(), []
+
+    def plan_first_and_hold_the_bag():
+        try:
+            with transaction.atomic():
+                Bag.objects.select_for_update().get(pk=bag.pk)
+                engine._ensure_plan(Refund.objects.select_related("bag").get(pk=first.pk), claim={}, note="")
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def plan_second():
+        try:
+            planned.append(
+                engine._ensure_plan(Refund.objects.select_related("bag").get(pk=second.pk), claim={}, note="")
+            )
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=plan_first_and_hold_the_bag)
+    holder.start()
+    assert holding.wait(30)
+    waiter = threading.Thread(target=plan_second)
+    waiter.start()
+    with connection.cursor() as cursor:  # until the second plan waits for the bag lock
+        for _ in range(3000):
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                break
+            threading.Event().wait(0.01)
+        else:
+            pytest.fail("the second plan never waited for the bag lock")
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+
+    assert len(planned) == 1
+    for refund in (first, second):
+        reversals = {r.transfer.recipient: r.amount for r in TransferReversal.objects.filter(refund=refund)}
+        assert reversals == {Recipient.DEVELOPER: 500, Recipient.MERCHANT: 4500}, (refund.external_id, reversals)
