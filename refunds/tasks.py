@@ -13,13 +13,26 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def process_refund(refund_id: int, due: str | None = None) -> str:
+def process_refund(refund_id: int, due: str | None = None, database_retries: int = 0) -> str:
     """Process one refund. Delivered at least once; refund_process makes repeats harmless, and a
     copy arriving before the refund's next_attempt_at (unless it is the one scheduled for that time,
-    `due`) does nothing at all."""
-    from refunds.services import refund_process
+    `due`) does nothing at all. A database error (connection refused, too many connections, server
+    restarting, backend terminated) is retried like a transient Stripe error: this task sends its own
+    next pass with backoff (`database_retries` counts them), never leaving the refund to the sweep."""
+    from django.db import InterfaceError, OperationalError
 
-    outcome = refund_process(refund_id=refund_id, as_delivery=True, due=due)
+    from refunds.services import refund_process
+    from refunds.services.engine import DatabaseRetry, database_retry_plan
+
+    try:
+        outcome = refund_process(refund_id=refund_id, as_delivery=True, due=due)
+    except (OperationalError, InterfaceError) as exc:
+        plan: DatabaseRetry | None = database_retry_plan(refund_id, exc, due=due, retries=database_retries)
+        if plan is None:
+            return "DATABASE_ERROR"
+        retry = {"database_retries": database_retries + 1} | ({"due": plan.due} if plan.due else {})
+        process_refund.apply_async((refund_id,), retry, countdown=plan.countdown)
+        return "DATABASE_RETRY"
     if outcome.retry_in is not None:
         # Our own next pass with the same (stable) idempotency keys; countdown < visibility timeout.
         scheduled = {"due": outcome.due.isoformat()} if outcome.due else {}

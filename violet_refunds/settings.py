@@ -11,7 +11,7 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
-from violet_refunds import deployment, queues
+from violet_refunds import dbpool, deployment, queues
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -153,13 +153,23 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "violet_refunds.wsgi.application"
 
+# PostgreSQL connections (violet_refunds.dbpool, docs/operations.md "Database connections and worker
+# pool settings"): persistent per thread (CONN_MAX_AGE, throughput: see bench/), or, with
+# DATABASE_POOL=true, Django's psycopg pool of DATABASE_POOL_MIN_SIZE..MAX_SIZE connections per process
+# shared by its threads (a thread waits up to DATABASE_POOL_TIMEOUT seconds for one, so more threads
+# than PostgreSQL's max_connections wait instead of being refused). Ignored on SQLite.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": dbpool.database_connection_settings(
+        env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        pool=dbpool.PoolSettings(
+            enabled=env.bool("DATABASE_POOL", default=False),
+            min_size=env.int("DATABASE_POOL_MIN_SIZE", default=2),
+            max_size=env.int("DATABASE_POOL_MAX_SIZE", default=8),
+            timeout=env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+        ),
+        conn_max_age=env.int("CONN_MAX_AGE", default=60),
+    ),
 }
-if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    # Persistent connections matter for throughput (see bench/); health checks drop dead ones.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -489,6 +499,9 @@ REFUND_RETRY_BACKOFF_MAX_SECONDS = env.int("REFUND_RETRY_BACKOFF_MAX_SECONDS", d
 # Look-ups of a step whose outcome is unknown have no budget; they wait as long again as the outcome
 # has been unknown, up to this (and always below CELERY_VISIBILITY_TIMEOUT).
 REFUND_LOOKUP_BACKOFF_MAX_SECONDS = env.int("REFUND_LOOKUP_BACKOFF_MAX_SECONDS", default=900)
+# A database error in process_refund (connection refused, too many connections, a restart) is retried
+# with the same backoff as a transient Stripe error this many times; then the stuck-refund sweep.
+REFUND_DATABASE_RETRY_LIMIT = env.int("REFUND_DATABASE_RETRY_LIMIT", default=12)
 
 # --- Forwarding channel refunds to the merchant's platform (issue 14, refunds.services.forwarding) ---
 # Sends to an unreachable platform before the forwarding waits for an operator (triage: retry

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from refunds import announcements as notifications
 from refunds.amounts import bag_totals
@@ -44,9 +45,22 @@ def bag_update_refund_state(*, bag_id: int) -> None:
     kept). A CANCELED bag stays CANCELED. Nothing changes (and nothing is announced) for a bag that
     has no refund and never had one."""
     bag = Bag.objects.select_for_update().get(pk=bag_id)
-    refunded = (
-        Refund.objects.filter(bag=bag, status__in=MONEY_MOVED_STATUSES).aggregate(total=Sum("amount"))["total"] or 0
+    # After the lock, in a statement of its own (one that waited for a row lock reads other tables as
+    # of its start): the refunded total and the refunds' drops together.
+    moved = Refund.objects.filter(bag=OuterRef("pk"), status__in=MONEY_MOVED_STATUSES).values("bag")
+    counts = (
+        Bag.objects.filter(pk=bag_id)
+        .annotate(
+            refunded=Coalesce(Subquery(moved.annotate(total=Sum("amount")).values("total")[:1]), Value(0)),
+            drops=Coalesce(
+                Subquery(_refund_drops(OuterRef("pk")).values("refund__bag").annotate(n=Count("pk")).values("n")[:1]),
+                Value(0),
+            ),
+        )
+        .values("refunded", "drops")
+        .get()
     )
+    refunded = counts["refunded"]
     total = bag_totals(bag).total
     was_refunded = bag.financial_status in _REFUNDED_FINANCIAL
     if refunded <= 0 and not was_refunded:
@@ -79,23 +93,22 @@ def bag_update_refund_state(*, bag_id: int) -> None:
         ]
     )
     _order_update_refund_state(bag.order_id)
-    notifications.bag_refund_events_emit(bag, refunded_amount=refunded, drops=_refund_drops(bag))
+    notifications.bag_refund_events_emit(bag, refunded_amount=refunded, drops=counts["drops"])
 
 
-def _refund_drops(bag: Bag) -> int:
-    """How often a refund of the bag left the statuses whose money moved (a late Stripe failure
+def _refund_drops(bag) -> QuerySet[RefundEvent]:
+    """The times a refund of the bag left the statuses whose money moved (a late Stripe failure
     makes a COMPLETED refund FAILED): the audit trail's status changes say it."""
-    return (
-        RefundEvent.objects.filter(
-            refund__bag=bag, kind=RefundEvent.Kind.STATUS_CHANGED, from_status__in=MONEY_MOVED_STATUSES
-        )
-        .exclude(to_status__in=MONEY_MOVED_STATUSES)
-        .count()
-    )
+    return RefundEvent.objects.filter(
+        refund__bag=bag, kind=RefundEvent.Kind.STATUS_CHANGED, from_status__in=MONEY_MOVED_STATUSES
+    ).exclude(to_status__in=MONEY_MOVED_STATUSES)
 
 
 def _order_update_refund_state(order_id: int) -> None:
     order = Order.objects.select_for_update().get(pk=order_id)
+    # After the lock, in a statement of its own: another bag of the order may have committed its new
+    # status while this transaction waited for the order (a statement that waited for a row lock
+    # reads other tables as of its start).
     statuses = set(Bag.objects.filter(order_id=order_id).values_list("financial_status", flat=True))
     if statuses & set(_REFUNDED_FINANCIAL):
         if order.status not in _REFUNDED_ORDER:

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Sum
+from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db.models import F, OuterRef, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from payments import splits
@@ -99,6 +100,53 @@ def _lookup_backoff_seconds(waited: float) -> float:
     return max(0.5, random.uniform(target / 2, target))
 
 
+@dataclass(frozen=True)
+class DatabaseRetry:
+    countdown: float
+    due: str | None  # the refund's next_attempt_at the retry message carries (ISO), if any
+
+
+def database_retry_plan(refund_id: int, exc: BaseException, *, due: str | None, retries: int) -> DatabaseRetry | None:
+    """The next pass after a database error ended this one (issue #20: at 2 x 64 slots PostgreSQL
+    refused connections and refunds waited 15 minutes for the sweep). The dead connection is closed
+    so the next query opens a fresh one (Django checks health only when a task starts). Backoff like
+    a transient Stripe error, below the visibility timeout; after REFUND_DATABASE_RETRY_LIMIT retries
+    the sweep takes over (None). Nothing about money is decided here: the pass that runs next finds
+    every step row as the failed pass left it (a call in flight is `unknown:sent` and looked up).
+
+    The retry carries the due time the refund waits for: the one it was delivered with, or, when the
+    failed pass had already written a new next_attempt_at (its answer was lost after the commit), that
+    one, read back once the database answers again, so the retry is never taken for an early copy."""
+    _database_connections_reset()
+    if retries >= settings.REFUND_DATABASE_RETRY_LIMIT:
+        logger.error(
+            "refund %s: database error after %d retries (%s); the stuck-refund sweep takes over",
+            refund_id,
+            retries,
+            exc,
+        )
+        return None
+    countdown = _backoff_seconds(retries + 1)
+    try:
+        waiting_for = Refund.objects.filter(pk=refund_id).values_list("next_attempt_at", flat=True).first()
+    except (OperationalError, InterfaceError):
+        _database_connections_reset()
+        waiting_for = None
+    if waiting_for is not None and waiting_for > timezone.now():
+        due = waiting_for.isoformat()
+        countdown = max(countdown, (waiting_for - timezone.now()).total_seconds())
+    logger.warning("refund %s: database error (%s); retrying in %.1fs", refund_id, exc, countdown)
+    return DatabaseRetry(countdown=countdown, due=due)
+
+
+def _database_connections_reset() -> None:
+    """Close this thread's connections after a database error (a terminated backend, a restarted
+    server): the next query reconnects. Not one inside a transaction someone else holds (a test's)."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
 def refund_process(*, refund_id: int, as_delivery: bool = False, due: str | None = None) -> ProcessOutcome:
     """Move the money for one refund: reverse the merchant and channel transfers, then refund the
     shopper. Safe to run any number of times, concurrently or after a crash at any point.
@@ -151,7 +199,15 @@ class _Pass:
 
 
 def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> ProcessOutcome:
-    refund = Refund.objects.select_related("bag", "bag__order", "bag__merchant").filter(pk=refund_id).first()
+    # One read for what every pass needs: the refund, its bag, its forwarding and its shopper step
+    # (absent before the plan).
+    refund = (
+        Refund.objects.select_related(
+            "bag", "bag__order", "bag__merchant", "forwarding", "shopper_refund__payment_transaction"
+        )
+        .filter(pk=refund_id)
+        .first()
+    )
     if refund is None:
         return ProcessOutcome(status="MISSING")
     if refund.status != RefundStatus.PROCESSING:
@@ -174,26 +230,25 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
     if interrupted and died_at is not None:
         # Charged at the time of the pass that died, so this pass still counts as uncharged.
         claim.update(_attempt_charge(refund, died_at))
-    Refund.objects.filter(pk=refund.pk).update(**claim)
     refund.processing_started_at = now
-    if interrupted:
-        event_record(
-            refund,
-            RefundEvent.Kind.NOTE,
-            actor=WORKER,
-            message=f"The previous pass stopped without recording an outcome; counted as attempt {refund.attempts}.",
-        )
-
-    plan_error = _ensure_plan(refund)
-    if plan_error:
-        return _finish(refund, failed_error=plan_error)
-
-    reversals = list(
-        TransferReversal.objects.filter(refund=refund).select_related("transfer").order_by("transfer__recipient")
+    note = (
+        f"The previous pass stopped without recording an outcome; counted as attempt {refund.attempts}."
+        if interrupted
+        else ""
     )
+
+    shopper: ShopperRefund | None = getattr(refund, "shopper_refund", None)
+    if shopper is None:
+        # The first pass: the claim is written in the plan's transaction (no Stripe call before it).
+        planned = _ensure_plan(refund, claim=claim, note=note)
+        if not isinstance(planned, _Plan):
+            return _finish(refund, failed_error=planned)
+        reversals, shopper = planned.reversals, planned.shopper
+    else:
+        _claim(refund, claim, note)
+        reversals = list(TransferReversal.objects.filter(refund=refund).select_related("transfer"))
     # Merchant first, then channel (docs/architecture.md), then the shopper.
     reversals.sort(key=lambda r: 0 if r.transfer.recipient == Recipient.MERCHANT else 1)
-    shopper = ShopperRefund.objects.select_related("payment_transaction").get(refund=refund)
     run = _Pass(refund)
     if not run.may_call and not _needs_lookup(reversals, shopper):
         # Poison-message guard and out-of-retries: the budget is spent and every step's outcome is
@@ -241,6 +296,14 @@ def _process_locked(refund_id: int, *, as_delivery: bool, due: str | None) -> Pr
     return _finish(refund)
 
 
+def _claim(refund: Refund, claim: dict, note: str) -> None:
+    """Mark the pass started (and charge a pass that died uncharged), with its audit note."""
+    with transaction.atomic():
+        Refund.objects.filter(pk=refund.pk).update(**claim)
+        if note:
+            event_record(refund, RefundEvent.Kind.NOTE, actor=WORKER, message=note)
+
+
 def _shopper_step_blocked_by_dispute(shopper: ShopperRefund) -> bool:
     """A shopper step never sent to Stripe (or proven absent there) whose payment is disputed."""
     if shopper.status != ShopperRefund.Status.PENDING or shopper.gateway_refund_id or outcome_unknown(shopper):
@@ -256,23 +319,38 @@ def _needs_lookup(reversals: list[TransferReversal], shopper: ShopperRefund) -> 
     return shopper.status == ShopperRefund.Status.PENDING and bool(shopper.gateway_refund_id)
 
 
-def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
+@dataclass(frozen=True)
+class _Plan:
+    reversals: list[TransferReversal]
+    shopper: ShopperRefund
+
+
+def _ensure_plan(refund: Refund, *, claim: dict, note: str) -> _Plan | tuple[RefundErrorCode, str]:
     """Create the step rows (reversal per transfer, shopper refund) once, with frozen amounts and
-    idempotency keys, so every later attempt repeats exactly the same Stripe calls."""
-    if ShopperRefund.objects.filter(refund=refund).exists():
-        return None
-    payment = PaymentTransaction.objects.filter(order_id=refund.bag.order_id).first()
-    if payment is None:
-        return (RefundErrorCode.MISSING_PAYMENT, "The order has no payment transaction to refund.")
-    if payment.currency != refund.refund_currency:
-        return (
-            RefundErrorCode.CURRENCY_MISMATCH,
-            f"The payment is in {payment.currency} but the refund is in {refund.refund_currency}.",
-        )
+    idempotency keys, so every later attempt repeats exactly the same Stripe calls. Called only
+    while the refund has no shopper step, under its advisory lock (so by one pass at a time; the
+    one-to-one shopper row refuses a second plan anyway). One transaction, set-based: the bag lock
+    with the amounts already planned, the transfers with what other refunds reversed, the rows in
+    bulk, the refund's reversal amounts and `claim`, the audit event."""
     with transaction.atomic():
+        payment = PaymentTransaction.objects.filter(order_id=refund.bag.order_id).first()
+        if payment is None:
+            error: tuple[RefundErrorCode, str] = (
+                RefundErrorCode.MISSING_PAYMENT,
+                "The order has no payment transaction to refund.",
+            )
+            _claim(refund, claim, note)
+            return error
+        if payment.currency != refund.refund_currency:
+            _claim(refund, claim, note)
+            return (
+                RefundErrorCode.CURRENCY_MISMATCH,
+                f"The payment is in {payment.currency} but the refund is in {refund.refund_currency}.",
+            )
+        # The bag lock first, then what it guards in statements of their own: in READ COMMITTED a
+        # statement that waited for a row lock still reads every other table as of its start, so sums
+        # read with the lock could miss a refund planned by the transaction that held it.
         bag = Bag.objects.select_for_update().get(pk=refund.bag_id)
-        if ShopperRefund.objects.filter(refund=refund).exists():
-            return None
         # Refunds already planned (they have their step rows) are what earlier reversals covered.
         before = (
             Refund.objects.filter(bag=bag, shopper_refund__isnull=False)
@@ -281,20 +359,29 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
         )
         refunded_before = AmountParts(sub_total=before["s"] or 0, shipping=before["h"] or 0, tax=before["t"] or 0)
         this = AmountParts(sub_total=refund.sub_total_amount, shipping=refund.shipping_amount, tax=refund.tax_amount)
+        # What other, not canceled refunds reverse from each transfer.
+        others = (
+            TransferReversal.objects.filter(transfer=OuterRef("pk"))
+            .exclude(refund=refund)
+            .exclude(refund__status=RefundStatus.CANCELED)
+            .values("transfer")
+        )
         transfers = {
             t.recipient: t
-            for t in Transfer.objects.filter(bag=bag).exclude(
-                status__in=[Transfer.Status.FAILED, Transfer.Status.BYPASSED, Transfer.Status.PENDING]
+            for t in Transfer.objects.filter(bag=bag)
+            .exclude(status__in=[Transfer.Status.FAILED, Transfer.Status.BYPASSED, Transfer.Status.PENDING])
+            .annotate(
+                reversed_before=_subquery_sum(others, "amount"),
+                reversed_before_bag=_subquery_sum(others, "bag_amount"),
             )
         }
-        reversed_before = _reversed_before(transfers.values(), refund)
         try:
             legs = {
                 recipient: splits.TransferLeg(
                     amount=transfer.amount,
                     bag_amount=transfer.bag_amount,
-                    reversed_before=reversed_before.get(transfer.pk, (0, 0))[0],
-                    reversed_before_bag=reversed_before.get(transfer.pk, (0, 0))[1],
+                    reversed_before=transfer.reversed_before,
+                    reversed_before_bag=transfer.reversed_before_bag,
                 )
                 for recipient, transfer in transfers.items()
             }
@@ -306,44 +393,43 @@ def _ensure_plan(refund: Refund) -> tuple[RefundErrorCode, str] | None:
                 channel=legs.get(Recipient.DEVELOPER),
             )
         except ValueError as exc:
+            _claim(refund, claim, note)
             return (RefundErrorCode.INCONSISTENT_AMOUNTS, f"Cannot split this refund across the transfers: {exc}")
-        for recipient, leg_plan in ((Recipient.MERCHANT, plan.merchant), (Recipient.DEVELOPER, plan.channel)):
-            if leg_plan is None or leg_plan.amount <= 0:
-                continue
-            transfer = transfers[recipient]
-            TransferReversal.objects.create(
-                refund=refund,
-                transfer=transfer,
-                amount=leg_plan.amount,
-                bag_amount=leg_plan.bag_amount,
-                currency=transfer.currency,
-                idempotency_key=step_key(refund, reversal_step(recipient)),
-            )
-        ShopperRefund.objects.create(
+        reversals = TransferReversal.objects.bulk_create(
+            [
+                TransferReversal(
+                    refund=refund,
+                    transfer=transfers[recipient],
+                    amount=leg_plan.amount,
+                    bag_amount=leg_plan.bag_amount,
+                    currency=transfers[recipient].currency,
+                    idempotency_key=step_key(refund, reversal_step(recipient)),
+                )
+                for recipient, leg_plan in ((Recipient.MERCHANT, plan.merchant), (Recipient.DEVELOPER, plan.channel))
+                if leg_plan is not None and leg_plan.amount > 0
+            ]
+        )
+        shopper = ShopperRefund.objects.create(
             refund=refund,
             payment_transaction=payment,
             amount=refund.amount,
             currency=payment.currency,
             idempotency_key=step_key(refund, RefundStep.SHOPPER_REFUND),
         )
-        _store_reversal_amounts(refund, plan, transfers)
+        Refund.objects.filter(pk=refund.pk).update(**claim, **_reversal_amounts(plan, transfers))
+        if note:
+            event_record(refund, RefundEvent.Kind.NOTE, actor=WORKER, message=note)
         event_record(refund, RefundEvent.Kind.CLAIMED, actor=WORKER, message="Processing started.")
-    return None
+    return _Plan(reversals=reversals, shopper=shopper)
 
 
-def _reversed_before(transfers, refund: Refund) -> dict[int, tuple[int, int]]:
-    """transfer id -> (amount, bag_amount) that other, not canceled refunds reverse from it."""
-    rows = (
-        TransferReversal.objects.filter(transfer__in=list(transfers))
-        .exclude(refund=refund)
-        .exclude(refund__status=RefundStatus.CANCELED)
-        .values("transfer_id")
-        .annotate(amount=Sum("amount"), bag_amount=Sum("bag_amount"))
-    )
-    return {row["transfer_id"]: (row["amount"] or 0, row["bag_amount"] or 0) for row in rows}
+def _subquery_sum(rows, column: str) -> Coalesce:
+    """SUM(column) over `rows` (a queryset grouped by its outer reference) as a scalar subquery, 0 if none."""
+    return Coalesce(Subquery(rows.annotate(total=Sum(column)).values("total")[:1]), Value(0))
 
 
-def _store_reversal_amounts(refund: Refund, plan: splits.ReversalPlan, transfers: dict) -> None:
+def _reversal_amounts(plan: splits.ReversalPlan, transfers: dict) -> dict:
+    """The refund's reversal amount fields (the Order Refund object's) from its plan."""
     values = {"platform_currency": settings.PLATFORM_CURRENCY}
     for prefix, recipient, leg in (
         ("merchant", Recipient.MERCHANT, plan.merchant),
@@ -356,7 +442,7 @@ def _store_reversal_amounts(refund: Refund, plan: splits.ReversalPlan, transfers
         values[f"{prefix}_transfer_reversal_amount_usd"] = amount if currency == "USD" else None
         if recipient in transfers:
             values["platform_currency"] = currency
-    Refund.objects.filter(pk=refund.pk).update(**values)
+    return values
 
 
 def _after_problems(refund: Refund, problems: list[StepProblem], run: _Pass) -> ProcessOutcome:
@@ -428,15 +514,18 @@ def _schedule(
         fields["outcome_unknown_since"] = refund.outcome_unknown_since = now
     elif not unknown and refund.outcome_unknown_since is not None:
         fields["outcome_unknown_since"] = refund.outcome_unknown_since = None
-    Refund.objects.filter(pk=refund.pk).update(**fields)
-    if kind:
-        event_record(
-            refund,
-            kind,
-            actor=WORKER,
-            message=message,
-            data={"problems": [str(p) for p in problems or []], "countdown": countdown, "unknown": unknown},
-        )
+    # One transaction: the new due time and its audit event stand or fall together (a database error
+    # between them would leave a due time no message carries).
+    with transaction.atomic():
+        Refund.objects.filter(pk=refund.pk).update(**fields)
+        if kind:
+            event_record(
+                refund,
+                kind,
+                actor=WORKER,
+                message=message,
+                data={"problems": [str(p) for p in problems or []], "countdown": countdown, "unknown": unknown},
+            )
     return ProcessOutcome(status=RefundStatus.PROCESSING, retry_in=countdown, detail=detail, due=due)
 
 
@@ -445,10 +534,12 @@ def _finish(refund: Refund, failed_error: tuple[RefundErrorCode, str] | None = N
     outcome is unknown: then the refund stays PROCESSING and the step is looked up again (so no
     REFUND_FAILED, or any final event, is announced for money that may have moved)."""
     with transaction.atomic():
-        current = Refund.objects.select_for_update().get(pk=refund.pk)
+        # The refund row locked with its shopper step in one read (the step rows are re-read here:
+        # a Stripe event may have settled one since the pass read them).
+        current = Refund.objects.select_for_update(of=("self",)).select_related("shopper_refund").get(pk=refund.pk)
         if current.status != RefundStatus.PROCESSING:
             return ProcessOutcome(status=current.status, detail="already final")
-        shopper = ShopperRefund.objects.filter(refund=current).first()
+        shopper: ShopperRefund | None = getattr(current, "shopper_refund", None)
         reversals = list(TransferReversal.objects.filter(refund=current).select_related("transfer"))
         unknown = [
             StepProblem(reversal_step(r.transfer.recipient), "outcome unknown", unknown=True)

@@ -160,7 +160,10 @@ def forwarding_waits(refund: Refund) -> bool:
 def forwarding_blocks_money(refund: Refund, *, now: datetime | None = None) -> str:
     """Why the engine must not move this refund's money yet ('' = it may). A forwarding that is due
     is handed to its task again: the stuck-refund sweep is the forwarding's safety net too."""
-    forwarding = RefundForwarding.objects.filter(refund=refund).first()
+    if Refund.forwarding.is_cached(refund):  # loaded with the refund (the engine's first read)
+        forwarding = getattr(refund, "forwarding", None)
+    else:
+        forwarding = RefundForwarding.objects.filter(refund=refund).first()
     if forwarding is None or forwarding.state in MONEY_MAY_MOVE:
         return ""
     now = now or timezone.now()

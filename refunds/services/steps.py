@@ -205,14 +205,15 @@ def _run_step(
     if row.error_code.startswith(f"{ABSENT}5"):
         # Stripe stored the 5xx under the old key and would replay it forever; nothing was created.
         row.idempotency_key = next_generation_key(refund, step, row.idempotency_key)
-    before_call()
     # Marked unknown before the request leaves: a worker killed mid-call leaves it unknown, so the
-    # next pass looks it up before anything else.
+    # next pass looks it up before anything else. One transaction with the pass's attempt charge.
+    with transaction.atomic():
+        before_call()
+        model.objects.filter(pk=row.pk).update(
+            attempts=F("attempts") + 1, error_code=SENT, error_message="", idempotency_key=row.idempotency_key
+        )
     row.attempts += 1
     row.error_code = SENT
-    model.objects.filter(pk=row.pk).update(
-        attempts=F("attempts") + 1, error_code=SENT, error_message="", idempotency_key=row.idempotency_key
-    )
     try:
         result = call(row.idempotency_key)
     except TransientGatewayError as exc:

@@ -8,12 +8,11 @@ import functools
 import threading
 
 import pytest
-from django.db import InterfaceError, OperationalError, connection
-from django.utils import timezone
+from django.db import connection, transaction
 
-from payments.models import Recipient, ShopperRefund
-from refunds.models import Bag, Refund, RefundStatus
-from refunds.services import refund_cancel, refund_mark_external, refund_retry, refund_sweep_stuck
+from payments.models import Recipient, ShopperRefund, TransferReversal
+from refunds.models import Bag, OrderSku, Refund, RefundStatus
+from refunds.services import RefundSkuLine, engine, refund_cancel, refund_mark_external, refund_retry
 from refunds.tasks import process_refund
 from stripe_sandbox import ledger
 from tests.parallel import run_in_parallel
@@ -107,11 +106,14 @@ def test_fault_25b_concurrent_double_submit(eager_propagates):
 def test_fault_26_db_connection_killed_after_stripe_ok(monkeypatch, settings, eager_propagates):
     """Row 26: 'Retry replays same key => same refund id recorded; no 2nd refund'. Right after Stripe
     refunded the shopper, the worker's own PostgreSQL session is terminated (pg_terminate_backend):
-    the task dies with a database error and its advisory lock goes with the session. The stuck-refund
-    sweep takes it up again; the look-up finds the refund Stripe made and records that id: one refund."""
+    the pass dies with a database error and its advisory lock goes with the session. The task retries
+    it itself on a fresh connection (issue #20: not left to the 15-minute sweep); the look-up finds the
+    refund Stripe made and records that id: one refund."""
+    settings.STRIPE_SANDBOX_WEBHOOK_RECEIVER = ""  # only the task's passes (no in-process Stripe event)
     bag = funded_bag()
     refund = record(bag, enqueue=False, external_id="r26").refund
     killed = []
+    recorded_before_retry = []
 
     def kill_own_session(point: str) -> None:
         if point == "after_stripe:SHOPPER_REFUND" and not killed:
@@ -119,22 +121,24 @@ def test_fault_26_db_connection_killed_after_stripe_ok(monkeypatch, settings, ea
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
+    real_plan = engine.database_retry_plan
+
+    def plan(refund_id, exc, **kwargs):
+        result = real_plan(refund_id, exc, **kwargs)
+        recorded_before_retry.append(ShopperRefund.objects.get(refund_id=refund_id).gateway_refund_id)
+        return result
+
     monkeypatch.setattr("refunds.services.steps.crash_point", kill_own_session)
-    with pytest.raises((OperationalError, InterfaceError)):
-        process_refund.delay(refund.pk)
-    connection.close()  # what the worker's next task does: a fresh session
+    monkeypatch.setattr(engine, "database_retry_plan", plan)
+    stripe_refunds_before = len(money_at_stripe(bag).refunds)
+
+    assert process_refund.delay(refund.pk).result == "DATABASE_RETRY"  # its retry ran (eagerly) inside
+
     assert killed
-    shopper, _ = step_rows(refund)
-    assert (shopper.status, shopper.gateway_refund_id) == (ShopperRefund.Status.PENDING, None)
-    stripe_refund = money_at_stripe(bag).refunds[0]
-
-    settings.REFUND_STUCK_AFTER_SECONDS = 60
-    old = timezone.now() - timezone.timedelta(minutes=5)
-    Refund.objects.filter(pk=refund.pk).update(next_attempt_at=old)
-    assert refund_sweep_stuck() == [refund.pk]
-
+    assert recorded_before_retry == [None]  # the answer was lost with the session
+    stripe_refund = money_at_stripe(bag).refunds[stripe_refunds_before]
     assert_completed_once(refund)
-    shopper.refresh_from_db()
+    shopper, _ = step_rows(refund)
     assert shopper.gateway_refund_id == stripe_refund.stripe_id
     assert len(money_at_stripe(bag).refunds) == 1 and len(refund_posts()) == 1
 
@@ -189,3 +193,62 @@ def test_fault_28_concurrent_writers_on_one_bag(eager_propagates):
     merchant, channel = transfer_of(bag, Recipient.MERCHANT), transfer_of(bag, Recipient.DEVELOPER)
     assert stripe.merchant_reversed == merchant.reversed_amount and stripe.channel_reversed == channel.reversed_amount
     assert stripe.merchant_reversed + stripe.channel_reversed == total
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_plan_that_waited_for_the_bag_lock_sees_the_plan_committed_meanwhile():
+    """Row 28, the plan's reads (issue #20): two partial refunds of one bag planned at the same time.
+    The second waits for the bag lock the first holds; once it has the lock it must read the first
+    one's plan (in READ COMMITTED a statement that waited for a row lock reads other tables as of its
+    start, so the sums must not be read in the locking statement). Each refund reverses its own
+    commission share: 10% of its 5000 sub_total from the channel, the rest from the merchant."""
+    bag = funded_bag(skus=((5000, 2),))  # channel transfer 1000 (10% of 10000), merchant 10300
+    sku = OrderSku.objects.get(bag=bag)
+
+    def half(external_id):
+        line = [RefundSkuLine(order_sku_id=sku.pk, quantity=1)]
+        return record(bag, enqueue=False, external_id=external_id, skus=line, shipping_amount=0, tax_amount=0).refund
+
+    first, second = half("p1"), half("p2")
+    holding, release, planned = threading.Event(), threading.Event(), []
+
+    def plan_first_and_hold_the_bag():
+        try:
+            with transaction.atomic():
+                Bag.objects.select_for_update().get(pk=bag.pk)
+                engine._ensure_plan(Refund.objects.select_related("bag").get(pk=first.pk), claim={}, note="")
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def plan_second():
+        try:
+            planned.append(
+                engine._ensure_plan(Refund.objects.select_related("bag").get(pk=second.pk), claim={}, note="")
+            )
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=plan_first_and_hold_the_bag)
+    holder.start()
+    assert holding.wait(30)
+    waiter = threading.Thread(target=plan_second)
+    waiter.start()
+    with connection.cursor() as cursor:  # until the second plan waits for the bag lock
+        for _ in range(3000):
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                break
+            threading.Event().wait(0.01)
+        else:
+            pytest.fail("the second plan never waited for the bag lock")
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+
+    assert len(planned) == 1
+    for refund in (first, second):
+        reversals = {r.transfer.recipient: r.amount for r in TransferReversal.objects.filter(refund=refund)}
+        assert reversals == {Recipient.DEVELOPER: 500, Recipient.MERCHANT: 4500}, (refund.external_id, reversals)
