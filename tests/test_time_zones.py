@@ -114,3 +114,21 @@ def test_only_admin_requests_follow_the_cookie(rf):
         ("/portal/", "UTC"),
     ]
     assert timezone.get_current_timezone_name() == "UTC"
+
+
+def test_a_url_conf_without_the_admin_follows_no_cookie(rf, settings):
+    # A bench's or a test's URL conf has no admin: the middleware must not turn every request into a 500.
+    settings.ROOT_URLCONF = "tests.test_time_zones"
+    seen = []
+
+    def view(request):
+        seen.append(timezone.get_current_timezone_name())
+        return HttpResponse()
+
+    request = rf.get("/admin/")
+    request.COOKIES[TIME_ZONE_COOKIE] = "Asia/Tokyo"
+    OperatorTimeZoneMiddleware(view)(request)
+    assert seen == ["UTC"]
+
+
+urlpatterns: list = []  # the URL conf of the test above: no admin

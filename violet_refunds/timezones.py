@@ -15,7 +15,7 @@ import zoneinfo
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 TIME_ZONE_COOKIE = "tz"
@@ -44,7 +44,11 @@ class OperatorTimeZoneMiddleware:
 
     def _is_admin(self, request: HttpRequest) -> bool:
         if self._admin_prefix is None:
-            self._admin_prefix = reverse("admin:index")
+            try:
+                self._admin_prefix = reverse("admin:index")
+            except NoReverseMatch:
+                # A URL conf without the admin (a test's, a bench's): no request is an admin one.
+                return False
         return request.path.startswith(self._admin_prefix)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -54,6 +54,7 @@ from refunds.services.steps import (
 )
 from violet_refunds.locks import try_exclusive
 from violet_refunds.money import AmountParts
+from violet_refunds.retrying import database_connections_reset
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def database_retry_plan(refund_id: int, exc: BaseException, *, due: str | None, 
     The retry carries the due time the refund waits for: the one it was delivered with, or, when the
     failed pass had already written a new next_attempt_at (its answer was lost after the commit), that
     one, read back once the database answers again, so the retry is never taken for an early copy."""
-    _database_connections_reset()
+    database_connections_reset()
     if retries >= settings.REFUND_DATABASE_RETRY_LIMIT:
         logger.error(
             "refund %s: database error after %d retries (%s); the stuck-refund sweep takes over",
@@ -130,21 +131,13 @@ def database_retry_plan(refund_id: int, exc: BaseException, *, due: str | None, 
     try:
         waiting_for = Refund.objects.filter(pk=refund_id).values_list("next_attempt_at", flat=True).first()
     except (OperationalError, InterfaceError):
-        _database_connections_reset()
+        database_connections_reset()
         waiting_for = None
     if waiting_for is not None and waiting_for > timezone.now():
         due = waiting_for.isoformat()
         countdown = max(countdown, (waiting_for - timezone.now()).total_seconds())
     logger.warning("refund %s: database error (%s); retrying in %.1fs", refund_id, exc, countdown)
     return DatabaseRetry(countdown=countdown, due=due)
-
-
-def _database_connections_reset() -> None:
-    """Close this thread's connections after a database error (a terminated backend, a restarted
-    server): the next query reconnects. Not one inside a transaction someone else holds (a test's)."""
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close()
 
 
 def refund_process(*, refund_id: int, as_delivery: bool = False, due: str | None = None) -> ProcessOutcome:
