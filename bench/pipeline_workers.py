@@ -66,6 +66,11 @@ def start_worker(
             # In-process sandbox: it sleeps in the worker's thread. Out of process: the server does.
             "STRIPE_SANDBOX_LATENCY_MS": "0" if sandbox_url else str(args.latency_ms),
             "STRIPE_SANDBOX_URL": sandbox_url,
+            # As production should run many slots (docs/operations.md): a pool per worker node, so
+            # 2 x 64 threads share at most 2 x 40 connections (PostgreSQL allows 100) and wait for one
+            # instead of being refused.
+            "DATABASE_POOL": "true",
+            "DATABASE_POOL_MAX_SIZE": str(min(args.concurrency, 40)),
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
