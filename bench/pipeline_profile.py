@@ -1,7 +1,7 @@
 """The pipeline's product CPU per refund, in one process, with a profile of where it goes.
 
-    python bench/pipeline_profile.py [--refunds N] [--warmup W] [--top K] [--sort tottime|cumulative]
-                                     [--no-profile] [--keep-database]
+    python bench/pipeline_profile.py [--refunds N] [--warmup W] [--top K] [--no-profile] [--save FILE]
+                                     [--postgres-url URL] [--redis-url URL]
 
 What it does, on 127.0.0.1, cleaning up after itself:
 1. creates its own PostgreSQL database `violet_profile_<pid>` (on BENCH_POSTGRES_URL, else DATABASE_URL's
