@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import secrets
 import subprocess
 import sys
 import time
@@ -55,7 +54,13 @@ from bench.pipeline_workers import (  # noqa: E402
     stop_worker,
     wait_until_ready,
 )
-from bench.pipeline_world import build_bags, create_database, delete_queue_keys, drop_database  # noqa: E402
+from bench.pipeline_world import (  # noqa: E402
+    build_bags,
+    configure_process_environment,
+    create_database,
+    delete_queue_keys,
+    drop_database,
+)
 
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -155,24 +160,7 @@ def run(args) -> tuple[dict, str]:
     sandbox: SandboxServer | None = None
     sandbox_url = ""
     try:
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
-                "DATABASE_URL": database_url,
-                "REDIS_URL": args.redis_url,
-                "STRIPE_SANDBOX_LATENCY_MS": "0",  # building the world is not what we measure
-                "LOG_LEVEL": "WARNING",
-                # Production shape for every process (this one, the workers, the sandbox server): DEBUG
-                # off (no per-query bookkeeping), its own keys, the sandbox allowed explicitly.
-                "DEBUG": "false",
-                "STRIPE_SANDBOX_ALLOWED": "true",
-            }
-        )
-        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-        if "FIELD_ENCRYPTION_KEY" not in os.environ:
-            from cryptography.fernet import Fernet
-
-            os.environ["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+        configure_process_environment(database_url, args.redis_url)
         sys.path.insert(0, str(ROOT))
         import django
 

@@ -29,7 +29,6 @@ import cProfile
 import io
 import os
 import pstats
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ if str(ROOT) not in sys.path:
 
 from bench.pipeline import DEFAULT_REDIS, _server_of, with_database  # noqa: E402 - the project root first
 from bench.pipeline_workers import start_sandbox, stop_worker  # noqa: E402
-from bench.pipeline_world import build_bags, create_database, drop_database  # noqa: E402
+from bench.pipeline_world import build_bags, configure_process_environment, create_database, drop_database  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,22 +66,7 @@ def main(argv=None) -> int:
     create_database(args.postgres_url, db_name)
     sandbox = None
     try:
-        os.environ.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
-                "DATABASE_URL": database_url,
-                "REDIS_URL": args.redis_url,
-                "STRIPE_SANDBOX_LATENCY_MS": "0",
-                "LOG_LEVEL": "WARNING",
-                "DEBUG": "false",
-                "STRIPE_SANDBOX_ALLOWED": "true",
-            }
-        )
-        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
-        if "FIELD_ENCRYPTION_KEY" not in os.environ:
-            from cryptography.fernet import Fernet
-
-            os.environ["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+        configure_process_environment(database_url, args.redis_url)
         import django
 
         django.setup()

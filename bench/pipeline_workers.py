@@ -54,6 +54,20 @@ def run_worker(args) -> None:
     )
 
 
+def _spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    """A child of its own session (killed as a group), its output in log_path for its whole life."""
+    handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def start_worker(
     args, queue: str, database_url: str, log_path: Path, node: int = 0, sandbox_url: str = ""
 ) -> subprocess.Popen:
@@ -92,16 +106,7 @@ def start_worker(
         "--redis-url",
         args.redis_url,
     ]
-    handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the worker
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    return _spawn(command, env, log_path)
 
 
 def stop_worker(process: subprocess.Popen | None) -> None:
@@ -167,16 +172,7 @@ def start_sandbox(args, database_url: str, log_path: Path, timeout: float = 45) 
         "--pool-size",
         "8",
     ]
-    handle = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = _spawn(command, env, log_path)
     url = f"http://{HOST}:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,6 +5,31 @@ bags it refunds.
 from __future__ import annotations
 
 
+def configure_process_environment(database_url: str, redis_url: str) -> None:
+    """This process's environment before django.setup(), in the production shape every bench process
+    runs in (this one, the workers, the sandbox server): DEBUG off (no per-query bookkeeping), its own
+    keys, the sandbox allowed explicitly, no simulated latency while building the world."""
+    import os
+    import secrets
+
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "violet_refunds.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "STRIPE_SANDBOX_LATENCY_MS": "0",
+            "LOG_LEVEL": "WARNING",
+            "DEBUG": "false",
+            "STRIPE_SANDBOX_ALLOWED": "true",
+        }
+    )
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    if "FIELD_ENCRYPTION_KEY" not in os.environ:
+        from cryptography.fernet import Fernet
+
+        os.environ["FIELD_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+
+
 def create_database(admin_url: str, name: str) -> None:
     import psycopg
 
