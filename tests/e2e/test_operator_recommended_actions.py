@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from refunds.admin.position import RECOMMENDED_ACTIONS
 from refunds.errors import RefundErrorCode
 from refunds.models import RefundError, RefundEvent, RefundStatus, RefundStep
-from tests.refunds.admin.helpers import OPERATORS, log_in, processed, record, staff_in
+from tests.refunds.admin.helpers import OPERATORS, confirm_operation, log_in, processed, record, staff_in
 from tests.world import funded_bag
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -78,13 +78,7 @@ def test_every_other_row_leads_with_its_action_and_the_action_works(live_server,
             expect(page.locator("#refused-cancel")).to_contain_text("Money already moved")
             screenshot_of(page, f"operator-recommended-row-{code.name.lower()}")
 
-            first.click()
-            if action != "resolve-errors":  # a repair that may move money states it per party first
-                expect(page.locator(".refund-consequences li[data-party=network]")).to_be_visible()
-            page.fill("textarea[name=note]", note)
-            page.click("#confirm-operation")
-            page.wait_for_url(re.compile(rf"/admin/refunds/refund/{refund.pk}/change/$"))
-            expect(page.locator(".messagelist")).to_contain_text(f"Refund {refund.pk}")
+            confirm_operation(page, refund, first, action, note)
 
             refund.refresh_from_db()
             if action == "mark-external":

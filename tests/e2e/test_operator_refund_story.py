@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from refunds.models import RefundError, RefundEvent, RefundStatus
-from tests.refunds.admin.helpers import OPERATORS, log_in, processed, record, staff_in
+from tests.refunds.admin.helpers import OPERATORS, confirm_operation, log_in, processed, record, staff_in
 from tests.world import funded_bag
 from violet_refunds.money import format_amount
 
@@ -76,13 +76,7 @@ def test_recommended_action_leads_and_works(
     expect(first).to_have_attribute("data-operation", recommended)
     expect(first).to_contain_text("Recommended:")
     screenshot(f"operator-recommended-{recommended}")
-    first.click()
-    if recommended != "resolve-errors":  # a repair that may move money states it per party first
-        expect(page.locator(".refund-consequences li[data-party=network]")).to_be_visible()
-    page.fill("textarea[name=note]", note)
-    page.click("#confirm-operation")
-    page.wait_for_url(re.compile(rf"/admin/refunds/refund/{refund.pk}/change/$"))
-    expect(page.locator(".messagelist")).to_contain_text(f"Refund {refund.pk}")
+    confirm_operation(page, refund, first, recommended, note)
     refund.refresh_from_db()
     if expected_status is not None:
         assert refund.status == expected_status

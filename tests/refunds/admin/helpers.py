@@ -54,3 +54,20 @@ def log_in(page, live_server, user) -> None:
     page.fill("#id_password", DEFAULT_PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(f"{live_server.url}/admin/")
+
+
+def confirm_operation(page, refund, button, operation: str, note: str) -> None:
+    """Click a repair on the refund page, confirm it with a note, and land back on the refund page with
+    an outcome message naming the refund. A repair that may move money states its consequence per
+    party on the confirmation page first (resolving errors moves nothing)."""
+    import re
+
+    from playwright.sync_api import expect
+
+    button.click()
+    if operation != "resolve-errors":
+        expect(page.locator(".refund-consequences li[data-party=network]")).to_be_visible()
+    page.fill("textarea[name=note]", note)
+    page.click("#confirm-operation")
+    page.wait_for_url(re.compile(rf"/admin/refunds/refund/{refund.pk}/change/$"))
+    expect(page.locator(".messagelist")).to_contain_text(f"Refund {refund.pk}")
